@@ -1,0 +1,34 @@
+import pino from 'pino';
+import type { Logger, LoggerOptions } from 'pino';
+
+export type { Logger };
+
+export interface LoggerSetup {
+  readonly level?: string;
+  /** Where JSON lines go: 1 (stdout, sidecar/forecaster) or 2 (stderr, the plugin: stdout is the handshake's). */
+  readonly fd?: 1 | 2;
+  /** hclog shape (`@level`, `@message`, `@timestamp`) so the Nomad agent re-logs plugin lines at their level. */
+  readonly hclog?: boolean;
+  readonly name?: string;
+}
+
+const REDACT = ['token', '*.token', 'key', '*.key', 'privateKey', '*.privateKey', 'secretId', '*.secretId'];
+
+function hclogTimestamp(): string {
+  // hclog wants six fractional digits; Date gives three.
+  const iso = new Date().toISOString();
+  return `,"@timestamp":"${iso.slice(0, 23)}000Z"`;
+}
+
+/** Builds the one root logger of a process; only main.ts calls this, everything else takes a child. */
+export function createRootLogger(setup: LoggerSetup = {}): Logger {
+  const options: LoggerOptions = { level: setup.level ?? 'info', redact: REDACT };
+  if (setup.name !== undefined) options.name = setup.name;
+  if (setup.hclog === true) {
+    options.messageKey = '@message';
+    options.timestamp = hclogTimestamp;
+    options.base = undefined;
+    options.formatters = { level: (label) => ({ '@level': label }) };
+  }
+  return pino(options, pino.destination({ fd: setup.fd ?? 1, sync: true }));
+}

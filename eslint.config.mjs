@@ -1,0 +1,44 @@
+import tseslint from 'typescript-eslint';
+import importX from 'eslint-plugin-import-x';
+
+export default tseslint.config(
+  { ignores: ['proto/gen/**', 'dist/**', 'node_modules/**', '.venv/**', 'forecaster/training/**', '**/*.js', '**/*.mjs'] },
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    plugins: { 'import-x': importX },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/consistent-type-imports': ['error', { prefer: 'type-imports' }],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      'import-x/no-cycle': 'error',
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "CallExpression[callee.object.name=/^(it|test|describe)$/][callee.property.name=/^(only|skip|todo)$/]",
+          message: 'Committed tests never use .only, .skip or .todo (STYLE.md B6).',
+        },
+      ],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['**/plugin/src/**'], message: 'Components share only common/ and proto/ (STYLE.md B2).' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['sidecar/src/**', 'forecaster/src/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: ['**/plugin/src/**', '../../plugin/**'] }] },
+  },
+  {
+    files: ['test/**'],
+    rules: {
+      'no-restricted-imports': 'off',
+      '@typescript-eslint/unbound-method': 'off',
+    },
+  },
+);

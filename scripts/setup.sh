@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Installs everything nomad-chain needs on a fresh Debian 12 machine. Idempotent: a second run finds each
+# component already in place (or in the machine-wide cache) and takes seconds.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${NOMAD_CHAIN_CACHE:-/var/cache/nomad-chain}
+CRIU_VERSION=4.2.1
+CRIU_TARBALL=criu_${CRIU_VERSION}.orig.tar.xz
+CRIU_PREFIX=${CRIU_PREFIX:-/usr/local}
+CRIU_MIN=4.2
+APT_PACKAGES=(runc iptables haproxy iproute2 python3-venv xz-utils protobuf-compiler libprotobuf-dev)
+CRIU_BUILD_DEPS=(build-essential pkgconf libbsd-dev libcap-dev libgnutls28-dev libnet1-dev libnftables-dev
+  libnl-3-dev libprotobuf-c-dev libprotobuf-dev uuid-dev protobuf-c-compiler protobuf-compiler
+  python3-protobuf dpkg-dev)
+
+step() { printf '==> %s\n' "$*"; }
+ok() { printf '    %-22s %s\n' "$1" "$2"; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (it installs Debian packages and CRIU)"
+mkdir -p "$CACHE"
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ $apt_updated = 0 ]; then apt-get update -qq || die "apt-get update failed"; apt_updated=1; fi
+  # --no-install-recommends: runc recommends Debian's criu 3.17, which fails on this kernel.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install failed for: ${missing[*]}"
+}
+
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+
+criu_usable() {
+  local bin=$1 v
+  [ -x "$bin" ] || return 1
+  v=$("$bin" --version 2>/dev/null | sed -n 's/^Version: *//p')
+  [ -n "$v" ] && version_ge "$v" "$CRIU_MIN" && "$bin" check >/dev/null 2>&1
+}
+
+fetch_criu_tarball() {
+  [ -f "$CACHE/$CRIU_TARBALL" ] && return 0
+  # A private apt configuration with one sid deb-src entry: apt verifies the tarball against the sha256 in
+  # Debian's signed Sources index, and the machine's own apt sources stay untouched.
+  local aptdir="$CACHE/apt-sid"
+  mkdir -p "$aptdir/lists/partial" "$aptdir/archives/partial" "$aptdir/src"
+  cat >"$aptdir/sid.sources" <<EOF
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: sid
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  local opts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$aptdir" -o "Dir::State::Lists=$aptdir/lists"
+    -o "Dir::Cache::Archives=$aptdir/archives" -o "Debug::NoLocking=1")
+  apt-get "${opts[@]}" update -qq >/dev/null || die "could not read Debian sid's Sources index"
+  # The .debian part of the source package may 404; the orig tarball alone is what we build.
+  (cd "$aptdir/src" && apt-get "${opts[@]}" source --download-only criu >/dev/null 2>&1) || true
+  [ -f "$aptdir/src/$CRIU_TARBALL" ] || die "could not download $CRIU_TARBALL from Debian sid"
+  local want
+  want=$(apt-cache "${opts[@]}" showsrc criu 2>/dev/null \
+    | awk '/^Checksums-Sha256:/{f=1;next} f&&/^ /{print} f&&!/^ /{f=0}' | awk -v t="$CRIU_TARBALL" '$3==t{print $1}' | head -n1)
+  [ -n "$want" ] || die "no sha256 for $CRIU_TARBALL in Debian's Sources index"
+  echo "$want  $aptdir/src/$CRIU_TARBALL" | sha256sum -c --quiet - || die "$CRIU_TARBALL does not match Debian's sha256"
+  cp "$aptdir/src/$CRIU_TARBALL" "$CACHE/$CRIU_TARBALL"
+}
+
+install_criu() {
+  local existing
+  for existing in "${CRIU_BIN:-}" "$CRIU_PREFIX/sbin/criu" "$(command -v criu 2>/dev/null || true)"; do
+    if [ -n "$existing" ] && criu_usable "$existing"; then echo "$existing"; return 0; fi
+  done
+  apt_install "${CRIU_BUILD_DEPS[@]}"
+  fetch_criu_tarball
+  local build="$CACHE/build/criu-$CRIU_VERSION"
+  if [ ! -x "$build/criu/criu" ]; then
+    rm -rf "$build" && mkdir -p "$CACHE/build"
+    tar -xJf "$CACHE/$CRIU_TARBALL" -C "$CACHE/build" || die "could not unpack $CRIU_TARBALL"
+    make -C "$build" -j"$(nproc)" criu >"$CACHE/build/criu-make.log" 2>&1 \
+      || die "CRIU build failed; see $CACHE/build/criu-make.log"
+  fi
+  install -D -m 0755 "$build/criu/criu" "$CRIU_PREFIX/sbin/criu"
+  criu_usable "$CRIU_PREFIX/sbin/criu" || die "built CRIU at $CRIU_PREFIX/sbin/criu fails 'criu check'"
+  echo "$CRIU_PREFIX/sbin/criu"
+}
+
+step "Debian packages"
+apt_install "${APT_PACKAGES[@]}"
+ok runc "$(runc --version | head -n1)"
+ok haproxy "$(haproxy -v | head -n1)"
+ok iptables "$(iptables --version)"
+ok iproute2 "$(ip -V)"
+
+step "CRIU >= $CRIU_MIN"
+criu_bin=$(install_criu)
+ok criu "$criu_bin ($("$criu_bin" --version | sed -n 's/^Version: *//p'))"
+# Without CAP_SYS_RESOURCE, CRIU's 64 KiB tee pipes break the lazy-pages page server.
+if [ "$(cat /proc/sys/fs/pipe-max-size)" -lt 4194304 ]; then sysctl -q -w fs.pipe-max-size=4194304; fi
+ok fs.pipe-max-size "$(cat /proc/sys/fs/pipe-max-size)"
+
+step "npm dependencies"
+cd "$ROOT"
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ -f node_modules/.setup-lock-hash ] && [ "$(cat node_modules/.setup-lock-hash)" = "$lock_hash" ]; then
+  ok node_modules "up to date"
+else
+  ONNXRUNTIME_NODE_INSTALL=skip ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci --no-audit --no-fund --loglevel=error \
+    || die "npm ci failed"
+  echo "$lock_hash" >node_modules/.setup-lock-hash
+  ok node_modules "installed"
+fi
+node -e "require('onnxruntime-node')" || die "onnxruntime-node does not load"
+ok onnxruntime-node "$(node -p "require('onnxruntime-node/package.json').version")"
+
+step "Python training environment (.venv)"
+req="$ROOT/forecaster/training/requirements.txt"
+if [ -f "$req" ]; then
+  req_hash=$( (sha256sum "$req"; sha256sum "$ROOT/forecaster/training/pyproject.toml" 2>/dev/null) | sha256sum | cut -d' ' -f1)
+  if [ ! -f .venv/.setup-hash ] || [ "$(cat .venv/.setup-hash)" != "$req_hash" ]; then
+    python3 -m venv .venv || die "python3 -m venv failed"
+    .venv/bin/pip install -q --cache-dir "$CACHE/pip" -r "$req" || die "pip install of $req failed"
+    .venv/bin/pip install -q --no-deps -e "$ROOT/forecaster/training" || die "pip install of the trainer failed"
+    echo "$req_hash" >.venv/.setup-hash
+  fi
+  ok python "$(.venv/bin/python --version)"
+fi
+
+step "Go modules of the contract harness"
+if [ -f "$ROOT/test/contract/go.mod" ]; then
+  (cd "$ROOT/test/contract" && go mod download) || die "go mod download failed in test/contract"
+  ok go "$(go version | cut -d' ' -f3)"
+fi
+
+step "done"
