@@ -2,7 +2,17 @@ import tseslint from 'typescript-eslint';
 import importX from 'eslint-plugin-import-x';
 
 export default tseslint.config(
-  { ignores: ['proto/gen/**', 'dist/**', 'node_modules/**', '.venv/**', 'forecaster/training/**', '**/*.js', '**/*.mjs'] },
+  {
+    ignores: [
+      'proto/gen/**',
+      'dist/**',
+      'node_modules/**',
+      '.venv/**',
+      'forecaster/training/**',
+      '**/*.js',
+      '**/*.mjs',
+    ],
+  },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
@@ -16,7 +26,8 @@ export default tseslint.config(
       'no-restricted-syntax': [
         'error',
         {
-          selector: "CallExpression[callee.object.name=/^(it|test|describe)$/][callee.property.name=/^(only|skip|todo)$/]",
+          selector:
+            'CallExpression[callee.object.name=/^(it|test|describe)$/][callee.property.name=/^(only|skip|todo)$/]',
           message: 'Committed tests never use .only, .skip or .todo (STYLE.md B6).',
         },
       ],

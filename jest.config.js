@@ -1,5 +1,5 @@
 /** One Jest project per test tier (STYLE.md B6). Type checking is `npm run lint:types`' job. */
-const transform = { '^.+\\.ts$': ['ts-jest', { isolatedModules: true, diagnostics: false }] };
+const transform = { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] };
 const tier = (name, extra = {}) => ({
   displayName: name,
   testEnvironment: 'node',

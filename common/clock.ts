@@ -4,6 +4,11 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
+function abortReason(signal: AbortSignal | undefined): Error {
+  const reason: unknown = signal?.reason;
+  return reason instanceof Error ? reason : new Error('aborted');
+}
+
 export class SystemClock implements Clock {
   now(): number {
     return Date.now();
@@ -12,7 +17,7 @@ export class SystemClock implements Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted === true) {
-        reject(signal.reason);
+        reject(abortReason(signal));
         return;
       }
       const timer = setTimeout(() => {
@@ -21,7 +26,7 @@ export class SystemClock implements Clock {
       }, ms);
       const onAbort = (): void => {
         clearTimeout(timer);
-        reject(signal?.reason);
+        reject(abortReason(signal));
       };
       signal?.addEventListener('abort', onAbort, { once: true });
     });

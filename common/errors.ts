@@ -29,7 +29,7 @@ export class NomadChainError extends Error {
 /** Narrows an unknown thrown value, for code that must read `code` without trusting `instanceof`. */
 export function errorCode(err: unknown): string | undefined {
   if (typeof err === 'object' && err !== null && 'code' in err) {
-    const code = (err as { code: unknown }).code;
+    const code: unknown = err.code;
     return typeof code === 'string' ? code : undefined;
   }
   return undefined;

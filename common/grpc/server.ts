@@ -1,7 +1,12 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { Server } from '@grpc/grpc-js';
+import { ServerCredentials } from '@grpc/grpc-js';
 
 /** Binds a grpc-js server and resolves the bound port (0 = OS-chosen). */
-export function bindServer(server: Server, address: string, credentials = ServerCredentials.createInsecure()): Promise<number> {
+export function bindServer(
+  server: Server,
+  address: string,
+  credentials = ServerCredentials.createInsecure(),
+): Promise<number> {
   return new Promise((resolve, reject) => {
     server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
   });

@@ -1,0 +1,302 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { resolveBinary } from '../binaries';
+import { run } from '../exec';
+import { HealthCheckResponse_ServingStatus, HealthClient } from '../../proto/gen/grpc/health/v1/health';
+import { LocalClusterError } from './errors';
+import { Haproxy } from './haproxy';
+import { ClusterNetwork } from './network';
+import { ClusterRegistry, subnetPrefix, type ClusterRecord, type NodeRecord } from './registry';
+
+const REPO = resolve(__dirname, '..', '..');
+/** Port of every node's sidecar (State Transfer Protocol and health); each node has its own address. */
+export const SIDECAR_PORT = 7450;
+
+export interface LocalClusterOptions {
+  /** How many simulated nodes. @default 3 */
+  readonly nodes?: number;
+  /** Folder for logs, node data and HAProxy's files. @default a new folder under the OS temp dir */
+  readonly runDir?: string;
+  /** Services HAProxy fronts, each on its own loopback port. @default ["app"] */
+  readonly services?: readonly string[];
+  /** Extra environment for every sidecar. @default {} */
+  readonly sidecarEnv?: Readonly<Record<string, string>>;
+  /** The sidecar command (argv) started inside each node. @default the project's sidecar via scripts/register.js */
+  readonly sidecarCommand?: readonly string[];
+  /** How long to wait for each sidecar's health RPC. @default 30000 */
+  readonly readyTimeoutMs?: number;
+}
+
+export interface LocalNode {
+  readonly name: string;
+  readonly netns: string;
+  /** Path for `nsenter --net=` and for runc's network namespace. */
+  readonly netnsPath: string;
+  readonly address: string;
+  readonly sidecarAddress: string;
+  readonly dataDir: string;
+  readonly localSocket: string;
+  readonly logFile: string;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address !== null ? resolvePort(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+function alive(pid: number): boolean {
+  if (pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitHealthy(address: string, timeoutMs: number, logFile: string): Promise<void> {
+  const client = new HealthClient(address, credentials.createInsecure());
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const serving = await new Promise<boolean>((resolveCheck) => {
+        client.check({ service: '' }, new Metadata(), { deadline: Date.now() + 1000 }, (err, res) =>
+          resolveCheck(err === null && res.status === HealthCheckResponse_ServingStatus.SERVING),
+        );
+      });
+      if (serving) return;
+      if (Date.now() > deadline) {
+        throw new LocalClusterError(
+          'NC_CLUSTER_SIDECAR_UNHEALTHY',
+          `sidecar at ${address} not serving after ${timeoutMs} ms; see ${logFile}`,
+          {
+            context: { address, logFile },
+          },
+        );
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    client.close();
+  }
+}
+
+async function killAll(pids: readonly number[], graceMs: number): Promise<void> {
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+}
+
+/** Containers a node's sidecar left (runc state dirs under its data dir): deleted so no cgroup or mount stays. */
+async function deleteContainers(dataDir: string): Promise<void> {
+  if (!existsSync(dataDir)) return;
+  let runc: string;
+  try {
+    runc = resolveBinary('runc');
+  } catch {
+    return;
+  }
+  const visit = async (dir: string, depth: number): Promise<void> => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (!entry.isDirectory()) continue;
+      const child = join(dir, entry.name);
+      if (existsSync(join(child, 'state.json'))) {
+        await run([runc, '--root', dir, 'delete', '--force', entry.name], { allowFailure: true });
+      } else if (depth > 0) {
+        await visit(child, depth - 1);
+      }
+    }
+  };
+  await visit(dataDir, 3);
+}
+
+/** Takes down everything a cluster record names; safe on a half-made or crashed cluster. */
+export async function destroyCluster(record: ClusterRecord, registry: ClusterRegistry): Promise<void> {
+  const ip = resolveBinary('ip');
+  const inNamespaces: number[] = [];
+  for (const node of record.nodes) {
+    const pids = await run([ip, 'netns', 'pids', node.netns], { allowFailure: true });
+    for (const line of pids.stdout.split('\n')) if (/^\d+$/.test(line.trim())) inNamespaces.push(Number(line.trim()));
+  }
+  await killAll([...record.nodes.map((n) => n.sidecarPid), record.haproxyPid, ...inNamespaces], 3000);
+  for (const node of record.nodes) await deleteContainers(node.dataDir);
+  const network = new ClusterNetwork(record.bridge, subnetPrefix(record.subnetIndex));
+  for (const node of record.nodes) await network.removeNode(node.netns, node.veth);
+  await network.removeBridge();
+  registry.releaseSubnet(record.subnetIndex);
+  registry.remove(record.id);
+}
+
+/**
+ * N simulated nodes on this machine, each a network namespace with its own address running a real sidecar,
+ * and one HAProxy on loopback in front. Everything it makes is recorded first, so `down` undoes a crashed run.
+ */
+export class LocalCluster {
+  private constructor(
+    readonly id: string,
+    readonly runDir: string,
+    readonly nodes: readonly LocalNode[],
+    readonly haproxy: Haproxy,
+    private readonly record: ClusterRecord,
+    private readonly registry: ClusterRegistry,
+  ) {}
+
+  get logDir(): string {
+    return join(this.runDir, 'logs');
+  }
+
+  node(name: string): LocalNode {
+    const node = this.nodes.find((n) => n.name === name);
+    if (node === undefined)
+      throw new LocalClusterError('NC_CLUSTER_NO_NODE', `no node ${JSON.stringify(name)} in cluster ${this.id}`, {
+        context: { node: name },
+      });
+    return node;
+  }
+
+  static async up(options: LocalClusterOptions = {}, registry = new ClusterRegistry()): Promise<LocalCluster> {
+    const count = options.nodes ?? 3;
+    if (!Number.isInteger(count) || count < 1 || count > 64) {
+      throw new LocalClusterError('NC_CONFIG_INVALID', `invalid configuration: nodes: expected 1 to 64, got ${count}`, {
+        context: { field: 'nodes' },
+      });
+    }
+    const id = randomBytes(2).toString('hex');
+    const runDir = options.runDir ?? mkdtempSync(join(tmpdir(), `nomad-chain-${id}-`));
+    mkdirSync(join(runDir, 'logs'), { recursive: true });
+    const subnetIndex = registry.claimSubnet(id);
+    const network = new ClusterNetwork(`ncb-${id}`, subnetPrefix(subnetIndex));
+    const record: ClusterRecord = {
+      id,
+      runDir,
+      bridge: network.bridge,
+      subnetIndex,
+      ownerPid: process.pid,
+      createdAtUnixMs: Date.now(),
+      nodes: [],
+      haproxyPid: 0,
+      services: [],
+    };
+    registry.save(record);
+    try {
+      await network.createBridge();
+      const nsenter = resolveBinary('nsenter');
+      const nodes: LocalNode[] = [];
+      for (let i = 0; i < count; i++) {
+        const name = `node${i + 1}`;
+        const dataDir = join(runDir, 'nodes', name);
+        mkdirSync(dataDir, { recursive: true });
+        const nodeRecord: NodeRecord = {
+          name,
+          netns: `nc-${id}-${name}`,
+          veth: `ncv${id}n${i + 1}`,
+          address: network.addressOf(i),
+          dataDir,
+          localSocket: join(dataDir, 'sidecar.sock'),
+          sidecarPid: 0,
+        };
+        record.nodes.push(nodeRecord);
+        registry.save(record);
+        await network.addNode(nodeRecord.netns, nodeRecord.veth, i);
+        const logFile = join(runDir, 'logs', `${name}-sidecar.log`);
+        const command = options.sidecarCommand ?? [
+          process.execPath,
+          '-r',
+          join(REPO, 'scripts/register.js'),
+          join(REPO, 'sidecar/src/main.ts'),
+        ];
+        const log = openSync(logFile, 'a');
+        const child = spawn(nsenter, [`--net=/run/netns/${nodeRecord.netns}`, '--', ...command], {
+          detached: true,
+          stdio: ['ignore', log, log],
+          cwd: REPO,
+          env: {
+            ...process.env,
+            ...options.sidecarEnv,
+            NOMAD_CHAIN_NODE_NAME: name,
+            NOMAD_CHAIN_LISTEN_ADDRESS: nodeRecord.address,
+            NOMAD_CHAIN_LISTEN_PORT: String(SIDECAR_PORT),
+            NOMAD_CHAIN_DATA_DIR: dataDir,
+            NOMAD_CHAIN_LOCAL_SOCKET: nodeRecord.localSocket,
+            NOMAD_CHAIN_TASK_NETNS: `/run/netns/${nodeRecord.netns}`,
+          },
+        });
+        child.unref();
+        nodeRecord.sidecarPid = child.pid ?? 0;
+        registry.save(record);
+        nodes.push({
+          name,
+          netns: nodeRecord.netns,
+          netnsPath: `/run/netns/${nodeRecord.netns}`,
+          address: nodeRecord.address,
+          sidecarAddress: `${nodeRecord.address}:${SIDECAR_PORT}`,
+          dataDir,
+          localSocket: nodeRecord.localSocket,
+          logFile,
+        });
+      }
+      const services = [];
+      for (const name of options.services ?? ['app']) services.push({ name, port: await freePort() });
+      record.services = services;
+      const { haproxy, pid } = await Haproxy.start(runDir, services, join(runDir, 'logs', 'haproxy.log'));
+      record.haproxyPid = pid;
+      registry.save(record);
+      await Promise.all(nodes.map((n) => waitHealthy(n.sidecarAddress, options.readyTimeoutMs ?? 30_000, n.logFile)));
+      return new LocalCluster(id, runDir, nodes, haproxy, record, registry);
+    } catch (err) {
+      await destroyCluster(record, registry);
+      throw err;
+    }
+  }
+
+  /** Runs a command inside a node's network namespace (and only that: the mount namespace stays the host's). */
+  exec(node: string, argv: readonly string[], timeoutMs = 30_000): ReturnType<typeof run> {
+    return run([resolveBinary('nsenter'), `--net=${this.node(node).netnsPath}`, '--', ...argv], {
+      timeoutMs,
+      allowFailure: true,
+    });
+  }
+
+  /** Stops every process, namespace and link the cluster made. Logs stay in runDir unless `removeRunDir`. */
+  async down(removeRunDir = false): Promise<void> {
+    await destroyCluster(this.record, this.registry);
+    if (removeRunDir) rmSync(this.runDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Clusters whose owning process is gone: those `npm run cluster -- up` left running on purpose and those a
+ * killed run left behind. A cluster a live test run owns is never one of them, so runs never collide.
+ */
+export function isOrphaned(record: ClusterRecord): boolean {
+  return !alive(record.ownerPid);
+}
+
+export function describe(record: ClusterRecord): string {
+  const lines = [`cluster ${record.id}  run dir ${record.runDir}  bridge ${record.bridge}`];
+  for (const n of record.nodes) {
+    lines.push(
+      `  ${n.name.padEnd(8)} ${n.address.padEnd(15)} netns ${n.netns.padEnd(18)} sidecar ${alive(n.sidecarPid) ? `running (pid ${n.sidecarPid})` : 'dead'}`,
+    );
+  }
+  for (const s of record.services)
+    lines.push(
+      `  service ${s.name.padEnd(8)} http://127.0.0.1:${s.port}  (haproxy ${alive(record.haproxyPid) ? 'running' : 'dead'})`,
+    );
+  lines.push(`  logs    ${join(record.runDir, 'logs')}`);
+  return lines.join('\n');
+}

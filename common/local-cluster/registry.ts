@@ -1,0 +1,73 @@
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, openSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** What a cluster left on the machine, recorded before it is made so `down` can undo a crashed run. */
+export interface ClusterRecord {
+  readonly id: string;
+  readonly runDir: string;
+  readonly bridge: string;
+  readonly subnetIndex: number;
+  readonly ownerPid: number;
+  readonly createdAtUnixMs: number;
+  nodes: NodeRecord[];
+  haproxyPid: number;
+  services: { name: string; port: number }[];
+}
+
+export interface NodeRecord {
+  readonly name: string;
+  readonly netns: string;
+  readonly veth: string;
+  readonly address: string;
+  readonly dataDir: string;
+  readonly localSocket: string;
+  sidecarPid: number;
+}
+
+/** Subnets are 198.18.0.0/15 cut into /24s; each claim is a file created exclusively, so two runs never share one. */
+export const SUBNET_COUNT = 512;
+
+export function subnetPrefix(index: number): string {
+  return `198.${18 + Math.floor(index / 256)}.${index % 256}`;
+}
+
+export class ClusterRegistry {
+  constructor(readonly dir = process.env.NOMAD_CHAIN_CLUSTER_REGISTRY ?? '/run/nomad-chain/clusters') {
+    mkdirSync(join(this.dir, 'subnets'), { recursive: true });
+  }
+
+  /** Claims a free subnet for a cluster, starting at a spot derived from its id to keep retries short. */
+  claimSubnet(id: string): number {
+    const start = parseInt(id, 16) % SUBNET_COUNT;
+    for (let i = 0; i < SUBNET_COUNT; i++) {
+      const index = (start + i) % SUBNET_COUNT;
+      try {
+        closeSync(openSync(join(this.dir, 'subnets', String(index)), 'wx'));
+        writeFileSync(join(this.dir, 'subnets', String(index)), id);
+        return index;
+      } catch {
+        continue;
+      }
+    }
+    throw new Error('no free /24 in 198.18.0.0/15 for a local cluster');
+  }
+
+  releaseSubnet(index: number): void {
+    rmSync(join(this.dir, 'subnets', String(index)), { force: true });
+  }
+
+  save(record: ClusterRecord): void {
+    writeFileSync(join(this.dir, `${record.id}.json`), `${JSON.stringify(record, null, 2)}\n`);
+  }
+
+  remove(id: string): void {
+    rmSync(join(this.dir, `${id}.json`), { force: true });
+  }
+
+  list(): ClusterRecord[] {
+    return readdirSync(this.dir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => JSON.parse(readFileSync(join(this.dir, f), 'utf8')) as ClusterRecord)
+      .sort((a, b) => a.createdAtUnixMs - b.createdAtUnixMs);
+  }
+}

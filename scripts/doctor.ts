@@ -1,0 +1,211 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { resolveBinary, type BinaryName } from '../common/binaries';
+import { errorMessage } from '../common/errors';
+import { run } from '../common/exec';
+
+/**
+ * Checks this node's stack without changing it (a namespace made to prove namespaces work is removed at
+ * once). One line per item; exit 1 when a required item fails. Operators run it on every node.
+ */
+type Status = 'ok' | 'FAIL' | 'warn' | 'info';
+
+interface Line {
+  readonly status: Status;
+  readonly item: string;
+  readonly detail: string;
+}
+
+const REPO = resolve(__dirname, '..');
+const CRIU_MIN = [4, 2];
+
+function versionAtLeast(version: string, min: readonly number[]): boolean {
+  const parts = version.split('.').map(Number);
+  for (let i = 0; i < min.length; i++) {
+    const have = parts[i] ?? 0;
+    const want = min[i] ?? 0;
+    if (have !== want) return have > want;
+  }
+  return true;
+}
+
+async function binaryVersion(
+  name: BinaryName,
+  args: readonly string[],
+  pattern: RegExp,
+): Promise<{ path: string; version: string }> {
+  const path = resolveBinary(name);
+  const out = await run([path, ...args], { allowFailure: true, timeoutMs: 20_000 });
+  const match = pattern.exec(out.stdout + out.stderr);
+  if (match?.[1] === undefined) throw new Error(`${path} ${args.join(' ')} printed no version`);
+  return { path, version: match[1] };
+}
+
+async function checkCriu(lines: Line[]): Promise<void> {
+  try {
+    const { path, version } = await binaryVersion('criu', ['--version'], /Version:\s*(\S+)/);
+    if (!versionAtLeast(version, CRIU_MIN)) {
+      lines.push({
+        status: 'FAIL',
+        item: 'criu',
+        detail: `${version} at ${path} is older than ${CRIU_MIN.join('.')} (cannot dump TCP/UDP sockets on kernels >= 6.16)`,
+      });
+      return;
+    }
+    const check = await run([path, 'check'], { allowFailure: true, timeoutMs: 60_000 });
+    if (check.code !== 0) {
+      lines.push({
+        status: 'FAIL',
+        item: 'criu',
+        detail: `${version} at ${path}: criu check failed: ${(check.stderr || check.stdout).trim().split('\n').pop() ?? ''}`,
+      });
+      return;
+    }
+    lines.push({ status: 'ok', item: 'criu', detail: `${version} (${path}), criu check passes` });
+    const feature = async (name: string): Promise<boolean> =>
+      (await run([path, 'check', '--feature', name], { allowFailure: true, timeoutMs: 30_000 })).code === 0;
+    const softDirty = await feature('mem_dirty_track');
+    lines.push({
+      status: softDirty ? 'ok' : 'info',
+      item: 'criu soft-dirty',
+      detail: softDirty
+        ? 'available: pre-copy migration'
+        : 'unavailable on this kernel: pre-copy falls back to stop-and-copy',
+    });
+    const uffd = (await feature('uffd')) && (await feature('uffd-noncoop'));
+    lines.push({
+      status: uffd ? 'ok' : 'info',
+      item: 'criu userfaultfd',
+      detail: uffd ? 'available: lazy (post-copy) migration' : 'unavailable: lazy migration disabled',
+    });
+  } catch (err) {
+    lines.push({ status: 'FAIL', item: 'criu', detail: errorMessage(err) });
+  }
+}
+
+async function checkBinary(lines: Line[], name: BinaryName, args: readonly string[], pattern: RegExp): Promise<void> {
+  try {
+    const { path, version } = await binaryVersion(name, args, pattern);
+    lines.push({ status: 'ok', item: name, detail: `${version} (${path})` });
+  } catch (err) {
+    lines.push({ status: 'FAIL', item: name, detail: errorMessage(err) });
+  }
+}
+
+async function checkNamespaces(lines: Line[]): Promise<void> {
+  const name = `nc-doctor-${process.pid}`;
+  try {
+    const ip = resolveBinary('ip');
+    await run([ip, 'netns', 'add', name]);
+    await run([ip, 'netns', 'exec', name, ip, 'link', 'set', 'lo', 'up']);
+    lines.push({ status: 'ok', item: 'network namespaces', detail: 'create, configure and delete work' });
+  } catch (err) {
+    lines.push({ status: 'FAIL', item: 'network namespaces', detail: errorMessage(err) });
+  } finally {
+    await run(['ip', 'netns', 'del', name], { allowFailure: true });
+  }
+}
+
+function checkPipeSize(lines: Line[]): void {
+  const size = Number(readFileSync('/proc/sys/fs/pipe-max-size', 'utf8'));
+  lines.push(
+    size >= 4_194_304
+      ? { status: 'ok', item: 'fs.pipe-max-size', detail: String(size) }
+      : {
+          status: 'warn',
+          item: 'fs.pipe-max-size',
+          detail: `${size}: lazy migration's page server needs >= 4194304 (npm run setup sets it)`,
+        },
+  );
+}
+
+async function checkOnnx(lines: Line[]): Promise<void> {
+  try {
+    const ort = await import('onnxruntime-node');
+    const version = (
+      JSON.parse(readFileSync(require.resolve('onnxruntime-node/package.json'), 'utf8')) as { version: string }
+    ).version;
+    lines.push({
+      status: 'ok',
+      item: 'onnxruntime-node',
+      detail: `${version} loads (${ort
+        .listSupportedBackends()
+        .map((b) => b.name)
+        .join(', ')})`,
+    });
+  } catch (err) {
+    lines.push({ status: 'FAIL', item: 'onnxruntime-node', detail: errorMessage(err) });
+  }
+}
+
+async function checkPython(lines: Line[]): Promise<void> {
+  const python = join(REPO, '.venv/bin/python');
+  if (!existsSync(python)) {
+    lines.push({ status: 'FAIL', item: 'python venv', detail: `${python} missing (run npm run setup)` });
+    return;
+  }
+  const probe = await run(
+    [
+      python,
+      '-c',
+      'import sys, lightgbm, sklearn, onnx; print(sys.version.split()[0], "lightgbm", lightgbm.__version__, "scikit-learn", sklearn.__version__)',
+    ],
+    {
+      allowFailure: true,
+      timeoutMs: 60_000,
+    },
+  );
+  lines.push(
+    probe.code === 0
+      ? { status: 'ok', item: 'python venv', detail: `${probe.stdout.trim()} (${python})` }
+      : {
+          status: 'FAIL',
+          item: 'python venv',
+          detail: `training libraries do not import: ${probe.stderr.trim().split('\n').pop() ?? ''}`,
+        },
+  );
+}
+
+async function checkNomad(lines: Line[]): Promise<void> {
+  try {
+    const { path, version } = await binaryVersion('nomad', ['version'], /Nomad v(\S+)/);
+    lines.push({ status: 'ok', item: 'nomad', detail: `${version} (${path})` });
+  } catch {
+    lines.push({
+      status: 'info',
+      item: 'nomad',
+      detail: 'not found (optional: NOMAD_BIN is needed only by npm run test:nomad)',
+    });
+  }
+}
+
+async function main(): Promise<number> {
+  const lines: Line[] = [];
+  await checkCriu(lines);
+  checkPipeSize(lines);
+  await checkBinary(lines, 'runc', ['--version'], /runc version (\S+)/);
+  await checkBinary(lines, 'haproxy', ['-v'], /HAProxy version (\S+)/);
+  await checkBinary(lines, 'iptables', ['--version'], /iptables (v\S+)/);
+  await checkBinary(lines, 'ip', ['-V'], /(iproute2-[^,\s]+)/);
+  await checkNamespaces(lines);
+  await checkOnnx(lines);
+  await checkPython(lines);
+  await checkBinary(lines, 'go', ['version'], /go version (go\S+)/);
+  await checkNomad(lines);
+  for (const line of lines) process.stdout.write(`${line.status.padEnd(5)} ${line.item.padEnd(20)} ${line.detail}\n`);
+  const failed = lines.filter((l) => l.status === 'FAIL');
+  process.stdout.write(
+    failed.length === 0
+      ? '\nAll required components are usable.\n'
+      : `\n${failed.length} required component(s) unusable: ${failed.map((l) => l.item).join(', ')}\n`,
+  );
+  return failed.length === 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`doctor: ${errorMessage(err)}\n`);
+    process.exit(2);
+  },
+);
