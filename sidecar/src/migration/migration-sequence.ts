@@ -1,0 +1,267 @@
+import type { Clock } from '../../../common/clock';
+import { errorCode, errorMessage } from '../../../common/errors';
+import type { Logger } from '../../../common/logging';
+import type { Router } from '../../../common/router';
+import type { SchedulerAdapter } from '../../../common/scheduler/scheduler-adapter';
+import type { SidecarApi } from '../../../common/sidecar-api/sidecar-api';
+import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
+import { MigrationError } from './errors';
+import type { MigrationJournal } from './migration-journal';
+import { isFinished, type MigrationRecord, type MigrationStep } from './migration-record';
+
+/** Reaches the sidecar of any node by name. */
+export interface NodeSidecars {
+  sidecar(node: string): SidecarApi;
+}
+
+export interface MigrationSequenceDeps {
+  readonly journal: MigrationJournal;
+  readonly sidecars: NodeSidecars;
+  readonly router: Router;
+  readonly scheduler: SchedulerAdapter;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** How long the target waits for the checkpoint to arrive before it gives up. */
+  readonly checkpointWaitMs: number;
+  /** Attempts of a step that only ever moves forward (rotation, clean-up) before an operator is called. */
+  readonly maxStepAttempts?: number;
+  /** Called after each step is journaled: fault injection for tests and drills. */
+  readonly afterStep?: (record: MigrationRecord) => void | Promise<void>;
+}
+
+type RecordUpdate = Partial<Pick<MigrationRecord, 'checkpointId' | 'wireBytes' | 'freezeMs' | 'error'>>;
+
+/**
+ * The chained migration, read here and nowhere else: leave rotation, freeze and hand over the final
+ * checkpoint, restore on the target, rejoin rotation, clean up. Each step is journaled before the next
+ * begins. A failure before the target runs puts the source back (running and in rotation); after it, only
+ * forward. A checkpoint is restored at most once: a resumed step first asks whether its work is done.
+ */
+export class MigrationSequence {
+  private readonly attempts = new Map<string, number>();
+
+  constructor(private readonly deps: MigrationSequenceDeps) {}
+
+  /** Drives a migration from its journaled step to `done`, `rolled-back` or `failed`. */
+  async run(record: MigrationRecord): Promise<MigrationRecord> {
+    const log = this.deps.log.child({ migrationId: record.id, taskKey: record.taskKey });
+    let current = record;
+    if (this.deps.journal.load(record.id) === undefined) this.deps.journal.save(current);
+    while (!isFinished(current)) {
+      current = await this.advance(current, log);
+      this.deps.journal.save(current);
+      log.info({ step: current.step, source: current.source.node, target: current.target.node }, 'migration step');
+      await this.deps.afterStep?.(current);
+    }
+    if (current.step === 'failed') log.error({ err: current.error }, 'migration failed: operator must act');
+    return current;
+  }
+
+  /** Finishes every migration a crash left half-done. */
+  async resumeAll(): Promise<MigrationRecord[]> {
+    const unfinished = this.deps.journal.list().filter((r) => !isFinished(r));
+    const results: MigrationRecord[] = [];
+    for (const record of unfinished) {
+      this.deps.log.warn({ migrationId: record.id, step: record.step }, 'resuming migration after restart');
+      results.push(await this.run(record));
+    }
+    return results;
+  }
+
+  private next(record: MigrationRecord, step: MigrationStep, update: RecordUpdate = {}): MigrationRecord {
+    const now = this.deps.clock.now();
+    return {
+      ...record,
+      ...update,
+      step,
+      updatedAtUnixMs: now,
+      stepsAtUnixMs: { ...record.stepsAtUnixMs, [step]: now },
+    };
+  }
+
+  private async advance(record: MigrationRecord, log: Logger): Promise<MigrationRecord> {
+    try {
+      switch (record.step) {
+        case 'planned':
+          await this.deps.router.leaveRotation(record.source.instance);
+          return this.next(record, 'left-rotation');
+        case 'left-rotation':
+          return await this.handOver(record);
+        case 'handed-over':
+          return await this.restore(record);
+        case 'restored':
+          await this.deps.router.joinRotation(record.target.instance);
+          return this.next(record, 'joined-rotation');
+        case 'joined-rotation':
+          await this.cleanUp(record);
+          return this.next(record, 'cleaned-up');
+        case 'cleaned-up':
+          await this.deps.scheduler.taskPlaced(record.taskKey, record.target.node, record.target.taskId);
+          return this.next(record, 'done');
+        default:
+          return record;
+      }
+    } catch (err) {
+      log.warn({ err, step: record.step }, 'migration step failed');
+      return this.recover(record, err, log);
+    }
+  }
+
+  private async handOver(record: MigrationRecord): Promise<MigrationRecord> {
+    const source = this.deps.sidecars.sidecar(record.source.node);
+    const task = await source.inspectTask(record.source.taskId);
+    if (task.state === TaskState.TASK_STATE_MIGRATED) {
+      // A crash after the dump but before the journal caught up: the checkpoint is already on the target.
+      const staged = await this.deps.sidecars
+        .sidecar(record.target.node)
+        .findCheckpoint({ handoverKey: record.handoverKey, waitMs: 0 });
+      if (staged.found && staged.checkpoint !== undefined)
+        return this.next(record, 'handed-over', { checkpointId: staged.checkpoint.checkpointId });
+      throw new MigrationError(
+        'NC_MIGRATION_CHECKPOINT_LOST',
+        'source was handed over but the target holds no checkpoint',
+        {
+          context: { taskId: record.source.taskId, handoverKey: record.handoverKey },
+        },
+      );
+    }
+    if (task.state !== TaskState.TASK_STATE_RUNNING) {
+      throw new MigrationError('NC_MIGRATION_SOURCE_NOT_RUNNING', `source task is not running (state ${task.state})`, {
+        context: { taskId: record.source.taskId, node: record.source.node },
+      });
+    }
+    const result = await source.migrateToPeer({
+      taskId: record.source.taskId,
+      peerAddress: record.targetTransferAddress,
+      mode: record.mode,
+      handoverKey: record.handoverKey,
+    });
+    return this.next(record, 'handed-over', {
+      ...(result.checkpoint !== undefined ? { checkpointId: result.checkpoint.checkpointId } : {}),
+      wireBytes: result.wireBytes,
+      freezeMs: result.freezeMs,
+    });
+  }
+
+  private async restore(record: MigrationRecord): Promise<MigrationRecord> {
+    const target = this.deps.sidecars.sidecar(record.target.node);
+    if (await this.runs(target, record.target.taskId)) return this.next(record, 'restored');
+    const staged = await target.findCheckpoint({ handoverKey: record.handoverKey, waitMs: this.deps.checkpointWaitMs });
+    if (!staged.found || staged.checkpoint === undefined) {
+      throw new MigrationError(
+        'NC_MIGRATION_NO_CHECKPOINT',
+        `no checkpoint for ${record.handoverKey} on ${record.target.node} within ${this.deps.checkpointWaitMs} ms`,
+        {
+          context: { handoverKey: record.handoverKey, node: record.target.node },
+        },
+      );
+    }
+    await target.restoreTask({
+      identity: record.target.identity,
+      checkpointId: staged.checkpoint.checkpointId,
+      spec: record.target.spec,
+    });
+    return this.next(record, 'restored', { checkpointId: staged.checkpoint.checkpointId });
+  }
+
+  private async cleanUp(record: MigrationRecord): Promise<void> {
+    const source = this.deps.sidecars.sidecar(record.source.node);
+    try {
+      await source.destroyTask({ taskId: record.source.taskId, force: true });
+    } catch (err) {
+      // Already gone is what clean-up wants; anything else is retried.
+      if (errorCode(err) !== 'NC_TASK_NOT_FOUND') throw err;
+    }
+  }
+
+  private async runs(sidecar: SidecarApi, taskId: string): Promise<boolean> {
+    try {
+      return (await sidecar.inspectTask(taskId)).state === TaskState.TASK_STATE_RUNNING;
+    } catch (err) {
+      if (errorCode(err) === 'NC_TASK_NOT_FOUND') return false;
+      throw err;
+    }
+  }
+
+  private failure(record: MigrationRecord, err: unknown): RecordUpdate {
+    return {
+      error: { code: errorCode(err) ?? 'NC_MIGRATION_STEP_FAILED', message: errorMessage(err), step: record.step },
+    };
+  }
+
+  private async recover(record: MigrationRecord, err: unknown, log: Logger): Promise<MigrationRecord> {
+    const failure = this.failure(record, err);
+    if (record.step === 'planned' || record.step === 'left-rotation')
+      return this.rollBackBeforeHandover(record, failure, log);
+    if (record.step === 'handed-over') return this.rollBackAfterHandover(record, failure, log);
+    // The target already runs: only forward. Retry a bounded number of times, then call an operator.
+    const key = `${record.id}/${record.step}`;
+    const attempt = (this.attempts.get(key) ?? 0) + 1;
+    this.attempts.set(key, attempt);
+    if (attempt < (this.deps.maxStepAttempts ?? 3)) {
+      await this.deps.clock.sleep(250 * attempt);
+      return { ...record, ...failure };
+    }
+    return this.next(record, 'failed', failure);
+  }
+
+  /** Before the hand-over the source never stopped serving, unless the hand-over in fact went through. */
+  private async rollBackBeforeHandover(
+    record: MigrationRecord,
+    failure: RecordUpdate,
+    log: Logger,
+  ): Promise<MigrationRecord> {
+    const source = this.deps.sidecars.sidecar(record.source.node);
+    try {
+      if (await this.runs(source, record.source.taskId)) {
+        await this.deps.router.joinRotation(record.source.instance);
+        return this.next(record, 'rolled-back', failure);
+      }
+      const staged = await this.deps.sidecars
+        .sidecar(record.target.node)
+        .findCheckpoint({ handoverKey: record.handoverKey, waitMs: 0 });
+      if (staged.found && staged.checkpoint !== undefined) {
+        log.warn(
+          { handoverKey: record.handoverKey },
+          'hand-over reported failure but the checkpoint arrived: going forward',
+        );
+        return this.next(record, 'handed-over', { ...failure, checkpointId: staged.checkpoint.checkpointId });
+      }
+    } catch (err) {
+      return this.next(record, 'failed', this.failure(record, err));
+    }
+    return this.next(record, 'failed', failure);
+  }
+
+  /** The source is frozen and dumped, the target could not restore: bring the source back from its own copy. */
+  private async rollBackAfterHandover(
+    record: MigrationRecord,
+    failure: RecordUpdate,
+    log: Logger,
+  ): Promise<MigrationRecord> {
+    const source = this.deps.sidecars.sidecar(record.source.node);
+    try {
+      if (!(await this.runs(source, record.source.taskId))) {
+        if (record.checkpointId === undefined) throw failureError(failure);
+        await source.restoreTask({
+          identity: record.source.identity,
+          checkpointId: record.checkpointId,
+          spec: record.source.spec,
+        });
+      }
+      await this.deps.router.joinRotation(record.source.instance);
+      log.warn({ node: record.source.node }, 'restore on target failed: source restored in place');
+      return this.next(record, 'rolled-back', failure);
+    } catch (err) {
+      log.error({ err }, 'source could not be restored either: the staged checkpoint on the target stays restorable');
+      return this.next(record, 'failed', failure);
+    }
+  }
+}
+
+function failureError(failure: RecordUpdate): MigrationError {
+  return new MigrationError(
+    failure.error?.code ?? 'NC_MIGRATION_STEP_FAILED',
+    failure.error?.message ?? 'migration step failed',
+  );
+}
