@@ -263,6 +263,12 @@ export class LocalCluster {
     }
   }
 
+  /** Records where local mode's controller listens, so `npm run cluster -- drain` can find it. */
+  setControllerUrl(url: string): void {
+    this.record.controllerUrl = url;
+    this.registry.save(this.record);
+  }
+
   /** Runs a command inside a node's network namespace (and only that: the mount namespace stays the host's). */
   exec(node: string, argv: readonly string[], timeoutMs = 30_000): ReturnType<typeof run> {
     return run([resolveBinary('nsenter'), `--net=${this.node(node).netnsPath}`, '--', ...argv], {
@@ -297,6 +303,7 @@ export function describe(record: ClusterRecord): string {
     lines.push(
       `  service ${s.name.padEnd(8)} http://127.0.0.1:${s.port}  (haproxy ${alive(record.haproxyPid) ? 'running' : 'dead'})`,
     );
+  if (record.controllerUrl !== undefined) lines.push(`  controller ${record.controllerUrl}`);
   lines.push(`  logs    ${join(record.runDir, 'logs')}`);
   return lines.join('\n');
 }

@@ -12,6 +12,8 @@ export interface ClusterRecord {
   nodes: NodeRecord[];
   haproxyPid: number;
   services: { name: string; port: number }[];
+  /** The local controller's HTTP API, once local mode runs one. */
+  controllerUrl?: string;
 }
 
 export interface NodeRecord {

@@ -1,0 +1,82 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { errorCode, errorMessage } from '../../../common/errors';
+import type { Logger } from '../../../common/logging';
+import type { LocalController } from './local-controller';
+
+function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      try {
+        resolve(body.trim() === '' ? {} : (JSON.parse(body) as Record<string, unknown>));
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  });
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(`${JSON.stringify(body, null, 2)}\n`);
+}
+
+/**
+ * The local controller's HTTP API on loopback, shaped after Nomad's (`/v1/nodes`, `/v1/node/:id/drain`,
+ * `/v1/node/:id/eligibility`) so `npm run cluster -- drain NODE` feels like `nomad node drain`.
+ */
+export class ControllerApi {
+  private server: Server | undefined;
+
+  constructor(
+    private readonly controller: LocalController,
+    private readonly log: Logger,
+  ) {}
+
+  listen(port = 0): Promise<number> {
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        this.log.warn({ err, url: req.url }, 'controller API request failed');
+        send(res, errorCode(err) === 'NC_CLUSTER_NO_NODE' ? 404 : 500, {
+          error: errorMessage(err),
+          code: errorCode(err),
+        });
+      });
+    });
+    this.server = server;
+    return new Promise((resolve) => {
+      server.listen(port, '127.0.0.1', () => {
+        const address = server.address();
+        resolve(typeof address === 'object' && address !== null ? address.port : 0);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => (this.server === undefined ? resolve() : this.server.close(() => resolve())));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const parts = url.pathname.split('/').filter((p) => p !== '');
+    if (req.method === 'GET' && url.pathname === '/v1/nodes') return send(res, 200, await this.controller.nodes());
+    if (req.method === 'GET' && url.pathname === '/v1/tasks') return send(res, 200, this.controller.tasks());
+    if (req.method === 'GET' && url.pathname === '/v1/migrations') return send(res, 200, this.controller.migrations());
+    if (req.method === 'POST' && parts[0] === 'v1' && parts[1] === 'node' && parts[2] !== undefined) {
+      const body = await readJson(req);
+      if (parts[3] === 'drain') {
+        const reason = typeof body.reason === 'string' ? body.reason : 'drained by an operator';
+        return send(res, 200, await this.controller.drainNode(parts[2], reason));
+      }
+      if (parts[3] === 'eligibility') {
+        if (body.Eligibility !== 'eligible' && body.Eligibility !== 'ineligible') {
+          return send(res, 400, { error: 'Eligibility must be "eligible" or "ineligible"' });
+        }
+        await this.controller.setEligibility(parts[2], body.Eligibility === 'eligible', 'set by an operator');
+        return send(res, 200, { node: parts[2], eligible: body.Eligibility === 'eligible' });
+      }
+    }
+    send(res, 404, { error: `no route ${req.method ?? ''} ${url.pathname}` });
+  }
+}

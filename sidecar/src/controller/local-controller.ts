@@ -1,0 +1,290 @@
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Clock } from '../../../common/clock';
+import { errorMessage, NomadChainError } from '../../../common/errors';
+import type { Logger } from '../../../common/logging';
+import type { Instance, Router } from '../../../common/router';
+import { pickTarget, type PlacementNode, type SchedulerAdapter } from '../../../common/scheduler/scheduler-adapter';
+import { MigrationMode } from '../../../proto/gen/chain/v1/sidecar';
+import type { MigrationJournal } from '../migration/migration-journal';
+import type { MigrationRecord } from '../migration/migration-record';
+import { MigrationSequence, type NodeSidecars } from '../migration/migration-sequence';
+import { taskSpecFor, type ServiceDefinition } from './service-definition';
+
+export interface ControllerNode {
+  readonly name: string;
+  readonly address: string;
+  readonly transferAddress: string;
+  readonly netnsPath: string;
+  readonly dataDir: string;
+  /** How many chained tasks the node may hold. */
+  readonly capacity: number;
+}
+
+export interface LocalControllerDeps {
+  readonly nodes: readonly ControllerNode[];
+  readonly sidecars: NodeSidecars;
+  readonly router: Router;
+  readonly journal: MigrationJournal;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** Where the controller keeps its placements and node flags across restarts. */
+  readonly stateFile: string;
+  readonly checkpointWaitMs: number;
+  readonly mode?: MigrationMode;
+  readonly afterStep?: (record: MigrationRecord) => void | Promise<void>;
+}
+
+interface PlacedTask {
+  readonly service: ServiceDefinition;
+  readonly node: string;
+  readonly taskId: string;
+  readonly generation: number;
+}
+
+interface NodeFlags {
+  eligible: boolean;
+  draining: boolean;
+  reason: string;
+}
+
+interface ControllerState {
+  nodes: Record<string, NodeFlags>;
+  tasks: Record<string, PlacedTask>;
+}
+
+export type DrainOutcome =
+  | { readonly taskKey: string; readonly outcome: 'moved'; readonly migration: MigrationRecord }
+  | { readonly taskKey: string; readonly outcome: 'rolled-back' | 'failed'; readonly migration: MigrationRecord }
+  | { readonly taskKey: string; readonly outcome: 'stayed'; readonly reason: string };
+
+/**
+ * Local mode's stand-in for Nomad's placement: picks a healthy node with room, starts chained services
+ * there, and on a drain moves each of the node's tasks through the migration sequence. It never grows
+ * into a scheduler: one instance per service, first fit by load.
+ */
+export class LocalController implements SchedulerAdapter {
+  private readonly sequence: MigrationSequence;
+  private state: ControllerState;
+
+  private constructor(private readonly deps: LocalControllerDeps) {
+    this.sequence = new MigrationSequence({
+      journal: deps.journal,
+      sidecars: deps.sidecars,
+      router: deps.router,
+      scheduler: this,
+      clock: deps.clock,
+      log: deps.log,
+      checkpointWaitMs: deps.checkpointWaitMs,
+      ...(deps.afterStep !== undefined ? { afterStep: deps.afterStep } : {}),
+    });
+    this.state = LocalController.load(deps.stateFile, deps.nodes);
+  }
+
+  /** Loads the controller's state and finishes any migration a crash left half-done. */
+  static async create(deps: LocalControllerDeps): Promise<LocalController> {
+    const controller = new LocalController(deps);
+    const resumed = await controller.sequence.resumeAll();
+    for (const record of resumed)
+      deps.log.info({ migrationId: record.id, step: record.step }, 'resumed migration finished');
+    return controller;
+  }
+
+  private static load(stateFile: string, nodes: readonly ControllerNode[]): ControllerState {
+    let state: ControllerState = { nodes: {}, tasks: {} };
+    try {
+      state = JSON.parse(readFileSync(stateFile, 'utf8')) as ControllerState;
+    } catch {
+      // First start: nothing placed yet.
+    }
+    for (const node of nodes) state.nodes[node.name] ??= { eligible: true, draining: false, reason: '' };
+    return state;
+  }
+
+  private save(): void {
+    const tmp = `${this.deps.stateFile}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(this.state, null, 2)}\n`);
+    renameSync(tmp, this.deps.stateFile);
+  }
+
+  private node(name: string): ControllerNode {
+    const node = this.deps.nodes.find((n) => n.name === name);
+    if (node === undefined)
+      throw new NomadChainError('NC_CLUSTER_NO_NODE', `no node ${JSON.stringify(name)}`, { context: { node: name } });
+    return node;
+  }
+
+  tasks(): Readonly<Record<string, PlacedTask>> {
+    return this.state.tasks;
+  }
+
+  migrations(): MigrationRecord[] {
+    return this.deps.journal.list();
+  }
+
+  async nodes(): Promise<PlacementNode[]> {
+    return Promise.all(
+      this.deps.nodes.map(async (node) => {
+        const flags = this.state.nodes[node.name] ?? { eligible: true, draining: false, reason: '' };
+        let healthy = false;
+        try {
+          healthy = (await this.deps.sidecars.sidecar(node.name).features()).healthy;
+        } catch {
+          healthy = false;
+        }
+        return {
+          name: node.name,
+          address: node.address,
+          transferAddress: node.transferAddress,
+          eligible: flags.eligible,
+          draining: flags.draining,
+          healthy,
+          tasks: Object.values(this.state.tasks).filter((t) => t.node === node.name).length,
+          capacity: node.capacity,
+        };
+      }),
+    );
+  }
+
+  async setEligibility(node: string, eligible: boolean, reason: string): Promise<void> {
+    this.node(node);
+    const flags = this.state.nodes[node] ?? { eligible, draining: false, reason };
+    // As in Nomad: marking a node eligible ends its drain.
+    this.state.nodes[node] = { eligible, draining: eligible ? false : flags.draining, reason };
+    this.save();
+    this.deps.log.info({ node, eligible, reason }, 'node eligibility changed');
+    return Promise.resolve();
+  }
+
+  async drain(node: string, options: { readonly deadlineMs: number; readonly reason: string }): Promise<void> {
+    await this.drainNode(node, options.reason);
+  }
+
+  /** Fences the node and moves each of its chained tasks; a task with nowhere to go keeps running. */
+  async drainNode(node: string, reason: string): Promise<DrainOutcome[]> {
+    this.node(node);
+    this.state.nodes[node] = { eligible: false, draining: true, reason };
+    this.save();
+    this.deps.log.info({ node, reason }, 'node drain started');
+    const outcomes: DrainOutcome[] = [];
+    for (const [taskKey, task] of Object.entries(this.state.tasks)) {
+      if (task.node === node) outcomes.push(await this.migrateTask(taskKey));
+    }
+    this.deps.log.info(
+      { node, moved: outcomes.filter((o) => o.outcome === 'moved').length, tasks: outcomes.length },
+      'node drain finished',
+    );
+    return outcomes;
+  }
+
+  private taskDir(node: ControllerNode, taskId: string): string {
+    return join(node.dataDir, 'allocs', taskId);
+  }
+
+  private prepareDirs(node: ControllerNode, service: ServiceDefinition, taskId: string): string {
+    const dir = this.taskDir(node, taskId);
+    for (const sub of ['alloc', 'local', 'secrets']) mkdirSync(join(dir, sub), { recursive: true });
+    for (const [hostPath, name] of Object.entries(service.localFiles)) copyFileSync(hostPath, join(dir, 'local', name));
+    return dir;
+  }
+
+  private instance(service: ServiceDefinition, node: ControllerNode, taskId: string): Instance {
+    return { service: service.name, id: taskId, address: node.address, port: service.port, node: node.name };
+  }
+
+  private identity(service: ServiceDefinition, taskId: string) {
+    return { taskId, allocId: taskId, taskName: service.name, jobId: service.name, namespace: 'local' };
+  }
+
+  /** Starts a service on the emptiest healthy node and puts it in rotation once it accepts connections. */
+  async runService(
+    service: ServiceDefinition,
+    waitServing: (instance: Instance) => Promise<void>,
+  ): Promise<PlacedTask> {
+    const target = pickTarget(await this.nodes(), '');
+    if (target === undefined) {
+      throw new NomadChainError('NC_CONTROLLER_NO_CAPACITY', `no healthy eligible node with room for ${service.name}`, {
+        context: { service: service.name },
+      });
+    }
+    const node = this.node(target.name);
+    const generation = 1;
+    const taskId = `${service.name}-${generation}`;
+    const dir = this.prepareDirs(node, service, taskId);
+    await this.deps.sidecars
+      .sidecar(node.name)
+      .startTask({ identity: this.identity(service, taskId), spec: taskSpecFor(service, dir, node.netnsPath) });
+    const instance = this.instance(service, node, taskId);
+    await waitServing(instance);
+    await this.deps.router.joinRotation(instance);
+    const placed = { service, node: node.name, taskId, generation };
+    this.state.tasks[service.name] = placed;
+    this.save();
+    this.deps.log.info({ service: service.name, node: node.name, taskId }, 'service started');
+    return placed;
+  }
+
+  /** Moves one task to the best other node through the migration sequence. */
+  async migrateTask(taskKey: string): Promise<DrainOutcome> {
+    const task = this.state.tasks[taskKey];
+    if (task === undefined)
+      throw new NomadChainError('NC_TASK_NOT_FOUND', `no task ${JSON.stringify(taskKey)}`, { context: { taskKey } });
+    const target = pickTarget(await this.nodes(), task.node);
+    if (target === undefined) {
+      const reason = 'no healthy eligible node with room: the task keeps running where it is';
+      this.deps.log.warn({ taskKey, node: task.node }, 'drain cannot move task: no healthy target');
+      return { taskKey, outcome: 'stayed', reason };
+    }
+    const source = this.node(task.node);
+    const targetNode = this.node(target.name);
+    const generation = task.generation + 1;
+    const targetTaskId = `${task.service.name}-${generation}`;
+    const targetDir = this.prepareDirs(targetNode, task.service, targetTaskId);
+    const now = this.deps.clock.now();
+    const record: MigrationRecord = {
+      id: `${taskKey}-${generation}-${now}`,
+      taskKey,
+      handoverKey: `${targetTaskId}/${task.service.name}`,
+      mode: this.deps.mode ?? MigrationMode.MIGRATION_MODE_AUTO,
+      source: {
+        node: source.name,
+        taskId: task.taskId,
+        identity: this.identity(task.service, task.taskId),
+        spec: taskSpecFor(task.service, this.taskDir(source, task.taskId), source.netnsPath),
+        instance: this.instance(task.service, source, task.taskId),
+      },
+      target: {
+        node: targetNode.name,
+        taskId: targetTaskId,
+        identity: this.identity(task.service, targetTaskId),
+        spec: taskSpecFor(task.service, targetDir, targetNode.netnsPath),
+        instance: this.instance(task.service, targetNode, targetTaskId),
+      },
+      targetTransferAddress: targetNode.transferAddress,
+      step: 'planned',
+      createdAtUnixMs: now,
+      updatedAtUnixMs: now,
+      stepsAtUnixMs: { planned: now },
+    };
+    let result: MigrationRecord;
+    try {
+      result = await this.sequence.run(record);
+    } catch (err) {
+      this.deps.log.error({ err, taskKey }, 'migration aborted');
+      throw new NomadChainError('NC_MIGRATION_STEP_FAILED', `migration of ${taskKey} aborted: ${errorMessage(err)}`, {
+        cause: err,
+      });
+    }
+    if (result.step === 'done') return { taskKey, outcome: 'moved', migration: result };
+    return { taskKey, outcome: result.step === 'rolled-back' ? 'rolled-back' : 'failed', migration: result };
+  }
+
+  async taskPlaced(taskKey: string, node: string, taskId: string): Promise<void> {
+    const task = this.state.tasks[taskKey];
+    if (task === undefined) return;
+    const generation = Number(taskId.slice(taskId.lastIndexOf('-') + 1)) || task.generation + 1;
+    this.state.tasks[taskKey] = { ...task, node, taskId, generation };
+    this.save();
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,146 @@
+import { connect } from 'node:net';
+import { join, resolve } from 'node:path';
+import { SystemClock } from '../../../common/clock';
+import { requireInt } from '../../../common/config';
+import { ConfigError } from '../../../common/config-error';
+import { errorCode, errorMessage } from '../../../common/errors';
+import { LocalCluster } from '../../../common/local-cluster/cluster';
+import { HaproxyRouter } from '../../../common/local-cluster/haproxy-router';
+import { createRootLogger } from '../../../common/logging';
+import type { Instance } from '../../../common/router';
+import { GrpcSidecarApi } from '../../../common/sidecar-api/grpc-sidecar-api';
+import { FileMigrationJournal } from '../migration/migration-journal';
+import { ControllerApi } from './controller-api';
+import { LocalController } from './local-controller';
+import type { ServiceDefinition } from './service-definition';
+
+const REPO = resolve(__dirname, '..', '..', '..');
+
+const USAGE = `Usage: npm start -- [options]
+
+Local mode: a simulated cluster on this machine (nodes as network namespaces, a real sidecar on each, real
+runc/CRIU tasks, HAProxy in front) with an example stateful service. Drain a node to watch it move.
+
+Options:
+  -nodes N        number of simulated nodes (default 3)
+  -no-example     do not start the example key/value service
+`;
+
+interface StartOptions {
+  readonly nodes: number;
+  readonly example: boolean;
+}
+
+function parseArgs(argv: readonly string[]): StartOptions {
+  let nodes = 3;
+  let example = true;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]?.replace(/^--?/, '-');
+    if (arg === '-nodes') nodes = requireInt('-nodes', argv[++i], 2, 16);
+    else if (arg === '-no-example') example = false;
+    else if (arg === '-h' || arg === '-help') {
+      process.stdout.write(USAGE);
+      process.exit(0);
+    } else throw new ConfigError(argv[i] ?? '', 'unknown option (see npm start -- -help)');
+  }
+  return { nodes, example };
+}
+
+/** Resolves once the instance accepts TCP connections on its node's address. */
+export function waitForPort(instance: Instance, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolvePort, reject) => {
+    const attempt = (): void => {
+      const socket = connect(instance.port, instance.address);
+      socket.once('connect', () => {
+        socket.destroy();
+        resolvePort();
+      });
+      socket.once('error', () => {
+        socket.destroy();
+        if (Date.now() > deadline)
+          reject(new Error(`${instance.address}:${instance.port} not serving after ${timeoutMs} ms`));
+        else setTimeout(attempt, 100);
+      });
+    };
+    attempt();
+  });
+}
+
+export const EXAMPLE_SERVICE: ServiceDefinition = {
+  name: 'kv',
+  argv: ['/usr/bin/node', '/local/kv-store.js'],
+  env: {},
+  port: 8080,
+  localFiles: { [join(REPO, 'jobs/examples/kv-store.js')]: 'kv-store.js' },
+  memoryLimitBytes: 256 * 1024 * 1024,
+};
+
+/** Composition root of local mode. */
+async function main(argv: readonly string[]): Promise<void> {
+  const options = parseArgs(argv);
+  const log = createRootLogger({ level: process.env.NOMAD_CHAIN_LOG_LEVEL ?? 'info' }).child({
+    component: 'local-mode',
+  });
+  process.stdout.write(`Starting a local cluster of ${options.nodes} nodes...\n`);
+  const cluster = await LocalCluster.up({ nodes: options.nodes, services: [EXAMPLE_SERVICE.name] });
+  const sidecars = new Map(cluster.nodes.map((n) => [n.name, new GrpcSidecarApi(n.localSocket)]));
+  const controller = await LocalController.create({
+    nodes: cluster.nodes.map((n) => ({
+      name: n.name,
+      address: n.address,
+      transferAddress: n.sidecarAddress,
+      netnsPath: n.netnsPath,
+      dataDir: n.dataDir,
+      capacity: 4,
+    })),
+    sidecars: {
+      sidecar: (node) => {
+        const api = sidecars.get(node);
+        if (api === undefined) throw new ConfigError('node', `no node ${node}`);
+        return api;
+      },
+    },
+    router: new HaproxyRouter(cluster.haproxy),
+    journal: new FileMigrationJournal(join(cluster.runDir, 'migrations')),
+    clock: new SystemClock(),
+    log: log.child({ component: 'controller' }),
+    stateFile: join(cluster.runDir, 'controller.json'),
+    checkpointWaitMs: 30_000,
+  });
+  const api = new ControllerApi(controller, log.child({ component: 'controller-api' }));
+  const port = await api.listen();
+  cluster.setControllerUrl(`http://127.0.0.1:${port}`);
+
+  const stop = async (signal: string): Promise<void> => {
+    process.stdout.write(`\n${signal}: stopping the local cluster...\n`);
+    await api.close();
+    for (const s of sidecars.values()) s.close();
+    await cluster.down();
+    process.stdout.write(`Stopped. Logs kept in ${cluster.logDir}\n`);
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+
+  let serviceLine = '';
+  if (options.example) {
+    const placed = await controller.runService(EXAMPLE_SERVICE, (i) => waitForPort(i));
+    serviceLine = `  service kv     http://127.0.0.1:${cluster.haproxy.portOf('kv')}/counter  (running on ${placed.node})\n`;
+  }
+  process.stdout.write(
+    `\nLocal mode is up (cluster ${cluster.id}).\n` +
+      cluster.nodes.map((n) => `  ${n.name.padEnd(8)} ${n.address}\n`).join('') +
+      serviceLine +
+      `  controller     http://127.0.0.1:${port}/v1/nodes\n` +
+      `  logs           ${cluster.logDir}\n\n` +
+      `Try:  curl -s -X PUT --data hello http://127.0.0.1:${cluster.haproxy.portOf('kv')}/kv/greeting\n` +
+      `      npm run cluster -- drain <node>     (moves the service with its memory to another node)\n` +
+      `Press Ctrl-C to stop.\n`,
+  );
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`Error: ${errorMessage(err)} (${errorCode(err) ?? 'NC_UNEXPECTED'})\n`);
+  process.exit(1);
+});
