@@ -11,8 +11,8 @@ const tier = (name, extra = {}) => ({
 module.exports = {
   projects: [
     tier('unit'),
-    tier('contract', { testTimeout: 120000 }),
-    tier('integration', { testTimeout: 300000 }),
-    tier('nomad', { testTimeout: 900000 }),
+    tier('contract', { setupFilesAfterEnv: ['<rootDir>/test/harness/jest/timeout-contract.js'] }),
+    tier('integration', { setupFilesAfterEnv: ['<rootDir>/test/harness/jest/timeout-integration.js'] }),
+    tier('nomad', { setupFilesAfterEnv: ['<rootDir>/test/harness/jest/timeout-nomad.js'] }),
   ],
 };

@@ -194,6 +194,14 @@ export class LocalCluster {
     registry.save(record);
     try {
       await network.createBridge();
+      const tlsDir = join(runDir, 'tls');
+      // Each node gets its own certificate from a per-cluster CA: sidecars authenticate each other (mTLS).
+      await run([
+        'bash',
+        join(REPO, 'scripts/gen-certs.sh'),
+        tlsDir,
+        ...Array.from({ length: count }, (_, i) => `node${i + 1}=${network.addressOf(i)}`),
+      ]);
       const nsenter = resolveBinary('nsenter');
       const nodes: LocalNode[] = [];
       for (let i = 0; i < count; i++) {
@@ -233,6 +241,9 @@ export class LocalCluster {
             NOMAD_CHAIN_DATA_DIR: dataDir,
             NOMAD_CHAIN_LOCAL_SOCKET: nodeRecord.localSocket,
             NOMAD_CHAIN_TASK_NETNS: `/run/netns/${nodeRecord.netns}`,
+            NOMAD_CHAIN_TLS_CA_FILE: join(tlsDir, 'ca.crt'),
+            NOMAD_CHAIN_TLS_CERT_FILE: join(tlsDir, `${name}.crt`),
+            NOMAD_CHAIN_TLS_KEY_FILE: join(tlsDir, `${name}.key`),
           },
         });
         child.unref();

@@ -5,7 +5,7 @@ import { errorMessage, NomadChainError } from '../../../common/errors';
 import type { Logger } from '../../../common/logging';
 import type { Instance, Router } from '../../../common/router';
 import { pickTarget, type PlacementNode, type SchedulerAdapter } from '../../../common/scheduler/scheduler-adapter';
-import { MigrationMode } from '../../../proto/gen/chain/v1/sidecar';
+import { MigrationMode, type TaskInfo } from '../../../proto/gen/chain/v1/sidecar';
 import type { MigrationJournal } from '../migration/migration-journal';
 import type { MigrationRecord } from '../migration/migration-record';
 import { MigrationSequence, type NodeSidecars } from '../migration/migration-sequence';
@@ -196,19 +196,12 @@ export class LocalController implements SchedulerAdapter {
     return { taskId, allocId: taskId, taskName: service.name, jobId: service.name, namespace: 'local' };
   }
 
-  /** Starts a service on the emptiest healthy node and puts it in rotation once it accepts connections. */
-  async runService(
+  private async startOn(
+    node: ControllerNode,
     service: ServiceDefinition,
+    generation: number,
     waitServing: (instance: Instance) => Promise<void>,
   ): Promise<PlacedTask> {
-    const target = pickTarget(await this.nodes(), '');
-    if (target === undefined) {
-      throw new NomadChainError('NC_CONTROLLER_NO_CAPACITY', `no healthy eligible node with room for ${service.name}`, {
-        context: { service: service.name },
-      });
-    }
-    const node = this.node(target.name);
-    const generation = 1;
     const taskId = `${service.name}-${generation}`;
     const dir = this.prepareDirs(node, service, taskId);
     await this.deps.sidecars
@@ -222,6 +215,50 @@ export class LocalController implements SchedulerAdapter {
     this.save();
     this.deps.log.info({ service: service.name, node: node.name, taskId }, 'service started');
     return placed;
+  }
+
+  /** Starts a service on the emptiest healthy node and puts it in rotation once it accepts connections. */
+  async runService(
+    service: ServiceDefinition,
+    waitServing: (instance: Instance) => Promise<void>,
+  ): Promise<PlacedTask> {
+    const target = pickTarget(await this.nodes(), '');
+    if (target === undefined) {
+      throw new NomadChainError('NC_CONTROLLER_NO_CAPACITY', `no healthy eligible node with room for ${service.name}`, {
+        context: { service: service.name },
+      });
+    }
+    return this.startOn(this.node(target.name), service, 1, waitServing);
+  }
+
+  /**
+   * What Nomad's own drivers do on a drain, kept as the baseline the demo measures against: stop the task,
+   * start a fresh copy elsewhere. Its memory is lost.
+   */
+  async coldRestart(
+    taskKey: string,
+    targetNode: string,
+    waitServing: (instance: Instance) => Promise<void>,
+  ): Promise<PlacedTask> {
+    const task = this.placed(taskKey);
+    const source = this.node(task.node);
+    await this.deps.router.leaveRotation(this.instance(task.service, source, task.taskId));
+    const sidecar = this.deps.sidecars.sidecar(source.name);
+    await sidecar.stopTask({ taskId: task.taskId, signal: 'SIGTERM', timeoutMs: 5000 });
+    await sidecar.destroyTask({ taskId: task.taskId, force: true });
+    return this.startOn(this.node(targetNode), task.service, task.generation + 1, waitServing);
+  }
+
+  inspect(taskKey: string): Promise<TaskInfo> {
+    const task = this.placed(taskKey);
+    return this.deps.sidecars.sidecar(task.node).inspectTask(task.taskId);
+  }
+
+  private placed(taskKey: string): PlacedTask {
+    const task = this.state.tasks[taskKey];
+    if (task === undefined)
+      throw new NomadChainError('NC_TASK_NOT_FOUND', `no task ${JSON.stringify(taskKey)}`, { context: { taskKey } });
+    return task;
   }
 
   /** Moves one task to the best other node through the migration sequence. */

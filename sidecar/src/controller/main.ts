@@ -1,20 +1,9 @@
-import { connect } from 'node:net';
-import { join, resolve } from 'node:path';
-import { SystemClock } from '../../../common/clock';
 import { requireInt } from '../../../common/config';
 import { ConfigError } from '../../../common/config-error';
 import { errorCode, errorMessage } from '../../../common/errors';
-import { LocalCluster } from '../../../common/local-cluster/cluster';
-import { HaproxyRouter } from '../../../common/local-cluster/haproxy-router';
 import { createRootLogger } from '../../../common/logging';
-import type { Instance } from '../../../common/router';
-import { GrpcSidecarApi } from '../../../common/sidecar-api/grpc-sidecar-api';
-import { FileMigrationJournal } from '../migration/migration-journal';
 import { ControllerApi } from './controller-api';
-import { LocalController } from './local-controller';
-import type { ServiceDefinition } from './service-definition';
-
-const REPO = resolve(__dirname, '..', '..', '..');
+import { EXAMPLE_SERVICE, startLocalMode, waitForPort } from './local-mode';
 
 const USAGE = `Usage: npm start -- [options]
 
@@ -46,36 +35,6 @@ function parseArgs(argv: readonly string[]): StartOptions {
   return { nodes, example };
 }
 
-/** Resolves once the instance accepts TCP connections on its node's address. */
-export function waitForPort(instance: Instance, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolvePort, reject) => {
-    const attempt = (): void => {
-      const socket = connect(instance.port, instance.address);
-      socket.once('connect', () => {
-        socket.destroy();
-        resolvePort();
-      });
-      socket.once('error', () => {
-        socket.destroy();
-        if (Date.now() > deadline)
-          reject(new Error(`${instance.address}:${instance.port} not serving after ${timeoutMs} ms`));
-        else setTimeout(attempt, 100);
-      });
-    };
-    attempt();
-  });
-}
-
-export const EXAMPLE_SERVICE: ServiceDefinition = {
-  name: 'kv',
-  argv: ['/usr/bin/node', '/local/kv-store.js'],
-  env: {},
-  port: 8080,
-  localFiles: { [join(REPO, 'jobs/examples/kv-store.js')]: 'kv-store.js' },
-  memoryLimitBytes: 256 * 1024 * 1024,
-};
-
 /** Composition root of local mode. */
 async function main(argv: readonly string[]): Promise<void> {
   const options = parseArgs(argv);
@@ -83,31 +42,11 @@ async function main(argv: readonly string[]): Promise<void> {
     component: 'local-mode',
   });
   process.stdout.write(`Starting a local cluster of ${options.nodes} nodes...\n`);
-  const cluster = await LocalCluster.up({ nodes: options.nodes, services: [EXAMPLE_SERVICE.name] });
-  const sidecars = new Map(cluster.nodes.map((n) => [n.name, new GrpcSidecarApi(n.localSocket)]));
-  const controller = await LocalController.create({
-    nodes: cluster.nodes.map((n) => ({
-      name: n.name,
-      address: n.address,
-      transferAddress: n.sidecarAddress,
-      netnsPath: n.netnsPath,
-      dataDir: n.dataDir,
-      capacity: 4,
-    })),
-    sidecars: {
-      sidecar: (node) => {
-        const api = sidecars.get(node);
-        if (api === undefined) throw new ConfigError('node', `no node ${node}`);
-        return api;
-      },
-    },
-    router: new HaproxyRouter(cluster.haproxy),
-    journal: new FileMigrationJournal(join(cluster.runDir, 'migrations')),
-    clock: new SystemClock(),
-    log: log.child({ component: 'controller' }),
-    stateFile: join(cluster.runDir, 'controller.json'),
-    checkpointWaitMs: 30_000,
-  });
+  const {
+    cluster,
+    controller,
+    stop: stopLocalMode,
+  } = await startLocalMode({ cluster: { nodes: options.nodes, services: [EXAMPLE_SERVICE.name] } }, log);
   const api = new ControllerApi(controller, log.child({ component: 'controller-api' }));
   const port = await api.listen();
   cluster.setControllerUrl(`http://127.0.0.1:${port}`);
@@ -115,8 +54,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const stop = async (signal: string): Promise<void> => {
     process.stdout.write(`\n${signal}: stopping the local cluster...\n`);
     await api.close();
-    for (const s of sidecars.values()) s.close();
-    await cluster.down();
+    await stopLocalMode();
     process.stdout.write(`Stopped. Logs kept in ${cluster.logDir}\n`);
     process.exit(0);
   };

@@ -1,0 +1,131 @@
+import { errorCode, errorMessage } from '../../../common/errors';
+import { createRootLogger } from '../../../common/logging';
+import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
+import { LoadProbe } from './load-probe';
+import { EXAMPLE_SERVICE, startLocalMode, waitForPort, type LocalMode } from './local-mode';
+
+const USAGE = `Usage: npm run demo -- [-json]
+
+Runs the whole story once in local mode: starts a stateful key/value service on a local cluster, puts load
+on it through HAProxy, drains its node, and prints the outcome beside the baseline (the same service
+cold-restarted on another node, as Nomad's own drivers would). -json prints one JSON object instead.
+The real-Nomad story is npm run test:nomad (it needs NOMAD_BIN).
+`;
+
+export interface Outcome {
+  readonly stateIntact: boolean;
+  readonly downtimeMs: number;
+  readonly failedRequests: number;
+  readonly routerFollowed: boolean;
+  readonly requests: number;
+  readonly from: string;
+  readonly to: string;
+}
+
+const KEYS = 50;
+
+async function http(url: string, method = 'GET', body?: string): Promise<string> {
+  const res = await fetch(url, { method, ...(body !== undefined ? { body } : {}) });
+  if (!res.ok) throw new Error(`${method} ${url}: ${res.status}`);
+  return res.text();
+}
+
+async function seed(base: string): Promise<void> {
+  for (let i = 0; i < KEYS; i++) await http(`${base}/kv/key${i}`, 'PUT', `value-${i}-${'x'.repeat(i)}`);
+}
+
+async function keysIntact(base: string): Promise<boolean> {
+  const keys = JSON.parse(await http(`${base}/keys`)) as Record<string, string>;
+  return Array.from({ length: KEYS }, (_, i) => keys[`key${i}`] === `value-${i}-${'x'.repeat(i)}`).every(Boolean);
+}
+
+async function servedFrom(base: string): Promise<string[]> {
+  return (JSON.parse(await http(`${base}/whoami`)) as { addresses: string[] }).addresses;
+}
+
+async function measure(
+  local: LocalMode,
+  move: () => Promise<{ from: string; to: string; moved: boolean }>,
+): Promise<Outcome> {
+  const base = `http://127.0.0.1:${local.cluster.haproxy.portOf(EXAMPLE_SERVICE.name)}`;
+  await seed(base);
+  const probe = new LoadProbe(`${base}/counter`);
+  probe.start();
+  await new Promise((r) => setTimeout(r, 1500));
+  const { from, to, moved } = await move();
+  await new Promise((r) => setTimeout(r, 1500));
+  const load = await probe.stop();
+  const target = local.cluster.node(to).address;
+  return {
+    stateIntact: moved && load.counterContinuous && (await keysIntact(base)),
+    downtimeMs: load.downtimeMs,
+    failedRequests: load.failedRequests,
+    routerFollowed: (await servedFrom(base)).includes(target),
+    requests: load.requests,
+    from,
+    to,
+  };
+}
+
+/** Nomad's own drivers on a drain: stop the old task, start a fresh one elsewhere, state lost. */
+async function coldRestart(local: LocalMode): Promise<{ from: string; to: string; moved: boolean }> {
+  const task = local.controller.tasks()[EXAMPLE_SERVICE.name];
+  if (task === undefined) throw new Error('the demo service is not running');
+  const target = (await local.controller.nodes()).find((n) => n.name !== task.node && n.healthy);
+  if (target === undefined) throw new Error('no other node for the baseline');
+  const restarted = await local.controller.coldRestart(EXAMPLE_SERVICE.name, target.name, (i) => waitForPort(i));
+  return { from: task.node, to: restarted.node, moved: true };
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  if (argv.includes('-h') || argv.includes('--help')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const json = argv.includes('-json') || argv.includes('--json');
+  const say = (line: string): void => {
+    if (!json) process.stdout.write(`${line}\n`);
+  };
+  const log = createRootLogger({ level: process.env.NOMAD_CHAIN_LOG_LEVEL ?? 'warn', fd: 2 });
+  say('==> Starting a local cluster of 3 nodes');
+  const local = await startLocalMode({ cluster: { nodes: 3, services: [EXAMPLE_SERVICE.name] } }, log);
+  try {
+    const placed = await local.controller.runService(EXAMPLE_SERVICE, (i) => waitForPort(i));
+    say(
+      `==> Service "${EXAMPLE_SERVICE.name}" running on ${placed.node}; ${KEYS} keys written, load on, draining ${placed.node}`,
+    );
+    const chained = await measure(local, async () => {
+      const [outcome] = await local.controller.drainNode(placed.node, 'demo');
+      const to = local.controller.tasks()[EXAMPLE_SERVICE.name]?.node ?? placed.node;
+      return { from: placed.node, to, moved: outcome?.outcome === 'moved' };
+    });
+    say(`==> Baseline: the same service cold-restarted on another node`);
+    await local.controller.setEligibility(placed.node, true, 'demo baseline');
+    const baseline = await measure(local, () => coldRestart(local));
+    const restoredState = (await local.controller.inspect(EXAMPLE_SERVICE.name)).state === TaskState.TASK_STATE_RUNNING;
+    const result = { ...chained, baseline };
+    if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
+    else {
+      const row = (name: string, o: Outcome): string =>
+        `${name.padEnd(22)} ${String(o.stateIntact).padEnd(12)} ${String(o.downtimeMs).padStart(10)} ${String(o.failedRequests).padStart(8)}/${String(o.requests).padEnd(6)} ${String(o.routerFollowed).padEnd(8)} ${o.from} -> ${o.to}`;
+      say('');
+      say(
+        `${'run'.padEnd(22)} ${'stateIntact'.padEnd(12)} ${'downtimeMs'.padStart(10)} ${'failed/requests'.padEnd(15)} ${'router'.padEnd(8)} move`,
+      );
+      say(row('chained (nomad-chain)', chained));
+      say(row('baseline (cold start)', baseline));
+      say(`\nThe service ${restoredState ? 'is running' : 'is NOT running'} after both runs.`);
+    }
+    return chained.stateIntact && chained.routerFollowed ? 0 : 1;
+  } finally {
+    await local.stop(true);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`Error: ${errorMessage(err)} (${errorCode(err) ?? 'NC_UNEXPECTED'})\n`);
+    process.exit(1);
+  },
+);

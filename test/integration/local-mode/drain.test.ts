@@ -1,0 +1,122 @@
+import pino from 'pino';
+import { GrpcSidecarApi } from '../../../common/sidecar-api/grpc-sidecar-api';
+import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
+import {
+  connectController,
+  EXAMPLE_SERVICE,
+  startLocalMode,
+  waitForPort,
+  type LocalMode,
+} from '../../../sidecar/src/controller/local-mode';
+import type { MigrationRecord } from '../../../sidecar/src/migration/migration-record';
+
+const log = pino({ level: process.env.NOMAD_CHAIN_TEST_LOG ?? 'silent' });
+const KEYS = 20;
+
+async function call(base: string, path: string, method = 'GET', body?: string): Promise<string> {
+  const res = await fetch(`${base}${path}`, { method, ...(body !== undefined ? { body } : {}) });
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status}`);
+  return res.text();
+}
+
+const counter = async (base: string): Promise<number> =>
+  (JSON.parse(await call(base, '/counter')) as { counter: number }).counter;
+const whoami = async (base: string): Promise<string[]> =>
+  (JSON.parse(await call(base, '/whoami')) as { addresses: string[] }).addresses;
+
+/** Every running copy of the service across all nodes, asked of each node's real sidecar. */
+async function runningCopies(local: LocalMode): Promise<string[]> {
+  const found: string[] = [];
+  for (const node of local.cluster.nodes) {
+    const api = new GrpcSidecarApi(node.localSocket);
+    try {
+      for (const t of await api.listTasks()) {
+        if (t.identity?.taskName === EXAMPLE_SERVICE.name && t.state === TaskState.TASK_STATE_RUNNING)
+          found.push(node.name);
+      }
+    } finally {
+      api.close();
+    }
+  }
+  return found;
+}
+
+async function withService(local: LocalMode): Promise<{ base: string; node: string }> {
+  const placed = await local.controller.runService(EXAMPLE_SERVICE, (i) => waitForPort(i));
+  const base = `http://127.0.0.1:${local.cluster.haproxy.portOf(EXAMPLE_SERVICE.name)}`;
+  for (let i = 0; i < KEYS; i++) await call(base, `/kv/k${i}`, 'PUT', `v${i}`);
+  return { base, node: placed.node };
+}
+
+describe('local mode: a drain chains the service to another node (issue #5)', () => {
+  let local: LocalMode;
+  afterEach(async () => {
+    await local?.stop(true);
+  });
+
+  it('moves a stateful service: the counter continues, every key is kept, the router follows', async () => {
+    local = await startLocalMode({ cluster: { nodes: 3, services: [EXAMPLE_SERVICE.name] } }, log);
+    const { base, node } = await withService(local);
+    expect(await counter(base)).toBe(1);
+    expect(await counter(base)).toBe(2);
+    expect(await whoami(base)).toEqual([local.cluster.node(node).address]);
+
+    const [outcome] = await local.controller.drainNode(node, 'test');
+    expect(outcome).toMatchObject({ outcome: 'moved' });
+    const target = local.controller.tasks()[EXAMPLE_SERVICE.name]?.node;
+    expect(target).toBeDefined();
+    expect(target).not.toBe(node);
+
+    expect(await whoami(base)).toEqual([local.cluster.node(target ?? '').address]);
+    expect(await counter(base)).toBe(3);
+    const keys = JSON.parse(await call(base, '/keys')) as Record<string, string>;
+    expect(Object.keys(keys)).toHaveLength(KEYS);
+    for (let i = 0; i < KEYS; i++) expect(keys[`k${i}`]).toBe(`v${i}`);
+    expect(await runningCopies(local)).toEqual([target]);
+  });
+
+  it('leaves the task running where it is when no healthy target has room', async () => {
+    local = await startLocalMode({ cluster: { nodes: 2, services: [EXAMPLE_SERVICE.name] } }, log);
+    const { base, node } = await withService(local);
+    const other = local.cluster.nodes.find((n) => n.name !== node)?.name ?? '';
+    await local.controller.setEligibility(other, false, 'test: no room elsewhere');
+    await counter(base);
+    const [outcome] = await local.controller.drainNode(node, 'test');
+    expect(outcome).toMatchObject({ outcome: 'stayed' });
+    expect(await counter(base)).toBe(2);
+    expect(await runningCopies(local)).toEqual([node]);
+  });
+
+  it.each(['left-rotation', 'handed-over', 'restored'] as const)(
+    'a controller crash right after "%s" resumes on restart with exactly one instance running',
+    async (crashStep) => {
+      local = await startLocalMode(
+        {
+          cluster: { nodes: 2, services: [EXAMPLE_SERVICE.name] },
+          afterStep: (r: MigrationRecord) => {
+            if (r.step === crashStep) throw new Error(`simulated controller crash after ${crashStep}`);
+          },
+        },
+        log,
+      );
+      const { base, node } = await withService(local);
+      await counter(base);
+      await expect(local.controller.drainNode(node, 'test')).rejects.toThrow(/simulated controller crash/);
+
+      // A new controller over the same cluster, journal and state: what a restarted process would build.
+      const sidecars = new Map(local.cluster.nodes.map((n) => [n.name, new GrpcSidecarApi(n.localSocket)]));
+      try {
+        const restarted = await connectController(local.cluster, sidecars, {}, log);
+        const [migration] = restarted.migrations();
+        expect(migration?.step).toBe('done');
+        const copies = await runningCopies(local);
+        expect(copies).toHaveLength(1);
+        expect(copies[0]).not.toBe(node);
+        expect(await counter(base)).toBe(2);
+        expect(Object.keys(JSON.parse(await call(base, '/keys')) as object)).toHaveLength(KEYS);
+      } finally {
+        for (const s of sidecars.values()) s.close();
+      }
+    },
+  );
+});
