@@ -42,11 +42,8 @@ async function main(argv: readonly string[]): Promise<void> {
     component: 'local-mode',
   });
   process.stdout.write(`Starting a local cluster of ${options.nodes} nodes...\n`);
-  const {
-    cluster,
-    controller,
-    stop: stopLocalMode,
-  } = await startLocalMode({ cluster: { nodes: options.nodes, services: [EXAMPLE_SERVICE.name] } }, log);
+  const local = await startLocalMode({ cluster: { nodes: options.nodes, services: [EXAMPLE_SERVICE.name] } }, log);
+  const { cluster, controller } = local;
   const api = new ControllerApi(controller, log.child({ component: 'controller-api' }));
   const port = await api.listen();
   cluster.setControllerUrl(`http://127.0.0.1:${port}`);
@@ -54,7 +51,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const stop = async (signal: string): Promise<void> => {
     process.stdout.write(`\n${signal}: stopping the local cluster...\n`);
     await api.close();
-    await stopLocalMode();
+    await local.stop();
     process.stdout.write(`Stopped. Logs kept in ${cluster.logDir}\n`);
     process.exit(0);
   };
