@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -124,14 +124,57 @@ async function deleteContainers(dataDir: string): Promise<void> {
   await visit(dataDir, 3);
 }
 
+/** Starts a node's sidecar inside the node's network namespace, detached (it outlives the CLI that started it). */
+function spawnSidecar(
+  node: NodeRecord,
+  runDir: string,
+  options: Pick<LocalClusterOptions, 'sidecarCommand' | 'sidecarEnv'>,
+): number {
+  const tlsDir = join(runDir, 'tls');
+  const command = options.sidecarCommand ?? [
+    process.execPath,
+    '-r',
+    join(REPO, 'scripts/register.js'),
+    join(REPO, 'sidecar/src/main.ts'),
+  ];
+  const log = openSync(join(runDir, 'logs', `${node.name}-sidecar.log`), 'a');
+  const child = spawn(resolveBinary('nsenter'), [`--net=/run/netns/${node.netns}`, '--', ...command], {
+    detached: true,
+    stdio: ['ignore', log, log],
+    cwd: REPO,
+    env: {
+      ...process.env,
+      ...options.sidecarEnv,
+      NOMAD_CHAIN_NODE_NAME: node.name,
+      NOMAD_CHAIN_LISTEN_ADDRESS: node.address,
+      NOMAD_CHAIN_LISTEN_PORT: String(SIDECAR_PORT),
+      NOMAD_CHAIN_DATA_DIR: node.dataDir,
+      NOMAD_CHAIN_LOCAL_SOCKET: node.localSocket,
+      NOMAD_CHAIN_TASK_NETNS: `/run/netns/${node.netns}`,
+      NOMAD_CHAIN_TLS_CA_FILE: join(tlsDir, 'ca.crt'),
+      NOMAD_CHAIN_TLS_CERT_FILE: join(tlsDir, `${node.name}.crt`),
+      NOMAD_CHAIN_TLS_KEY_FILE: join(tlsDir, `${node.name}.key`),
+    },
+  });
+  child.unref();
+  closeSync(log);
+  return child.pid ?? 0;
+}
+
+/** Every process inside a node's network namespace: its sidecar and its tasks. */
+async function processesIn(netns: string): Promise<number[]> {
+  const out = await run([resolveBinary('ip'), 'netns', 'pids', netns], { allowFailure: true });
+  return out.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => /^\d+$/.test(l))
+    .map(Number);
+}
+
 /** Takes down everything a cluster record names; safe on a half-made or crashed cluster. */
 export async function destroyCluster(record: ClusterRecord, registry: ClusterRegistry): Promise<void> {
-  const ip = resolveBinary('ip');
   const inNamespaces: number[] = [];
-  for (const node of record.nodes) {
-    const pids = await run([ip, 'netns', 'pids', node.netns], { allowFailure: true });
-    for (const line of pids.stdout.split('\n')) if (/^\d+$/.test(line.trim())) inNamespaces.push(Number(line.trim()));
-  }
+  for (const node of record.nodes) inNamespaces.push(...(await processesIn(node.netns)));
   await killAll([...record.nodes.map((n) => n.sidecarPid), record.haproxyPid, ...inNamespaces], 3000);
   for (const node of record.nodes) await deleteContainers(node.dataDir);
   const network = new ClusterNetwork(record.bridge, subnetPrefix(record.subnetIndex));
@@ -202,7 +245,6 @@ export class LocalCluster {
         tlsDir,
         ...Array.from({ length: count }, (_, i) => `node${i + 1}=${network.addressOf(i)}`),
       ]);
-      const nsenter = resolveBinary('nsenter');
       const nodes: LocalNode[] = [];
       for (let i = 0; i < count; i++) {
         const name = `node${i + 1}`;
@@ -221,33 +263,7 @@ export class LocalCluster {
         registry.save(record);
         await network.addNode(nodeRecord.netns, nodeRecord.veth, i);
         const logFile = join(runDir, 'logs', `${name}-sidecar.log`);
-        const command = options.sidecarCommand ?? [
-          process.execPath,
-          '-r',
-          join(REPO, 'scripts/register.js'),
-          join(REPO, 'sidecar/src/main.ts'),
-        ];
-        const log = openSync(logFile, 'a');
-        const child = spawn(nsenter, [`--net=/run/netns/${nodeRecord.netns}`, '--', ...command], {
-          detached: true,
-          stdio: ['ignore', log, log],
-          cwd: REPO,
-          env: {
-            ...process.env,
-            ...options.sidecarEnv,
-            NOMAD_CHAIN_NODE_NAME: name,
-            NOMAD_CHAIN_LISTEN_ADDRESS: nodeRecord.address,
-            NOMAD_CHAIN_LISTEN_PORT: String(SIDECAR_PORT),
-            NOMAD_CHAIN_DATA_DIR: dataDir,
-            NOMAD_CHAIN_LOCAL_SOCKET: nodeRecord.localSocket,
-            NOMAD_CHAIN_TASK_NETNS: `/run/netns/${nodeRecord.netns}`,
-            NOMAD_CHAIN_TLS_CA_FILE: join(tlsDir, 'ca.crt'),
-            NOMAD_CHAIN_TLS_CERT_FILE: join(tlsDir, `${name}.crt`),
-            NOMAD_CHAIN_TLS_KEY_FILE: join(tlsDir, `${name}.key`),
-          },
-        });
-        child.unref();
-        nodeRecord.sidecarPid = child.pid ?? 0;
+        nodeRecord.sidecarPid = spawnSidecar(nodeRecord, runDir, options);
         registry.save(record);
         nodes.push({
           name,
@@ -272,6 +288,38 @@ export class LocalCluster {
       await destroyCluster(record, registry);
       throw err;
     }
+  }
+
+  /**
+   * What a cloud pre-emption does to a node: everything on it dies at once, with no chance to hand over.
+   * The namespace and address stay, so the node can come back.
+   */
+  async killNode(name: string): Promise<void> {
+    const node = this.recordOf(name);
+    await killAll(await processesIn(node.netns), 0);
+    await deleteContainers(node.dataDir);
+    node.sidecarPid = 0;
+    this.registry.save(this.record);
+  }
+
+  /** Brings a killed node back: a fresh sidecar in the same namespace, resolved once it serves. */
+  async restartNode(
+    name: string,
+    options: Pick<LocalClusterOptions, 'sidecarCommand' | 'sidecarEnv' | 'readyTimeoutMs'> = {},
+  ): Promise<void> {
+    const node = this.recordOf(name);
+    node.sidecarPid = spawnSidecar(node, this.runDir, options);
+    this.registry.save(this.record);
+    await waitHealthy(this.node(name).sidecarAddress, options.readyTimeoutMs ?? 30_000, this.node(name).logFile);
+  }
+
+  private recordOf(name: string): NodeRecord {
+    const node = this.record.nodes.find((n) => n.name === name);
+    if (node === undefined)
+      throw new LocalClusterError('NC_CLUSTER_NO_NODE', `no node ${JSON.stringify(name)} in cluster ${this.id}`, {
+        context: { node: name },
+      });
+    return node;
   }
 
   /** Records where local mode's controller listens, so `npm run cluster -- drain` can find it. */

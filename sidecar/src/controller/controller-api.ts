@@ -32,6 +32,7 @@ export class ControllerApi {
   constructor(
     private readonly controller: LocalController,
     private readonly log: Logger,
+    private readonly heartbeatMs = 10_000,
   ) {}
 
   listen(port = 0): Promise<number> {
@@ -57,17 +58,47 @@ export class ControllerApi {
     return new Promise((resolve) => (this.server === undefined ? resolve() : this.server.close(() => resolve())));
   }
 
+  /** ndjson, one `{"Index":N,"Event":{…}}` per event, `{}` as a heartbeat, resumable from `index` (like Nomad's). */
+  private stream(req: IncomingMessage, res: ServerResponse, index: number): void {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    const write = (e: { index: number; event: unknown }): void =>
+      void res.write(`${JSON.stringify({ Index: e.index, Event: e.event })}\n`);
+    res.write('{}\n');
+    for (const e of this.controller.events.since(index)) write(e);
+    const unsubscribe = this.controller.events.subscribe(write);
+    const heartbeat = setInterval(() => res.write('{}\n'), this.heartbeatMs);
+    req.on('close', () => {
+      clearInterval(heartbeat);
+      unsubscribe();
+    });
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const parts = url.pathname.split('/').filter((p) => p !== '');
     if (req.method === 'GET' && url.pathname === '/v1/nodes') return send(res, 200, await this.controller.nodes());
     if (req.method === 'GET' && url.pathname === '/v1/tasks') return send(res, 200, this.controller.tasks());
     if (req.method === 'GET' && url.pathname === '/v1/migrations') return send(res, 200, this.controller.migrations());
+    if (req.method === 'GET' && url.pathname === '/v1/reservations')
+      return send(res, 200, this.controller.reservationsHeld());
+    if (req.method === 'GET' && url.pathname === '/v1/event/stream')
+      return this.stream(req, res, Number(url.searchParams.get('index') ?? 0));
+    if (req.method === 'DELETE' && parts[1] === 'reservation' && parts[2] !== undefined) {
+      this.controller.release(parts[2]);
+      return send(res, 200, { released: parts[2] });
+    }
     if (req.method === 'POST' && parts[0] === 'v1' && parts[1] === 'node' && parts[2] !== undefined) {
       const body = await readJson(req);
       if (parts[3] === 'drain') {
         const reason = typeof body.reason === 'string' ? body.reason : 'drained by an operator';
         return send(res, 200, await this.controller.drainNode(parts[2], reason));
+      }
+      if (parts[3] === 'reserve')
+        return send(res, 200, await this.controller.reserve(parts[2], String(body.reason ?? 'reserved')));
+      if (parts[3] === 'preempt') return send(res, 200, await this.controller.preempt(parts[2]));
+      if (parts[3] === 'return') {
+        await this.controller.nodeReturned(parts[2]);
+        return send(res, 200, { node: parts[2], up: true });
       }
       if (parts[3] === 'eligibility') {
         if (body.Eligibility !== 'eligible' && body.Eligibility !== 'ineligible') {

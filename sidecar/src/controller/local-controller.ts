@@ -9,6 +9,7 @@ import { MigrationMode, type TaskInfo } from '../../../proto/gen/chain/v1/sideca
 import type { MigrationJournal } from '../migration/migration-journal';
 import type { MigrationRecord } from '../migration/migration-record';
 import { MigrationSequence, type NodeSidecars } from '../migration/migration-sequence';
+import { ControllerEventLog, type ControllerEvent } from './controller-events';
 import { taskSpecFor, type ServiceDefinition } from './service-definition';
 
 export interface ControllerNode {
@@ -33,6 +34,30 @@ export interface LocalControllerDeps {
   readonly checkpointWaitMs: number;
   readonly mode?: MigrationMode;
   readonly afterStep?: (record: MigrationRecord) => void | Promise<void>;
+  readonly events?: ControllerEventLog;
+  /** What a pre-emption does to a node (local mode: kill everything in its namespace) and how it returns. */
+  readonly machines?: NodeMachines;
+  /** Waits until a (re)started instance accepts connections. */
+  readonly waitServing?: (instance: Instance) => Promise<void>;
+}
+
+export interface NodeMachines {
+  kill(node: string): Promise<void>;
+  restart(node: string): Promise<void>;
+}
+
+export interface Reservation {
+  readonly id: string;
+  readonly node: string;
+  readonly targets: readonly string[];
+  readonly tasks: number;
+}
+
+export interface PreemptionOutcome {
+  readonly node: string;
+  /** Chained tasks that were still on the node when it went: cold-started elsewhere, their memory lost. */
+  readonly caught: readonly string[];
+  readonly restartedOn: Readonly<Record<string, string>>;
 }
 
 interface PlacedTask {
@@ -46,6 +71,8 @@ interface NodeFlags {
   eligible: boolean;
   draining: boolean;
   reason: string;
+  /** False while the node is gone (pre-empted and not back). */
+  up?: boolean;
 }
 
 interface ControllerState {
@@ -66,6 +93,9 @@ export type DrainOutcome =
 export class LocalController implements SchedulerAdapter {
   private readonly sequence: MigrationSequence;
   private state: ControllerState;
+  readonly events: ControllerEventLog;
+  private readonly reservations = new Map<string, Reservation>();
+  private nextReservation = 1;
 
   private constructor(private readonly deps: LocalControllerDeps) {
     this.sequence = new MigrationSequence({
@@ -79,6 +109,19 @@ export class LocalController implements SchedulerAdapter {
       ...(deps.afterStep !== undefined ? { afterStep: deps.afterStep } : {}),
     });
     this.state = LocalController.load(deps.stateFile, deps.nodes);
+    this.events = deps.events ?? new ControllerEventLog();
+    for (const node of deps.nodes)
+      this.emit({
+        type: 'node-joined',
+        node: node.name,
+        pool: 'default',
+        nodeClass: 'local',
+        timeMs: deps.clock.now(),
+      });
+  }
+
+  private emit(event: ControllerEvent): void {
+    this.events.append(event);
   }
 
   /** Loads the controller's state and finishes any migration a crash left half-done. */
@@ -127,11 +170,17 @@ export class LocalController implements SchedulerAdapter {
       this.deps.nodes.map(async (node) => {
         const flags = this.state.nodes[node.name] ?? { eligible: true, draining: false, reason: '' };
         let healthy = false;
-        try {
-          healthy = (await this.deps.sidecars.sidecar(node.name).features()).healthy;
-        } catch {
-          healthy = false;
+        if (flags.up !== false) {
+          try {
+            healthy = (await this.deps.sidecars.sidecar(node.name).features()).healthy;
+          } catch {
+            healthy = false;
+          }
         }
+        const reserved = [...this.reservations.values()].reduce(
+          (n, r) => n + r.targets.filter((t) => t === node.name).length,
+          0,
+        );
         return {
           name: node.name,
           address: node.address,
@@ -139,7 +188,7 @@ export class LocalController implements SchedulerAdapter {
           eligible: flags.eligible,
           draining: flags.draining,
           healthy,
-          tasks: Object.values(this.state.tasks).filter((t) => t.node === node.name).length,
+          tasks: Object.values(this.state.tasks).filter((t) => t.node === node.name).length + reserved,
           capacity: node.capacity,
         };
       }),
@@ -150,7 +199,8 @@ export class LocalController implements SchedulerAdapter {
     this.node(node);
     const flags = this.state.nodes[node] ?? { eligible, draining: false, reason };
     // As in Nomad: marking a node eligible ends its drain.
-    this.state.nodes[node] = { eligible, draining: eligible ? false : flags.draining, reason };
+    this.state.nodes[node] = { ...flags, eligible, draining: eligible ? false : flags.draining, reason };
+    if (eligible && flags.draining) this.emit({ type: 'drain-canceled', node, timeMs: this.deps.clock.now() });
     this.save();
     this.deps.log.info({ node, eligible, reason }, 'node eligibility changed');
     return Promise.resolve();
@@ -163,9 +213,10 @@ export class LocalController implements SchedulerAdapter {
   /** Fences the node and moves each of its chained tasks; a task with nowhere to go keeps running. */
   async drainNode(node: string, reason: string): Promise<DrainOutcome[]> {
     this.node(node);
-    this.state.nodes[node] = { eligible: false, draining: true, reason };
+    this.state.nodes[node] = { ...this.state.nodes[node], eligible: false, draining: true, reason };
     this.save();
     this.deps.log.info({ node, reason }, 'node drain started');
+    this.emit({ type: 'drain-started', node, timeMs: this.deps.clock.now(), detail: reason });
     const outcomes: DrainOutcome[] = [];
     for (const [taskKey, task] of Object.entries(this.state.tasks)) {
       if (task.node === node) outcomes.push(await this.migrateTask(taskKey));
@@ -174,6 +225,7 @@ export class LocalController implements SchedulerAdapter {
       { node, moved: outcomes.filter((o) => o.outcome === 'moved').length, tasks: outcomes.length },
       'node drain finished',
     );
+    this.emit({ type: 'drain-complete', node, timeMs: this.deps.clock.now() });
     return outcomes;
   }
 
@@ -314,6 +366,85 @@ export class LocalController implements SchedulerAdapter {
     }
     if (result.step === 'done') return { taskKey, outcome: 'moved', migration: result };
     return { taskKey, outcome: result.step === 'rolled-back' ? 'rolled-back' : 'failed', migration: result };
+  }
+
+  /** Holds room on healthy nodes for each chained task of `node`, counted against their capacity. */
+  async reserve(node: string, reason: string): Promise<Reservation> {
+    this.node(node);
+    const tasks = Object.values(this.state.tasks).filter((t) => t.node === node);
+    const targets: string[] = [];
+    let nodes = await this.nodes();
+    for (let i = 0; i < tasks.length; i++) {
+      const target = pickTarget(nodes, node);
+      if (target === undefined) break;
+      targets.push(target.name);
+      // Count it at once, so the next task of the same node does not take the same slot.
+      nodes = nodes.map((n) => (n.name === target.name ? { ...n, tasks: n.tasks + 1 } : n));
+    }
+    const reservation = { id: `reservation-${this.nextReservation++}`, node, targets, tasks: tasks.length };
+    this.reservations.set(reservation.id, reservation);
+    this.deps.log.info({ node, reason, targets }, 'capacity reserved');
+    return reservation;
+  }
+
+  release(id: string): void {
+    if (this.reservations.delete(id)) this.deps.log.info({ reservation: id }, 'reservation released');
+  }
+
+  reservationsHeld(): Reservation[] {
+    return [...this.reservations.values()];
+  }
+
+  /**
+   * The cloud takes the node: everything on it dies at once. Chained tasks still there are caught: they
+   * are cold-started elsewhere (as Nomad would reschedule them) and their memory is lost.
+   */
+  async preempt(node: string): Promise<PreemptionOutcome> {
+    this.node(node);
+    const machines = this.deps.machines;
+    if (machines === undefined)
+      throw new NomadChainError('NC_CONTROLLER_NO_MACHINES', 'this controller cannot pre-empt nodes', {
+        context: { node },
+      });
+    await machines.kill(node);
+    this.state.nodes[node] = {
+      ...(this.state.nodes[node] ?? { eligible: false, draining: false, reason: '' }),
+      up: false,
+      eligible: false,
+      draining: false,
+      reason: 'pre-empted',
+    };
+    this.save();
+    this.emit({ type: 'node-left', node, preempted: true, timeMs: this.deps.clock.now(), detail: 'pre-empted' });
+    const caught = Object.entries(this.state.tasks).filter(([, t]) => t.node === node);
+    const restartedOn: Record<string, string> = {};
+    for (const [taskKey, task] of caught) {
+      const target = pickTarget(await this.nodes(), node);
+      this.deps.log.warn({ taskKey, node, target: target?.name }, 'pre-emption caught a chained task: memory lost');
+      if (target === undefined) continue;
+      const placed = await this.startOn(
+        this.node(target.name),
+        task.service,
+        task.generation + 1,
+        this.deps.waitServing ?? (() => Promise.resolve()),
+      );
+      restartedOn[taskKey] = placed.node;
+    }
+    return { node, caught: caught.map(([k]) => k), restartedOn };
+  }
+
+  /** A pre-empted node comes back (a new spot instance in its place). */
+  async nodeReturned(node: string): Promise<void> {
+    this.node(node);
+    const machines = this.deps.machines;
+    if (machines === undefined)
+      throw new NomadChainError('NC_CONTROLLER_NO_MACHINES', 'this controller cannot restart nodes', {
+        context: { node },
+      });
+    await machines.restart(node);
+    this.state.nodes[node] = { eligible: true, draining: false, reason: 'returned', up: true };
+    this.save();
+    this.emit({ type: 'node-joined', node, pool: 'default', nodeClass: 'local', timeMs: this.deps.clock.now() });
   }
 
   async taskPlaced(taskKey: string, node: string, taskId: string): Promise<void> {

@@ -112,6 +112,8 @@ export function connectController(
     log: log.child({ component: 'controller' }),
     stateFile: join(cluster.runDir, 'controller.json'),
     checkpointWaitMs: options.checkpointWaitMs ?? 30_000,
+    machines: { kill: (node) => cluster.killNode(node), restart: (node) => cluster.restartNode(node) },
+    waitServing: (instance) => waitForPort(instance),
     ...(options.mode !== undefined ? { mode: options.mode } : {}),
     ...(options.afterStep !== undefined ? { afterStep: options.afterStep } : {}),
   });
