@@ -94,7 +94,11 @@ export class ControllerApi {
         return send(res, 200, await this.controller.drainNode(parts[2], reason));
       }
       if (parts[3] === 'reserve')
-        return send(res, 200, await this.controller.reserve(parts[2], String(body.reason ?? 'reserved')));
+        return send(
+          res,
+          200,
+          await this.controller.reserve(parts[2], typeof body.reason === 'string' ? body.reason : 'reserved'),
+        );
       if (parts[3] === 'preempt') return send(res, 200, await this.controller.preempt(parts[2]));
       if (parts[3] === 'return') {
         await this.controller.nodeReturned(parts[2]);
