@@ -10,6 +10,8 @@ export interface LoggerSetup {
   /** hclog shape (`@level`, `@message`, `@timestamp`) so the Nomad agent re-logs plugin lines at their level. */
   readonly hclog?: boolean;
   readonly name?: string;
+  /** A file to append JSON lines to instead of `fd`, for commands whose terminal output is for people. */
+  readonly file?: string;
 }
 
 const REDACT = ['token', '*.token', 'key', '*.key', 'privateKey', '*.privateKey', 'secretId', '*.secretId'];
@@ -30,5 +32,7 @@ export function createRootLogger(setup: LoggerSetup = {}): Logger {
     options.base = undefined;
     options.formatters = { level: (label) => ({ '@level': label }) };
   }
-  return pino(options, pino.destination({ fd: setup.fd ?? 1, sync: true }));
+  const destination =
+    setup.file !== undefined ? { dest: setup.file, mkdir: true, sync: true } : { fd: setup.fd ?? 1, sync: true };
+  return pino(options, pino.destination(destination));
 }

@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { errorCode, errorMessage } from '../../../common/errors';
 import { createRootLogger } from '../../../common/logging';
 import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
@@ -86,7 +88,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const say = (line: string): void => {
     if (!json) process.stdout.write(`${line}\n`);
   };
-  const log = createRootLogger({ level: process.env.NOMAD_CHAIN_LOG_LEVEL ?? 'warn', fd: 2 });
+  const logFile = join(tmpdir(), `nomad-chain-demo-${process.pid}.log`);
+  const log = createRootLogger({ level: process.env.NOMAD_CHAIN_LOG_LEVEL ?? 'info', file: logFile });
   say('==> Starting a local cluster of 3 nodes');
   const local = await startLocalMode({ cluster: { nodes: 3, services: [EXAMPLE_SERVICE.name] } }, log);
   try {
@@ -114,7 +117,7 @@ async function main(argv: readonly string[]): Promise<number> {
       );
       say(row('chained (nomad-chain)', chained));
       say(row('baseline (cold start)', baseline));
-      say(`\nThe service ${restoredState ? 'is running' : 'is NOT running'} after both runs.`);
+      say(`\nThe service ${restoredState ? 'is running' : 'is NOT running'} after both runs. Log: ${logFile}`);
     }
     return chained.stateIntact && chained.routerFollowed ? 0 : 1;
   } finally {
