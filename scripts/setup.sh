@@ -132,6 +132,8 @@ step "Go modules of the contract harness"
 if [ -f "$ROOT/test/contract/go.mod" ]; then
   (cd "$ROOT/test/contract" && go mod download) || die "go mod download failed in test/contract"
   ok go "$(go version | cut -d' ' -f3)"
+  bash "$ROOT/scripts/gen-go-proto.sh" >/dev/null || die "Go stub generation failed (scripts/gen-go-proto.sh)"
+  ok go-stubs "test/contract/gen"
 fi
 
 step "done"

@@ -44,7 +44,7 @@ async function controllerCall(
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
-  const answer = await res.json();
+  const answer: unknown = await res.json();
   if (!res.ok) throw new Error((answer as { error?: string }).error ?? `controller answered ${res.status}`);
   return answer;
 }

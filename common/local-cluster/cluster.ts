@@ -151,9 +151,9 @@ function spawnSidecar(
       NOMAD_CHAIN_DATA_DIR: node.dataDir,
       NOMAD_CHAIN_LOCAL_SOCKET: node.localSocket,
       NOMAD_CHAIN_TASK_NETNS: `/run/netns/${node.netns}`,
-      NOMAD_CHAIN_TLS_CA_FILE: join(tlsDir, 'ca.crt'),
-      NOMAD_CHAIN_TLS_CERT_FILE: join(tlsDir, `${node.name}.crt`),
-      NOMAD_CHAIN_TLS_KEY_FILE: join(tlsDir, `${node.name}.key`),
+      NOMAD_CHAIN_TLS_CA: join(tlsDir, 'ca.crt'),
+      NOMAD_CHAIN_TLS_CERT: join(tlsDir, `${node.name}.crt`),
+      NOMAD_CHAIN_TLS_KEY: join(tlsDir, `${node.name}.key`),
     },
   });
   child.unref();

@@ -4,6 +4,7 @@ import type {
   DestroyTaskRequest,
   ExecTaskRequest,
   ExecTaskResponse,
+  ExitResult,
   FeaturesResponse,
   FindCheckpointRequest,
   FindCheckpointResponse,
@@ -15,17 +16,18 @@ import type {
   StopTaskRequest,
   TaskInfo,
   TaskStatsResponse,
-  WaitTaskResponse,
 } from '../../proto/gen/chain/v1/sidecar';
 
 /**
- * The sidecar's local API as its callers see it (the plugin, the local controller, the migration sequence).
- * The real one speaks gRPC over the node's unix socket; unit tests pass a fake.
+ * The node sidecar's local API (chain.v1.Sidecar) as its callers see it: the plugin, the local controller
+ * and the migration sequence. The sidecar owns every task. The real one speaks gRPC over the node's unix
+ * socket (GrpcSidecarApi); unit tests pass fakes.
  */
 export interface SidecarApi {
   features(): Promise<FeaturesResponse>;
   startTask(request: StartTaskRequest): Promise<TaskInfo>;
-  waitTask(taskId: string, signal?: AbortSignal): Promise<WaitTaskResponse>;
+  /** Blocks until the task exits; no deadline, ends early only through `signal`. */
+  waitTask(taskId: string, signal: AbortSignal): Promise<ExitResult>;
   stopTask(request: StopTaskRequest): Promise<TaskInfo>;
   destroyTask(request: DestroyTaskRequest): Promise<TaskInfo>;
   inspectTask(taskId: string): Promise<TaskInfo>;

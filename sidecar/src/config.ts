@@ -1,4 +1,11 @@
-import { deepFreeze, rejectUnknownKeys, requireInt, requireString } from '../../common/config';
+import {
+  deepFreeze,
+  parseDurationMs,
+  parseSizeBytes,
+  rejectUnknownKeys,
+  requireInt,
+  requireString,
+} from '../../common/config';
 import { ConfigError } from '../../common/config-error';
 
 /** What an operator may set (file or environment). Every field documents its default. */
@@ -9,39 +16,167 @@ export interface SidecarOptions {
   listenAddress?: string;
   /** Port of the peer-facing gRPC server; 0 lets the OS choose. @default 7450 */
   listenPort?: number;
+  /** Port of the State Transfer Protocol server (mutual TLS). @default 7451 */
+  transferPort?: number;
+  /** host:port peers use to reach this node's transfer server. @default "<listenAddress>:<transferPort>" */
+  advertiseAddress?: string;
+  /** CA, certificate and key (PEM) of the transfer's mutual TLS; without all three, transfer is off. @default "" */
+  tlsCaFile?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  /** Staged-checkpoint store (encrypted at rest). @default "<dataDir>/store" */
+  storeDir?: string;
+  /** Upper bound of the store on disk. @default "8GiB" */
+  storeMaxSize?: string | number;
   /** Where the sidecar keeps tasks, checkpoints and state. @default "/var/lib/nomad-chain" */
   dataDir?: string;
   /** Unix socket of the local API the plugin talks to. @default "<dataDir>/sidecar.sock" */
   localSocket?: string;
   /** pino level. @default "info" */
   logLevel?: string;
+  /** runc binary (env RUNC_BIN). @default "/usr/sbin/runc" */
+  runcBin?: string;
+  /** CRIU >= 4.2 binary, passed to runc as --criu (env CRIU_BIN). @default "/usr/local/sbin/criu" */
+  criuBin?: string;
+  /** Network namespace tasks join when their spec names none (local mode: the node's). @default "" (the sidecar's) */
+  taskNetworkNamespace?: string;
+  /** Prefix of task cgroup paths. @default "/nomad-chain/<nodeName>" */
+  cgroupParent?: string;
+  /** How long a task may take to reach running (a restore included). @default "60s" */
+  startTimeout?: string | number;
+  /** Grace between a stop signal and SIGKILL when the caller gives none. @default "10s" */
+  stopTimeout?: string | number;
+  /** Longest a dump may take before it is abandoned and the task resumed. @default "5m" */
+  dumpTimeout?: string | number;
+  /** Longest a lazy dump waits, frozen, for the target's lazy-pages daemon before the source resumes. @default "15s" */
+  lazyConnectTimeout?: string | number;
+  /** Longest a lazy migration may take once the target connected. @default "10m" */
+  lazyTransferTimeout?: string | number;
+  /** Timeout of one runc/criu/iptables command. @default "30s" */
+  commandTimeout?: string | number;
+  /** Address peers' lazy-pages daemons reach this node's page server at. @default host of advertiseAddress */
+  pageServerHost?: string;
+  /**
+   * Network namespace this node's lazy-pages daemons run in: never the restored task's, which runc locks
+   * during the restore. @default "" (the sidecar's own)
+   */
+  lazyPagesNetns?: string;
 }
 
 export interface SidecarConfig {
   readonly nodeName: string;
   readonly listenAddress: string;
   readonly listenPort: number;
+  readonly transferPort: number;
+  readonly advertiseAddress: string;
+  /** Undefined when transfer is off (no TLS material configured). */
+  readonly tls: { readonly caFile: string; readonly certFile: string; readonly keyFile: string } | undefined;
+  readonly storeDir: string;
+  readonly storeMaxBytes: number;
   readonly dataDir: string;
   readonly localSocket: string;
   readonly logLevel: string;
+  readonly runcBin: string;
+  readonly criuBin: string;
+  readonly taskNetworkNamespace: string;
+  readonly cgroupParent: string;
+  readonly startTimeoutMs: number;
+  readonly stopTimeoutMs: number;
+  readonly dumpTimeoutMs: number;
+  readonly lazyConnectTimeoutMs: number;
+  readonly lazyTransferTimeoutMs: number;
+  readonly commandTimeoutMs: number;
+  readonly pageServerHost: string;
+  readonly lazyPagesNetns: string;
 }
 
-const FIELDS = ['nodeName', 'listenAddress', 'listenPort', 'dataDir', 'localSocket', 'logLevel'] as const;
+const FIELDS = [
+  'nodeName',
+  'listenAddress',
+  'listenPort',
+  'transferPort',
+  'advertiseAddress',
+  'tlsCaFile',
+  'tlsCertFile',
+  'tlsKeyFile',
+  'storeDir',
+  'storeMaxSize',
+  'dataDir',
+  'localSocket',
+  'logLevel',
+  'runcBin',
+  'criuBin',
+  'taskNetworkNamespace',
+  'cgroupParent',
+  'startTimeout',
+  'stopTimeout',
+  'dumpTimeout',
+  'lazyConnectTimeout',
+  'lazyTransferTimeout',
+  'commandTimeout',
+  'pageServerHost',
+  'lazyPagesNetns',
+] as const;
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+
+function absolutePath(field: string, value: unknown): string {
+  const path = requireString(field, value);
+  if (!path.startsWith('/')) throw new ConfigError(field, 'expected an absolute path');
+  return path;
+}
 
 /** Parses and validates once; the result is frozen. Errors name the field. */
 export function parseConfig(raw: Record<string, unknown>, hostname: string): SidecarConfig {
   rejectUnknownKeys('', raw, FIELDS);
-  const dataDir = requireString('dataDir', raw.dataDir ?? '/var/lib/nomad-chain');
+  const dataDir = absolutePath('dataDir', raw.dataDir ?? '/var/lib/nomad-chain');
   const logLevel = requireString('logLevel', raw.logLevel ?? 'info');
   if (!LEVELS.includes(logLevel)) throw new ConfigError('logLevel', `expected one of ${LEVELS.join(', ')}`);
+  const nodeName = requireString('nodeName', raw.nodeName ?? hostname);
+  if (!/^[\w.-]+$/.test(nodeName)) throw new ConfigError('nodeName', 'expected letters, digits, ".", "_" or "-"');
+  const listenAddress = requireString('listenAddress', raw.listenAddress ?? '0.0.0.0');
+  const listenPort = requireInt('listenPort', raw.listenPort ?? 7450, 0, 65535);
+  const netns = raw.taskNetworkNamespace ?? '';
+  const transferPort = requireInt('transferPort', raw.transferPort ?? 7451, 0, 65535);
+  const advertiseAddress = requireString(
+    'advertiseAddress',
+    raw.advertiseAddress ?? `${listenAddress}:${transferPort}`,
+  );
+  const tlsFiles = [raw.tlsCaFile, raw.tlsCertFile, raw.tlsKeyFile].filter((f) => f !== undefined && f !== '');
+  if (tlsFiles.length !== 0 && tlsFiles.length !== 3) {
+    throw new ConfigError('tlsCaFile', 'set tlsCaFile, tlsCertFile and tlsKeyFile together, or none of them');
+  }
+  const lazyNetns = raw.lazyPagesNetns ?? '';
   return deepFreeze({
-    nodeName: requireString('nodeName', raw.nodeName ?? hostname),
-    listenAddress: requireString('listenAddress', raw.listenAddress ?? '0.0.0.0'),
-    listenPort: requireInt('listenPort', raw.listenPort ?? 7450, 0, 65535),
+    nodeName,
+    listenAddress,
+    listenPort,
+    transferPort,
+    advertiseAddress,
+    tls:
+      tlsFiles.length === 3
+        ? {
+            caFile: absolutePath('tlsCaFile', raw.tlsCaFile),
+            certFile: absolutePath('tlsCertFile', raw.tlsCertFile),
+            keyFile: absolutePath('tlsKeyFile', raw.tlsKeyFile),
+          }
+        : undefined,
+    storeDir: absolutePath('storeDir', raw.storeDir ?? `${dataDir}/store`),
+    storeMaxBytes: parseSizeBytes('storeMaxSize', raw.storeMaxSize ?? '8GiB'),
     dataDir,
-    localSocket: requireString('localSocket', raw.localSocket ?? `${dataDir}/sidecar.sock`),
+    localSocket: absolutePath('localSocket', raw.localSocket ?? `${dataDir}/sidecar.sock`),
     logLevel,
+    runcBin: absolutePath('runcBin', raw.runcBin ?? '/usr/sbin/runc'),
+    criuBin: absolutePath('criuBin', raw.criuBin ?? '/usr/local/sbin/criu'),
+    taskNetworkNamespace: netns === '' ? '' : absolutePath('taskNetworkNamespace', netns),
+    cgroupParent: absolutePath('cgroupParent', raw.cgroupParent ?? `/nomad-chain/${nodeName}`),
+    startTimeoutMs: parseDurationMs('startTimeout', raw.startTimeout ?? '60s'),
+    stopTimeoutMs: parseDurationMs('stopTimeout', raw.stopTimeout ?? '10s'),
+    dumpTimeoutMs: parseDurationMs('dumpTimeout', raw.dumpTimeout ?? '5m'),
+    lazyConnectTimeoutMs: parseDurationMs('lazyConnectTimeout', raw.lazyConnectTimeout ?? '15s'),
+    lazyTransferTimeoutMs: parseDurationMs('lazyTransferTimeout', raw.lazyTransferTimeout ?? '10m'),
+    commandTimeoutMs: parseDurationMs('commandTimeout', raw.commandTimeout ?? '30s'),
+    pageServerHost: requireString('pageServerHost', raw.pageServerHost ?? advertiseAddress.replace(/:\d+$/, '')),
+    lazyPagesNetns: lazyNetns === '' ? '' : absolutePath('lazyPagesNetns', lazyNetns),
   });
 }
 
@@ -49,12 +184,31 @@ const ENV: Readonly<Record<string, (typeof FIELDS)[number]>> = {
   NOMAD_CHAIN_NODE_NAME: 'nodeName',
   NOMAD_CHAIN_LISTEN_ADDRESS: 'listenAddress',
   NOMAD_CHAIN_LISTEN_PORT: 'listenPort',
+  NOMAD_CHAIN_TRANSFER_PORT: 'transferPort',
+  NOMAD_CHAIN_ADVERTISE_ADDRESS: 'advertiseAddress',
+  NOMAD_CHAIN_TLS_CA: 'tlsCaFile',
+  NOMAD_CHAIN_TLS_CERT: 'tlsCertFile',
+  NOMAD_CHAIN_TLS_KEY: 'tlsKeyFile',
+  NOMAD_CHAIN_STORE_DIR: 'storeDir',
+  NOMAD_CHAIN_STORE_MAX_SIZE: 'storeMaxSize',
   NOMAD_CHAIN_DATA_DIR: 'dataDir',
   NOMAD_CHAIN_LOCAL_SOCKET: 'localSocket',
   NOMAD_CHAIN_LOG_LEVEL: 'logLevel',
+  RUNC_BIN: 'runcBin',
+  CRIU_BIN: 'criuBin',
+  NOMAD_CHAIN_TASK_NETNS: 'taskNetworkNamespace',
+  NOMAD_CHAIN_CGROUP_PARENT: 'cgroupParent',
+  NOMAD_CHAIN_START_TIMEOUT: 'startTimeout',
+  NOMAD_CHAIN_STOP_TIMEOUT: 'stopTimeout',
+  NOMAD_CHAIN_DUMP_TIMEOUT: 'dumpTimeout',
+  NOMAD_CHAIN_LAZY_CONNECT_TIMEOUT: 'lazyConnectTimeout',
+  NOMAD_CHAIN_LAZY_TRANSFER_TIMEOUT: 'lazyTransferTimeout',
+  NOMAD_CHAIN_COMMAND_TIMEOUT: 'commandTimeout',
+  NOMAD_CHAIN_PAGE_SERVER_HOST: 'pageServerHost',
+  NOMAD_CHAIN_LAZY_PAGES_NETNS: 'lazyPagesNetns',
 };
 
-/** Reads options from a JSON file (`--config FILE`) overlaid by NOMAD_CHAIN_* variables. */
+/** Reads options from a JSON file (`--config FILE`) overlaid by environment variables. */
 export function rawOptionsFrom(env: NodeJS.ProcessEnv, fileContents: string | undefined): Record<string, unknown> {
   let raw: Record<string, unknown> = {};
   if (fileContents !== undefined) {
@@ -66,7 +220,7 @@ export function rawOptionsFrom(env: NodeJS.ProcessEnv, fileContents: string | un
   }
   for (const [name, field] of Object.entries(ENV)) {
     const value = env[name];
-    if (value !== undefined) raw[field] = value;
+    if (value !== undefined && value !== '') raw[field] = value;
   }
   return raw;
 }

@@ -1,12 +1,33 @@
 import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { Server } from '@grpc/grpc-js';
-import { errorCode } from '../../common/errors';
+import { SystemClock } from '../../common/clock';
+import { NomadChainError, errorCode } from '../../common/errors';
 import { HealthStatus, healthService } from '../../common/grpc/health-service';
 import { bindServer, shutdownServer } from '../../common/grpc/server';
 import { createRootLogger } from '../../common/logging';
 import { HealthService } from '../../proto/gen/grpc/health/v1/health';
+import { CriuCli } from './checkpoint/criu';
+import { Dumper } from './checkpoint/dump';
+import { probeFeatures } from './checkpoint/features';
+import { LazyDumper } from './checkpoint/lazy-dump';
+import { PeerMigrator } from './checkpoint/migrate-to-peer';
+import { Restorer } from './checkpoint/restore';
+import type { CheckpointShipper, StagedCheckpoints } from './checkpoint/staging';
+import { StoreStagedCheckpoints, TransferShipper } from './checkpoint/transfer-adapters';
+import { DirectoryStagedCheckpoints } from './checkpoint/staging';
 import { parseConfig, rawOptionsFrom } from './config';
+import { LocalApi } from './local-api/local-api';
+import { serveLocalApi } from './local-api/server';
+import { RuncCli } from './runtime/runc';
+import { TaskRuntime } from './runtime/task-runtime';
+import { CheckpointStore } from './store/checkpoint-store';
+import { loadOrCreateStoreKey } from './store/store-key';
+import { TransferClient } from './transfer/client';
+import { TransferServer } from './transfer/server';
+import { loadTransferTls } from './transfer/tls';
 
 /** Composition root: the only place real dependencies are built. */
 async function main(argv: readonly string[]): Promise<void> {
@@ -17,6 +38,113 @@ async function main(argv: readonly string[]): Promise<void> {
     hostname(),
   );
   const log = createRootLogger({ level: config.logLevel }).child({ component: 'sidecar', node: config.nodeName });
+  const clock = new SystemClock();
+
+  const runc = new RuncCli({
+    runcBin: config.runcBin,
+    criuBin: config.criuBin,
+    root: join(config.dataDir, 'runc'),
+    commandTimeoutMs: config.commandTimeoutMs,
+  });
+  const criu = new CriuCli(config.criuBin, config.commandTimeoutMs);
+  const features = await probeFeatures(criu, runc);
+  log.info(features, 'features probed');
+
+  const tasksDir = join(config.dataDir, 'tasks');
+  await mkdir(tasksDir, { recursive: true });
+  const runtime = await TaskRuntime.create(
+    {
+      nodeName: config.nodeName,
+      tasksDir,
+      taskNetworkNamespace: config.taskNetworkNamespace,
+      cgroupParent: config.cgroupParent,
+      startTimeoutMs: config.startTimeoutMs,
+      exitPollMs: 250,
+    },
+    { runc, clock, log: log.child({ component: 'runtime' }) },
+  );
+  const checkpointLog = log.child({ component: 'checkpoint' });
+  const dumper = new Dumper(
+    { checkpointsDir: join(config.dataDir, 'dumps'), nodeName: config.nodeName, dumpTimeoutMs: config.dumpTimeoutMs },
+    { runtime, runc, clock, log: checkpointLog },
+  );
+  const restorer = new Restorer({
+    runtime,
+    log: checkpointLog,
+    criu,
+    lazyPagesNetns: config.lazyPagesNetns,
+    daemonStartTimeoutMs: config.commandTimeoutMs,
+  });
+  const lazyDumper = new LazyDumper(
+    {
+      checkpointsDir: join(config.dataDir, 'dumps'),
+      nodeName: config.nodeName,
+      pageServerHost: config.pageServerHost,
+      dumpTimeoutMs: config.dumpTimeoutMs,
+      connectTimeoutMs: config.lazyConnectTimeoutMs,
+      transferTimeoutMs: config.lazyTransferTimeoutMs,
+    },
+    { runtime, runc, dumper, clock, log: checkpointLog },
+  );
+  const transferLog = log.child({ component: 'transfer' });
+  let staged: StagedCheckpoints;
+  let shipper: CheckpointShipper;
+  let transferServer: TransferServer | undefined;
+  let store: CheckpointStore | undefined;
+  if (config.tls) {
+    const tls = await loadTransferTls(config.tls);
+    store = await CheckpointStore.open({
+      dir: config.storeDir,
+      key: await loadOrCreateStoreKey(join(config.dataDir, 'store.key')),
+      maxBytes: config.storeMaxBytes,
+      logger: transferLog,
+      clock,
+    });
+    transferServer = new TransferServer({ store, tls, logger: transferLog });
+    await transferServer.start(`${config.listenAddress}:${config.transferPort}`);
+    staged = new StoreStagedCheckpoints(store);
+    shipper = new TransferShipper(new TransferClient({ tls, logger: transferLog }));
+  } else {
+    // No TLS material: this node can checkpoint and restore locally, but neither sends nor receives.
+    log.warn({}, 'transfer TLS not configured; State Transfer Protocol off');
+    staged = new DirectoryStagedCheckpoints(join(config.dataDir, 'staged'));
+    shipper = {
+      ship: () =>
+        Promise.reject(
+          new NomadChainError('NC_FEATURE_UNAVAILABLE', 'this sidecar has no transfer TLS configured (tlsCaFile…)'),
+        ),
+    };
+  }
+  const migrator = new PeerMigrator({
+    runtime,
+    dumper,
+    restorer,
+    shipper,
+    lazyDumper,
+    features: () => features,
+    clock,
+    log: checkpointLog,
+  });
+  const api = new LocalApi(
+    {
+      nodeName: config.nodeName,
+      transferAddress: config.advertiseAddress,
+      restoreDir: join(config.dataDir, 'restore'),
+      defaultStopTimeoutMs: config.stopTimeoutMs,
+    },
+    {
+      runtime,
+      dumper,
+      restorer,
+      migrator,
+      staged,
+      features: () => features,
+      clock,
+      log: log.child({ component: 'local-api' }),
+    },
+  );
+  const localServer = await serveLocalApi(api, config.localSocket);
+  log.info({ socket: config.localSocket }, 'local API listening');
 
   const health = new HealthStatus({ '': true, sidecar: true });
   const server = new Server();
@@ -27,13 +155,19 @@ async function main(argv: readonly string[]): Promise<void> {
   const stop = (signal: string): void => {
     log.info({ signal }, 'sidecar stopping');
     health.set('', false);
-    void shutdownServer(server, 2000).then(() => process.exit(0));
+    // Tasks keep running: a new sidecar adopts them.
+    runtime.close();
+    void Promise.all([shutdownServer(server, 2000), shutdownServer(localServer, 2000), transferServer?.stop(2000)])
+      .then(() => store?.close())
+      .then(() => process.exit(0));
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  process.stderr.write(`sidecar: ${err instanceof Error ? err.message : String(err)} (${errorCode(err) ?? 'NC_UNEXPECTED'})\n`);
+  process.stderr.write(
+    `sidecar: ${err instanceof Error ? err.message : String(err)} (${errorCode(err) ?? 'NC_UNEXPECTED'})\n`,
+  );
   process.exit(1);
 });

@@ -4,6 +4,9 @@ import {
   MigrationMode,
   TaskState,
   type CheckpointInfo,
+  type FeaturesResponse,
+  type FindCheckpointResponse,
+  type MigrateToPeerResponse,
   type FindCheckpointRequest,
   type MigrateToPeerRequest,
   type RestoreTaskRequest,
@@ -21,7 +24,7 @@ export class FakeSidecarCluster {
   restores = 0;
 
   add(node: string, transferAddress: string): FakeSidecarApi {
-    const sidecar = new FakeSidecarApi(node, this);
+    const sidecar = new FakeSidecarApi(node, this, transferAddress);
     this.sidecars.set(node, sidecar);
     this.addresses.set(transferAddress, node);
     return sidecar;
@@ -56,6 +59,7 @@ export class FakeSidecarApi implements SidecarApi {
   constructor(
     readonly node: string,
     private readonly cluster: FakeSidecarCluster,
+    readonly transferAddress = '',
   ) {}
 
   failNext(method: Method, error: Error = new NomadChainError('NC_FAKE_FAILURE', `${method} failed`)): void {
@@ -77,7 +81,7 @@ export class FakeSidecarApi implements SidecarApi {
     return task;
   }
 
-  async features() {
+  async features(): Promise<FeaturesResponse> {
     this.gate('features');
     return {
       healthy: true,
@@ -87,7 +91,7 @@ export class FakeSidecarApi implements SidecarApi {
       preCopy: false,
       lazyPages: true,
       nodeName: this.node,
-      transferAddress: '',
+      transferAddress: this.transferAddress,
     };
   }
 
@@ -148,7 +152,7 @@ export class FakeSidecarApi implements SidecarApi {
     throw new Error('not used');
   }
 
-  async migrateToPeer(request: MigrateToPeerRequest) {
+  async migrateToPeer(request: MigrateToPeerRequest): Promise<MigrateToPeerResponse> {
     this.gate('migrateToPeer');
     const task = this.task(request.taskId);
     const peerNode = this.cluster.addresses.get(request.peerAddress);
@@ -168,10 +172,16 @@ export class FakeSidecarApi implements SidecarApi {
     this.ownCopies.set(checkpoint.checkpointId, checkpoint);
     peer.staged.set(checkpoint.checkpointId, checkpoint);
     this.tasks.set(request.taskId, { ...task, state: TaskState.TASK_STATE_MIGRATED });
-    return { checkpoint, modeUsed: MigrationMode.MIGRATION_MODE_STOP_AND_COPY, wireBytes: 1024, freezeMs: 5 };
+    return {
+      checkpoint,
+      modeUsed: MigrationMode.MIGRATION_MODE_STOP_AND_COPY,
+      wireBytes: 1024,
+      freezeMs: 5,
+      fallbackReason: '',
+    };
   }
 
-  async findCheckpoint(request: FindCheckpointRequest) {
+  async findCheckpoint(request: FindCheckpointRequest): Promise<FindCheckpointResponse> {
     this.gate('findCheckpoint');
     const checkpoint = [...this.staged.values()].find((c) => c.handoverKey === request.handoverKey);
     return { found: checkpoint !== undefined, checkpoint };

@@ -73,10 +73,24 @@ export class ControllerApi {
     });
   }
 
+  /** A replay's trace node with no local node behind it: the action does nothing, and the answer says so. */
+  private virtual(res: ServerResponse, node: string, action: string): void {
+    const detail = `${node} is a virtual replay node (no local node): ${action} did nothing`;
+    this.log.info({ node, action }, 'action on a virtual node ignored');
+    if (action === 'reserve') return send(res, 200, { id: '', node, targets: [], tasks: 0, virtual: true, detail });
+    if (action === 'drain') return send(res, 200, []);
+    send(res, 200, { node, virtual: true, detail });
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const parts = url.pathname.split('/').filter((p) => p !== '');
-    if (req.method === 'GET' && url.pathname === '/v1/nodes') return send(res, 200, await this.controller.nodes());
+    if (req.method === 'GET' && url.pathname === '/v1/nodes')
+      return send(
+        res,
+        200,
+        (await this.controller.nodes()).map((n) => ({ ...n, name: this.controller.publicName(n.name) })),
+      );
     if (req.method === 'GET' && url.pathname === '/v1/tasks') return send(res, 200, this.controller.tasks());
     if (req.method === 'GET' && url.pathname === '/v1/migrations') return send(res, 200, this.controller.migrations());
     if (req.method === 'GET' && url.pathname === '/v1/reservations')
@@ -89,6 +103,8 @@ export class ControllerApi {
     }
     if (req.method === 'POST' && parts[0] === 'v1' && parts[1] === 'node' && parts[2] !== undefined) {
       const body = await readJson(req);
+      if (this.controller.isVirtual(parts[2])) return this.virtual(res, parts[2], parts[3] ?? '');
+      parts[2] = this.controller.resolveNode(parts[2]);
       if (parts[3] === 'drain') {
         const reason = typeof body.reason === 'string' ? body.reason : 'drained by an operator';
         return send(res, 200, await this.controller.drainNode(parts[2], reason));

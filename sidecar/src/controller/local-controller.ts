@@ -15,7 +15,6 @@ import { taskSpecFor, type ServiceDefinition } from './service-definition';
 export interface ControllerNode {
   readonly name: string;
   readonly address: string;
-  readonly transferAddress: string;
   readonly netnsPath: string;
   readonly dataDir: string;
   /** How many chained tasks the node may hold. */
@@ -39,6 +38,13 @@ export interface LocalControllerDeps {
   readonly machines?: NodeMachines;
   /** Waits until a (re)started instance accepts connections. */
   readonly waitServing?: (instance: Instance) => Promise<void>;
+  /**
+   * The time events carry. A trace replay passes its scaled clock so watchers read trace time, while
+   * migrations keep `clock`: their timeouts are about real processes. @default clock
+   */
+  readonly eventClock?: Clock;
+  /** Announce every node as joined at start. A replay does not: its trace says when nodes join. @default true */
+  readonly announceNodes?: boolean;
 }
 
 export interface NodeMachines {
@@ -96,6 +102,11 @@ export class LocalController implements SchedulerAdapter {
   readonly events: ControllerEventLog;
   private readonly reservations = new Map<string, Reservation>();
   private nextReservation = 1;
+  /** Replay: a trace node's name → the local node standing in for it, and back. */
+  private readonly aliases = new Map<string, string>();
+  private readonly aliasOf = new Map<string, string>();
+  /** Replay: trace nodes with no local node; their events are told, actions on them do nothing. */
+  private readonly virtualNodes = new Set<string>();
 
   private constructor(private readonly deps: LocalControllerDeps) {
     this.sequence = new MigrationSequence({
@@ -110,18 +121,65 @@ export class LocalController implements SchedulerAdapter {
     });
     this.state = LocalController.load(deps.stateFile, deps.nodes);
     this.events = deps.events ?? new ControllerEventLog();
-    for (const node of deps.nodes)
-      this.emit({
-        type: 'node-joined',
-        node: node.name,
-        pool: 'default',
-        nodeClass: 'local',
-        timeMs: deps.clock.now(),
-      });
+    if (deps.announceNodes !== false)
+      for (const node of deps.nodes)
+        this.emit({
+          type: 'node-joined',
+          node: node.name,
+          pool: 'default',
+          nodeClass: 'local',
+          timeMs: this.eventNow(),
+        });
   }
 
+  private eventNow(): number {
+    return (this.deps.eventClock ?? this.deps.clock).now();
+  }
+
+  /** Watchers know a node by its alias while it has one. */
   private emit(event: ControllerEvent): void {
-    this.events.append(event);
+    this.events.append({ ...event, node: this.publicName(event.node) });
+  }
+
+  /** Lets `alias` (a trace node) stand for local node `node` in the API and the events, until `unalias`. */
+  alias(alias: string, node: string): void {
+    this.node(node);
+    const previous = this.aliasOf.get(node);
+    if (previous !== undefined) this.aliases.delete(previous);
+    this.aliases.set(alias, node);
+    this.aliasOf.set(node, alias);
+  }
+
+  unalias(alias: string): void {
+    const node = this.aliases.get(alias);
+    if (node === undefined) return;
+    this.aliases.delete(alias);
+    this.aliasOf.delete(node);
+  }
+
+  /** The local node a name (alias or local name) stands for. */
+  resolveNode(name: string): string {
+    return this.aliases.get(name) ?? name;
+  }
+
+  publicName(node: string): string {
+    return this.aliasOf.get(node) ?? node;
+  }
+
+  isVirtual(name: string): boolean {
+    return this.virtualNodes.has(name);
+  }
+
+  /** A trace node with no local node joins: watchers hear of it, nothing runs. */
+  virtualJoined(name: string): void {
+    this.virtualNodes.add(name);
+    this.emit({ type: 'node-joined', node: name, pool: 'default', nodeClass: 'local', timeMs: this.eventNow() });
+  }
+
+  /** A trace node with no local node is pre-empted: watchers hear of it, nothing was on it. */
+  virtualLeft(name: string): void {
+    if (!this.virtualNodes.delete(name)) return;
+    this.emit({ type: 'node-left', node: name, preempted: true, timeMs: this.eventNow(), detail: 'pre-empted' });
   }
 
   /** Loads the controller's state and finishes any migration a crash left half-done. */
@@ -170,9 +228,13 @@ export class LocalController implements SchedulerAdapter {
       this.deps.nodes.map(async (node) => {
         const flags = this.state.nodes[node.name] ?? { eligible: true, draining: false, reason: '' };
         let healthy = false;
+        // Peers reach a node's transfer server where its sidecar says, not at an assumed port.
+        let transferAddress = '';
         if (flags.up !== false) {
           try {
-            healthy = (await this.deps.sidecars.sidecar(node.name).features()).healthy;
+            const features = await this.deps.sidecars.sidecar(node.name).features();
+            healthy = features.healthy && features.transferAddress !== '';
+            transferAddress = features.transferAddress;
           } catch {
             healthy = false;
           }
@@ -184,7 +246,7 @@ export class LocalController implements SchedulerAdapter {
         return {
           name: node.name,
           address: node.address,
-          transferAddress: node.transferAddress,
+          transferAddress,
           eligible: flags.eligible,
           draining: flags.draining,
           healthy,
@@ -200,7 +262,7 @@ export class LocalController implements SchedulerAdapter {
     const flags = this.state.nodes[node] ?? { eligible, draining: false, reason };
     // As in Nomad: marking a node eligible ends its drain.
     this.state.nodes[node] = { ...flags, eligible, draining: eligible ? false : flags.draining, reason };
-    if (eligible && flags.draining) this.emit({ type: 'drain-canceled', node, timeMs: this.deps.clock.now() });
+    if (eligible && flags.draining) this.emit({ type: 'drain-canceled', node, timeMs: this.eventNow() });
     this.save();
     this.deps.log.info({ node, eligible, reason }, 'node eligibility changed');
     return Promise.resolve();
@@ -216,7 +278,7 @@ export class LocalController implements SchedulerAdapter {
     this.state.nodes[node] = { ...this.state.nodes[node], eligible: false, draining: true, reason };
     this.save();
     this.deps.log.info({ node, reason }, 'node drain started');
-    this.emit({ type: 'drain-started', node, timeMs: this.deps.clock.now(), detail: reason });
+    this.emit({ type: 'drain-started', node, timeMs: this.eventNow(), detail: reason });
     const outcomes: DrainOutcome[] = [];
     for (const [taskKey, task] of Object.entries(this.state.tasks)) {
       if (task.node === node) outcomes.push(await this.migrateTask(taskKey));
@@ -225,7 +287,7 @@ export class LocalController implements SchedulerAdapter {
       { node, moved: outcomes.filter((o) => o.outcome === 'moved').length, tasks: outcomes.length },
       'node drain finished',
     );
-    this.emit({ type: 'drain-complete', node, timeMs: this.deps.clock.now() });
+    this.emit({ type: 'drain-complete', node, timeMs: this.eventNow() });
     return outcomes;
   }
 
@@ -349,7 +411,7 @@ export class LocalController implements SchedulerAdapter {
         spec: taskSpecFor(task.service, targetDir, targetNode.netnsPath),
         instance: this.instance(task.service, targetNode, targetTaskId),
       },
-      targetTransferAddress: targetNode.transferAddress,
+      targetTransferAddress: target.transferAddress,
       step: 'planned',
       createdAtUnixMs: now,
       updatedAtUnixMs: now,
@@ -415,7 +477,7 @@ export class LocalController implements SchedulerAdapter {
       reason: 'pre-empted',
     };
     this.save();
-    this.emit({ type: 'node-left', node, preempted: true, timeMs: this.deps.clock.now(), detail: 'pre-empted' });
+    this.emit({ type: 'node-left', node, preempted: true, timeMs: this.eventNow(), detail: 'pre-empted' });
     const caught = Object.entries(this.state.tasks).filter(([, t]) => t.node === node);
     const restartedOn: Record<string, string> = {};
     for (const [taskKey, task] of caught) {
@@ -433,7 +495,7 @@ export class LocalController implements SchedulerAdapter {
     return { node, caught: caught.map(([k]) => k), restartedOn };
   }
 
-  /** A pre-empted node comes back (a new spot instance in its place). */
+  /** A pre-empted node comes back (a new spot instance in its place); a node that never went is only announced. */
   async nodeReturned(node: string): Promise<void> {
     this.node(node);
     const machines = this.deps.machines;
@@ -441,10 +503,10 @@ export class LocalController implements SchedulerAdapter {
       throw new NomadChainError('NC_CONTROLLER_NO_MACHINES', 'this controller cannot restart nodes', {
         context: { node },
       });
-    await machines.restart(node);
+    if (this.state.nodes[node]?.up === false) await machines.restart(node);
     this.state.nodes[node] = { eligible: true, draining: false, reason: 'returned', up: true };
     this.save();
-    this.emit({ type: 'node-joined', node, pool: 'default', nodeClass: 'local', timeMs: this.deps.clock.now() });
+    this.emit({ type: 'node-joined', node, pool: 'default', nodeClass: 'local', timeMs: this.eventNow() });
   }
 
   async taskPlaced(taskKey: string, node: string, taskId: string): Promise<void> {

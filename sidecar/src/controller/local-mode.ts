@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
-import { SystemClock } from '../../../common/clock';
+import { SystemClock, type Clock } from '../../../common/clock';
 import { ConfigError } from '../../../common/config-error';
 import { LocalCluster, type LocalClusterOptions } from '../../../common/local-cluster/cluster';
 import { HaproxyRouter } from '../../../common/local-cluster/haproxy-router';
@@ -53,6 +53,10 @@ export interface LocalModeOptions {
   readonly checkpointWaitMs?: number;
   readonly mode?: MigrationMode;
   readonly afterStep?: (record: MigrationRecord) => void | Promise<void>;
+  /** The time controller events carry (a replay's scaled clock). @default the system clock */
+  readonly eventClock?: Clock;
+  /** Announce every node as joined at start (a replay's trace says when nodes join). @default true */
+  readonly announceNodes?: boolean;
 }
 
 export interface LocalMode {
@@ -65,7 +69,7 @@ export interface LocalMode {
 /** Builds a local cluster and the controller over it (real sidecars, HAProxy router, file journal). */
 export async function startLocalMode(options: LocalModeOptions, log: Logger): Promise<LocalMode> {
   const cluster = await LocalCluster.up(options.cluster);
-  const sidecars = new Map(cluster.nodes.map((n) => [n.name, new GrpcSidecarApi(n.localSocket)]));
+  const sidecars = new Map(cluster.nodes.map((n) => [n.name, new GrpcSidecarApi({ socketPath: n.localSocket, timeoutMs: 30_000 })]));
   try {
     const controller = await connectController(cluster, sidecars, options, log);
     return {
@@ -94,7 +98,6 @@ export function connectController(
     nodes: cluster.nodes.map((n) => ({
       name: n.name,
       address: n.address,
-      transferAddress: n.sidecarAddress,
       netnsPath: n.netnsPath,
       dataDir: n.dataDir,
       capacity: options.capacityPerNode ?? 4,
@@ -116,5 +119,7 @@ export function connectController(
     waitServing: (instance) => waitForPort(instance),
     ...(options.mode !== undefined ? { mode: options.mode } : {}),
     ...(options.afterStep !== undefined ? { afterStep: options.afterStep } : {}),
+    ...(options.eventClock !== undefined ? { eventClock: options.eventClock } : {}),
+    ...(options.announceNodes !== undefined ? { announceNodes: options.announceNodes } : {}),
   });
 }

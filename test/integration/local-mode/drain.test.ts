@@ -28,7 +28,7 @@ const whoami = async (base: string): Promise<string[]> =>
 async function runningCopies(local: LocalMode): Promise<string[]> {
   const found: string[] = [];
   for (const node of local.cluster.nodes) {
-    const api = new GrpcSidecarApi(node.localSocket);
+    const api = new GrpcSidecarApi({ socketPath: node.localSocket, timeoutMs: 30_000 });
     try {
       for (const t of await api.listTasks()) {
         if (t.identity?.taskName === EXAMPLE_SERVICE.name && t.state === TaskState.TASK_STATE_RUNNING)
@@ -104,7 +104,7 @@ describe('local mode: a drain chains the service to another node (issue #5)', ()
       await expect(local.controller.drainNode(node, 'test')).rejects.toThrow(/simulated controller crash/);
 
       // A new controller over the same cluster, journal and state: what a restarted process would build.
-      const sidecars = new Map(local.cluster.nodes.map((n) => [n.name, new GrpcSidecarApi(n.localSocket)]));
+      const sidecars = new Map(local.cluster.nodes.map((n) => [n.name, new GrpcSidecarApi({ socketPath: n.localSocket, timeoutMs: 30_000 })]));
       try {
         const restarted = await connectController(local.cluster, sidecars, {}, log);
         const [migration] = restarted.migrations();

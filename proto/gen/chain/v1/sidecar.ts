@@ -244,6 +244,8 @@ export interface CheckpointRequest {
   taskId: string;
   /** Keep the task running after the dump (a background checkpoint) instead of stopping it. */
   leaveRunning: boolean;
+  /** Key the checkpoint is filed under on this node (FindCheckpoint); empty = the task id. */
+  handoverKey: string;
 }
 
 export interface CheckpointInfo {
@@ -278,6 +280,8 @@ export interface MigrateToPeerResponse {
   modeUsed: MigrationMode;
   wireBytes: number;
   freezeMs: number;
+  /** Why the requested mode was not the one used (e.g. no soft-dirty tracking for pre-copy); empty if it was. */
+  fallbackReason: string;
 }
 
 export interface FindCheckpointRequest {
@@ -2024,7 +2028,7 @@ export const ListTasksResponse = {
 };
 
 function createBaseCheckpointRequest(): CheckpointRequest {
-  return { taskId: "", leaveRunning: false };
+  return { taskId: "", leaveRunning: false, handoverKey: "" };
 }
 
 export const CheckpointRequest = {
@@ -2034,6 +2038,9 @@ export const CheckpointRequest = {
     }
     if (message.leaveRunning !== false) {
       writer.uint32(16).bool(message.leaveRunning);
+    }
+    if (message.handoverKey !== "") {
+      writer.uint32(26).string(message.handoverKey);
     }
     return writer;
   },
@@ -2059,6 +2066,13 @@ export const CheckpointRequest = {
 
           message.leaveRunning = reader.bool();
           continue;
+        case 3:
+          if (tag !== 26) {
+            break;
+          }
+
+          message.handoverKey = reader.string();
+          continue;
       }
       if ((tag & 7) === 4 || tag === 0) {
         break;
@@ -2072,6 +2086,7 @@ export const CheckpointRequest = {
     return {
       taskId: isSet(object.taskId) ? globalThis.String(object.taskId) : "",
       leaveRunning: isSet(object.leaveRunning) ? globalThis.Boolean(object.leaveRunning) : false,
+      handoverKey: isSet(object.handoverKey) ? globalThis.String(object.handoverKey) : "",
     };
   },
 
@@ -2083,6 +2098,9 @@ export const CheckpointRequest = {
     if (message.leaveRunning !== false) {
       obj.leaveRunning = message.leaveRunning;
     }
+    if (message.handoverKey !== "") {
+      obj.handoverKey = message.handoverKey;
+    }
     return obj;
   },
 
@@ -2093,6 +2111,7 @@ export const CheckpointRequest = {
     const message = createBaseCheckpointRequest();
     message.taskId = object.taskId ?? "";
     message.leaveRunning = object.leaveRunning ?? false;
+    message.handoverKey = object.handoverKey ?? "";
     return message;
   },
 };
@@ -2377,7 +2396,7 @@ export const MigrateToPeerRequest = {
 };
 
 function createBaseMigrateToPeerResponse(): MigrateToPeerResponse {
-  return { checkpoint: undefined, modeUsed: 0, wireBytes: 0, freezeMs: 0 };
+  return { checkpoint: undefined, modeUsed: 0, wireBytes: 0, freezeMs: 0, fallbackReason: "" };
 }
 
 export const MigrateToPeerResponse = {
@@ -2393,6 +2412,9 @@ export const MigrateToPeerResponse = {
     }
     if (message.freezeMs !== 0) {
       writer.uint32(32).uint32(message.freezeMs);
+    }
+    if (message.fallbackReason !== "") {
+      writer.uint32(42).string(message.fallbackReason);
     }
     return writer;
   },
@@ -2432,6 +2454,13 @@ export const MigrateToPeerResponse = {
 
           message.freezeMs = reader.uint32();
           continue;
+        case 5:
+          if (tag !== 42) {
+            break;
+          }
+
+          message.fallbackReason = reader.string();
+          continue;
       }
       if ((tag & 7) === 4 || tag === 0) {
         break;
@@ -2447,6 +2476,7 @@ export const MigrateToPeerResponse = {
       modeUsed: isSet(object.modeUsed) ? migrationModeFromJSON(object.modeUsed) : 0,
       wireBytes: isSet(object.wireBytes) ? globalThis.Number(object.wireBytes) : 0,
       freezeMs: isSet(object.freezeMs) ? globalThis.Number(object.freezeMs) : 0,
+      fallbackReason: isSet(object.fallbackReason) ? globalThis.String(object.fallbackReason) : "",
     };
   },
 
@@ -2464,6 +2494,9 @@ export const MigrateToPeerResponse = {
     if (message.freezeMs !== 0) {
       obj.freezeMs = Math.round(message.freezeMs);
     }
+    if (message.fallbackReason !== "") {
+      obj.fallbackReason = message.fallbackReason;
+    }
     return obj;
   },
 
@@ -2478,6 +2511,7 @@ export const MigrateToPeerResponse = {
     message.modeUsed = object.modeUsed ?? 0;
     message.wireBytes = object.wireBytes ?? 0;
     message.freezeMs = object.freezeMs ?? 0;
+    message.fallbackReason = object.fallbackReason ?? "";
     return message;
   },
 };

@@ -27,7 +27,6 @@ async function setup(nodeCount = 3, capacity = 2) {
     nodes.push({
       name: `n${i}`,
       address: `10.0.0.${i}`,
-      transferAddress: `10.0.0.${i}:7450`,
       netnsPath: `/run/netns/n${i}`,
       dataDir: join(dir, `n${i}`),
       capacity,

@@ -158,14 +158,12 @@ describe('MigrationSequence', () => {
       }).run(record),
     ).rejects.toBeInstanceOf(Crash);
     // The dump went through just before the crash; the journal still says left-rotation.
-    await env.cluster
-      .sidecar('a')
-      .migrateToPeer({
-        taskId: 'web-1',
-        peerAddress: '10.0.0.2:7450',
-        mode: MigrationMode.MIGRATION_MODE_AUTO,
-        handoverKey: 'web-2/web',
-      });
+    await env.cluster.sidecar('a').migrateToPeer({
+      taskId: 'web-1',
+      peerAddress: '10.0.0.2:7450',
+      mode: MigrationMode.MIGRATION_MODE_AUTO,
+      handoverKey: 'web-2/web',
+    });
     const migrate = jest.spyOn(env.cluster.sidecar('a'), 'migrateToPeer');
     const [resumed] = await sequence(env).resumeAll();
     expect(resumed?.step).toBe('done');

@@ -1,0 +1,464 @@
+/**
+ * Migration benchmark (issue #4): tasks holding 64 MiB / 512 MiB / 2 GiB of written memory move between two
+ * network namespaces, once with stop-and-copy over the State Transfer Protocol (mutual TLS, encrypted store),
+ * once lazily (post-copy), beside a naive baseline measured in the same run (runc/CRIU dump to disk, tar +
+ * gzip, copy over TCP, unpack, restore) and the raw TCP throughput between the same two namespaces.
+ *
+ *   npm run bench:migrate -- [--json] [--sizes 64,512,2048] [--modes stop-and-copy,lazy,baseline]
+ *
+ * downtimeMs is the largest gap in a wall-clock (CLOCK_REALTIME) heartbeat the task writes every 10 ms into
+ * /alloc (CRIU's time namespace hides the freeze from CLOCK_MONOTONIC). Root, runc and CRIU >= 4.2 needed.
+ */
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import pino from 'pino';
+import { SystemClock } from '../common/clock';
+import { MigrationMode, TaskSpec } from '../proto/gen/chain/v1/sidecar';
+import { CriuCli } from '../sidecar/src/checkpoint/criu';
+import { Dumper } from '../sidecar/src/checkpoint/dump';
+import { probeFeatures } from '../sidecar/src/checkpoint/features';
+import { LazyDumper } from '../sidecar/src/checkpoint/lazy-dump';
+import { PeerMigrator } from '../sidecar/src/checkpoint/migrate-to-peer';
+import { Restorer } from '../sidecar/src/checkpoint/restore';
+import type { CheckpointShipper, StagedCheckpoints } from '../sidecar/src/checkpoint/staging';
+import { StoreStagedCheckpoints, TransferShipper } from '../sidecar/src/checkpoint/transfer-adapters';
+import { RuncCli } from '../sidecar/src/runtime/runc';
+import { TaskRuntime } from '../sidecar/src/runtime/task-runtime';
+import { CheckpointStore } from '../sidecar/src/store/checkpoint-store';
+import { TransferClient } from '../sidecar/src/transfer/client';
+import { TransferServer } from '../sidecar/src/transfer/server';
+import { loadTransferTls } from '../sidecar/src/transfer/tls';
+
+const run = promisify(execFile);
+const RUNC = process.env.RUNC_BIN ?? '/usr/sbin/runc';
+const CRIU = process.env.CRIU_BIN ?? '/usr/local/sbin/criu';
+const log = pino({ level: 'silent' });
+const clock = new SystemClock();
+
+// Every page written with a pattern; a wall-clock heartbeat every 10 ms; SIGUSR1 checks the pattern.
+const TASK = `
+import os, signal, sys, time
+size = int(sys.argv[1]) * 1024 * 1024
+data = bytearray(size)
+for i in range(0, size, 4096):
+    data[i] = (i // 4096) % 251
+def verify(*_):
+    ok = all(data[i] == (i // 4096) % 251 for i in range(0, size, 4096))
+    with open('/alloc/verify', 'w') as f:
+        f.write('ok' if ok else 'bad')
+signal.signal(signal.SIGUSR1, verify)
+with open('/alloc/ready', 'w') as f:
+    f.write('1')
+hb = open('/alloc/heartbeat', 'a', buffering=1)
+while True:
+    hb.write('%.6f\\n' % time.time())
+    time.sleep(0.01)
+`;
+
+interface Row {
+  mode: string;
+  rssMiB: number;
+  downtimeMs: number;
+  totalMs: number;
+  wireBytes: number;
+  stateIntact: boolean;
+  baselineDowntimeMs: number;
+  rawTcpMBps: number;
+  note?: string;
+}
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
+}
+
+function ip(...args: string[]): void {
+  execFileSync('ip', args, { stdio: 'ignore' });
+}
+
+/** Two namespaces on a bridge of their own (prefix "ncb"), addresses in 198.18.0.0/15. */
+function makeNetwork(): { a: string; b: string; addrA: string; addrB: string; gateway: string; destroy(): void } {
+  const tag = randomBytes(3).toString('hex');
+  const prefix = `198.19.${10 + ((randomBytes(1)[0] ?? 0) % 80)}`;
+  const bridge = `ncbb${tag}`;
+  ip('link', 'add', bridge, 'type', 'bridge');
+  ip('addr', 'add', `${prefix}.1/24`, 'dev', bridge);
+  ip('link', 'set', bridge, 'up');
+  const names: string[] = [];
+  for (const i of [0, 1]) {
+    const ns = `ncb-${tag}-${i}`;
+    const veth = `ncbv${tag}${i}`;
+    ip('netns', 'add', ns);
+    ip('link', 'add', veth, 'type', 'veth', 'peer', 'name', `${veth}p`);
+    ip('link', 'set', `${veth}p`, 'netns', ns);
+    ip('link', 'set', veth, 'master', bridge);
+    ip('link', 'set', veth, 'up');
+    ip('-n', ns, 'link', 'set', 'lo', 'up');
+    ip('-n', ns, 'link', 'set', `${veth}p`, 'name', 'eth0');
+    ip('-n', ns, 'addr', 'add', `${prefix}.${i + 2}/24`, 'dev', 'eth0');
+    ip('-n', ns, 'link', 'set', 'eth0', 'up');
+    names.push(ns);
+  }
+  return {
+    a: names[0] ?? '',
+    b: names[1] ?? '',
+    addrA: `${prefix}.2`,
+    addrB: `${prefix}.3`,
+    gateway: `${prefix}.1`,
+    destroy() {
+      for (const i of [0, 1]) {
+        try {
+          ip('link', 'del', `ncbv${tag}${i}`);
+        } catch {
+          // gone
+        }
+        try {
+          ip('netns', 'del', `ncb-${tag}-${i}`);
+        } catch {
+          // gone
+        }
+      }
+      try {
+        ip('link', 'del', bridge);
+      } catch {
+        // gone
+      }
+    },
+  };
+}
+
+const RECEIVER = `import socket,sys
+s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind((sys.argv[1],int(sys.argv[2])));s.listen(1)
+print('ready',flush=True)
+c,_=s.accept();f=open(sys.argv[3],'wb')
+while True:
+    b=c.recv(1<<20)
+    if not b: break
+    f.write(b)
+f.close()`;
+const SENDER = `import socket,sys,os
+c=socket.create_connection((sys.argv[1],int(sys.argv[2])));f=open(sys.argv[3],'rb')
+c.sendfile(f);c.close()`;
+
+/** Sends a file from namespace A to B over plain TCP with Python's sendfile; resolves the elapsed ms. */
+async function tcpCopy(net: ReturnType<typeof makeNetwork>, file: string, out: string): Promise<number> {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const receiver = spawn(
+    'nsenter',
+    [`--net=/run/netns/${net.b}`, '/usr/bin/python3', '-c', RECEIVER, net.addrB, String(port), out],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  await new Promise<void>((r) => receiver.stdout.once('data', () => r()));
+  const started = Date.now();
+  await run('nsenter', [`--net=/run/netns/${net.a}`, '/usr/bin/python3', '-c', SENDER, net.addrB, String(port), file]);
+  await new Promise((r) => receiver.once('exit', r));
+  return Date.now() - started;
+}
+
+async function rawTcpMBps(net: ReturnType<typeof makeNetwork>, dir: string): Promise<number> {
+  const file = join(dir, 'raw.bin');
+  await run('dd', ['if=/dev/urandom', `of=${file}`, 'bs=1M', 'count=256']);
+  const ms = await tcpCopy(net, file, join(dir, 'raw.out'));
+  await rm(join(dir, 'raw.out'), { force: true });
+  await rm(file, { force: true });
+  return Math.round((256 / (ms / 1000)) * 10) / 10;
+}
+
+interface Node {
+  root: string;
+  runtime: TaskRuntime;
+  runc: RuncCli;
+  dumper: Dumper;
+  restorer: Restorer;
+  migrator: PeerMigrator;
+}
+
+async function makeNode(
+  name: string,
+  netns: string,
+  root: string,
+  shipper: CheckpointShipper,
+  pageServerHost: string,
+): Promise<Node> {
+  const runc = new RuncCli({ runcBin: RUNC, criuBin: CRIU, root: join(root, 'runc'), commandTimeoutMs: 120_000 });
+  const criu = new CriuCli(CRIU, 60_000);
+  const features = await probeFeatures(criu, runc);
+  const runtime = await TaskRuntime.create(
+    {
+      nodeName: name,
+      tasksDir: join(root, 'tasks'),
+      taskNetworkNamespace: `/run/netns/${netns}`,
+      cgroupParent: `/ncb/${name}-${root.slice(-6)}`,
+      startTimeoutMs: 300_000,
+      exitPollMs: 200,
+    },
+    { runc, clock, log },
+  );
+  const dumper = new Dumper(
+    { checkpointsDir: join(root, 'dumps'), nodeName: name, dumpTimeoutMs: 600_000 },
+    { runtime, runc, clock, log },
+  );
+  const restorer = new Restorer({ runtime, log, criu, lazyPagesNetns: '', daemonStartTimeoutMs: 60_000 });
+  const lazyDumper = new LazyDumper(
+    {
+      checkpointsDir: join(root, 'dumps'),
+      nodeName: name,
+      pageServerHost,
+      dumpTimeoutMs: 600_000,
+      connectTimeoutMs: 60_000,
+      transferTimeoutMs: 600_000,
+    },
+    { runtime, runc, dumper, clock, log },
+  );
+  const migrator = new PeerMigrator({
+    runtime,
+    dumper,
+    restorer,
+    shipper,
+    lazyDumper,
+    features: () => features,
+    clock,
+    log,
+  });
+  return { root, runtime, runc, dumper, restorer, migrator };
+}
+
+async function heartbeats(file: string): Promise<number[]> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map(Number)
+    .filter((n) => Number.isFinite(n));
+}
+
+async function waitFor(path: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (
+    !(await stat(path).then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${path}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Largest gap (ms) across both nodes' heartbeats, and whether the restored task's memory checks out. */
+async function measure(
+  b: Node,
+  taskId: string,
+  allocA: string,
+  allocB: string,
+): Promise<{ downtimeMs: number; intact: boolean }> {
+  await new Promise((r) => setTimeout(r, 500));
+  await b.runtime.signal(taskId, 'SIGUSR1');
+  await waitFor(join(allocB, 'verify'), 120_000);
+  const intact = (await readFile(join(allocB, 'verify'), 'utf8')) === 'ok';
+  const beats = [
+    ...(await heartbeats(join(allocA, 'heartbeat'))),
+    ...(await heartbeats(join(allocB, 'heartbeat'))),
+  ].sort((x, y) => x - y);
+  let gap = 0;
+  for (let i = 1; i < beats.length; i++) gap = Math.max(gap, (beats[i] ?? 0) - (beats[i - 1] ?? 0));
+  return { downtimeMs: Math.round(gap * 1000), intact };
+}
+
+async function startTask(node: Node, taskId: string, sizeMiB: number): Promise<string> {
+  const alloc = join(node.root, 'allocs', taskId);
+  await mkdir(alloc, { recursive: true });
+  await writeFile(join(alloc, 'task.py'), TASK);
+  await node.runtime.start(
+    { taskId, allocId: taskId, taskName: 'bench', jobId: 'bench', namespace: 'default' },
+    TaskSpec.fromPartial({ argv: ['/usr/bin/python3', '/alloc/task.py', String(sizeMiB)], allocDir: alloc }),
+  );
+  await waitFor(join(alloc, 'ready'), 300_000);
+  await new Promise((r) => setTimeout(r, 300));
+  return alloc;
+}
+
+async function viaProtocol(
+  a: Node,
+  b: Node,
+  staged: StagedCheckpoints,
+  peer: string,
+  mode: MigrationMode,
+  sizeMiB: number,
+): Promise<Omit<Row, 'baselineDowntimeMs' | 'rawTcpMBps'>> {
+  const taskId = `${mode === MigrationMode.MIGRATION_MODE_LAZY ? 'lazy' : 'sac'}-${sizeMiB}`;
+  const allocA = await startTask(a, taskId, sizeMiB);
+  const allocB = join(b.root, 'allocs', `${taskId}-b`);
+  await mkdir(allocB, { recursive: true });
+  const started = Date.now();
+  const migration = a.migrator.migrate({ taskId, peerAddress: peer, mode, handoverKey: `${taskId}-next` });
+  migration.catch(() => undefined);
+  const info = await staged.find(`${taskId}-next`, 600_000);
+  if (!info) throw new Error('checkpoint never arrived');
+  const dir = join(b.root, 'restore', info.checkpointId);
+  await staged.materialize(info.checkpointId, dir);
+  const restored = await b.restorer.restore({
+    identity: {
+      taskId: `${taskId}-b`,
+      allocId: `${taskId}-b`,
+      taskName: 'bench',
+      jobId: 'bench',
+      namespace: 'default',
+    },
+    checkpointDir: dir,
+    spec: TaskSpec.fromPartial({ allocDir: allocB }),
+  });
+  const result = await migration;
+  await restored.complete;
+  const totalMs = Date.now() - started;
+  await staged.delete(info.checkpointId);
+  await rm(dir, { recursive: true, force: true });
+  const { downtimeMs, intact } = await measure(b, `${taskId}-b`, allocA, allocB);
+  await b.runtime.destroy(`${taskId}-b`, true);
+  await a.runtime.destroy(taskId, true);
+  return {
+    mode: mode === MigrationMode.MIGRATION_MODE_LAZY ? 'lazy' : 'stop-and-copy',
+    rssMiB: sizeMiB,
+    downtimeMs,
+    totalMs,
+    wireBytes: result.wireBytes,
+    stateIntact: intact,
+    ...(mode === MigrationMode.MIGRATION_MODE_LAZY
+      ? { note: 'wireBytes excludes memory pages, which CRIU page server streams' }
+      : {}),
+  };
+}
+
+/** The naive baseline: dump to disk, tar + gzip, copy over TCP, unpack, restore. */
+async function baseline(
+  a: Node,
+  b: Node,
+  net: ReturnType<typeof makeNetwork>,
+  sizeMiB: number,
+): Promise<{ downtimeMs: number; intact: boolean; totalMs: number; wireBytes: number }> {
+  const taskId = `base-${sizeMiB}`;
+  const allocA = await startTask(a, taskId, sizeMiB);
+  const allocB = join(b.root, 'allocs', `${taskId}-b`);
+  await mkdir(allocB, { recursive: true });
+  const started = Date.now();
+  const dumped = await a.dumper.dump({ taskId, leaveRunning: false, handoverKey: taskId });
+  const tarball = `${dumped.dir}.tar.gz`;
+  await run('tar', ['-czf', tarball, '-C', dumped.dir, '.']);
+  const received = join(b.root, `${taskId}.tar.gz`);
+  await tcpCopy(net, tarball, received);
+  const wireBytes = (await stat(received)).size;
+  const dir = join(b.root, 'restore', taskId);
+  await mkdir(dir, { recursive: true });
+  await run('tar', ['-xzf', received, '-C', dir]);
+  await b.restorer.restore({
+    identity: {
+      taskId: `${taskId}-b`,
+      allocId: `${taskId}-b`,
+      taskName: 'bench',
+      jobId: 'bench',
+      namespace: 'default',
+    },
+    checkpointDir: dir,
+    spec: TaskSpec.fromPartial({ allocDir: allocB }),
+  });
+  const totalMs = Date.now() - started;
+  const { downtimeMs, intact } = await measure(b, `${taskId}-b`, allocA, allocB);
+  await b.runtime.destroy(`${taskId}-b`, true);
+  await a.runtime.destroy(taskId, true);
+  for (const path of [tarball, received, dir, dumped.dir]) await rm(path, { recursive: true, force: true });
+  return { downtimeMs, intact, totalMs, wireBytes };
+}
+
+async function main(): Promise<void> {
+  const json = process.argv.includes('--json');
+  const sizes = arg('sizes', '64,512,2048').split(',').map(Number);
+  const modes = arg('modes', 'stop-and-copy,lazy').split(',');
+  const net = makeNetwork();
+  const work = await mkdtemp(join(tmpdir(), 'ncb-'));
+  const cleanups: (() => Promise<unknown>)[] = [];
+  try {
+    const certs = join(work, 'certs');
+    await run('bash', [resolve(__dirname, '../scripts/gen-certs.sh'), certs, 'bench-a', 'bench-b']);
+    const tls = (n: string) =>
+      loadTransferTls({
+        caFile: join(certs, 'ca.crt'),
+        certFile: join(certs, `${n}.crt`),
+        keyFile: join(certs, `${n}.key`),
+      });
+    const storeB = await CheckpointStore.open({
+      dir: join(work, 'store-b'),
+      key: randomBytes(32),
+      maxBytes: 16 * 1024 ** 3,
+      logger: log,
+    });
+    cleanups.push(() => storeB.close());
+    const server = new TransferServer({ store: storeB, tls: await tls('bench-b'), logger: log });
+    // The receiving server listens on the bridge address, so chunks cross the same veth pair as the baseline.
+    const port = await server.start(`${net.gateway}:0`);
+    cleanups.push(() => server.stop(1000));
+    const shipper = new TransferShipper(new TransferClient({ tls: await tls('bench-a'), logger: log }));
+    const a = await makeNode('a', net.a, join(work, 'a'), shipper, net.gateway);
+    const b = await makeNode('b', net.b, join(work, 'b'), shipper, net.gateway);
+    cleanups.push(async () => {
+      for (const node of [a, b]) {
+        for (const t of node.runtime.list()) await node.runtime.destroy(t.taskId, true).catch(() => undefined);
+        node.runtime.close();
+      }
+    });
+    const staged = new StoreStagedCheckpoints(storeB);
+    const raw = await rawTcpMBps(net, work);
+    for (const size of sizes) {
+      const base = await baseline(a, b, net, size);
+      for (const mode of modes) {
+        const row: Row = {
+          ...(await viaProtocol(
+            a,
+            b,
+            staged,
+            `${net.gateway}:${port}`,
+            mode === 'lazy' ? MigrationMode.MIGRATION_MODE_LAZY : MigrationMode.MIGRATION_MODE_STOP_AND_COPY,
+            size,
+          )),
+          baselineDowntimeMs: base.downtimeMs,
+          rawTcpMBps: raw,
+        };
+        if (json) process.stdout.write(`${JSON.stringify(row)}\n`);
+        else
+          process.stdout.write(
+            `${row.mode.padEnd(14)} ${String(size).padStart(5)} MiB  downtime ${String(row.downtimeMs).padStart(6)} ms  total ${String(row.totalMs).padStart(6)} ms  wire ${(row.wireBytes / 2 ** 20).toFixed(1).padStart(7)} MiB  intact ${String(row.stateIntact)}  baseline ${base.downtimeMs} ms (${(base.wireBytes / 2 ** 20).toFixed(1)} MiB)  raw TCP ${raw} MB/s\n`,
+          );
+      }
+    }
+  } finally {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+    net.destroy();
+    for (const dir of [
+      'blkio',
+      'cpu',
+      'cpuacct',
+      'cpuset',
+      'devices',
+      'freezer',
+      'memory',
+      'pids',
+      'systemd',
+      'unified',
+    ]) {
+      await run('find', [`/sys/fs/cgroup/${dir}/ncb`, '-depth', '-type', 'd', '-exec', 'rmdir', '{}', ';']).catch(
+        () => undefined,
+      );
+    }
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:migrate: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

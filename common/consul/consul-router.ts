@@ -1,0 +1,197 @@
+import Consul from 'consul';
+import { deepFreeze } from '../config';
+import { ConfigError } from '../config-error';
+import type { Instance, Router } from '../router';
+import { ConsulApiError, toConsulApiError } from './errors';
+
+export interface ConsulRouterOptions {
+  /** Consul agent HTTP address. In Nomad mode, the agent on this node: maintenance mode is per agent. @default 'http://127.0.0.1:8500' */
+  readonly address?: string;
+  /** ACL token, sent as `X-Consul-Token`. @default none */
+  readonly token?: string;
+  /** Limit for one call. @default 5000 */
+  readonly timeoutMs?: number;
+  /** Reason shown in Consul while an instance is out of rotation. @default 'nomad-chain: migrating' */
+  readonly maintenanceReason?: string;
+}
+
+export interface ConsulRouterConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly secure: boolean;
+  readonly token: string | undefined;
+  readonly timeoutMs: number;
+  readonly maintenanceReason: string;
+}
+
+/** How Consul decides an instance is healthy. `ttl`: the sidecar reports with passCheck/failCheck. */
+export type HealthCheck =
+  | { readonly kind: 'http'; readonly path: string; readonly intervalMs: number; readonly timeoutMs: number }
+  | { readonly kind: 'tcp'; readonly intervalMs: number; readonly timeoutMs: number }
+  | { readonly kind: 'ttl'; readonly ttlMs: number };
+
+export interface RegisterOptions {
+  readonly check: HealthCheck;
+  /** Consul removes the instance after its check stays critical this long. @default never */
+  readonly deregisterCriticalAfterMs?: number;
+  readonly tags?: readonly string[];
+}
+
+interface PapiExtensible {
+  _ext(event: 'onResponse', fn: (request: { err?: unknown }, next: () => void) => void): void;
+}
+
+interface HealthServiceEntry {
+  Node?: { Node?: string; Address?: string };
+  Service?: { ID?: string; Service?: string; Address?: string; Port?: number };
+}
+
+/** Consul's own check IDs: `service:<id>` for a service's single check (agent/structs). */
+export function serviceCheckId(instanceId: string): string {
+  return `service:${instanceId}`;
+}
+
+/**
+ * Router over Consul service health. Leaving rotation is Consul's maintenance mode: it adds a critical
+ * check at once, so `/v1/health/service/NAME?passing` drops the instance without waiting a check interval.
+ */
+export class ConsulRouter implements Router {
+  readonly config: ConsulRouterConfig;
+  private readonly consul: Consul;
+
+  constructor(options: ConsulRouterOptions = {}) {
+    this.config = resolveConsulRouterConfig(options);
+    this.consul = new Consul({
+      host: this.config.host,
+      port: this.config.port,
+      secure: this.config.secure,
+      defaults: this.config.token === undefined ? undefined : { token: this.config.token },
+      // papi (under `consul`) takes an absolute per-request timeout; its typings omit it.
+      ...({ timeout: this.config.timeoutMs } as object),
+    });
+    // papi tells failure from success with `instanceof Error`: a connection error made in another realm
+    // (Node's core errors seen from a vm context, as under Jest) would resolve as success. Re-wrap it here.
+    (this.consul as unknown as PapiExtensible)._ext('onResponse', (request, next) => {
+      const err = request.err;
+      if (err !== undefined && err !== null && !(err instanceof Error)) {
+        request.err = Object.assign(new Error(String((err as { message?: unknown }).message)), { cause: err });
+      }
+      next();
+    });
+  }
+
+  async register(instance: Instance, options: RegisterOptions): Promise<void> {
+    const deregister =
+      options.deregisterCriticalAfterMs === undefined
+        ? {}
+        : { deregistercriticalserviceafter: `${options.deregisterCriticalAfterMs}ms` };
+    await this.call('register', () =>
+      this.consul.agent.service.register({
+        id: instance.id,
+        name: instance.service,
+        address: instance.address,
+        port: instance.port,
+        tags: options.tags === undefined ? undefined : [...options.tags],
+        meta: { 'nomad-chain-node': instance.node },
+        check: { name: `${instance.service} health`, ...checkDefinition(instance, options.check), ...deregister },
+      }),
+    );
+  }
+
+  async deregister(instance: Instance): Promise<void> {
+    await this.call('deregister', () => this.consul.agent.service.deregister({ id: instance.id }));
+  }
+
+  async leaveRotation(instance: Instance): Promise<void> {
+    await this.call('maintenance-on', () =>
+      this.consul.agent.service.maintenance({ id: instance.id, enable: true, reason: this.config.maintenanceReason }),
+    );
+  }
+
+  async joinRotation(instance: Instance): Promise<void> {
+    await this.call('maintenance-off', () => this.consul.agent.service.maintenance({ id: instance.id, enable: false }));
+  }
+
+  /** Reports a TTL check healthy (`/v1/agent/check/pass/:id`). */
+  async passCheck(instance: Instance, note?: string): Promise<void> {
+    await this.call('check-pass', () => this.consul.agent.check.pass({ id: serviceCheckId(instance.id), note }));
+  }
+
+  /** Reports a TTL check critical (`/v1/agent/check/fail/:id`). */
+  async failCheck(instance: Instance, note?: string): Promise<void> {
+    await this.call('check-fail', () => this.consul.agent.check.fail({ id: serviceCheckId(instance.id), note }));
+  }
+
+  async healthyInstances(service: string): Promise<Instance[]> {
+    const entries = await this.call('health-service', () => this.consul.health.service({ service, passing: true }));
+    if (!Array.isArray(entries)) {
+      throw new ConsulApiError('NC_CONSUL_BAD_RESPONSE', 'Consul health answer is not a list', {
+        context: { service },
+      });
+    }
+    return (entries as HealthServiceEntry[]).map((entry) => {
+      const svc = entry.Service;
+      const node = entry.Node;
+      if (svc?.ID === undefined || typeof svc.Port !== 'number' || node?.Node === undefined) {
+        throw new ConsulApiError('NC_CONSUL_BAD_RESPONSE', 'Consul health entry lacks Service or Node', {
+          context: { service },
+        });
+      }
+      // An empty service address means "the node's address" in Consul.
+      const address = svc.Address !== undefined && svc.Address !== '' ? svc.Address : (node.Address ?? '');
+      return { service: svc.Service ?? service, id: svc.ID, address, port: svc.Port, node: node.Node };
+    });
+  }
+
+  private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toConsulApiError(err, operation);
+    }
+  }
+}
+
+function checkDefinition(
+  instance: Instance,
+  check: HealthCheck,
+): { http?: string; tcp?: string; ttl?: string; interval?: string; timeout: string } {
+  const target = `${instance.address.includes(':') ? `[${instance.address}]` : instance.address}:${instance.port}`;
+  switch (check.kind) {
+    case 'http':
+      return {
+        http: `http://${target}${check.path}`,
+        interval: `${check.intervalMs}ms`,
+        timeout: `${check.timeoutMs}ms`,
+      };
+    case 'tcp':
+      return { tcp: target, interval: `${check.intervalMs}ms`, timeout: `${check.timeoutMs}ms` };
+    case 'ttl':
+      // The package's typings demand `timeout` even for a TTL check; Consul ignores it there.
+      return { ttl: `${check.ttlMs}ms`, timeout: `${check.ttlMs}ms` };
+  }
+}
+
+export function resolveConsulRouterConfig(options: ConsulRouterOptions): ConsulRouterConfig {
+  let url: URL;
+  try {
+    url = new URL(options.address ?? 'http://127.0.0.1:8500');
+  } catch (err) {
+    throw new ConfigError('consul.address', 'must be an http:// or https:// URL', { cause: err });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError('consul.address', 'must be an http:// or https:// URL');
+  }
+  const timeoutMs = options.timeoutMs ?? 5000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+    throw new ConfigError('consul.timeoutMs', 'must be a positive number');
+  const secure = url.protocol === 'https:';
+  return deepFreeze({
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
+    secure,
+    token: options.token === '' ? undefined : options.token,
+    timeoutMs,
+    maintenanceReason: options.maintenanceReason ?? 'nomad-chain: migrating',
+  });
+}

@@ -1,0 +1,13 @@
+import type { status } from '@grpc/grpc-js';
+import { NomadChainError, type ErrorContext } from '../errors';
+
+/** A call to the node's sidecar failed; carries the gRPC status so callers can tell "not found" from "down". */
+export class SidecarError extends NomadChainError {
+  /** The gRPC status code the sidecar (or the channel) reported. */
+  readonly grpcCode: status;
+
+  constructor(code: string, message: string, grpcCode: status, options: ErrorOptions & { context?: ErrorContext } = {}) {
+    super(code, message, { ...options, recoverable: code === 'NC_SIDECAR_UNREACHABLE' });
+    this.grpcCode = grpcCode;
+  }
+}

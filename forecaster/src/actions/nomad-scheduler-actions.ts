@@ -1,0 +1,211 @@
+import { errorMessage } from '../../../common/errors';
+import type { Logger } from '../../../common/logging';
+import type { Allocation, Job, NomadApi } from '../../../common/nomad-api';
+import { SchedulerActionError } from '../errors';
+import type { DrainRequest, Reservation, SchedulerActions } from './scheduler-actions';
+
+/** Copies chained tasks' checkpoints to reserved nodes ahead of a drain (the sidecars' business, by role). */
+export interface CheckpointPrestager {
+  prestage(node: string, reservation: Reservation): Promise<void>;
+}
+
+export interface NomadSchedulerActionsOptions {
+  /** The task driver whose tasks are chained. @default "chain" */
+  readonly chainDriver?: string;
+  /** Priority of placeholder jobs: below every real job, so replacements preempt them. @default 1 */
+  readonly placeholderPriority?: number;
+  /**
+   * The task each placeholder runs: it only has to exist and hold resources. @default exec of /bin/sleep
+   * (Nomad's exec driver is enabled by default on Linux clients).
+   */
+  readonly placeholderTask?: { readonly Driver: string; readonly Config: Readonly<Record<string, unknown>> };
+  /** Prefix of placeholder job IDs. @default "nomad-chain-reserve-" */
+  readonly jobPrefix?: string;
+  /** Pre-stages checkpoints; absent = no pre-staging (the drain's own checkpoint still moves the tasks). */
+  readonly prestager?: CheckpointPrestager;
+}
+
+const META_FENCED = 'nomad_chain.fenced';
+const META_REASON = 'nomad_chain.reason';
+const MAX_META_CHARS = 500;
+
+interface ChainedGroup {
+  readonly alloc: Allocation;
+  readonly cpuMhz: number;
+  readonly memoryMb: number;
+}
+
+/**
+ * SchedulerActions over Nomad's HTTP API: fence = eligibility "ineligible" (+ node meta with the reason),
+ * reserve = a low-priority placeholder service job with one group per chained allocation on the node, kept off
+ * that node (Nomad's preemption must be enabled for service jobs so the replacements can take the space),
+ * drain = node drain with a deadline and the decision's reason in the drain Meta, release = purge the
+ * placeholder, unfence = eligible again. The forecaster names nodes by their Nomad node Name; IDs are looked up.
+ */
+export class NomadSchedulerActions implements SchedulerActions {
+  private readonly ids = new Map<string, string>();
+  private readonly driver: string;
+  private readonly priority: number;
+  private readonly task: { readonly Driver: string; readonly Config: Readonly<Record<string, unknown>> };
+  private readonly prefix: string;
+
+  constructor(
+    private readonly nomad: NomadApi,
+    private readonly log: Logger,
+    private readonly options: NomadSchedulerActionsOptions = {},
+  ) {
+    this.driver = options.chainDriver ?? 'chain';
+    this.priority = options.placeholderPriority ?? 1;
+    this.task = options.placeholderTask ?? { Driver: 'exec', Config: { command: '/bin/sleep', args: ['2147483'] } };
+    this.prefix = options.jobPrefix ?? 'nomad-chain-reserve-';
+  }
+
+  async fence(node: string, reason: string): Promise<void> {
+    const id = await this.nodeId(node);
+    await this.call('fence', node, () => this.nomad.setEligibility(id, false));
+    await this.recordMeta(id, node, { [META_FENCED]: new Date().toISOString(), [META_REASON]: clip(reason) });
+  }
+
+  async unfence(node: string, reason: string): Promise<void> {
+    const id = await this.nodeId(node);
+    await this.call('unfence', node, () => this.nomad.setEligibility(id, true));
+    await this.recordMeta(id, node, { [META_FENCED]: null, [META_REASON]: clip(`unfenced: ${reason}`) });
+  }
+
+  async reserve(node: string, reason: string): Promise<Reservation> {
+    const id = await this.nodeId(node);
+    const allocs = await this.call('reserve', node, () => this.nomad.nodeAllocations(id));
+    // Pending allocations count too: they are about to run on the fenced node and need a place as much.
+    const groups = allocs.value
+      .filter((a) => a.DesiredStatus === 'run' && (a.ClientStatus === 'running' || a.ClientStatus === 'pending'))
+      .flatMap((a) => this.chained(a));
+    const jobId = `${this.prefix}${node}`;
+    if (groups.length === 0) return { id: '', node, targets: [], tasks: 0 };
+    const job = this.placeholder(jobId, id, groups, reason);
+    await this.call('reserve', node, () => this.nomad.registerJob(job));
+    const targets = await this.placedOn(jobId);
+    this.log.info({ node, job: jobId, groups: groups.length, targets }, 'capacity reserved');
+    return { id: jobId, node, targets, tasks: groups.length };
+  }
+
+  async prestage(node: string, reservation: Reservation): Promise<void> {
+    if (reservation.tasks === 0 || this.options.prestager === undefined) return;
+    await this.options.prestager.prestage(node, reservation);
+  }
+
+  async drain(node: string, request: DrainRequest): Promise<void> {
+    const id = await this.nodeId(node);
+    await this.call('drain', node, () =>
+      this.nomad.drainNode(id, {
+        // Never 0: Nomad reads 0 as "no deadline", the opposite of a node about to vanish.
+        deadlineMs: Math.max(1000, request.deadlineMs),
+        ignoreSystemJobs: true,
+        meta: {
+          'nomad_chain.decision': String(request.decisionId),
+          [META_REASON]: clip(request.reason),
+        },
+      }),
+    );
+  }
+
+  async release(reservation: Reservation): Promise<void> {
+    if (reservation.id === '') return;
+    try {
+      await this.nomad.deregisterJob(reservation.id, { purge: true });
+    } catch (err) {
+      // Already gone is released.
+      if ((err as { code?: string }).code === 'NC_NOMAD_API_NOT_FOUND') return;
+      throw new SchedulerActionError(`release of ${reservation.id} failed: ${errorMessage(err)}`, {
+        cause: err,
+        context: { node: reservation.node, job: reservation.id },
+      });
+    }
+  }
+
+  private chained(alloc: Allocation): ChainedGroup[] {
+    const groups = (alloc.Job?.TaskGroups ?? []) as {
+      Name?: string;
+      Tasks?: { Driver?: string; Resources?: { CPU?: number; MemoryMB?: number } }[];
+    }[];
+    const group = groups.find((g) => g.Name === alloc.TaskGroup);
+    const tasks = (group?.Tasks ?? []).filter((t) => t.Driver === this.driver);
+    if (tasks.length === 0) return [];
+    const cpuMhz = tasks.reduce((sum, t) => sum + (t.Resources?.CPU ?? 100), 0);
+    const memoryMb = tasks.reduce((sum, t) => sum + (t.Resources?.MemoryMB ?? 300), 0);
+    return [{ alloc, cpuMhz, memoryMb }];
+  }
+
+  private placeholder(jobId: string, fencedNodeId: string, groups: readonly ChainedGroup[], reason: string): Job {
+    const first = groups[0]?.alloc.Job;
+    return {
+      ID: jobId,
+      Name: jobId,
+      Namespace: first?.Namespace ?? 'default',
+      Type: 'service',
+      Priority: this.priority,
+      Datacenters: first?.Datacenters ?? ['*'],
+      ...(typeof first?.NodePool === 'string' ? { NodePool: first.NodePool } : {}),
+      Meta: { 'nomad_chain.reserved_for': fencedNodeId, 'nomad_chain.reason': clip(reason) },
+      Constraints: [{ LTarget: '${node.unique.id}', RTarget: fencedNodeId, Operand: '!=' }],
+      TaskGroups: groups.map((g, i) => ({
+        Name: `reserve-${i}-${g.alloc.TaskGroup}`.slice(0, 100),
+        Count: 1,
+        Meta: { 'nomad_chain.for_alloc': g.alloc.ID },
+        Tasks: [
+          {
+            Name: 'placeholder',
+            Driver: this.task.Driver,
+            Config: { ...this.task.Config },
+            Resources: { CPU: g.cpuMhz, MemoryMB: g.memoryMb },
+          },
+        ],
+      })),
+    };
+  }
+
+  /** Nodes the placeholder's allocations landed on so far (placement is asynchronous; may be empty). */
+  private async placedOn(jobId: string): Promise<string[]> {
+    try {
+      const allocs = await this.nomad.listAllocations({ filter: `JobID == "${jobId}"` });
+      return [...new Set(allocs.value.filter((a) => a.DesiredStatus === 'run').map((a) => a.NodeName))];
+    } catch (err) {
+      this.log.warn({ err, job: jobId }, 'placeholder placement unknown');
+      return [];
+    }
+  }
+
+  private async nodeId(node: string): Promise<string> {
+    const known = this.ids.get(node);
+    if (known !== undefined) return known;
+    const nodes = await this.call('lookup', node, () => this.nomad.listNodes());
+    for (const n of nodes.value) this.ids.set(n.Name, n.ID);
+    const id = this.ids.get(node);
+    if (id === undefined) throw new SchedulerActionError(`Nomad has no node named ${node}`, { context: { node } });
+    return id;
+  }
+
+  /** Node meta is advisory (the drain Meta is the record), so an unreachable client only warns. */
+  private async recordMeta(id: string, node: string, meta: Record<string, string | null>): Promise<void> {
+    try {
+      await this.nomad.applyNodeMeta(meta, id);
+    } catch (err) {
+      this.log.warn({ err, node }, 'node meta not recorded');
+    }
+  }
+
+  private async call<T>(action: string, node: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw new SchedulerActionError(`${action} on ${node} failed: ${errorMessage(err)}`, {
+        cause: err,
+        context: { node, action },
+        recoverable: (err as { recoverable?: boolean }).recoverable === true,
+      });
+    }
+  }
+}
+
+function clip(text: string): string {
+  return text.length <= MAX_META_CHARS ? text : `${text.slice(0, MAX_META_CHARS - 1)}…`;
+}

@@ -1,0 +1,301 @@
+import {
+  deepFreeze,
+  parseDurationMs,
+  rejectUnknownKeys,
+  requireBool,
+  requireInt,
+  requireNumber,
+  requireString,
+} from '../../common/config';
+import { ConfigError } from '../../common/config-error';
+import { resolve } from 'node:path';
+
+/** The feature specification shared with the trainer (forecaster/training/README.md). */
+export const DEFAULT_FEATURE_SPEC = resolve(__dirname, '../training/feature-spec.json');
+
+/** Thresholds and pacing for one node pool or class; every field may be overridden per pool and per class. */
+export interface PolicyRuleOptions {
+  /** Risk at or above which a node is fenced. @default 0.7 */
+  enterThreshold?: number;
+  /** Risk below which a fenced node is released (hysteresis: must be below enterThreshold). @default 0.5 */
+  exitThreshold?: number;
+  /** After an undo or a finished drain, no new fence on that node for this long. @default "10m" */
+  cooldown?: string | number;
+  /** How long a node stays fenced (reserving, pre-staging) before its drain starts. @default "2m" */
+  drainAfter?: string | number;
+  /** Deadline given to the scheduler's drain, after which remaining allocations are stopped. @default "10m" */
+  drainDeadline?: string | number;
+}
+
+export interface PolicyRule {
+  readonly enterThreshold: number;
+  readonly exitThreshold: number;
+  readonly cooldownMs: number;
+  readonly drainAfterMs: number;
+  readonly drainDeadlineMs: number;
+}
+
+export interface PolicyOptions extends PolicyRuleOptions {
+  /** Overrides by node pool name. @default {} */
+  pools?: Record<string, PolicyRuleOptions>;
+  /** Overrides by node class (wins over the pool). @default {} */
+  classes?: Record<string, PolicyRuleOptions>;
+  /** Most nodes of one pool fenced or draining at once. @default 2 */
+  maxConcurrentDrains?: number;
+  /** Fewest schedulable (eligible, not at risk) nodes a pool keeps, so chained tasks have somewhere to go. @default 1 */
+  minHealthyNodes?: number;
+}
+
+export interface PolicyConfig {
+  readonly defaults: PolicyRule;
+  readonly pools: Readonly<Record<string, PolicyRule>>;
+  readonly classes: Readonly<Record<string, PolicyRule>>;
+  readonly maxConcurrentDrains: number;
+  readonly minHealthyNodes: number;
+}
+
+/** What an operator may set (JSON file, `--config FILE`, overlaid by NOMAD_CHAIN_FORECASTER_* variables). */
+export interface ForecasterOptions {
+  /** Address of the telemetry gRPC server. @default "0.0.0.0" */
+  telemetryAddress?: string;
+  /** Port of the telemetry gRPC server; 0 lets the OS choose. @default 7460 */
+  telemetryPort?: number;
+  /** Address of the HTTP server (/metrics, /v1/risk). @default "0.0.0.0" */
+  httpAddress?: string;
+  /** Port of the HTTP server; 0 lets the OS choose. @default 7461 */
+  httpPort?: number;
+  /** Time between scoring ticks. @default "10s" */
+  tick?: string | number;
+  /** Folder holding `model.onnx` and `model-card.json` of the serving model. Required. */
+  modelDir?: string;
+  /** The shared feature specification. @default forecaster/training/feature-spec.json */
+  featureSpec?: string;
+  /** How often modelDir is checked for a new model (0 = never). @default "30s" */
+  modelPoll?: string | number;
+  /** Most nodes tracked at once (least recently reporting are forgotten first). @default 20000 */
+  maxNodes?: number;
+  /** Samples kept per node: enough to cover the longest metric window at the agents' interval. @default 96 */
+  samplesPerNode?: number;
+  /** History events kept per node (joins, pre-emptions, notices, drains). @default 256 */
+  eventsPerNode?: number;
+  /** A node silent this long is forgotten. @default "15m" */
+  staleAfter?: string | number;
+  /** Follow Nomad's event stream and act through Nomad's API at this address ("" = local mode). @default "" */
+  nomadAddress?: string;
+  /** Nomad ACL token. @default "" */
+  nomadToken?: string;
+  /** Local mode: follow and act through the local controller's HTTP API at this address. @default "" */
+  controllerAddress?: string;
+  /** Act on decisions (false = observe only: decisions are recorded, never carried out). @default true */
+  act?: boolean;
+  policy?: PolicyOptions;
+  /** pino level. @default "info" */
+  logLevel?: string;
+  /**
+   * Trace replay: the forecaster's clock runs this many times faster than real time (ticks, windows, policy
+   * timers all in trace time). 1 = the system clock. @default 1
+   */
+  timeScale?: number;
+  /** Trace replay: the clock's reading (Unix ms) at the real instant `timeOriginReal`. @default 0 */
+  timeOrigin?: number;
+  /** Trace replay: the real Unix ms at which the clock reads `timeOrigin`. @default 0 */
+  timeOriginReal?: number;
+}
+
+export interface ForecasterConfig {
+  readonly telemetryAddress: string;
+  readonly telemetryPort: number;
+  readonly httpAddress: string;
+  readonly httpPort: number;
+  readonly tickMs: number;
+  readonly modelDir: string;
+  readonly featureSpec: string;
+  readonly modelPollMs: number;
+  readonly maxNodes: number;
+  readonly samplesPerNode: number;
+  readonly eventsPerNode: number;
+  readonly staleAfterMs: number;
+  readonly nomadAddress: string;
+  readonly nomadToken: string;
+  readonly controllerAddress: string;
+  readonly act: boolean;
+  readonly policy: PolicyConfig;
+  readonly logLevel: string;
+  readonly timeScale: number;
+  readonly timeOrigin: number;
+  readonly timeOriginReal: number;
+}
+
+const FIELDS = [
+  'telemetryAddress',
+  'telemetryPort',
+  'httpAddress',
+  'httpPort',
+  'tick',
+  'modelDir',
+  'featureSpec',
+  'modelPoll',
+  'maxNodes',
+  'samplesPerNode',
+  'eventsPerNode',
+  'staleAfter',
+  'nomadAddress',
+  'nomadToken',
+  'controllerAddress',
+  'act',
+  'policy',
+  'logLevel',
+  'timeScale',
+  'timeOrigin',
+  'timeOriginReal',
+] as const;
+const RULE_FIELDS = ['enterThreshold', 'exitThreshold', 'cooldown', 'drainAfter', 'drainDeadline'] as const;
+const POLICY_FIELDS = [...RULE_FIELDS, 'pools', 'classes', 'maxConcurrentDrains', 'minHealthyNodes'] as const;
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+
+const DEFAULT_RULE: PolicyRule = {
+  enterThreshold: 0.7,
+  exitThreshold: 0.5,
+  cooldownMs: 600_000,
+  drainAfterMs: 120_000,
+  drainDeadlineMs: 600_000,
+};
+
+function asObject(field: string, value: unknown): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError(field, 'expected an object');
+  }
+  return value as Record<string, unknown>;
+}
+
+function parseRule(path: string, raw: Record<string, unknown>, base: PolicyRule): PolicyRule {
+  const at = (name: string): string => (path === '' ? name : `${path}.${name}`);
+  const rule: PolicyRule = {
+    enterThreshold:
+      raw.enterThreshold === undefined
+        ? base.enterThreshold
+        : requireNumber(at('enterThreshold'), raw.enterThreshold, 0, 1),
+    exitThreshold:
+      raw.exitThreshold === undefined
+        ? base.exitThreshold
+        : requireNumber(at('exitThreshold'), raw.exitThreshold, 0, 1),
+    cooldownMs: raw.cooldown === undefined ? base.cooldownMs : parseDurationMs(at('cooldown'), raw.cooldown),
+    drainAfterMs: raw.drainAfter === undefined ? base.drainAfterMs : parseDurationMs(at('drainAfter'), raw.drainAfter),
+    drainDeadlineMs:
+      raw.drainDeadline === undefined ? base.drainDeadlineMs : parseDurationMs(at('drainDeadline'), raw.drainDeadline),
+  };
+  if (rule.exitThreshold >= rule.enterThreshold) {
+    throw new ConfigError(at('exitThreshold'), 'must be below enterThreshold (hysteresis)');
+  }
+  return rule;
+}
+
+function parseOverrides(path: string, raw: unknown, base: PolicyRule): Record<string, PolicyRule> {
+  const out: Record<string, PolicyRule> = {};
+  for (const [name, value] of Object.entries(asObject(path, raw))) {
+    const ruleRaw = asObject(`${path}.${name}`, value);
+    rejectUnknownKeys(`${path}.${name}`, ruleRaw, RULE_FIELDS);
+    out[name] = parseRule(`${path}.${name}`, ruleRaw, base);
+  }
+  return out;
+}
+
+function parsePolicy(raw: Record<string, unknown>): PolicyConfig {
+  rejectUnknownKeys('policy', raw, POLICY_FIELDS);
+  const defaults = parseRule('policy', raw, DEFAULT_RULE);
+  return {
+    defaults,
+    pools: parseOverrides('policy.pools', raw.pools, defaults),
+    classes: parseOverrides('policy.classes', raw.classes, defaults),
+    maxConcurrentDrains: requireInt('policy.maxConcurrentDrains', raw.maxConcurrentDrains ?? 2, 1, 100_000),
+    minHealthyNodes: requireInt('policy.minHealthyNodes', raw.minHealthyNodes ?? 1, 0, 100_000),
+  };
+}
+
+/** Parses and validates once; the result is frozen. Errors name the field. */
+export function parseConfig(raw: Record<string, unknown>): ForecasterConfig {
+  rejectUnknownKeys('', raw, FIELDS);
+  const logLevel = requireString('logLevel', raw.logLevel ?? 'info');
+  if (!LEVELS.includes(logLevel)) throw new ConfigError('logLevel', `expected one of ${LEVELS.join(', ')}`);
+  const nomadAddress =
+    raw.nomadAddress === undefined || raw.nomadAddress === '' ? '' : requireString('nomadAddress', raw.nomadAddress);
+  if (nomadAddress !== '' && !/^https?:\/\//.test(nomadAddress)) {
+    throw new ConfigError('nomadAddress', 'expected an http:// or https:// URL');
+  }
+  const controllerAddress =
+    raw.controllerAddress === undefined || raw.controllerAddress === ''
+      ? ''
+      : requireString('controllerAddress', raw.controllerAddress);
+  if (controllerAddress !== '' && !/^https?:\/\//.test(controllerAddress)) {
+    throw new ConfigError('controllerAddress', 'expected an http:// URL');
+  }
+  if (controllerAddress !== '' && nomadAddress !== '') {
+    throw new ConfigError('controllerAddress', 'set either controllerAddress (local mode) or nomadAddress, not both');
+  }
+  const tickMs = parseDurationMs('tick', raw.tick ?? '10s');
+  if (tickMs < 10) throw new ConfigError('tick', 'must be at least 10ms');
+  const timeScale = requireNumber('timeScale', raw.timeScale ?? 1, 0, 1_000_000);
+  if (timeScale <= 0) throw new ConfigError('timeScale', 'must be above 0');
+  if (timeScale !== 1 && (raw.timeOrigin === undefined || raw.timeOriginReal === undefined)) {
+    throw new ConfigError('timeOrigin', 'a timeScale other than 1 needs timeOrigin and timeOriginReal');
+  }
+  return deepFreeze({
+    telemetryAddress: requireString('telemetryAddress', raw.telemetryAddress ?? '0.0.0.0'),
+    telemetryPort: requireInt('telemetryPort', raw.telemetryPort ?? 7460, 0, 65535),
+    httpAddress: requireString('httpAddress', raw.httpAddress ?? '0.0.0.0'),
+    httpPort: requireInt('httpPort', raw.httpPort ?? 7461, 0, 65535),
+    tickMs,
+    modelDir: requireString('modelDir', raw.modelDir),
+    featureSpec: requireString('featureSpec', raw.featureSpec ?? DEFAULT_FEATURE_SPEC),
+    modelPollMs: parseDurationMs('modelPoll', raw.modelPoll ?? '30s'),
+    maxNodes: requireInt('maxNodes', raw.maxNodes ?? 20_000, 1, 10_000_000),
+    samplesPerNode: requireInt('samplesPerNode', raw.samplesPerNode ?? 96, 2, 100_000),
+    eventsPerNode: requireInt('eventsPerNode', raw.eventsPerNode ?? 256, 1, 100_000),
+    staleAfterMs: parseDurationMs('staleAfter', raw.staleAfter ?? '15m'),
+    nomadAddress,
+    controllerAddress,
+    nomadToken:
+      raw.nomadToken === undefined || raw.nomadToken === '' ? '' : requireString('nomadToken', raw.nomadToken),
+    act: requireBool('act', raw.act ?? true),
+    policy: parsePolicy(asObject('policy', raw.policy)),
+    logLevel,
+    timeScale,
+    timeOrigin: requireInt('timeOrigin', raw.timeOrigin ?? 0, 0, Number.MAX_SAFE_INTEGER),
+    timeOriginReal: requireInt('timeOriginReal', raw.timeOriginReal ?? 0, 0, Number.MAX_SAFE_INTEGER),
+  });
+}
+
+const ENV: Readonly<Record<string, (typeof FIELDS)[number]>> = {
+  NOMAD_CHAIN_FORECASTER_TELEMETRY_PORT: 'telemetryPort',
+  NOMAD_CHAIN_FORECASTER_HTTP_PORT: 'httpPort',
+  NOMAD_CHAIN_FORECASTER_MODEL_DIR: 'modelDir',
+  NOMAD_CHAIN_FORECASTER_TICK: 'tick',
+  NOMAD_CHAIN_FORECASTER_LOG_LEVEL: 'logLevel',
+  NOMAD_ADDR: 'nomadAddress',
+  NOMAD_TOKEN: 'nomadToken',
+  NOMAD_CHAIN_CONTROLLER_ADDR: 'controllerAddress',
+};
+
+/** Reads options from a JSON file (`--config FILE`) overlaid by environment variables. */
+export function rawOptionsFrom(env: NodeJS.ProcessEnv, fileContents: string | undefined): Record<string, unknown> {
+  let raw: Record<string, unknown> = {};
+  if (fileContents !== undefined) {
+    try {
+      raw = asObject('--config', JSON.parse(fileContents));
+    } catch (cause) {
+      if (cause instanceof ConfigError) throw cause;
+      throw new ConfigError('--config', 'not valid JSON', { cause });
+    }
+  }
+  for (const [name, field] of Object.entries(ENV)) {
+    const value = env[name];
+    if (value !== undefined) raw[field] = value;
+  }
+  return raw;
+}
+
+/** The rule that applies to a node: its class's override, else its pool's, else the defaults. */
+export function ruleFor(policy: PolicyConfig, pool: string, nodeClass: string): PolicyRule {
+  return policy.classes[nodeClass] ?? policy.pools[pool] ?? policy.defaults;
+}

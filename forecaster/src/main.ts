@@ -1,0 +1,82 @@
+import { readFileSync } from 'node:fs';
+import { SystemClock } from '../../common/clock';
+import { ScaledClock } from '../../common/scaled-clock';
+import { ConfigError } from '../../common/config-error';
+import { errorCode, errorMessage } from '../../common/errors';
+import { createRootLogger } from '../../common/logging';
+import { HttpNomadApi } from '../../common/nomad-api';
+import { LocalControllerActions } from './actions/local-controller-actions';
+import { NomadSchedulerActions } from './actions/nomad-scheduler-actions';
+import type { SchedulerActions } from './actions/scheduler-actions';
+import { parseConfig, rawOptionsFrom } from './config';
+import { LocalControllerEvents } from './events/local-controller-events';
+import { NomadSchedulerEvents } from './events/nomad-scheduler-events';
+import type { SchedulerEvents } from './events/scheduler-events';
+import { loadFeatureSpec } from './features/feature-spec';
+import { ForecasterService } from './forecaster-service';
+
+/**
+ * Composition root of the forecaster: Nomad mode (nomadAddress) acts through Nomad's API and follows its event
+ * stream; local mode (controllerAddress) does both through the local controller's HTTP API.
+ */
+async function main(argv: readonly string[]): Promise<void> {
+  const configIndex = argv.indexOf('--config');
+  const configPath = configIndex >= 0 ? argv[configIndex + 1] : undefined;
+  const config = parseConfig(
+    rawOptionsFrom(process.env, configPath === undefined ? undefined : readFileSync(configPath, 'utf8')),
+  );
+  if (config.nomadAddress === '' && config.controllerAddress === '') {
+    throw new ConfigError('nomadAddress', 'set nomadAddress (Nomad mode) or controllerAddress (local mode)');
+  }
+  const log = createRootLogger({ level: config.logLevel, name: 'forecaster' });
+  const system = new SystemClock();
+  // A trace replay runs the whole forecaster on the trace's compressed time, as the controller's events do.
+  const clock =
+    config.timeScale === 1
+      ? system
+      : new ScaledClock(
+          { scale: config.timeScale, originMs: config.timeOrigin, realOriginMs: config.timeOriginReal },
+          system,
+        );
+  let actions: SchedulerActions;
+  let events: SchedulerEvents;
+  if (config.nomadAddress !== '') {
+    const nomad = new HttpNomadApi(
+      { address: config.nomadAddress, ...(config.nomadToken === '' ? {} : { token: config.nomadToken }) },
+      clock,
+    );
+    actions = new NomadSchedulerActions(nomad, log.child({ component: 'nomad-actions' }));
+    events = new NomadSchedulerEvents(nomad, clock, log.child({ component: 'nomad-events' }));
+  } else {
+    actions = new LocalControllerActions({ address: config.controllerAddress });
+    events = new LocalControllerEvents(
+      { address: config.controllerAddress },
+      clock,
+      log.child({ component: 'controller-events' }),
+    );
+  }
+  const service = await ForecasterService.create({
+    config,
+    spec: loadFeatureSpec(config.featureSpec),
+    clock,
+    log,
+    actions,
+    events,
+  });
+  service.start();
+
+  const stop = (signal: string): void => {
+    log.info({ signal }, 'forecaster stopping');
+    void service.stop().then(() => {
+      log.flush();
+      process.exit(0);
+    });
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`forecaster: ${errorMessage(err)} (${errorCode(err) ?? 'NC_UNEXPECTED'})\n`);
+  process.exit(1);
+});

@@ -1,0 +1,26 @@
+/**
+ * What the policy decided for one node on one tick, and why. Decisions are the forecaster's audit trail: the
+ * risk API shows them, the actions carry their reasons to the scheduler (drain meta), and tests read them.
+ */
+export type DecisionAction =
+  /** Mark ineligible, reserve capacity for its chained tasks elsewhere, pre-stage their checkpoints. */
+  | 'fence'
+  /** Start the scheduler's drain, with a deadline. */
+  | 'drain'
+  /** Risk fell before the drain started: eligible again, reservation released. */
+  | 'undo'
+  /** Above threshold but held back (budget, cooldown, capacity): nothing is done, the reason is recorded. */
+  | 'hold';
+
+export interface Decision {
+  readonly id: number;
+  readonly node: string;
+  readonly pool: string;
+  readonly nodeClass: string;
+  readonly atMs: number;
+  readonly action: DecisionAction;
+  readonly risk: number;
+  readonly reasons: readonly string[];
+  /** Drain only: how long the scheduler has before it stops what is left. */
+  readonly deadlineMs?: number;
+}

@@ -1,0 +1,44 @@
+# Nomad client agent with the `chain` task driver. plugin_dir holds the `chain` launcher (plugin/bin/chain;
+# a symlink works); the sidecar system job (jobs/chain-sidecar.nomad.hcl) must run on this node too.
+#
+#   nomad agent -config=hcl/client.hcl
+
+datacenter = "dc1"
+data_dir   = "/var/lib/nomad"
+plugin_dir = "/opt/nomad-chain/plugin/bin"
+
+client {
+  enabled = true
+  servers = ["127.0.0.1:4647"]
+
+  # Long enough for a final checkpoint: a migrating stop is a dump, not a kill.
+  max_kill_timeout = "2m"
+}
+
+plugin "chain" {
+  config {
+    # The sidecar's local API (its NOMAD_CHAIN_LOCAL_SOCKET).
+    sidecar_socket  = "/var/lib/nomad-chain/sidecar.sock"
+    sidecar_timeout = "30s"
+
+    # Where the driver reads PreviousAllocation / NextAllocation; "" turns chaining of stops off.
+    nomad_address = "http://127.0.0.1:4646"
+    nomad_token   = ""
+
+    # How long a replacement waits for its predecessor's checkpoint before a cold start.
+    checkpoint_wait    = "30s"
+    migration_mode     = "auto"
+    fingerprint_period = "15s"
+  }
+}
+
+# The sidecar and forecaster jobs run as host processes.
+plugin "raw_exec" {
+  config {
+    enabled = true
+  }
+}
+
+consul {
+  address = "127.0.0.1:8500"
+}

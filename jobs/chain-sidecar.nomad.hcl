@@ -1,0 +1,95 @@
+# The nomad-chain sidecar on every Nomad client: runs chained tasks (runc + CRIU), keeps their checkpoints and
+# streams them to peers. A system job, so a new client gets one, and drains leave it in place (drains
+# started by nomad-chain set IgnoreSystemJobs) so it can hand its tasks over.
+#
+#   nomad job run -var repo_dir=/opt/nomad-chain jobs/chain-sidecar.nomad.hcl
+
+variable "repo_dir" {
+  description = "Where nomad-chain is checked out (with node_modules) on every client."
+  type        = string
+  default     = "/opt/nomad-chain"
+}
+
+variable "data_dir" {
+  description = "Sidecar state; its sidecar.sock must match the plugin's sidecar_socket (hcl/client.hcl)."
+  type        = string
+  default     = "/var/lib/nomad-chain"
+}
+
+variable "datacenters" {
+  type    = list(string)
+  default = ["dc1"]
+}
+
+variable "grpc_port" {
+  description = "The sidecar's plain gRPC port (health)."
+  type        = number
+  default     = 7450
+}
+
+variable "transfer_port" {
+  description = "Port peers reach this node's State Transfer server on (mutual TLS)."
+  type        = number
+  default     = 7451
+}
+
+variable "tls_dir" {
+  description = "ca.crt plus <node name>.crt and .key per node (scripts/gen-certs.sh makes them); without them transfer is off."
+  type        = string
+  default     = "/etc/nomad-chain/tls"
+}
+
+job "chain-sidecar" {
+  type        = "system"
+  datacenters = var.datacenters
+  priority    = 90
+
+  group "sidecar" {
+    restart {
+      attempts = 10
+      interval = "5m"
+      delay    = "5s"
+      mode     = "delay"
+    }
+
+    network {
+      port "grpc" {
+        static = var.grpc_port
+      }
+      port "transfer" {
+        static = var.transfer_port
+      }
+    }
+
+    task "sidecar" {
+      # Root is needed for runc and CRIU; the tasks it starts outlive it (runc keeps them), so an upgrade
+      # of this job does not stop chained tasks.
+      driver = "raw_exec"
+
+      config {
+        command = "/usr/bin/env"
+        args    = ["node", "-r", "${var.repo_dir}/scripts/register.js", "${var.repo_dir}/sidecar/src/main.ts"]
+      }
+
+      env {
+        NOMAD_CHAIN_NODE_NAME         = "${node.unique.name}"
+        NOMAD_CHAIN_LISTEN_ADDRESS    = "${NOMAD_IP_grpc}"
+        NOMAD_CHAIN_LISTEN_PORT       = "${NOMAD_PORT_grpc}"
+        NOMAD_CHAIN_TRANSFER_PORT     = "${NOMAD_PORT_transfer}"
+        NOMAD_CHAIN_ADVERTISE_ADDRESS = "${NOMAD_ADDR_transfer}"
+        NOMAD_CHAIN_TLS_CA            = "${var.tls_dir}/ca.crt"
+        NOMAD_CHAIN_TLS_CERT          = "${var.tls_dir}/${node.unique.name}.crt"
+        NOMAD_CHAIN_TLS_KEY           = "${var.tls_dir}/${node.unique.name}.key"
+        NOMAD_CHAIN_DATA_DIR          = var.data_dir
+        NOMAD_CHAIN_LOCAL_SOCKET      = "${var.data_dir}/sidecar.sock"
+      }
+
+      kill_timeout = "30s"
+
+      resources {
+        cpu    = 200
+        memory = 256
+      }
+    }
+  }
+}

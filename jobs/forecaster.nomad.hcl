@@ -1,0 +1,94 @@
+# The forecaster: ingests sidecar telemetry, scores drain risk with the served ONNX model, and fences,
+# reserves and drains nodes through Nomad's API. One instance per cluster.
+#
+#   nomad var put nomad/jobs/forecaster token=<ACL token with node:write and submit-job>
+#   nomad job run -var repo_dir=/opt/nomad-chain jobs/forecaster.nomad.hcl
+
+variable "repo_dir" {
+  type    = string
+  default = "/opt/nomad-chain"
+}
+
+variable "model_dir" {
+  description = "The model registry's serving directory, written by forecaster-retrain."
+  type        = string
+  default     = "/var/lib/nomad-chain/models/current"
+}
+
+variable "datacenters" {
+  type    = list(string)
+  default = ["dc1"]
+}
+
+variable "service_provider" {
+  type    = string
+  default = "consul"
+}
+
+job "forecaster" {
+  type        = "service"
+  datacenters = var.datacenters
+  priority    = 80
+
+  group "forecaster" {
+    count = 1
+
+    network {
+      port "telemetry" {
+        static = 7460
+      }
+      port "http" {
+        static = 7461
+      }
+    }
+
+    service {
+      name     = "chain-forecaster"
+      port     = "http"
+      provider = var.service_provider
+
+      check {
+        type     = "http"
+        path     = "/v1/health"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+
+    task "forecaster" {
+      driver = "raw_exec"
+
+      config {
+        command = "/usr/bin/env"
+        args    = ["node", "-r", "${var.repo_dir}/scripts/register.js", "${var.repo_dir}/forecaster/src/main.ts", "--config", "${NOMAD_TASK_DIR}/forecaster.json"]
+      }
+
+      template {
+        destination = "local/forecaster.json"
+        data        = <<-EOT
+          {"modelDir": "${var.model_dir}", "tick": "10s"}
+        EOT
+      }
+
+      # The ACL token lives in a Nomad variable readable only by this job.
+      template {
+        destination = "secrets/nomad.env"
+        env         = true
+        data        = <<-EOT
+          NOMAD_ADDR=http://{{ env "attr.unique.network.ip-address" }}:4646
+          {{ with nomadVar "nomad/jobs/forecaster" }}NOMAD_TOKEN={{ .token }}{{ end }}
+        EOT
+      }
+
+      env {
+        NOMAD_CHAIN_FORECASTER_TELEMETRY_PORT = "${NOMAD_PORT_telemetry}"
+        NOMAD_CHAIN_FORECASTER_HTTP_PORT      = "${NOMAD_PORT_http}"
+      }
+
+      resources {
+        cpu    = 500
+        memory = 512
+      }
+    }
+  }
+}

@@ -1,0 +1,172 @@
+import { errorMessage } from '../../common/errors';
+import type { Logger } from '../../common/logging';
+import { MigrationMode } from '../../proto/gen/chain/v1/sidecar';
+import type { TaskIdentity, TaskInfo, TaskSpec } from '../../proto/gen/chain/v1/sidecar';
+import type { AllocationLookup } from './allocation-lookup';
+import type { PluginRuntime } from './base-plugin';
+import type { MigrationModeName, TaskDriverConfig } from './config';
+import { DriverError } from './errors';
+import { TRANSFER_ADDRESS_ATTRIBUTE } from './fingerprint';
+import type { TaskEventBus } from './task-events';
+import type { TaskHandle } from './task-handle';
+
+/** The key a checkpoint is filed under for its replacement: "<replacement alloc id>/<task name>". */
+export function handoverKey(allocId: string, taskName: string): string {
+  return `${allocId}/${taskName}`;
+}
+
+const MODES: Readonly<Record<MigrationModeName, MigrationMode>> = {
+  auto: MigrationMode.MIGRATION_MODE_AUTO,
+  'stop-and-copy': MigrationMode.MIGRATION_MODE_STOP_AND_COPY,
+  'pre-copy': MigrationMode.MIGRATION_MODE_PRE_COPY,
+  lazy: MigrationMode.MIGRATION_MODE_LAZY,
+};
+
+interface MigrationTarget {
+  readonly nextAllocId: string;
+  readonly nodeId: string;
+  readonly peerAddress: string;
+}
+
+export interface StartOutcome {
+  readonly info: TaskInfo;
+  readonly restoredFromCheckpoint: string;
+}
+
+/**
+ * The plugin's share of chaining, kept thin: decide whether a stop is a migration and whether a start has a
+ * checkpoint to restore, then ask the sidecar, whose migration sequence does the work. Every fallback (no
+ * checkpoint, a failed hand-over) ends where any driver would, and a task event says why.
+ */
+export class Chaining {
+  constructor(
+    private readonly events: TaskEventBus,
+    private readonly log: Logger,
+  ) {}
+
+  /** Restores the predecessor's checkpoint when one arrives within the bounded wait, else starts cold. */
+  async start(
+    runtime: PluginRuntime,
+    nomadTaskId: string,
+    identity: TaskIdentity,
+    spec: TaskSpec,
+    driverConfig: TaskDriverConfig,
+  ): Promise<StartOutcome> {
+    const source = { taskId: nomadTaskId, allocId: identity.allocId, taskName: identity.taskName };
+    const cold = async (why: string | undefined): Promise<StartOutcome> => {
+      if (why !== undefined) this.events.emit({ ...source, message: why });
+      return { info: await runtime.sidecar.startTask({ identity, spec }), restoredFromCheckpoint: '' };
+    };
+    if (!driverConfig.chain) return cold(undefined);
+
+    const waitMs = driverConfig.checkpointWaitMs ?? runtime.config.checkpointWaitMs;
+    const previous = await this.previousAllocation(runtime.lookup, identity.allocId);
+    const key = handoverKey(identity.allocId, identity.taskName);
+    // Without a known predecessor only a checkpoint already staged for this key is taken, without waiting.
+    const found = await runtime.sidecar.findCheckpoint({
+      handoverKey: key,
+      waitMs: previous === undefined ? 0 : waitMs,
+    });
+    if (!found.found || found.checkpoint === undefined) {
+      return cold(
+        previous === undefined
+          ? undefined
+          : `No checkpoint from previous allocation ${previous} within ${waitMs} ms; started cold`,
+      );
+    }
+    const checkpoint = found.checkpoint;
+    try {
+      const info = await runtime.sidecar.restoreTask({ identity, checkpointId: checkpoint.checkpointId, spec });
+      this.events.emit({
+        ...source,
+        message: `Restored from checkpoint ${checkpoint.checkpointId} of allocation ${checkpoint.source?.allocId ?? 'unknown'}`,
+        annotations: { checkpoint_id: checkpoint.checkpointId, source_node: checkpoint.sourceNode },
+      });
+      return { info, restoredFromCheckpoint: checkpoint.checkpointId };
+    } catch (err) {
+      this.log.warn(
+        { err, taskId: identity.taskId, checkpointId: checkpoint.checkpointId },
+        'restore failed, starting cold',
+      );
+      return cold(`Restore of checkpoint ${checkpoint.checkpointId} failed (${errorMessage(err)}); started cold`);
+    }
+  }
+
+  /**
+   * Hands a migrating task over to its replacement's node; returns false when the stop is a plain stop (not
+   * migrating, chain = false, lineage unknown) or the hand-over failed, and the caller stops the task.
+   */
+  async migrate(runtime: PluginRuntime, handle: TaskHandle): Promise<boolean> {
+    if (!handle.driverConfig.chain || runtime.lookup === undefined) return false;
+    let target: MigrationTarget | undefined;
+    try {
+      target = await this.migrationTarget(runtime.lookup, handle.config.allocId);
+    } catch (err) {
+      this.log.warn({ err, taskId: handle.id }, 'allocation lineage unreadable, stopping task');
+      this.events.emit({
+        ...handle.eventSource,
+        message: `Could not tell whether the allocation is migrating (${errorMessage(err)}); task stopped`,
+      });
+      return false;
+    }
+    if (target === undefined) return false;
+    const mode = handle.driverConfig.migrationMode ?? runtime.config.migrationMode;
+    try {
+      const result = await runtime.sidecar.migrateToPeer({
+        taskId: handle.sidecarTaskId,
+        peerAddress: target.peerAddress,
+        mode: MODES[mode],
+        handoverKey: handoverKey(target.nextAllocId, handle.config.name),
+      });
+      this.events.emit({
+        ...handle.eventSource,
+        message: `Handed over to allocation ${target.nextAllocId} (frozen ${result.freezeMs} ms, ${result.wireBytes} bytes sent)`,
+        annotations: {
+          next_alloc_id: target.nextAllocId,
+          node_id: target.nodeId,
+          ...(result.fallbackReason === '' ? {} : { mode_fallback: result.fallbackReason }),
+        },
+      });
+      return true;
+    } catch (err) {
+      this.log.warn({ err, taskId: handle.id, nextAllocId: target.nextAllocId }, 'hand-over failed, stopping task');
+      this.events.emit({
+        ...handle.eventSource,
+        message: `Hand-over to allocation ${target.nextAllocId} failed (${errorMessage(err)}); task stopped`,
+      });
+      return false;
+    }
+  }
+
+  /** The predecessor worth waiting for: one that was migrating (drained or preempted), not one that failed. */
+  private async previousAllocation(lookup: AllocationLookup | undefined, allocId: string): Promise<string | undefined> {
+    if (lookup === undefined) return undefined;
+    try {
+      const previous = (await lookup.allocation(allocId)).previousAllocation;
+      if (previous === undefined) return undefined;
+      const before = await lookup.allocation(previous);
+      return before.migrate || before.desiredStatus === 'evict' ? previous : undefined;
+    } catch (err) {
+      this.log.warn({ err, allocId }, 'allocation lineage unreadable, not waiting for a checkpoint');
+      return undefined;
+    }
+  }
+
+  /** Where a migrating allocation's task goes: its NextAllocation's node, by that node's published address. */
+  private async migrationTarget(lookup: AllocationLookup, allocId: string): Promise<MigrationTarget | undefined> {
+    const alloc = await lookup.allocation(allocId);
+    const moving = alloc.migrate || alloc.desiredStatus === 'evict';
+    if (alloc.nextAllocation === undefined || !moving) return undefined;
+    const next = await lookup.allocation(alloc.nextAllocation);
+    const attributes = await lookup.nodeAttributes(next.nodeId);
+    const peerAddress = attributes[TRANSFER_ADDRESS_ATTRIBUTE];
+    if (peerAddress === undefined || peerAddress === '') {
+      throw new DriverError(
+        'NC_PLUGIN_MIGRATION_TARGET_UNKNOWN',
+        `node ${next.nodeId} of allocation ${next.id} publishes no ${TRANSFER_ADDRESS_ATTRIBUTE}`,
+        { context: { nodeId: next.nodeId, allocId: next.id } },
+      );
+    }
+    return { nextAllocId: next.id, nodeId: next.nodeId, peerAddress };
+  }
+}

@@ -1,0 +1,125 @@
+import { rm } from 'node:fs/promises';
+import type { Clock } from '../../../common/clock';
+import type { Logger } from '../../../common/logging';
+import type { CheckpointMeta } from '../checkpoint/manifest';
+import type { CheckpointShipper } from '../checkpoint/staging';
+
+/** The running tasks the sidecar owns (TaskRuntime). */
+export interface RunningTasks {
+  list(): readonly { readonly taskId: string; readonly phase: string }[];
+}
+
+/** A dump that leaves the task running (Dumper). */
+export interface BackgroundDumper {
+  dump(request: { readonly taskId: string; readonly leaveRunning: boolean; readonly handoverKey: string }): Promise<{
+    readonly meta: CheckpointMeta;
+    readonly dir: string;
+    readonly dumpMs: number;
+  }>;
+}
+
+/** Serialises everything that dumps one task (a migration and a background checkpoint never overlap). */
+export interface TaskLocks {
+  withTask<T>(taskId: string, work: () => Promise<T>): Promise<T>;
+}
+
+export interface BackgroundCheckpointerDeps {
+  readonly tasks: RunningTasks;
+  readonly dumper: BackgroundDumper;
+  readonly shipper: CheckpointShipper;
+  readonly locks: TaskLocks;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** How often each running task is checkpointed to the buddy. */
+  readonly intervalMs: number;
+  /** host:port of the buddy node's sidecar (State Transfer Protocol). */
+  readonly buddyAddress: string;
+}
+
+export interface BackgroundStatus {
+  readonly checkpointId: string;
+  readonly atUnixMs: number;
+  readonly wireBytes: number;
+  readonly dumpMs: number;
+}
+
+/** The handover key a task's background checkpoints are filed under on the buddy. */
+export function backgroundKey(taskId: string): string {
+  return `background/${taskId}`;
+}
+
+/**
+ * Incremental background checkpoints: every interval, each running task is dumped without stopping it and
+ * shipped to a buddy node. The transfer is content-addressed, so only chunks the buddy lacks travel. A node
+ * that disappears without warning loses at most one interval of its tasks' state: the buddy restores the
+ * newest checkpoint instead of a cold start.
+ */
+export class BackgroundCheckpointer {
+  private readonly last = new Map<string, BackgroundStatus>();
+  private timer: NodeJS.Timeout | undefined;
+  private round: Promise<void> | undefined;
+
+  constructor(private readonly deps: BackgroundCheckpointerDeps) {}
+
+  start(): void {
+    this.timer = setInterval(() => {
+      this.round ??= this.checkpointAll().finally(() => (this.round = undefined));
+    }, this.deps.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.round;
+  }
+
+  status(): ReadonlyMap<string, BackgroundStatus> {
+    return this.last;
+  }
+
+  /** One round over every running task; a failure on one task is logged and does not stop the others. */
+  async checkpointAll(): Promise<void> {
+    for (const task of this.deps.tasks.list()) {
+      if (task.phase !== 'running') continue;
+      try {
+        await this.deps.locks.withTask(task.taskId, () => this.checkpoint(task.taskId));
+      } catch (err) {
+        this.deps.log.warn({ err, taskId: task.taskId, buddy: this.deps.buddyAddress }, 'background checkpoint failed');
+      }
+    }
+  }
+
+  private async checkpoint(taskId: string): Promise<void> {
+    const dumped = await this.deps.dumper.dump({ taskId, leaveRunning: true, handoverKey: backgroundKey(taskId) });
+    try {
+      const { wireBytes } = await this.deps.shipper.ship(dumped.dir, dumped.meta, this.deps.buddyAddress);
+      const status = {
+        checkpointId: dumped.meta.checkpointId,
+        atUnixMs: this.deps.clock.now(),
+        wireBytes,
+        dumpMs: dumped.dumpMs,
+      };
+      this.last.set(taskId, status);
+      this.deps.log.debug({ taskId, ...status }, 'background checkpoint shipped');
+    } finally {
+      await rm(dumped.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/** A promise chain per task: the simplest lock that keeps dumps of one task in order. */
+export class TaskLockTable implements TaskLocks {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  async withTask<T>(taskId: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(taskId) ?? Promise.resolve();
+    const run = previous.then(work, work);
+    const tail = run.catch(() => undefined);
+    this.tails.set(taskId, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.tails.get(taskId) === tail) this.tails.delete(taskId);
+    }
+  }
+}

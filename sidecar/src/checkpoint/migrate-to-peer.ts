@@ -1,0 +1,128 @@
+import { rm } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { Clock } from '../../../common/clock';
+import { NomadChainError, errorMessage } from '../../../common/errors';
+import { MigrationMode } from '../../../proto/gen/chain/v1/sidecar';
+import type { TaskRuntime } from '../runtime/task-runtime';
+import type { Dumper } from './dump';
+import type { LazyDumper } from './lazy-dump';
+import type { Logger as PinoLogger } from 'pino';
+import type { Features, ModeUsed } from './features';
+import { chooseMode } from './features';
+import type { CheckpointMeta } from './manifest';
+import type { Restorer } from './restore';
+import type { CheckpointShipper } from './staging';
+
+export interface MigrateRequest {
+  readonly taskId: string;
+  readonly peerAddress: string;
+  readonly mode: MigrationMode;
+  readonly handoverKey: string;
+}
+
+export interface MigrateResult {
+  readonly meta: CheckpointMeta;
+  readonly modeUsed: ModeUsed;
+  readonly fallbackReason: string;
+  readonly wireBytes: number;
+  /** From the freeze to the moment the peer holds the checkpoint. */
+  readonly freezeMs: number;
+}
+
+export interface PeerMigratorDeps {
+  readonly runtime: TaskRuntime;
+  readonly dumper: Dumper;
+  readonly restorer: Restorer;
+  readonly shipper: CheckpointShipper;
+  readonly lazyDumper?: LazyDumper;
+  readonly features: () => Features;
+  readonly clock: Clock;
+  readonly log: Logger;
+}
+
+/**
+ * Hands a task over to a peer: final dump, ship, done. If the peer never gets a complete checkpoint, the
+ * task is restored here from the same dump, so at every moment the task runs or a restorable checkpoint
+ * exists, never neither.
+ */
+export class PeerMigrator {
+  constructor(private readonly deps: PeerMigratorDeps) {}
+
+  async migrate(request: MigrateRequest): Promise<MigrateResult> {
+    const choice = chooseMode(request.mode, this.deps.features());
+    const log = this.deps.log.child({ taskId: request.taskId, peer: request.peerAddress });
+    if (choice.fallbackReason !== undefined) log.warn({ reason: choice.fallbackReason }, 'migration mode fell back');
+    if (choice.mode === MigrationMode.MIGRATION_MODE_LAZY) return this.migrateLazy(request, log);
+    const before = await this.deps.runtime.inspect(request.taskId);
+    const started = this.deps.clock.now();
+    const dumped = await this.deps.dumper.dump({
+      taskId: request.taskId,
+      leaveRunning: false,
+      handoverKey: request.handoverKey,
+    });
+    try {
+      const { wireBytes } = await this.deps.shipper.ship(dumped.dir, dumped.meta, request.peerAddress);
+      const freezeMs = this.deps.clock.now() - started;
+      await rm(dumped.dir, { recursive: true, force: true });
+      log.info({ checkpointId: dumped.meta.checkpointId, wireBytes, freezeMs }, 'task handed over');
+      return {
+        meta: dumped.meta,
+        modeUsed: choice.mode,
+        fallbackReason: choice.fallbackReason ?? '',
+        wireBytes,
+        freezeMs,
+      };
+    } catch (shipError) {
+      log.error({ err: shipError, checkpointId: dumped.meta.checkpointId }, 'ship failed; restoring the task here');
+      try {
+        await this.deps.restorer.restore({
+          identity: before.record.identity,
+          checkpointDir: dumped.dir,
+          spec: before.record.spec,
+        });
+      } catch (restoreError) {
+        // The dump stays on disk: restorable by hand or by a retry, never lost.
+        throw new NomadChainError(
+          'NC_MIGRATION_ROLLBACK_FAILED',
+          `ship failed (${errorMessage(shipError)}) and the local restore failed too: ${errorMessage(restoreError)}`,
+          { cause: restoreError, context: { taskId: request.taskId, checkpointDir: dumped.dir } },
+        );
+      }
+      await rm(dumped.dir, { recursive: true, force: true });
+      throw shipError;
+    }
+  }
+
+  /**
+   * Post-copy: the images without memory travel, the target restores at once and pulls pages from the frozen
+   * source. If shipping fails or no daemon connects in time, the source resumes. Once pages flow, a failure
+   * of either side loses the task or runs it twice (DESIGN.md): lazy is a per-migration opt-in for that reason.
+   */
+  private async migrateLazy(request: MigrateRequest, log: PinoLogger): Promise<MigrateResult> {
+    const { lazyDumper } = this.deps;
+    if (!lazyDumper) {
+      throw new NomadChainError('NC_FEATURE_UNAVAILABLE', 'this sidecar has no lazy-pages support configured', {
+        context: { taskId: request.taskId },
+      });
+    }
+    const started = this.deps.clock.now();
+    const lazy = await lazyDumper.start(request.taskId, request.handoverKey);
+    let wireBytes: number;
+    try {
+      ({ wireBytes } = await this.deps.shipper.ship(lazy.dir, lazy.meta, request.peerAddress));
+    } catch (shipError) {
+      log.error({ err: shipError, checkpointId: lazy.meta.checkpointId }, 'ship failed; source resumes');
+      await lazy.abort();
+      await rm(lazy.dir, { recursive: true, force: true });
+      throw shipError;
+    }
+    const freezeMs = this.deps.clock.now() - started;
+    try {
+      await lazy.finish();
+    } finally {
+      await rm(lazy.dir, { recursive: true, force: true });
+    }
+    log.info({ checkpointId: lazy.meta.checkpointId, wireBytes, freezeMs }, 'task handed over lazily');
+    return { meta: lazy.meta, modeUsed: MigrationMode.MIGRATION_MODE_LAZY, fallbackReason: '', wireBytes, freezeMs };
+  }
+}

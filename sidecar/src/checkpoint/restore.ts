@@ -1,0 +1,148 @@
+import { mkdir, rm } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { TaskIdentity, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
+import { errorMessage } from '../../../common/errors';
+import { RestoreError } from '../errors';
+import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
+import type { Criu } from './criu';
+import { criuLogTail } from './dump';
+import type { CheckpointMeta } from './manifest';
+import { imagesDir, verifyCheckpoint } from './manifest';
+import { StatusChannel } from './status-fd';
+
+export interface RestorerDeps {
+  readonly runtime: TaskRuntime;
+  readonly log: Logger;
+  /** Needed for lazy checkpoints only: runs the lazy-pages daemon that feeds the restored task. */
+  readonly criu?: Criu;
+  /** Network namespace the lazy-pages daemon runs in ('' = the sidecar's); never the restored task's. */
+  readonly lazyPagesNetns?: string;
+  readonly daemonStartTimeoutMs?: number;
+}
+
+export interface RestoreResult {
+  readonly view: TaskView;
+  readonly meta: CheckpointMeta;
+  /**
+   * Settles when the restored task no longer depends on the source: at once for a full checkpoint; for a lazy
+   * one when the daemon has pulled every page (and rejects if it failed: the task then lacks memory).
+   */
+  readonly complete: Promise<void>;
+}
+
+/**
+ * The restored task's spec: program, environment and working directory are the checkpoint's (the process
+ * already runs them); directories, network, logs and limits are the new node's.
+ */
+export function restoredSpec(meta: CheckpointMeta, local: TaskSpec): TaskSpec {
+  return { ...local, argv: meta.spec.argv, env: meta.spec.env, cwd: meta.spec.cwd, binds: meta.spec.binds };
+}
+
+export interface RestoreRequest {
+  readonly identity: TaskIdentity;
+  readonly checkpointDir: string;
+  readonly spec: TaskSpec;
+}
+
+/** Restores verified checkpoints as new tasks; each checkpoint at most once per sidecar. */
+export class Restorer {
+  private readonly used = new Set<string>();
+
+  constructor(private readonly deps: RestorerDeps) {}
+
+  async restore(request: RestoreRequest): Promise<RestoreResult> {
+    const meta = await verifyCheckpoint(request.checkpointDir);
+    const { checkpointId } = meta;
+    const taskId = request.identity.taskId;
+    if (this.used.has(checkpointId)) {
+      throw new RestoreError('NC_CHECKPOINT_ALREADY_RESTORED', 'this checkpoint was already restored', {
+        context: { checkpointId, taskId },
+      });
+    }
+    this.used.add(checkpointId);
+    // CRIU keeps mounts (and the lazy-pages socket) in its work directory until the restore ends: it lives
+    // beside the checkpoint and is removed only once nothing uses it.
+    const workPath = `${request.checkpointDir}.restore-work`;
+    await mkdir(workPath, { recursive: true });
+    let daemon: LazyDaemon | undefined;
+    try {
+      if (meta.mode === 'lazy') daemon = await this.startDaemon(meta, request.checkpointDir, workPath);
+      const view = await this.deps.runtime.startFromImages(request.identity, restoredSpec(meta, request.spec), {
+        imagePath: imagesDir(request.checkpointDir),
+        workPath,
+        lazy: daemon !== undefined,
+        checkpointId,
+      });
+      this.deps.log.info({ taskId, checkpointId, pid: view.pid, lazy: daemon !== undefined }, 'task restored');
+      const complete = (daemon ? daemon.done : Promise.resolve()).finally(() =>
+        rm(workPath, { recursive: true, force: true }),
+      );
+      // Callers that do not wait still must not see an unhandled rejection; the failure is logged here.
+      complete.catch((err: unknown) =>
+        this.deps.log.error({ err, taskId, checkpointId }, 'lazy pages did not all arrive'),
+      );
+      return { view, meta, complete };
+    } catch (cause) {
+      // Nothing runs from it: the checkpoint may be tried again (here, or on another node).
+      this.used.delete(checkpointId);
+      daemon?.kill();
+      const criu = await criuLogTail(`${workPath}/restore.log`);
+      await rm(workPath, { recursive: true, force: true }).catch(() => undefined);
+      throw new RestoreError('NC_RESTORE_FAILED', `restore failed: ${criu || errorMessage(cause)}`, {
+        cause,
+        context: { checkpointId, taskId },
+      });
+    }
+  }
+
+  /** Starts the lazy-pages daemon and waits for its status byte: only then may the restore begin. */
+  private async startDaemon(meta: CheckpointMeta, checkpointDir: string, workPath: string): Promise<LazyDaemon> {
+    const { criu } = this.deps;
+    const match = /^(.*):(\d+)$/.exec(meta.pageServer ?? '');
+    if (!criu || !match?.[1] || !match[2]) {
+      throw new RestoreError('NC_RESTORE_FAILED', 'lazy checkpoint without a page server or a CRIU to fetch pages', {
+        context: { checkpointId: meta.checkpointId },
+      });
+    }
+    const channel = await StatusChannel.create(`${workPath}/daemon-status.fifo`);
+    const child = criu.spawnLazyPages({
+      address: match[1],
+      port: Number(match[2]),
+      imagesDir: imagesDir(checkpointDir),
+      workDir: workPath,
+      logFile: `${workPath}/lazy-pages.log`,
+      statusWriteFd: channel.writeFd,
+      netnsPath: this.deps.lazyPagesNetns ?? '',
+    });
+    channel.releaseWriter();
+    const done = new Promise<void>((resolve, reject) =>
+      child.once('exit', (code) =>
+        code === 0
+          ? resolve()
+          : reject(
+              new RestoreError('NC_RESTORE_FAILED', `lazy-pages daemon exited with ${String(code)}`, {
+                context: { checkpointId: meta.checkpointId },
+              }),
+            ),
+      ),
+    );
+    done.catch(() => undefined);
+    const ready = await channel.waitByte(this.deps.daemonStartTimeoutMs ?? 30_000);
+    channel.close();
+    const kill = (): void => {
+      if (child.pid !== undefined && child.exitCode === null) process.kill(-child.pid, 'SIGKILL');
+    };
+    if (!ready) {
+      kill();
+      throw new RestoreError('NC_RESTORE_FAILED', `lazy-pages daemon could not reach ${meta.pageServer ?? ''}`, {
+        context: { checkpointId: meta.checkpointId },
+      });
+    }
+    return { done, kill };
+  }
+}
+
+interface LazyDaemon {
+  readonly done: Promise<void>;
+  kill(): void;
+}

@@ -1,0 +1,221 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Clock } from '../../../common/clock';
+import type {
+  ExitResult,
+  SidecarServer,
+  TaskIdentity,
+  TaskInfo,
+  TaskSpec,
+} from '../../../proto/gen/chain/v1/sidecar';
+import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
+import { CheckpointError, TaskError } from '../errors';
+import type { Dumper } from '../checkpoint/dump';
+import type { Features } from '../checkpoint/features';
+import { checkpointInfo } from '../checkpoint/staging';
+import type { PeerMigrator } from '../checkpoint/migrate-to-peer';
+import type { RestoreResult, Restorer } from '../checkpoint/restore';
+import type { StagedCheckpoints } from '../checkpoint/staging';
+import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
+import { toGrpcStatus } from './grpc-status';
+
+export interface LocalApiConfig {
+  readonly nodeName: string;
+  /** host:port peers reach this node's State Transfer Protocol server at. */
+  readonly transferAddress: string;
+  /** Scratch space for restores (staged checkpoints are materialized here). */
+  readonly restoreDir: string;
+  readonly defaultStopTimeoutMs: number;
+}
+
+export interface LocalApiDeps {
+  readonly runtime: TaskRuntime;
+  readonly dumper: Dumper;
+  readonly restorer: Restorer;
+  readonly migrator: PeerMigrator;
+  readonly staged: StagedCheckpoints;
+  readonly features: () => Features;
+  readonly clock: Clock;
+  readonly log: Logger;
+}
+
+const PHASE_STATE = {
+  running: TaskState.TASK_STATE_RUNNING,
+  exited: TaskState.TASK_STATE_EXITED,
+  migrated: TaskState.TASK_STATE_MIGRATED,
+};
+
+function taskInfo(view: TaskView, nodeName: string): TaskInfo {
+  const { record } = view;
+  const exit: ExitResult | undefined = record.exit && {
+    exitCode: record.exit.exitCode,
+    signal: record.exit.signal,
+    oomKilled: record.exit.oomKilled,
+  };
+  return {
+    identity: record.identity,
+    state: PHASE_STATE[record.phase],
+    pid: view.pid,
+    startedAtUnixMs: record.startedAtMs,
+    completedAtUnixMs: record.completedAtMs,
+    exit,
+    nodeName,
+    restoredFromCheckpoint: record.restoredFromCheckpoint,
+  };
+}
+
+function requireIdentity(identity: TaskIdentity | undefined): TaskIdentity {
+  if (!identity || identity.taskId === '') throw new TaskError('NC_TASK_SPEC_INVALID', 'identity.task_id is required');
+  return identity;
+}
+
+function requireSpec(spec: TaskSpec | undefined): TaskSpec {
+  if (!spec) throw new TaskError('NC_TASK_SPEC_INVALID', 'spec is required');
+  return spec;
+}
+
+/** Adapts one async method to a grpc-js unary handler; every error leaves through `toGrpcStatus`. */
+function unary<Req, Res>(log: Logger, method: string, fn: (request: Req) => Promise<Res>) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    fn(call.request).then(
+      (response) => callback(null, response),
+      (err: unknown) => {
+        log.warn({ err, method }, 'local API call failed');
+        callback(toGrpcStatus(err), null);
+      },
+    );
+  };
+}
+
+/** The sidecar's local API (`chain.v1.Sidecar`): one thin method per RPC. */
+export class LocalApi {
+  constructor(
+    private readonly config: LocalApiConfig,
+    private readonly deps: LocalApiDeps,
+  ) {}
+
+  private info(view: TaskView): TaskInfo {
+    return taskInfo(view, this.config.nodeName);
+  }
+
+  handlers(): SidecarServer {
+    const log = this.deps.log;
+    const { runtime } = this.deps;
+    return {
+      features: unary(log, 'Features', () => {
+        const f = this.deps.features();
+        return Promise.resolve({
+          healthy: true,
+          reason: '',
+          criuVersion: f.criuVersion,
+          runcVersion: f.runcVersion,
+          preCopy: f.preCopy,
+          lazyPages: f.lazyPages,
+          nodeName: this.config.nodeName,
+          transferAddress: this.config.transferAddress,
+        });
+      }),
+      startTask: unary(log, 'StartTask', async (req) =>
+        this.info(await runtime.start(requireIdentity(req.identity), requireSpec(req.spec))),
+      ),
+      waitTask: unary(log, 'WaitTask', async (req) => ({ exit: await runtime.wait(req.taskId) })),
+      stopTask: unary(log, 'StopTask', async (req) => {
+        await runtime.stop(req.taskId, req.signal || 'SIGTERM', req.timeoutMs || this.config.defaultStopTimeoutMs);
+        return this.info(await runtime.inspect(req.taskId));
+      }),
+      destroyTask: unary(log, 'DestroyTask', async (req) =>
+        this.info({ record: await runtime.destroy(req.taskId, req.force), pid: 0, dir: '' }),
+      ),
+      inspectTask: unary(log, 'InspectTask', async (req) => this.info(await runtime.inspect(req.taskId))),
+      signalTask: unary(log, 'SignalTask', async (req) => {
+        await runtime.signal(req.taskId, req.signal || 'SIGTERM');
+        return this.info(await runtime.inspect(req.taskId));
+      }),
+      execTask: unary(log, 'ExecTask', async (req) => runtime.exec(req.taskId, req.argv, req.timeoutMs || 30_000)),
+      taskStats: unary(log, 'TaskStats', async (req) => {
+        const s = await runtime.stats(req.taskId);
+        return {
+          timestampUnixMs: s.timestampMs,
+          memoryRssBytes: s.memoryRssBytes,
+          memoryUsageBytes: s.memoryUsageBytes,
+          memoryMaxUsageBytes: s.memoryMaxUsageBytes,
+          cpuPercent: s.cpuPercent,
+          cpuTotalNs: s.cpuTotalNs,
+          pids: s.pids,
+        };
+      }),
+      listTasks: unary(log, 'ListTasks', async () => ({
+        tasks: await Promise.all(runtime.list().map(async (r) => this.info(await runtime.inspect(r.taskId)))),
+      })),
+      checkpoint: unary(log, 'Checkpoint', async (req) => {
+        const dumped = await this.deps.dumper.dump({
+          taskId: req.taskId,
+          leaveRunning: req.leaveRunning,
+          handoverKey: req.handoverKey || req.taskId,
+        });
+        try {
+          return await this.deps.staged.adopt(dumped.dir, dumped.meta);
+        } finally {
+          await rm(dumped.dir, { recursive: true, force: true });
+        }
+      }),
+      migrateToPeer: unary(log, 'MigrateToPeer', async (req) => {
+        const result = await this.deps.migrator.migrate({
+          taskId: req.taskId,
+          peerAddress: req.peerAddress,
+          mode: req.mode,
+          handoverKey: req.handoverKey || req.taskId,
+        });
+        return {
+          checkpoint: checkpointInfo(result.meta),
+          modeUsed: result.modeUsed,
+          wireBytes: result.wireBytes,
+          freezeMs: result.freezeMs,
+          fallbackReason: result.fallbackReason,
+        };
+      }),
+      findCheckpoint: unary(log, 'FindCheckpoint', async (req) => {
+        const info = await this.deps.staged.find(req.handoverKey, req.waitMs);
+        return { found: info !== undefined, checkpoint: info };
+      }),
+      restoreTask: unary(log, 'RestoreTask', async (req) =>
+        this.info(await this.restoreTask(requireIdentity(req.identity), req.checkpointId, requireSpec(req.spec))),
+      ),
+      listCheckpoints: unary(log, 'ListCheckpoints', async () => ({
+        checkpoints: await this.deps.staged.list(),
+      })),
+    };
+  }
+
+  /**
+   * Restores a staged checkpoint and deletes it once the task runs (restored at most once). A failed restore
+   * leaves the staged checkpoint as it was, so it can be tried again.
+   */
+  private async restoreTask(identity: TaskIdentity, checkpointId: string, spec: TaskSpec): Promise<TaskView> {
+    const staged = await this.deps.staged.get(checkpointId);
+    if (staged === undefined) {
+      throw new CheckpointError('NC_CHECKPOINT_NOT_FOUND', 'no such staged checkpoint', { context: { checkpointId } });
+    }
+    const dir = join(this.config.restoreDir, checkpointId);
+    await rm(dir, { recursive: true, force: true });
+    let result: RestoreResult;
+    try {
+      await this.deps.staged.materialize(checkpointId, dir);
+      result = await this.deps.restorer.restore({ identity, checkpointDir: dir, spec });
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+    // A lazy restore still reads its images until every page arrived; only then is the checkpoint spent.
+    void result.complete
+      .then(
+        () => this.deps.staged.delete(checkpointId),
+        () => undefined,
+      )
+      .finally(() => rm(dir, { recursive: true, force: true }));
+    if (result.meta.mode !== 'lazy') await result.complete;
+    return result.view;
+  }
+}

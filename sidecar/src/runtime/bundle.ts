@@ -1,0 +1,157 @@
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
+
+/** Fixed in-container paths every task sees, whatever node it runs on. */
+export const ALLOC_PATH = '/alloc';
+export const LOCAL_PATH = '/local';
+export const SECRETS_PATH = '/secrets';
+
+const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+// Docker's default set: enough for ordinary servers, nothing that reaches outside the container.
+const CAPABILITIES = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
+  'CAP_AUDIT_WRITE',
+];
+
+export interface BundleInput {
+  readonly spec: TaskSpec;
+  /** runc's cgroup path for the task, unique on the machine. */
+  readonly cgroupsPath: string;
+  /** Network namespace the task joins when its spec names none (the node's), or '' for the sidecar's own. */
+  readonly defaultNetworkNamespace: string;
+  /** CRIU options file that runc passes to every dump and restore of this container. */
+  readonly criuConfigFile: string;
+  readonly hostname: string;
+}
+
+/**
+ * A root built from the host: `/` itself cannot be a runc root here (pivot_root: device or resource busy),
+ * so a small directory holds mount points and the usual /bin-style symlinks, with /usr and /etc bound
+ * read-only over it.
+ */
+export async function buildHostRootfs(dir: string): Promise<void> {
+  for (const sub of ['proc', 'dev', 'sys', 'tmp', 'run', 'usr', 'etc', 'alloc', 'local', 'secrets', 'var', 'root']) {
+    await mkdir(join(dir, sub), { recursive: true });
+  }
+  for (const link of ['bin', 'lib', 'lib64', 'sbin']) {
+    await symlink(`usr/${link}`, join(dir, link)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+  }
+}
+
+function bind(source: string, destination: string, readonly: boolean): Record<string, unknown> {
+  return { destination, type: 'bind', source, options: ['rbind', 'rprivate', readonly ? 'ro' : 'rw'] };
+}
+
+/** The OCI runtime config (config.json) of one task. */
+export function ociConfig(input: BundleInput, rootfs: string): Record<string, unknown> {
+  const { spec } = input;
+  const hostRoot = spec.rootfs === '';
+  const mounts: Record<string, unknown>[] = [
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    {
+      destination: '/dev',
+      type: 'tmpfs',
+      source: 'tmpfs',
+      options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+    },
+    {
+      destination: '/dev/pts',
+      type: 'devpts',
+      source: 'devpts',
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'],
+    },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777'] },
+    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/sys', type: 'none', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] },
+    { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
+    { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=755'] },
+  ];
+  if (hostRoot) mounts.push(bind('/usr', '/usr', true), bind('/etc', '/etc', true));
+  if (spec.allocDir !== '') mounts.push(bind(spec.allocDir, ALLOC_PATH, false));
+  if (spec.localDir !== '') mounts.push(bind(spec.localDir, LOCAL_PATH, false));
+  if (spec.secretsDir !== '') mounts.push(bind(spec.secretsDir, SECRETS_PATH, true));
+  for (const [source, destination] of Object.entries(spec.binds).sort()) mounts.push(bind(source, destination, false));
+
+  const namespaces: Record<string, string>[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
+  const netns = spec.networkNamespace !== '' ? spec.networkNamespace : input.defaultNetworkNamespace;
+  if (netns !== '') namespaces.push({ type: 'network', path: netns });
+
+  const resources: Record<string, unknown> = { devices: [{ allow: false, access: 'rwm' }] };
+  if (spec.memoryLimitBytes > 0) resources.memory = { limit: spec.memoryLimitBytes };
+  if (spec.cpuShares > 0) resources.cpu = { shares: spec.cpuShares };
+
+  const env = Object.entries(spec.env).map(([key, value]) => `${key}=${value}`);
+  if (!Object.hasOwn(spec.env, 'PATH')) env.unshift(DEFAULT_PATH);
+
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: spec.argv,
+      env,
+      cwd: spec.cwd === '' ? '/' : spec.cwd,
+      capabilities: {
+        bounding: CAPABILITIES,
+        effective: CAPABILITIES,
+        permitted: CAPABILITIES,
+        ambient: CAPABILITIES,
+      },
+      noNewPrivileges: true,
+    },
+    root: { path: rootfs, readonly: hostRoot },
+    hostname: input.hostname,
+    mounts,
+    annotations: { 'org.criu.config': input.criuConfigFile },
+    linux: {
+      namespaces,
+      cgroupsPath: input.cgroupsPath,
+      resources,
+      maskedPaths: [
+        '/proc/acpi',
+        '/proc/kcore',
+        '/proc/keys',
+        '/proc/latency_stats',
+        '/proc/timer_list',
+        '/proc/sched_debug',
+        '/sys/firmware',
+      ],
+      readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+    },
+  };
+}
+
+/**
+ * CRIU options for every dump and restore of a task. `tcp-close`: open connections would otherwise fail the
+ * dump, and `--tcp-established` cannot restore on another address; clients reconnect through the router.
+ */
+export const CRIU_TASK_OPTIONS = ['tcp-close', 'file-locks'];
+
+/** Writes a bundle directory (config.json, rootfs, CRIU options) and returns its path. */
+export async function writeBundle(dir: string, input: BundleInput): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  let rootfs = input.spec.rootfs;
+  if (rootfs === '') {
+    rootfs = join(dir, 'rootfs');
+    await buildHostRootfs(rootfs);
+  }
+  await writeFile(input.criuConfigFile, `${CRIU_TASK_OPTIONS.join('\n')}\n`);
+  await writeFile(join(dir, 'config.json'), JSON.stringify(ociConfig(input, rootfs), null, 2));
+  return dir;
+}

@@ -1,0 +1,238 @@
+import { createHash } from 'node:crypto';
+import { Server } from '@grpc/grpc-js';
+import type { Metadata, sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
+import { bindServer, shutdownServer } from '../../../common/grpc/server';
+import type { Logger } from '../../../common/logging';
+import { StateTransferService } from '../../../proto/gen/chain/v1/transfer';
+import type {
+  ChunkAck,
+  ChunkFrame,
+  CommitRequest,
+  CommitResponse,
+  HaveChunksRequest,
+  HaveChunksResponse,
+  HelloRequest,
+  HelloResponse,
+  StateTransferServer,
+} from '../../../proto/gen/chain/v1/transfer';
+import type { CheckpointStore } from '../store/checkpoint-store';
+import { DEFAULT_CHUNKING } from './chunker';
+import { SUPPORTED_CODECS, decompress } from './codec';
+import { TransferError } from './errors';
+import { DIGEST_BYTES } from './manifest';
+import { FLOW_CONTROL_WINDOW_OPTION, widenServerWindows } from './http2-window';
+import { toStatus } from './status';
+import type { TransferTls } from './tls';
+import { peerNodeName, serverCredentials } from './tls';
+import { PROTOCOL_VERSIONS, VERSION_HEADER, negotiateVersion } from './version';
+import type { VersionRange } from './version';
+
+export interface TransferServerOptions {
+  readonly store: CheckpointStore;
+  readonly tls: TransferTls;
+  readonly logger: Logger;
+  /** Protocol versions served. @default PROTOCOL_VERSIONS */
+  readonly versions?: VersionRange;
+  /** Unacknowledged upload bytes a sender may have in flight (what a push costs this node in memory). @default 8 MiB */
+  readonly maxInFlightBytes?: number;
+  /** Chunks verified and stored at once per upload. @default 4 */
+  readonly chunkConcurrency?: number;
+}
+
+const MAX_DIGESTS_PER_QUERY = 4096;
+/** Slack over the plain size for a compressed frame: codecs may grow incompressible data a little. */
+const FRAME_SLACK_BYTES = 1024;
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+const HTTP2_WINDOW_BYTES = 4 * 1024 * 1024;
+
+/** Receives checkpoints from peer sidecars into the store: the State Transfer Protocol's server. */
+export class TransferServer {
+  private readonly store: CheckpointStore;
+  private readonly tls: TransferTls;
+  private readonly log: Logger;
+  private readonly versions: VersionRange;
+  private readonly maxInFlightBytes: number;
+  private readonly chunkConcurrency: number;
+  private readonly maxChunkBytes = DEFAULT_CHUNKING.maxBytes;
+  private server: Server | undefined;
+
+  constructor(options: TransferServerOptions) {
+    this.store = options.store;
+    this.tls = options.tls;
+    this.log = options.logger.child({ component: 'transfer-server' });
+    this.versions = options.versions ?? PROTOCOL_VERSIONS;
+    this.maxInFlightBytes = options.maxInFlightBytes ?? 8 * 1024 * 1024;
+    this.chunkConcurrency = options.chunkConcurrency ?? 4;
+  }
+
+  /** Binds `address` ("host:port", port 0 = OS-chosen) with mutual TLS and resolves the bound port. */
+  async start(address: string): Promise<number> {
+    if (this.server !== undefined) throw new Error('TransferServer already started');
+    const server = new Server({
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      [FLOW_CONTROL_WINDOW_OPTION]: HTTP2_WINDOW_BYTES,
+    });
+    server.addService(StateTransferService, this.handlers());
+    const port = await bindServer(server, address, serverCredentials(this.tls));
+    if (!widenServerWindows(server, HTTP2_WINDOW_BYTES)) {
+      this.log.warn('cannot raise the HTTP/2 receive window of this grpc-js version; uploads will be slow');
+    }
+    this.server = server;
+    this.log.info({ address, port, node: this.tls.nodeName }, 'transfer server listening');
+    return port;
+  }
+
+  async stop(graceMs = 2000): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server !== undefined) await shutdownServer(server, graceMs);
+  }
+
+  private handlers(): StateTransferServer {
+    return {
+      hello: (call, callback) => this.unary(call, callback, () => this.hello(call.request)),
+      haveChunks: (call, callback) => this.unary(call, callback, () => this.haveChunks(call.metadata, call.request)),
+      commit: (call, callback) => this.unary(call, callback, () => this.commit(call)),
+      uploadChunks: (call) => this.upload(call),
+    };
+  }
+
+  private unary<Req, Res>(
+    call: ServerUnaryCall<Req, Res>,
+    callback: sendUnaryData<Res>,
+    run: () => Promise<Res> | Res,
+  ): void {
+    Promise.resolve()
+      .then(run)
+      .then(
+        (response) => callback(null, response),
+        (err: unknown) => {
+          this.log.warn({ err, peer: peerNodeName(call), path: call.getPath() }, 'transfer call refused');
+          callback(toStatus(err));
+        },
+      );
+  }
+
+  private hello(request: HelloRequest): HelloResponse {
+    const version = negotiateVersion(this.versions, { min: request.minVersion, max: request.maxVersion });
+    return {
+      version,
+      nodeName: this.tls.nodeName,
+      maxInFlightBytes: this.maxInFlightBytes,
+      maxChunkBytes: this.maxChunkBytes,
+      codecs: [...SUPPORTED_CODECS],
+    };
+  }
+
+  private checkVersion(metadata: Metadata): void {
+    const raw = metadata.get(VERSION_HEADER)[0];
+    const version = typeof raw === 'string' ? Number(raw) : NaN;
+    if (!Number.isInteger(version) || version < this.versions.min || version > this.versions.max) {
+      throw new TransferError('NC_TRANSFER_VERSION_MISMATCH', 'call carries no protocol version this node speaks', {
+        context: { version: String(raw), min: this.versions.min, max: this.versions.max },
+      });
+    }
+  }
+
+  private haveChunks(metadata: Metadata, request: HaveChunksRequest): HaveChunksResponse {
+    this.checkVersion(metadata);
+    if (request.digests.length > MAX_DIGESTS_PER_QUERY || request.digests.some((d) => d.length !== DIGEST_BYTES)) {
+      throw new TransferError('NC_TRANSFER_FRAME_INVALID', 'chunk query malformed', {
+        context: { digests: request.digests.length },
+      });
+    }
+    return { have: this.store.claimChunks(request.digests) };
+  }
+
+  private async commit(call: ServerUnaryCall<CommitRequest, CommitResponse>): Promise<CommitResponse> {
+    this.checkVersion(call.metadata);
+    const { info, manifest } = call.request;
+    if (info === undefined) throw new TransferError('NC_TRANSFER_FRAME_INVALID', 'commit without checkpoint info');
+    // The sender is who its certificate says, whatever the request claims.
+    const checkpoint = await this.store.commit({ ...info, sourceNode: peerNodeName(call) ?? '' }, manifest);
+    return { checkpoint };
+  }
+
+  /**
+   * Verifies and stores frames as they come, a few at a time; while that many are under way the stream is
+   * paused, so HTTP/2 flow control holds the sender back rather than memory filling up here.
+   */
+  private upload(call: ServerDuplexStream<ChunkFrame, ChunkAck>): void {
+    const peer = peerNodeName(call);
+    const log = this.log.child({ peer });
+    let active = 0;
+    let ended = false;
+    let failed = false;
+    const fail = (err: unknown): void => {
+      if (failed) return;
+      failed = true;
+      log.warn({ err }, 'chunk upload refused');
+      call.emit('error', toStatus(err));
+    };
+    try {
+      this.checkVersion(call.metadata);
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    const settle = (): void => {
+      active -= 1;
+      if (failed) return;
+      if (active < this.chunkConcurrency) call.resume();
+      if (ended && active === 0) call.end();
+    };
+    call.on('data', (frame: ChunkFrame) => {
+      if (failed) return;
+      active += 1;
+      if (active >= this.chunkConcurrency) call.pause();
+      this.receive(frame)
+        .then((ack) => {
+          if (!failed) call.write(ack);
+          log.debug({ digest: frame.digest.toString('hex'), wireBytes: frame.data.length }, 'chunk stored');
+        })
+        .catch(fail)
+        .finally(settle);
+    });
+    call.on('end', () => {
+      ended = true;
+      if (active === 0 && !failed) call.end();
+    });
+    call.on('cancelled', () => {
+      failed = true;
+      log.info('chunk upload cancelled by the sender');
+    });
+    call.on('error', (err: unknown) => {
+      if (!failed) log.warn({ err }, 'chunk upload stream failed');
+      failed = true;
+    });
+  }
+
+  private async receive(frame: ChunkFrame): Promise<ChunkAck> {
+    const { digest, codec, rawSize, data } = frame;
+    if (
+      digest.length !== DIGEST_BYTES ||
+      rawSize <= 0 ||
+      rawSize > this.maxChunkBytes ||
+      data.length > rawSize + FRAME_SLACK_BYTES
+    ) {
+      throw new TransferError('NC_TRANSFER_FRAME_INVALID', 'chunk frame malformed', {
+        context: { digestBytes: digest.length, rawSize, dataBytes: data.length },
+      });
+    }
+    const ack = { digest, wireSize: data.length };
+    if (this.store.hasChunk(digest.toString('hex'))) {
+      this.store.claimChunks([digest]);
+      return ack;
+    }
+    const plain = await decompress(codec, data, rawSize);
+    if (plain.length !== rawSize || !createHash('sha256').update(plain).digest().equals(digest)) {
+      throw new TransferError('NC_TRANSFER_CHUNK_CORRUPT', 'chunk does not match its digest', {
+        context: { digest: digest.toString('hex'), rawSize, plainBytes: plain.length },
+      });
+    }
+    await this.store.putChunk(digest, { codec, rawSize, payload: data });
+    return ack;
+  }
+}

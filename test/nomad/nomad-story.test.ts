@@ -1,0 +1,211 @@
+import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { Allocation } from '../../common/nomad-api';
+import { httpGet } from '../harness/programs';
+import { GiveUp, NomadCluster, REPO, freePort, requireNomadBin, waitFor } from './nomad-cluster';
+
+// The Nomad-mode story against a real Nomad (NOMAD_BIN): one server and two clients on loopback, the chain
+// plugin in each client's plugin_dir, a sidecar per client. Steps run in order and share the cluster; the
+// drain comes before the client restart so that each step's outcome is its own.
+const JOB = 'example-counter';
+const execFileAsync = promisify(execFile);
+
+let cluster: NomadCluster;
+let counterPort: number;
+let allocId = '';
+
+async function count(): Promise<number> {
+  const res = await httpGet(`http://127.0.0.1:${counterPort}/`, 10_000);
+  return (JSON.parse(res.body) as { count: number }).count;
+}
+
+function taskEvents(alloc: Allocation): string[] {
+  return (alloc.TaskStates?.counter?.Events ?? []).map((e) => e.Type);
+}
+
+/** Waits for a running allocation matching `predicate`; gives up once a wanted one fails or restarts instead. */
+async function runningAlloc(predicate: (a: Allocation) => boolean = () => true): Promise<Allocation> {
+  return waitFor(`a running ${JOB} allocation`, 300_000, async () => {
+    const { value } = await cluster.api.listAllocations({ filter: `JobID == "${JOB}"` });
+    const states: string[] = [];
+    let hopeless: string | undefined;
+    for (const stub of value) {
+      const alloc = (await cluster.api.getAllocation(stub.ID)).value;
+      if (!predicate(alloc)) continue;
+      if (alloc.ClientStatus === 'running' && alloc.DesiredStatus === 'run') return alloc;
+      const line = `${alloc.ID.slice(0, 8)} on ${alloc.NodeName} ${alloc.ClientStatus}/${alloc.DesiredStatus}: ${JSON.stringify(
+        alloc.TaskStates?.counter?.Events?.map((e) => e.DisplayMessage) ?? [],
+      )}`;
+      const failing = alloc.ClientStatus === 'failed' || taskEvents(alloc).includes('Restarting');
+      if (alloc.DesiredStatus === 'run' && failing) hopeless = line;
+      states.push(line);
+    }
+    if (hopeless !== undefined) throw new GiveUp(hopeless);
+    throw new Error(states.join('; ') || 'no matching allocation yet');
+  });
+}
+
+beforeAll(async () => {
+  cluster = await NomadCluster.create(requireNomadBin(), 2);
+  counterPort = await freePort();
+  await cluster.start();
+});
+
+afterAll(async () => {
+  if (cluster === undefined) return;
+  await cluster.nomad(['job', 'stop', '-purge', JOB]).catch(() => undefined);
+  await waitFor('the counter to stop', 60_000, async () => {
+    const { value } = await cluster.api.listAllocations({ filter: `JobID == "${JOB}"` });
+    return value.every((a) => a.ClientStatus !== 'running') ? true : undefined;
+  }).catch(() => undefined);
+  await cluster.stop();
+  // A task the job stop could not reach still lives in runc under a sidecar's data dir: remove it.
+  for (const client of cluster.clients) {
+    const root = path.join(client.sidecarDir, 'runc');
+    let ids: string[] = [];
+    try {
+      ids = readdirSync(root);
+    } catch {
+      continue;
+    }
+    for (const id of ids) await execFileAsync('runc', ['--root', root, 'delete', '--force', id]).catch(() => undefined);
+  }
+  await cluster.cleanup();
+  process.stdout.write(`real-Nomad tier logs: ${cluster.dir}\n`);
+});
+
+test('jobs/ and hcl/ are nomad-fmt clean', async () => {
+  const { stdout } = await cluster.nomad(['fmt', '-check', '-recursive', 'jobs', 'hcl']);
+  expect(stdout).toBe('');
+});
+
+test('the server validates every job', async () => {
+  const jobs = readdirSync(path.join(REPO, 'jobs')).filter((f) => f.endsWith('.nomad.hcl'));
+  expect(jobs.length).toBeGreaterThanOrEqual(4);
+  for (const job of jobs) {
+    const { stdout } = await cluster.nomad(['job', 'validate', path.join('jobs', job)]);
+    expect(`${job}: ${stdout}`).toContain('Job validation successful');
+  }
+});
+
+test('both clients register with the chain driver detected and healthy', async () => {
+  const nodes = await cluster.waitForHealthyChainDriver(300_000);
+  expect(nodes.map((n) => n.Name).sort()).toEqual(cluster.clients.map((c) => c.name));
+  const node = (await cluster.api.getNode(nodes[0]?.ID ?? '')).value;
+  expect(node.Attributes?.['driver.chain']).toBe('1');
+});
+
+test('common/nomad-api against the real server: blocking read, node meta, eligibility, event stream', async () => {
+  const [node] = (await cluster.api.listNodes()).value.filter((n) => n.Name === cluster.clients[0]?.name);
+  if (node === undefined) throw new Error('first client not registered');
+  const controller = new AbortController();
+  const seen: string[] = [];
+  const stream = (async () => {
+    for await (const frame of cluster.api.events({ topics: { Node: [node.ID] }, signal: controller.signal })) {
+      for (const event of frame.Events) {
+        seen.push(event.Type);
+        if (event.Type === 'NodeDrain') controller.abort();
+      }
+    }
+  })();
+  const before = await cluster.api.getNode(node.ID);
+  const blocked = cluster.api.getNode(node.ID, { index: before.lastIndex, waitMs: 60_000 });
+  // Fencing (ineligible) is what the forecaster does first; Nomad reports it as a NodeDrain event.
+  await cluster.api.setEligibility(node.ID, false);
+  expect((await blocked).value.SchedulingEligibility).toBe('ineligible');
+  await cluster.api.setEligibility(node.ID, true);
+  const guard = setTimeout(() => controller.abort(), 60_000);
+  await stream;
+  clearTimeout(guard);
+  expect(seen).toContain('NodeDrain');
+
+  await cluster.api.applyNodeMeta({ 'nomad_chain.test': 'yes' }, node.ID);
+  const meta = await cluster.api.readNodeMeta(node.ID);
+  expect(meta.value.Dynamic?.['nomad_chain.test']).toBe('yes');
+  await cluster.api.applyNodeMeta({ 'nomad_chain.test': null }, node.ID);
+  expect((await cluster.api.readNodeMeta(node.ID)).value.Dynamic?.['nomad_chain.test']).toBeUndefined();
+});
+
+test('job run: the counter runs under the chain driver and serves', async () => {
+  await cluster.nomad([
+    'job',
+    'run',
+    '-detach',
+    '-var',
+    'service_provider=nomad',
+    '-var',
+    `port=${counterPort}`,
+    `jobs/${JOB}.nomad.hcl`,
+  ]);
+  const alloc = await runningAlloc();
+  allocId = alloc.ID;
+  const first = await waitFor('the counter to answer', 120_000, count);
+  expect(await count()).toBe(first + 1);
+  expect(await count()).toBe(first + 2);
+});
+
+test('alloc status, logs and signal', async () => {
+  const status = await cluster.nomad(['alloc', 'status', allocId]);
+  expect(status.stdout).toMatch(/Client Status\s+= running/);
+  const before = await count();
+  await cluster.nomad(['alloc', 'signal', '-s', 'SIGUSR1', allocId, 'counter']);
+  const logs = await waitFor('the signal in the task log', 60_000, async () => {
+    const { stdout } = await cluster.nomad(['alloc', 'logs', allocId, 'counter']);
+    return stdout.includes(`SIGUSR1 count=${before}`) ? stdout : undefined;
+  });
+  expect(logs).toContain(`listening on ${counterPort}`);
+});
+
+test('drain: the counter moves to the other client with its state', async () => {
+  const old = (await cluster.api.getAllocation(allocId)).value;
+  const before = await count();
+  await cluster.api.drainNode(old.NodeID, { deadlineMs: 120_000, meta: { test: 'nomad-story' } });
+  const replacement = await runningAlloc((a) => a.PreviousAllocation === old.ID);
+  expect(replacement.NodeID).not.toBe(old.NodeID);
+  const previous = (await cluster.api.getAllocation(old.ID)).value;
+  expect(previous.NextAllocation).toBe(replacement.ID);
+  allocId = replacement.ID;
+  const after = await waitFor('the moved counter to answer', 120_000, count);
+  expect(after).toBe(before + 1);
+});
+
+test('client restart: the task keeps running and is recovered, not restarted', async () => {
+  // Whatever the drain did, restart the client that runs the counter now.
+  const alloc = await runningAlloc();
+  allocId = alloc.ID;
+  const client = cluster.clients.find((c) => c.name === alloc.NodeName);
+  if (client === undefined) throw new Error(`allocation on unknown node ${alloc.NodeName}`);
+  const startsBefore = taskEvents(alloc).filter((t) => t === 'Started').length;
+  const before = await count();
+  await cluster.stopClient(client);
+  // The task lives in the sidecar, not in the Nomad client.
+  expect(await count()).toBe(before + 1);
+  cluster.restartClient(client);
+  // The restarted client answers for the allocation only once its task runner holds a driver handle again:
+  // recovered (RecoverTask) or, if recovery failed, started anew, which the events below tell apart.
+  await waitFor('the restarted client to report task stats', 180_000, async () => {
+    const res = await cluster.clientGet(client, `/v1/client/allocation/${allocId}/stats`);
+    return res.status === 200 ? true : undefined;
+  });
+  const after = await waitFor('the restarted client to sync its task state', 60_000, async () => {
+    const current = (await cluster.api.getAllocation(allocId)).value;
+    if (taskEvents(current).includes('Failed Restoring Task')) {
+      throw new GiveUp(
+        `recovery failed: ${JSON.stringify(current.TaskStates?.counter?.Events?.map((e) => e.DisplayMessage))}`,
+      );
+    }
+    return current.ModifyIndex > alloc.ModifyIndex || current.AllocModifyIndex > alloc.AllocModifyIndex
+      ? current
+      : undefined;
+  }).catch(async (err: unknown) => {
+    if (err instanceof GiveUp) throw err;
+    // No state change to sync is what a clean recovery looks like: read the allocation as it stands.
+    return (await cluster.api.getAllocation(allocId)).value;
+  });
+  expect(taskEvents(after)).not.toContain('Failed Restoring Task');
+  expect(taskEvents(after).filter((t) => t === 'Started')).toHaveLength(startsBefore);
+  expect(after.TaskStates?.counter?.Restarts).toBe(0);
+  expect(await count()).toBe(before + 2);
+});

@@ -1,0 +1,64 @@
+import { parseConfig, rawOptionsFrom, ruleFor } from '../../../forecaster/src/config';
+
+describe('forecaster parseConfig', () => {
+  it('fills defaults, converts durations and freezes the result', () => {
+    const config = parseConfig({ modelDir: '/models/current' });
+    expect(config).toMatchObject({
+      telemetryPort: 7460,
+      httpPort: 7461,
+      tickMs: 10_000,
+      maxNodes: 20_000,
+      act: true,
+      nomadAddress: '',
+    });
+    expect(config.policy.defaults).toEqual({
+      enterThreshold: 0.7,
+      exitThreshold: 0.5,
+      cooldownMs: 600_000,
+      drainAfterMs: 120_000,
+      drainDeadlineMs: 600_000,
+    });
+    expect(Object.isFrozen(config.policy.defaults)).toBe(true);
+  });
+
+  it('resolves pool and class overrides on top of the defaults', () => {
+    const { policy } = parseConfig({
+      modelDir: '/m',
+      policy: {
+        enterThreshold: 0.8,
+        exitThreshold: 0.6,
+        pools: { spot: { drainAfter: '30s' } },
+        classes: { gpu: { enterThreshold: 0.9 } },
+      },
+    });
+    expect(ruleFor(policy, 'spot', '')).toMatchObject({ enterThreshold: 0.8, drainAfterMs: 30_000 });
+    expect(ruleFor(policy, 'spot', 'gpu')).toMatchObject({
+      enterThreshold: 0.9,
+      exitThreshold: 0.6,
+      drainAfterMs: 120_000,
+    });
+    expect(ruleFor(policy, 'other', '')).toBe(policy.defaults);
+  });
+
+  it.each([
+    [{}, 'modelDir'],
+    [{ modelDir: '/m', tick: 'soon' }, 'tick'],
+    [{ modelDir: '/m', policy: { exitThreshold: 0.9 } }, 'policy.exitThreshold'],
+    [{ modelDir: '/m', policy: { pools: { spot: { enterThreshold: 2 } } } }, 'policy.pools.spot.enterThreshold'],
+    [{ modelDir: '/m', policy: { classes: { gpu: { drainAftr: '1m' } } } }, 'policy.classes.gpu.drainAftr'],
+    [{ modelDir: '/m', nomadAddress: 'nomad:4646' }, 'nomadAddress'],
+    [{ modelDir: '/m', telemetryPort: 70000 }, 'telemetryPort'],
+    [{ modelDir: '/m', typo: 1 }, 'typo'],
+  ])('names the field at fault: %j → %s', (raw, field) => {
+    expect(() => parseConfig(raw)).toThrow(expect.objectContaining({ code: 'NC_CONFIG_INVALID', field }) as Error);
+  });
+
+  it('reads a JSON file overlaid by environment variables', () => {
+    const raw = rawOptionsFrom(
+      { NOMAD_ADDR: 'http://127.0.0.1:4646', NOMAD_CHAIN_FORECASTER_TICK: '5s' },
+      '{"modelDir":"/m","tick":"1m"}',
+    );
+    expect(parseConfig(raw)).toMatchObject({ modelDir: '/m', tickMs: 5000, nomadAddress: 'http://127.0.0.1:4646' });
+    expect(() => rawOptionsFrom({}, '{')).toThrow(expect.objectContaining({ field: '--config' }) as Error);
+  });
+});

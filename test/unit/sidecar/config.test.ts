@@ -1,0 +1,53 @@
+import { parseConfig, rawOptionsFrom } from '../../../sidecar/src/config';
+
+describe('sidecar config', () => {
+  it('fills defaults, converts durations and freezes the result', () => {
+    const config = parseConfig({}, 'host-1');
+    expect(config).toMatchObject({
+      nodeName: 'host-1',
+      runcBin: '/usr/sbin/runc',
+      criuBin: '/usr/local/sbin/criu',
+      taskNetworkNamespace: '',
+      cgroupParent: '/nomad-chain/host-1',
+      stopTimeoutMs: 10_000,
+      lazyConnectTimeoutMs: 15_000,
+      advertiseAddress: '0.0.0.0:7451',
+      tls: undefined,
+      pageServerHost: '0.0.0.0',
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('reads binaries and the task namespace from the environment', () => {
+    const raw = rawOptionsFrom(
+      {
+        CRIU_BIN: '/opt/criu',
+        RUNC_BIN: '/opt/runc',
+        NOMAD_CHAIN_TASK_NETNS: '/run/netns/n1',
+        NOMAD_CHAIN_ADVERTISE_ADDRESS: '198.18.0.2:7450',
+      },
+      undefined,
+    );
+    expect(parseConfig(raw, 'h')).toMatchObject({
+      criuBin: '/opt/criu',
+      runcBin: '/opt/runc',
+      taskNetworkNamespace: '/run/netns/n1',
+      pageServerHost: '198.18.0.2',
+    });
+  });
+
+  it('names the field of a bad value', () => {
+    const failure = (raw: Record<string, unknown>): unknown => {
+      try {
+        parseConfig(raw, 'h');
+      } catch (err) {
+        return err;
+      }
+      return undefined;
+    };
+    expect(failure({ criuBin: 'criu' })).toMatchObject({ code: 'NC_CONFIG_INVALID', field: 'criuBin' });
+    expect(failure({ stopTimeout: 'soon' })).toMatchObject({ field: 'stopTimeout' });
+    expect(failure({ taskNetns: '/x' })).toMatchObject({ field: 'taskNetns' });
+    expect(failure({ nodeName: 'a/b' })).toMatchObject({ field: 'nodeName' });
+  });
+});
