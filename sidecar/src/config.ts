@@ -7,6 +7,7 @@ import {
   requireString,
 } from '../../common/config';
 import { ConfigError } from '../../common/config-error';
+import { parseTelemetryConfig, type TelemetryConfig, type TelemetryOptions } from './telemetry/telemetry-config';
 
 /** What an operator may set (file or environment). Every field documents its default. */
 export interface SidecarOptions {
@@ -61,6 +62,15 @@ export interface SidecarOptions {
    * during the restore. @default "" (the sidecar's own)
    */
   lazyPagesNetns?: string;
+  /**
+   * How often every running task is checkpointed (without stopping it) to `backgroundBuddy`, so a node that
+   * vanishes without warning loses at most one interval; "0s" turns it off. @default "0s"
+   */
+  backgroundCheckpointInterval?: string | number;
+  /** host:port of the buddy node's transfer server that keeps the background checkpoints. @default "" */
+  backgroundBuddy?: string;
+  /** Telemetry agent streaming this node's samples to the forecaster (see sidecar/README.md). @default off */
+  telemetry?: TelemetryOptions;
 }
 
 export interface SidecarConfig {
@@ -88,6 +98,10 @@ export interface SidecarConfig {
   readonly commandTimeoutMs: number;
   readonly pageServerHost: string;
   readonly lazyPagesNetns: string;
+  /** 0 when background checkpoints are off. */
+  readonly backgroundCheckpointIntervalMs: number;
+  readonly backgroundBuddy: string;
+  readonly telemetry: TelemetryConfig;
 }
 
 const FIELDS = [
@@ -116,6 +130,9 @@ const FIELDS = [
   'commandTimeout',
   'pageServerHost',
   'lazyPagesNetns',
+  'backgroundCheckpointInterval',
+  'backgroundBuddy',
+  'telemetry',
 ] as const;
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
@@ -146,6 +163,26 @@ export function parseConfig(raw: Record<string, unknown>, hostname: string): Sid
     throw new ConfigError('tlsCaFile', 'set tlsCaFile, tlsCertFile and tlsKeyFile together, or none of them');
   }
   const lazyNetns = raw.lazyPagesNetns ?? '';
+  const backgroundCheckpointIntervalMs = parseDurationMs(
+    'backgroundCheckpointInterval',
+    raw.backgroundCheckpointInterval ?? '0s',
+  );
+  const backgroundBuddy =
+    raw.backgroundBuddy === undefined || raw.backgroundBuddy === ''
+      ? ''
+      : requireString('backgroundBuddy', raw.backgroundBuddy);
+  if (backgroundCheckpointIntervalMs > 0 && backgroundBuddy === '') {
+    throw new ConfigError('backgroundBuddy', 'required when backgroundCheckpointInterval is set');
+  }
+  if (backgroundCheckpointIntervalMs > 0 && tlsFiles.length !== 3) {
+    throw new ConfigError(
+      'backgroundCheckpointInterval',
+      'background checkpoints travel over the transfer: set tlsCaFile, tlsCertFile and tlsKeyFile',
+    );
+  }
+  if (raw.telemetry !== undefined && (typeof raw.telemetry !== 'object' || raw.telemetry === null)) {
+    throw new ConfigError('telemetry', 'expected an object');
+  }
   return deepFreeze({
     nodeName,
     listenAddress,
@@ -177,6 +214,9 @@ export function parseConfig(raw: Record<string, unknown>, hostname: string): Sid
     commandTimeoutMs: parseDurationMs('commandTimeout', raw.commandTimeout ?? '30s'),
     pageServerHost: requireString('pageServerHost', raw.pageServerHost ?? advertiseAddress.replace(/:\d+$/, '')),
     lazyPagesNetns: lazyNetns === '' ? '' : absolutePath('lazyPagesNetns', lazyNetns),
+    backgroundCheckpointIntervalMs,
+    backgroundBuddy,
+    telemetry: parseTelemetryConfig((raw.telemetry ?? {}) as Record<string, unknown>, dataDir),
   });
 }
 
@@ -206,6 +246,8 @@ const ENV: Readonly<Record<string, (typeof FIELDS)[number]>> = {
   NOMAD_CHAIN_COMMAND_TIMEOUT: 'commandTimeout',
   NOMAD_CHAIN_PAGE_SERVER_HOST: 'pageServerHost',
   NOMAD_CHAIN_LAZY_PAGES_NETNS: 'lazyPagesNetns',
+  NOMAD_CHAIN_BACKGROUND_INTERVAL: 'backgroundCheckpointInterval',
+  NOMAD_CHAIN_BACKGROUND_BUDDY: 'backgroundBuddy',
 };
 
 /** Reads options from a JSON file (`--config FILE`) overlaid by environment variables. */

@@ -9,6 +9,7 @@ import { HealthStatus, healthService } from '../../common/grpc/health-service';
 import { bindServer, shutdownServer } from '../../common/grpc/server';
 import { createRootLogger } from '../../common/logging';
 import { HealthService } from '../../proto/gen/grpc/health/v1/health';
+import { BackgroundCheckpointer, TaskLockTable } from './background/background-checkpointer';
 import { CriuCli } from './checkpoint/criu';
 import { Dumper } from './checkpoint/dump';
 import { probeFeatures } from './checkpoint/features';
@@ -22,6 +23,7 @@ import { parseConfig, rawOptionsFrom } from './config';
 import { LocalApi } from './local-api/local-api';
 import { serveLocalApi } from './local-api/server';
 import { RuncCli } from './runtime/runc';
+import { createTelemetryAgent } from './telemetry/create-telemetry-agent';
 import { TaskRuntime } from './runtime/task-runtime';
 import { CheckpointStore } from './store/checkpoint-store';
 import { loadOrCreateStoreKey } from './store/store-key';
@@ -125,6 +127,29 @@ async function main(argv: readonly string[]): Promise<void> {
     clock,
     log: checkpointLog,
   });
+  // A migration and a background checkpoint of the same task never dump it at the same time.
+  const locks = new TaskLockTable();
+  const lockedMigrator: Pick<PeerMigrator, 'migrate'> = {
+    migrate: (request) => locks.withTask(request.taskId, () => migrator.migrate(request)),
+  };
+  const background =
+    config.backgroundCheckpointIntervalMs > 0
+      ? new BackgroundCheckpointer({
+          tasks: runtime,
+          dumper,
+          shipper,
+          locks,
+          clock,
+          log: log.child({ component: 'background-checkpoints' }),
+          intervalMs: config.backgroundCheckpointIntervalMs,
+          buddyAddress: config.backgroundBuddy,
+        })
+      : undefined;
+  background?.start();
+  const telemetry = config.telemetry.enabled
+    ? await createTelemetryAgent(config.telemetry, config.nodeName, clock, log.child({ component: 'telemetry' }))
+    : undefined;
+  telemetry?.agent.start();
   const api = new LocalApi(
     {
       nodeName: config.nodeName,
@@ -136,7 +161,7 @@ async function main(argv: readonly string[]): Promise<void> {
       runtime,
       dumper,
       restorer,
-      migrator,
+      migrator: lockedMigrator,
       staged,
       features: () => features,
       clock,
@@ -157,7 +182,13 @@ async function main(argv: readonly string[]): Promise<void> {
     health.set('', false);
     // Tasks keep running: a new sidecar adopts them.
     runtime.close();
-    void Promise.all([shutdownServer(server, 2000), shutdownServer(localServer, 2000), transferServer?.stop(2000)])
+    void Promise.all([
+      shutdownServer(server, 2000),
+      shutdownServer(localServer, 2000),
+      transferServer?.stop(2000),
+      background?.stop(),
+      telemetry?.stop(),
+    ])
       .then(() => store?.close())
       .then(() => process.exit(0));
   };

@@ -3,13 +3,7 @@ import { join } from 'node:path';
 import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Clock } from '../../../common/clock';
-import type {
-  ExitResult,
-  SidecarServer,
-  TaskIdentity,
-  TaskInfo,
-  TaskSpec,
-} from '../../../proto/gen/chain/v1/sidecar';
+import type { ExitResult, SidecarServer, TaskIdentity, TaskInfo, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
 import { CheckpointError, TaskError } from '../errors';
 import type { Dumper } from '../checkpoint/dump';
@@ -34,7 +28,7 @@ export interface LocalApiDeps {
   readonly runtime: TaskRuntime;
   readonly dumper: Dumper;
   readonly restorer: Restorer;
-  readonly migrator: PeerMigrator;
+  readonly migrator: Pick<PeerMigrator, 'migrate'>;
   readonly staged: StagedCheckpoints;
   readonly features: () => Features;
   readonly clock: Clock;

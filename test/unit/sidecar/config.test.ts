@@ -49,5 +49,26 @@ describe('sidecar config', () => {
     expect(failure({ stopTimeout: 'soon' })).toMatchObject({ field: 'stopTimeout' });
     expect(failure({ taskNetns: '/x' })).toMatchObject({ field: 'taskNetns' });
     expect(failure({ nodeName: 'a/b' })).toMatchObject({ field: 'nodeName' });
+    expect(failure({ backgroundCheckpointInterval: '30s' })).toMatchObject({ field: 'backgroundBuddy' });
+    expect(failure({ backgroundCheckpointInterval: '30s', backgroundBuddy: '10.0.0.2:7451' })).toMatchObject({
+      field: 'backgroundCheckpointInterval',
+    });
+    expect(failure({ telemetry: 'on' })).toMatchObject({ field: 'telemetry' });
+  });
+
+  it('turns background checkpoints on with a buddy and the transfer TLS material', () => {
+    const config = parseConfig(
+      {
+        backgroundCheckpointInterval: '30s',
+        backgroundBuddy: '10.0.0.2:7451',
+        tlsCaFile: '/tls/ca.crt',
+        tlsCertFile: '/tls/n.crt',
+        tlsKeyFile: '/tls/n.key',
+      },
+      'h',
+    );
+    expect(config).toMatchObject({ backgroundCheckpointIntervalMs: 30_000, backgroundBuddy: '10.0.0.2:7451' });
+    expect(parseConfig({}, 'h').backgroundCheckpointIntervalMs).toBe(0);
+    expect(parseConfig({}, 'h').telemetry.enabled).toBe(false);
   });
 });
