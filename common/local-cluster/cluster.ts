@@ -127,6 +127,7 @@ async function deleteContainers(dataDir: string): Promise<void> {
 /** Starts a node's sidecar inside the node's network namespace, detached (it outlives the CLI that started it). */
 function spawnSidecar(
   node: NodeRecord,
+  clusterId: string,
   runDir: string,
   options: Pick<LocalClusterOptions, 'sidecarCommand' | 'sidecarEnv'>,
 ): number {
@@ -154,11 +155,19 @@ function spawnSidecar(
       NOMAD_CHAIN_TLS_CA: join(tlsDir, 'ca.crt'),
       NOMAD_CHAIN_TLS_CERT: join(tlsDir, `${node.name}.crt`),
       NOMAD_CHAIN_TLS_KEY: join(tlsDir, `${node.name}.key`),
+      // A lazy restore's pages come from the source node over the bridge; runc locks the target's namespace
+      // while it restores, so the lazy-pages daemon runs in the host's namespace (named: /proc/1 is not ours).
+      NOMAD_CHAIN_LAZY_PAGES_NETNS: `/run/netns/${hostNetnsName(clusterId)}`,
     },
   });
   child.unref();
   closeSync(log);
   return child.pid ?? 0;
+}
+
+/** The cluster's name for the host's own network namespace (`ip netns attach`), unique per cluster. */
+function hostNetnsName(clusterId: string): string {
+  return `nc-${clusterId}-host`;
 }
 
 /** Every process inside a node's network namespace: its sidecar and its tasks. */
@@ -180,6 +189,7 @@ export async function destroyCluster(record: ClusterRecord, registry: ClusterReg
   const network = new ClusterNetwork(record.bridge, subnetPrefix(record.subnetIndex));
   for (const node of record.nodes) await network.removeNode(node.netns, node.veth);
   await network.removeBridge();
+  await run([resolveBinary('ip'), 'netns', 'del', hostNetnsName(record.id)], { allowFailure: true });
   registry.releaseSubnet(record.subnetIndex);
   registry.remove(record.id);
 }
@@ -237,6 +247,7 @@ export class LocalCluster {
     registry.save(record);
     try {
       await network.createBridge();
+      await run([resolveBinary('ip'), 'netns', 'attach', hostNetnsName(id), String(process.pid)]);
       const tlsDir = join(runDir, 'tls');
       // Each node gets its own certificate from a per-cluster CA: sidecars authenticate each other (mTLS).
       await run([
@@ -263,7 +274,7 @@ export class LocalCluster {
         registry.save(record);
         await network.addNode(nodeRecord.netns, nodeRecord.veth, i);
         const logFile = join(runDir, 'logs', `${name}-sidecar.log`);
-        nodeRecord.sidecarPid = spawnSidecar(nodeRecord, runDir, options);
+        nodeRecord.sidecarPid = spawnSidecar(nodeRecord, id, runDir, options);
         registry.save(record);
         nodes.push({
           name,
@@ -308,7 +319,7 @@ export class LocalCluster {
     options: Pick<LocalClusterOptions, 'sidecarCommand' | 'sidecarEnv' | 'readyTimeoutMs'> = {},
   ): Promise<void> {
     const node = this.recordOf(name);
-    node.sidecarPid = spawnSidecar(node, this.runDir, options);
+    node.sidecarPid = spawnSidecar(node, this.id, this.runDir, options);
     this.registry.save(this.record);
     await waitHealthy(this.node(name).sidecarAddress, options.readyTimeoutMs ?? 30_000, this.node(name).logFile);
   }

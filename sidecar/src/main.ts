@@ -48,7 +48,7 @@ async function main(argv: readonly string[]): Promise<void> {
     root: join(config.dataDir, 'runc'),
     commandTimeoutMs: config.commandTimeoutMs,
   });
-  const criu = new CriuCli(config.criuBin, config.commandTimeoutMs);
+  const criu = new CriuCli(config.criuBin, config.commandTimeoutMs, config.tls);
   const features = await probeFeatures(criu, runc);
   log.info(features, 'features probed');
 
@@ -60,6 +60,7 @@ async function main(argv: readonly string[]): Promise<void> {
       tasksDir,
       taskNetworkNamespace: config.taskNetworkNamespace,
       cgroupParent: config.cgroupParent,
+      ...(config.tls !== undefined ? { criuTls: config.tls } : {}),
       startTimeoutMs: config.startTimeoutMs,
       exitPollMs: 250,
     },

@@ -19,6 +19,30 @@ export interface LazyPagesDaemonArgs {
   readonly netnsPath: string;
 }
 
+/** The node's transfer TLS material, which also authenticates and encrypts CRIU's lazy page stream. */
+export interface CriuTls {
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/**
+ * CRIU's own TLS for page-server connections, as option names without their dashes: the source's page server
+ * reads them from the task's CRIU config file, the target's lazy-pages daemon from its command line. Both
+ * sides present their node certificate and require one signed by the cluster's CA.
+ */
+export function criuTlsOptions(tls: CriuTls): [string, string?][] {
+  // CRIU matches the peer's certificate name against its *own* --address on both ends, which no pair of node
+  // certificates satisfies; the peer is still required to hold a certificate signed by the cluster's CA.
+  return [
+    ['tls'],
+    ['tls-cacert', tls.caFile],
+    ['tls-cert', tls.certFile],
+    ['tls-key', tls.keyFile],
+    ['tls-no-cn-verify'],
+  ];
+}
+
 /** The CRIU operations the sidecar runs directly (dumps and restores go through runc). */
 export interface Criu {
   readonly bin: string;
@@ -32,6 +56,7 @@ export class CriuCli implements Criu {
   constructor(
     readonly bin: string,
     private readonly timeoutMs: number,
+    private readonly tls?: CriuTls,
   ) {}
 
   async version(): Promise<string> {
@@ -60,6 +85,11 @@ export class CriuCli implements Criu {
       '3',
       '--log-file',
       args.logFile,
+      ...(this.tls === undefined
+        ? []
+        : criuTlsOptions(this.tls).flatMap(([name, value]) =>
+            value === undefined ? [`--${name}`] : [`--${name}`, value],
+          )),
     ];
     const [file, argv] =
       args.netnsPath === ''

@@ -1,6 +1,7 @@
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
+import { criuTlsOptions, type CriuTls } from '../checkpoint/criu';
 
 /** Fixed in-container paths every task sees, whatever node it runs on. */
 export const ALLOC_PATH = '/alloc';
@@ -36,6 +37,8 @@ export interface BundleInput {
   /** CRIU options file that runc passes to every dump and restore of this container. */
   readonly criuConfigFile: string;
   readonly hostname: string;
+  /** When set, the task's lazy dumps serve their pages over CRIU's TLS. */
+  readonly criuTls?: CriuTls;
 }
 
 /**
@@ -151,7 +154,8 @@ export async function writeBundle(dir: string, input: BundleInput): Promise<stri
     rootfs = join(dir, 'rootfs');
     await buildHostRootfs(rootfs);
   }
-  await writeFile(input.criuConfigFile, `${CRIU_TASK_OPTIONS.join('\n')}\n`);
+  const tlsLines = input.criuTls === undefined ? [] : criuTlsOptions(input.criuTls).map((option) => option.join(' '));
+  await writeFile(input.criuConfigFile, `${[...CRIU_TASK_OPTIONS, ...tlsLines].join('\n')}\n`);
   await writeFile(join(dir, 'config.json'), JSON.stringify(ociConfig(input, rootfs), null, 2));
   return dir;
 }

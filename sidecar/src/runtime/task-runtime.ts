@@ -11,6 +11,7 @@ import { writeBundle } from './bundle';
 import { launchShim } from './shim';
 import type { TaskExit, TaskPhase, TaskRecord } from './task-state';
 import { TASK_STATE_VERSION, listTaskDirs, loadRecord, saveRecord } from './task-state';
+import type { CriuTls } from '../checkpoint/criu';
 
 export interface TaskRuntimeConfig {
   readonly nodeName: string;
@@ -22,6 +23,8 @@ export interface TaskRuntimeConfig {
   readonly cgroupParent: string;
   readonly startTimeoutMs: number;
   readonly exitPollMs: number;
+  /** The node's transfer TLS material: lazy dumps then serve their pages over CRIU's TLS. */
+  readonly criuTls?: CriuTls;
 }
 
 export interface TaskRuntimeDeps {
@@ -170,6 +173,7 @@ export class TaskRuntime {
       cgroupsPath: `${this.config.cgroupParent}/${containerId}`,
       defaultNetworkNamespace: this.config.taskNetworkNamespace,
       criuConfigFile: join(dir, 'criu.conf'),
+      ...(this.config.criuTls !== undefined ? { criuTls: this.config.criuTls } : {}),
       hostname: identity.taskName === '' ? 'task' : identity.taskName.replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63),
     });
     const logFile = join(dir, image ? 'runc-restore.log' : RUNC_LOG);
