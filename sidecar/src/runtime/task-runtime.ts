@@ -271,6 +271,8 @@ export class TaskRuntime {
   private async collectExit(handle: Handle): Promise<boolean> {
     const status = await readExitStatus(handle.dir);
     if (status === undefined) return false;
+    // A checkpoint may have begun while the status was being read.
+    if (handle.checkpointing || handle.record.phase !== 'running') return false;
     await this.finish(handle, exitFromStatus(status));
     return true;
   }
@@ -392,11 +394,13 @@ export class TaskRuntime {
   /** Ends a checkpoint: `migrated` when the task now lives elsewhere, otherwise it keeps running here. */
   async endCheckpoint(taskId: string, migrated: boolean): Promise<void> {
     const handle = this.handle(taskId);
-    handle.checkpointing = false;
+    // The exit poller skips a checkpointing task: only once the dump's exit is accounted for may it look again,
+    // or it records the dumped task as `exited` instead of `migrated`.
     if (migrated) {
       await rm(join(handle.dir, EXIT_FILE), { force: true });
       await this.finish(handle, { exitCode: 0, signal: 0, oomKilled: false }, 'migrated');
     }
+    handle.checkpointing = false;
   }
 
   get nodeName(): string {
