@@ -36,26 +36,32 @@ import { loadTransferTls } from '../sidecar/src/transfer/tls';
 const run = promisify(execFile);
 const RUNC = process.env.RUNC_BIN ?? '/usr/sbin/runc';
 const CRIU = process.env.CRIU_BIN ?? '/usr/local/sbin/criu';
-const log = pino({ level: 'silent' });
+const log = pino({ level: process.env.BENCH_LOG_LEVEL ?? 'silent' }, pino.destination(2));
+/** This run's tag: names of its namespaces, links and cgroups carry it, so parallel runs never collide. */
+const RUN = randomBytes(3).toString('hex');
 const clock = new SystemClock();
+const debug = (step: string): void => {
+  if (process.env.BENCH_DEBUG) process.stderr.write(`${new Date().toISOString()} ${step}\n`);
+};
 
-// Every page written with a pattern; a wall-clock heartbeat every 10 ms; SIGUSR1 checks the pattern.
+// Every page written with random bytes; a wall-clock heartbeat every 10 ms; SIGUSR1 checks their sha256.
 const TASK = `
-import os, signal, sys, time
+import hashlib, os, signal, sys, time
 size = int(sys.argv[1]) * 1024 * 1024
-data = bytearray(size)
-for i in range(0, size, 4096):
-    data[i] = (i // 4096) % 251
+# Incompressible content, like a real heap: zeros would flatter every compressor.
+data = bytearray(os.urandom(size))
+digest = hashlib.sha256(data).digest()
 def verify(*_):
-    ok = all(data[i] == (i // 4096) % 251 for i in range(0, size, 4096))
+    ok = hashlib.sha256(data).digest() == digest
     with open('/alloc/verify', 'w') as f:
         f.write('ok' if ok else 'bad')
 signal.signal(signal.SIGUSR1, verify)
 with open('/alloc/ready', 'w') as f:
     f.write('1')
-hb = open('/alloc/heartbeat', 'a', buffering=1)
+# Opened per beat: a file held open under /alloc must exist, same size, on the node that restores.
 while True:
-    hb.write('%.6f\\n' % time.time())
+    with open('/alloc/heartbeat', 'a') as hb:
+        hb.write('%.6f\\n' % time.time())
     time.sleep(0.01)
 `;
 
@@ -82,7 +88,7 @@ function ip(...args: string[]): void {
 
 /** Two namespaces on a bridge of their own (prefix "ncb"), addresses in 198.18.0.0/15. */
 function makeNetwork(): { a: string; b: string; addrA: string; addrB: string; gateway: string; destroy(): void } {
-  const tag = randomBytes(3).toString('hex');
+  const tag = RUN;
   const prefix = `198.19.${10 + ((randomBytes(1)[0] ?? 0) % 80)}`;
   const bridge = `ncbb${tag}`;
   ip('link', 'add', bridge, 'type', 'bridge');
@@ -154,10 +160,11 @@ async function tcpCopy(net: ReturnType<typeof makeNetwork>, file: string, out: s
       stdio: ['ignore', 'pipe', 'inherit'],
     },
   );
+  const received = new Promise((r) => receiver.once('exit', r));
   await new Promise<void>((r) => receiver.stdout.once('data', () => r()));
   const started = Date.now();
   await run('nsenter', [`--net=/run/netns/${net.a}`, '/usr/bin/python3', '-c', SENDER, net.addrB, String(port), file]);
-  await new Promise((r) => receiver.once('exit', r));
+  await received;
   return Date.now() - started;
 }
 
@@ -194,7 +201,7 @@ async function makeNode(
       nodeName: name,
       tasksDir: join(root, 'tasks'),
       taskNetworkNamespace: `/run/netns/${netns}`,
-      cgroupParent: `/ncb/${name}-${root.slice(-6)}`,
+      cgroupParent: `/ncb-${RUN}/${name}`,
       startTimeoutMs: 300_000,
       exitPollMs: 200,
     },
@@ -296,10 +303,14 @@ async function viaProtocol(
   const allocA = await startTask(a, taskId, sizeMiB);
   const allocB = join(b.root, 'allocs', `${taskId}-b`);
   await mkdir(allocB, { recursive: true });
+  debug(`${taskId} started`);
   const started = Date.now();
   const migration = a.migrator.migrate({ taskId, peerAddress: peer, mode, handoverKey: `${taskId}-next` });
-  migration.catch(() => undefined);
-  const info = await staged.find(`${taskId}-next`, 600_000);
+  // A migration that fails before the checkpoint arrives must end the wait, not leave it to its timeout.
+  const info = await Promise.race([
+    staged.find(`${taskId}-next`, 600_000),
+    migration.then(() => staged.find(`${taskId}-next`, 0)),
+  ]);
   if (!info) throw new Error('checkpoint never arrived');
   const dir = join(b.root, 'restore', info.checkpointId);
   await staged.materialize(info.checkpointId, dir);
@@ -347,7 +358,9 @@ async function baseline(
   const allocB = join(b.root, 'allocs', `${taskId}-b`);
   await mkdir(allocB, { recursive: true });
   const started = Date.now();
+  debug('baseline task started');
   const dumped = await a.dumper.dump({ taskId, leaveRunning: false, handoverKey: taskId });
+  debug('baseline dumped');
   const tarball = `${dumped.dir}.tar.gz`;
   await run('tar', ['-czf', tarball, '-C', dumped.dir, '.']);
   const received = join(b.root, `${taskId}.tar.gz`);
@@ -384,7 +397,8 @@ async function main(): Promise<void> {
   const cleanups: (() => Promise<unknown>)[] = [];
   try {
     const certs = join(work, 'certs');
-    await run('bash', [resolve(__dirname, '../scripts/gen-certs.sh'), certs, 'bench-a', 'bench-b']);
+    await run('bash', [resolve(__dirname, '../scripts/gen-certs.sh'), certs, 'bench-a', `bench-b=${net.gateway}`]);
+    debug('certs made');
     const tls = (n: string) =>
       loadTransferTls({
         caFile: join(certs, 'ca.crt'),
@@ -412,9 +426,12 @@ async function main(): Promise<void> {
       }
     });
     const staged = new StoreStagedCheckpoints(storeB);
+    debug('nodes ready');
     const raw = await rawTcpMBps(net, work);
+    debug('raw tcp measured');
     for (const size of sizes) {
       const base = await baseline(a, b, net, size);
+      debug('baseline done');
       for (const mode of modes) {
         const row: Row = {
           ...(await viaProtocol(
@@ -450,9 +467,16 @@ async function main(): Promise<void> {
       'systemd',
       'unified',
     ]) {
-      await run('find', [`/sys/fs/cgroup/${dir}/ncb`, '-depth', '-type', 'd', '-exec', 'rmdir', '{}', ';']).catch(
-        () => undefined,
-      );
+      await run('find', [
+        `/sys/fs/cgroup/${dir}/ncb-${RUN}`,
+        '-depth',
+        '-type',
+        'd',
+        '-exec',
+        'rmdir',
+        '{}',
+        ';',
+      ]).catch(() => undefined);
     }
     await rm(work, { recursive: true, force: true });
   }

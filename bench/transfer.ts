@@ -34,7 +34,9 @@ function arg(name: string): string | undefined {
 async function makeImage(dir: string, sizeBytes: number): Promise<string[]> {
   await mkdir(dir, { recursive: true });
   const text = Buffer.from(
-    Array.from({ length: 4 * MiB / 64 }, (_, i) => `{"id":${i},"name":"user-${i % 977}","ok":true,"tags":["a","b"]}\n`.padEnd(64, ' ')).join(''),
+    Array.from({ length: (4 * MiB) / 64 }, (_, i) =>
+      `{"id":${i},"name":"user-${i % 977}","ok":true,"tags":["a","b"]}\n`.padEnd(64, ' '),
+    ).join(''),
   );
   const files = [
     { name: 'pages-1.img', bytes: Math.floor(sizeBytes * 0.75) },
@@ -92,8 +94,18 @@ interface PushFigures {
 }
 
 /** Client side of a run: pushes twice (full, then after a 5 % change) and measures raw TCP in between. */
-async function clientRun(opts: { tlsDir: string; imageDir: string; host: string; transferPort: number; sinkPort: number }): Promise<Record<string, unknown>> {
-  const tls = await loadTransferTls({ caFile: join(opts.tlsDir, 'ca.crt'), certFile: join(opts.tlsDir, 'a.crt'), keyFile: join(opts.tlsDir, 'a.key') });
+async function clientRun(opts: {
+  tlsDir: string;
+  imageDir: string;
+  host: string;
+  transferPort: number;
+  sinkPort: number;
+}): Promise<Record<string, unknown>> {
+  const tls = await loadTransferTls({
+    caFile: join(opts.tlsDir, 'ca.crt'),
+    certFile: join(opts.tlsDir, 'a.crt'),
+    keyFile: join(opts.tlsDir, 'a.key'),
+  });
   const client = new TransferClient({ tls, logger: pino({ level: 'silent' }) });
   const files = (await readFile(join(opts.imageDir, '.files'), 'utf8')).split('\n');
   const peer = `${opts.host}:${opts.transferPort}`;
@@ -101,14 +113,23 @@ async function clientRun(opts: { tlsDir: string; imageDir: string; host: string;
     const started = process.hrtime.bigint();
     const r = await client.push(peer, { directory: opts.imageDir }, { handoverKey: key });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    return { seconds, plainBytes: r.plainBytes, wireBytes: r.wireBytes, sentChunks: r.sentChunks, skippedChunks: r.skippedChunks, codecs: { ...r.codecs }, peakInFlightBytes: r.peakInFlightBytes };
+    return {
+      seconds,
+      plainBytes: r.plainBytes,
+      wireBytes: r.wireBytes,
+      sentChunks: r.sentChunks,
+      skippedChunks: r.skippedChunks,
+      codecs: { ...r.codecs },
+      peakInFlightBytes: r.peakInFlightBytes,
+    };
   };
   const totalBytes = Number(await readFile(join(opts.imageDir, '.bytes'), 'utf8'));
   const rawBefore = await rawTcp(opts.host, opts.sinkPort, totalBytes);
   const first = await push('bench-1');
   const rawAfter = await rawTcp(opts.host, opts.sinkPort, totalBytes);
   let changed = 0;
-  for (const file of files) if (file.endsWith('.img')) changed += await mutate(file, 0.05, 256 * 1024, `bench-${Date.now()}`);
+  for (const file of files)
+    if (file.endsWith('.img')) changed += await mutate(file, 0.05, 256 * 1024, `bench-${Date.now()}`);
   const second = await push('bench-1');
   const rawTcpMBps = (rawBefore + rawAfter) / 2;
   const protocolMBps = first.plainBytes / 1e6 / first.seconds;
@@ -139,8 +160,16 @@ async function clientRun(opts: { tlsDir: string; imageDir: string; host: string;
 }
 
 /** Server side of a run: a TransferServer and a TCP sink on `host`; prints its ports as one JSON line. */
-async function serverRun(tlsDir: string, storeDir: string, host: string): Promise<{ transferPort: number; sinkPort: number; stop: () => Promise<void> }> {
-  const tls = await loadTransferTls({ caFile: join(tlsDir, 'ca.crt'), certFile: join(tlsDir, 'b.crt'), keyFile: join(tlsDir, 'b.key') });
+async function serverRun(
+  tlsDir: string,
+  storeDir: string,
+  host: string,
+): Promise<{ transferPort: number; sinkPort: number; stop: () => Promise<void> }> {
+  const tls = await loadTransferTls({
+    caFile: join(tlsDir, 'ca.crt'),
+    certFile: join(tlsDir, 'b.crt'),
+    keyFile: join(tlsDir, 'b.key'),
+  });
   const logger = pino({ level: 'silent' });
   const store = await CheckpointStore.open({ dir: storeDir, key: randomBytes(32), maxBytes: 8 * 1024 * MiB, logger });
   const server = new TransferServer({ store, tls, logger });
@@ -183,12 +212,31 @@ async function netnsRun(root: string, tlsDir: string, imageDir: string): Promise
     const serverHost = network.addressOf(1);
     // The server's certificate must name the address the client dials.
     await makeCerts(tlsDir, [`b=${serverHost}`]);
-    const server = nsNode(nodes[1] as string, ['--role', 'server', '--tls', tlsDir, '--store', join(root, 'store-ns'), '--host', serverHost]);
+    const server = nsNode(nodes[1], [
+      '--role',
+      'server',
+      '--tls',
+      tlsDir,
+      '--store',
+      join(root, 'store-ns'),
+      '--host',
+      serverHost,
+    ]);
     try {
       const ports = await firstLine(server);
-      const client = nsNode(nodes[0] as string, [
-        '--role', 'client', '--tls', tlsDir, '--image', imageDir, '--host', serverHost,
-        '--transfer-port', String(ports.transferPort), '--sink-port', String(ports.sinkPort),
+      const client = nsNode(nodes[0], [
+        '--role',
+        'client',
+        '--tls',
+        tlsDir,
+        '--image',
+        imageDir,
+        '--host',
+        serverHost,
+        '--transfer-port',
+        String(ports.transferPort),
+        '--sink-port',
+        String(ports.sinkPort),
       ]);
       const figures = await firstLine(client);
       return { path: `netns ${network.addressOf(0)} -> ${serverHost} (veth + bridge)`, ...figures };
@@ -236,7 +284,16 @@ async function main(): Promise<void> {
     const common = { bench: 'transfer', sizeMiB: sizeBytes / MiB, node: process.version, cpus: 2 };
     {
       const imageDir = await make('image-lo');
-      const server = nsNode(undefined, ['--role', 'server', '--tls', tlsDir, '--store', join(root, 'store-lo'), '--host', '127.0.0.1']);
+      const server = nsNode(undefined, [
+        '--role',
+        'server',
+        '--tls',
+        tlsDir,
+        '--store',
+        join(root, 'store-lo'),
+        '--host',
+        '127.0.0.1',
+      ]);
       try {
         const ports = await firstLine(server);
         const figures = await clientRun({
@@ -246,7 +303,9 @@ async function main(): Promise<void> {
           transferPort: Number(ports.transferPort),
           sinkPort: Number(ports.sinkPort),
         });
-        process.stdout.write(`${JSON.stringify({ ...common, path: 'loopback 127.0.0.1, server in a child process', ...figures })}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ ...common, path: 'loopback 127.0.0.1, server in a child process', ...figures })}\n`,
+        );
       } finally {
         server.kill('SIGTERM');
         await removeAll(imageDir);

@@ -19,7 +19,8 @@ export class ScaledClock implements Clock {
     private readonly options: ScaledClockOptions,
     private readonly real: Clock,
   ) {
-    if (!(options.scale > 0) || !Number.isFinite(options.scale)) throw new RangeError('scale must be a positive number');
+    if (!(options.scale > 0) || !Number.isFinite(options.scale))
+      throw new RangeError('scale must be a positive number');
   }
 
   now(): number {

@@ -6,7 +6,12 @@ export class SidecarError extends NomadChainError {
   /** The gRPC status code the sidecar (or the channel) reported. */
   readonly grpcCode: status;
 
-  constructor(code: string, message: string, grpcCode: status, options: ErrorOptions & { context?: ErrorContext } = {}) {
+  constructor(
+    code: string,
+    message: string,
+    grpcCode: status,
+    options: ErrorOptions & { context?: ErrorContext } = {},
+  ) {
     super(code, message, { ...options, recoverable: code === 'NC_SIDECAR_UNREACHABLE' });
     this.grpcCode = grpcCode;
   }

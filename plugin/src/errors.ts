@@ -48,4 +48,3 @@ export class DriverError extends NomadChainError {
     super(code, message, options);
   }
 }
-

@@ -186,7 +186,11 @@ export class FakePluginSidecar implements SidecarApi {
 
   async checkpoint(request: CheckpointRequest): Promise<CheckpointInfo> {
     this.enter('checkpoint', request);
-    throw new SidecarError('NC_FEATURE_UNAVAILABLE', 'the plugin never asks for a bare checkpoint', status.UNIMPLEMENTED);
+    throw new SidecarError(
+      'NC_FEATURE_UNAVAILABLE',
+      'the plugin never asks for a bare checkpoint',
+      status.UNIMPLEMENTED,
+    );
   }
 
   async listCheckpoints(): Promise<CheckpointInfo[]> {

@@ -75,7 +75,7 @@ export class ControllerApi {
 
   /** A replay's trace node with no local node behind it: the action does nothing, and the answer says so. */
   private virtual(res: ServerResponse, node: string, action: string): void {
-    const detail = `${node} is a virtual replay node (no local node): ${action} did nothing`;
+    const detail = `${node} is a replay node with no local node (virtual or gone): ${action} did nothing`;
     this.log.info({ node, action }, 'action on a virtual node ignored');
     if (action === 'reserve') return send(res, 200, { id: '', node, targets: [], tasks: 0, virtual: true, detail });
     if (action === 'drain') return send(res, 200, []);

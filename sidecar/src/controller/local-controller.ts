@@ -107,6 +107,8 @@ export class LocalController implements SchedulerAdapter {
   private readonly aliasOf = new Map<string, string>();
   /** Replay: trace nodes with no local node; their events are told, actions on them do nothing. */
   private readonly virtualNodes = new Set<string>();
+  /** Replay: trace nodes that have left; a watcher may still act on them, and that too does nothing. */
+  private readonly departed = new Set<string>();
 
   private constructor(private readonly deps: LocalControllerDeps) {
     this.sequence = new MigrationSequence({
@@ -148,6 +150,7 @@ export class LocalController implements SchedulerAdapter {
     if (previous !== undefined) this.aliases.delete(previous);
     this.aliases.set(alias, node);
     this.aliasOf.set(node, alias);
+    this.departed.delete(alias);
   }
 
   unalias(alias: string): void {
@@ -155,6 +158,7 @@ export class LocalController implements SchedulerAdapter {
     if (node === undefined) return;
     this.aliases.delete(alias);
     this.aliasOf.delete(node);
+    this.departed.add(alias);
   }
 
   /** The local node a name (alias or local name) stands for. */
@@ -166,19 +170,22 @@ export class LocalController implements SchedulerAdapter {
     return this.aliasOf.get(node) ?? node;
   }
 
+  /** A replay's trace node with no local node behind it: virtual, or gone. */
   isVirtual(name: string): boolean {
-    return this.virtualNodes.has(name);
+    return this.virtualNodes.has(name) || this.departed.has(name);
   }
 
   /** A trace node with no local node joins: watchers hear of it, nothing runs. */
   virtualJoined(name: string): void {
     this.virtualNodes.add(name);
+    this.departed.delete(name);
     this.emit({ type: 'node-joined', node: name, pool: 'default', nodeClass: 'local', timeMs: this.eventNow() });
   }
 
   /** A trace node with no local node is pre-empted: watchers hear of it, nothing was on it. */
   virtualLeft(name: string): void {
     if (!this.virtualNodes.delete(name)) return;
+    this.departed.add(name);
     this.emit({ type: 'node-left', node: name, preempted: true, timeMs: this.eventNow(), detail: 'pre-empted' });
   }
 

@@ -69,7 +69,9 @@ export interface LocalMode {
 /** Builds a local cluster and the controller over it (real sidecars, HAProxy router, file journal). */
 export async function startLocalMode(options: LocalModeOptions, log: Logger): Promise<LocalMode> {
   const cluster = await LocalCluster.up(options.cluster);
-  const sidecars = new Map(cluster.nodes.map((n) => [n.name, new GrpcSidecarApi({ socketPath: n.localSocket, timeoutMs: 30_000 })]));
+  const sidecars = new Map(
+    cluster.nodes.map((n) => [n.name, new GrpcSidecarApi({ socketPath: n.localSocket, timeoutMs: 30_000 })]),
+  );
   try {
     const controller = await connectController(cluster, sidecars, options, log);
     return {

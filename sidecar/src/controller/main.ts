@@ -64,8 +64,7 @@ function parseArgs(argv: readonly string[]): StartOptions {
       if (value === 'both') passes = ['forecaster', 'reactive'];
       else if (value === 'forecaster' || value === 'reactive') passes = [value];
       else throw new ConfigError('-passes', 'expected both, forecaster or reactive');
-    }
-    else if (arg === '-h' || arg === '-help') {
+    } else if (arg === '-h' || arg === '-help') {
       process.stdout.write(USAGE);
       process.exit(0);
     } else throw new ConfigError(argv[i] ?? '', 'unknown option (see npm start -- -help)');
@@ -87,10 +86,7 @@ async function replay(nodes: number, options: ReplayCliOptions): Promise<void> {
     file: join(workDir, 'replay.log'),
   }).child({ component: 'replay' });
   const say = (line: string): void => void process.stderr.write(`${line}\n`);
-  const report = await runReplay(
-    { ...options, nodes, trainFraction: 0.6, workDir, say },
-    log,
-  );
+  const report = await runReplay({ ...options, nodes, trainFraction: 0.6, workDir, say }, log);
   log.flush();
   // Exit once the report is out: the replay is a command, not a service.
   process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report), () =>

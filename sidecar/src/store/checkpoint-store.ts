@@ -347,7 +347,11 @@ export class CheckpointStore {
           for (let i = 0; i < pieces.length; i += 1) {
             while (reads.length < MATERIALIZE_READ_AHEAD && i + reads.length < pieces.length) {
               const piece = pieces[i + reads.length];
-              if (piece !== undefined) reads.push(this.readPlainChunk(piece.digest.toString('hex'), piece.size));
+              if (piece === undefined) break;
+              const read = this.readPlainChunk(piece.digest.toString('hex'), piece.size);
+              // Reads ahead of a failing one are abandoned; they must not surface as unhandled.
+              read.catch(() => undefined);
+              reads.push(read);
             }
             const data = await (reads.shift() as Promise<Buffer>);
             await handle.write(data);
@@ -441,6 +445,8 @@ export class CheckpointStore {
       if (chunk === undefined) continue;
       if (chunk.refs === 0) this.pendingBytes -= chunk.storedBytes;
       chunk.refs += 1;
+      // The commit consumes the push's claim; a later push claims the chunk again through HaveChunks.
+      chunk.claimedAt = 0;
     }
     const id = entry.info.checkpointId;
     this.checkpoints.set(id, entry);

@@ -152,7 +152,7 @@ class PushSession {
   private window: FlowWindow;
   private upload: ClientDuplexStream<ChunkFrame, ChunkAck> | undefined;
   private uploadDone: Promise<void> | undefined;
-  private uploadFailure: unknown;
+  private uploadFailure: Error | undefined;
   private batch: PendingChunk[] = [];
   private sending: Promise<void> = Promise.resolve();
   private batchBytes = 0;
@@ -357,7 +357,7 @@ class PushSession {
     return upload;
   }
 
-  private failUpload(err: unknown): void {
+  private failUpload(err: Error): void {
     this.uploadFailure ??= err;
     this.window.fail(err);
   }

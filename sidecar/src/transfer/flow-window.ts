@@ -6,8 +6,8 @@
 export class FlowWindow {
   private inFlight = 0;
   private peak = 0;
-  private waiter: { bytes: number; resolve: () => void; reject: (err: unknown) => void } | undefined;
-  private failure: unknown;
+  private waiter: { bytes: number; resolve: () => void; reject: (err: Error) => void } | undefined;
+  private failure: Error | undefined;
   private blockedSince: bigint | undefined;
   private releasedWhileBlocked = 0;
   private sampleBytes = 0;
@@ -52,7 +52,7 @@ export class FlowWindow {
   }
 
   /** Wakes any waiter with `err`, and every later acquire fails with it. */
-  fail(err: unknown): void {
+  fail(err: Error): void {
     this.failure ??= err;
     const waiter = this.waiter;
     this.waiter = undefined;

@@ -26,7 +26,11 @@ export async function makeCerts(dir: string, nodes: readonly string[]): Promise<
   const out: Record<string, TransferTls> = {};
   for (const node of nodes) {
     const name = node.split('=')[0] as string;
-    out[name] = await loadTransferTls({ caFile: join(dir, 'ca.crt'), certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) });
+    out[name] = await loadTransferTls({
+      caFile: join(dir, 'ca.crt'),
+      certFile: join(dir, `${name}.crt`),
+      keyFile: join(dir, `${name}.key`),
+    });
   }
   return out;
 }
@@ -35,7 +39,10 @@ export async function makeCerts(dir: string, nodes: readonly string[]): Promise<
 export function pseudoRandom(seed: string, bytes: number): Buffer {
   const out = Buffer.allocUnsafe(bytes);
   for (let off = 0, i = 0; off < bytes; off += 32, i += 1) {
-    createHash('sha256').update(`${seed}:${i}`).digest().copy(out, off, 0, Math.min(32, bytes - off));
+    createHash('sha256')
+      .update(`${seed}:${i}`)
+      .digest()
+      .copy(out, off, 0, Math.min(32, bytes - off));
   }
   return out;
 }
@@ -44,8 +51,13 @@ export function pseudoRandom(seed: string, bytes: number): Buffer {
 export async function makeCheckpointDir(root: string, scaleBytes = 4 * 1024 * 1024): Promise<string> {
   const dir = join(root, 'images');
   await mkdir(join(dir, 'sub'), { recursive: true });
-  const text = Buffer.from('heap: {"user":"alice","counter":42,"items":[1,2,3]} '.repeat(Math.ceil(scaleBytes / 50))).subarray(0, scaleBytes);
-  await writeFile(join(dir, 'pages-1.img'), Buffer.concat([pseudoRandom('pages', scaleBytes), Buffer.alloc(scaleBytes), text]));
+  const text = Buffer.from(
+    'heap: {"user":"alice","counter":42,"items":[1,2,3]} '.repeat(Math.ceil(scaleBytes / 50)),
+  ).subarray(0, scaleBytes);
+  await writeFile(
+    join(dir, 'pages-1.img'),
+    Buffer.concat([pseudoRandom('pages', scaleBytes), Buffer.alloc(scaleBytes), text]),
+  );
   await writeFile(join(dir, 'pages-2.img'), pseudoRandom('pages2', Math.floor(scaleBytes / 2) + 12345));
   await writeFile(join(dir, 'pagemap-1.img'), pseudoRandom('pagemap', 4096));
   await writeFile(join(dir, 'inventory.img'), Buffer.from('inventory'));
@@ -80,7 +92,9 @@ export async function treeDigest(dir: string, prefix = ''): Promise<Record<strin
       out[`${rel}/`] = (st.mode & 0o7777).toString(8);
       Object.assign(out, await treeDigest(dir, rel));
     } else {
-      out[rel] = `${(st.mode & 0o7777).toString(8)}:${createHash('sha256').update(await readFile(join(dir, rel))).digest('hex')}`;
+      out[rel] = `${(st.mode & 0o7777).toString(8)}:${createHash('sha256')
+        .update(await readFile(join(dir, rel)))
+        .digest('hex')}`;
     }
   }
   return out;

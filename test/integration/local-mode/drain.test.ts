@@ -104,7 +104,9 @@ describe('local mode: a drain chains the service to another node (issue #5)', ()
       await expect(local.controller.drainNode(node, 'test')).rejects.toThrow(/simulated controller crash/);
 
       // A new controller over the same cluster, journal and state: what a restarted process would build.
-      const sidecars = new Map(local.cluster.nodes.map((n) => [n.name, new GrpcSidecarApi({ socketPath: n.localSocket, timeoutMs: 30_000 })]));
+      const sidecars = new Map(
+        local.cluster.nodes.map((n) => [n.name, new GrpcSidecarApi({ socketPath: n.localSocket, timeoutMs: 30_000 })]),
+      );
       try {
         const restarted = await connectController(local.cluster, sidecars, {}, log);
         const [migration] = restarted.migrations();

@@ -64,13 +64,11 @@ describe('migration between namespaces through the State Transfer Protocol (mutu
     certDir = await mkdtemp(join(tmpdir(), 'a1-certs-'));
     await run('bash', [GEN_CERTS, certDir, 'a1-node-a', 'a1-node-b']);
     const [tlsA, tlsB] = [await tls('a1-node-a'), await tls('a1-node-b')];
-    const open = async (name: string) =>
-      CheckpointStore.open({
-        dir: await mkdtemp(join(tmpdir(), `a1-store-${name}-`)),
-        key: randomBytes(32),
-        maxBytes: 4 * 1024 ** 3,
-        logger: log,
-      });
+    const open = async (name: string) => {
+      const dir = await mkdtemp(join(tmpdir(), `a1-store-${name}-`));
+      storeDirs.push(dir);
+      return CheckpointStore.open({ dir, key: randomBytes(32), maxBytes: 4 * 1024 ** 3, logger: log });
+    };
     storeA = await open('a');
     storeB = await open('b');
     serverB = new TransferServer({ store: storeB, tls: tlsB, logger: log });

@@ -53,6 +53,23 @@ describe('forecaster parseConfig', () => {
     expect(() => parseConfig(raw)).toThrow(expect.objectContaining({ code: 'NC_CONFIG_INVALID', field }) as Error);
   });
 
+  it('takes a trace replay time scale with both origins, and the system clock by default', () => {
+    expect(parseConfig({ modelDir: '/m' })).toMatchObject({ timeScale: 1, timeOrigin: 0, timeOriginReal: 0 });
+    expect(
+      parseConfig({ modelDir: '/m', timeScale: 120, timeOrigin: 1_600_000_000_000, timeOriginReal: 1_764_000_000_000 }),
+    ).toMatchObject({ timeScale: 120, timeOrigin: 1_600_000_000_000, timeOriginReal: 1_764_000_000_000 });
+  });
+
+  it.each([
+    [{ modelDir: '/m', timeScale: 0, timeOrigin: 0, timeOriginReal: 0 }, 'timeScale'],
+    [{ modelDir: '/m', timeScale: 'fast' }, 'timeScale'],
+    [{ modelDir: '/m', timeScale: 60 }, 'timeOrigin'],
+    [{ modelDir: '/m', timeScale: 60, timeOrigin: -1, timeOriginReal: 0 }, 'timeOrigin'],
+    [{ modelDir: '/m', timeScale: 60, timeOrigin: 0, timeOriginReal: 1.5 }, 'timeOriginReal'],
+  ])('names the time field at fault: %j → %s', (raw, field) => {
+    expect(() => parseConfig(raw)).toThrow(expect.objectContaining({ code: 'NC_CONFIG_INVALID', field }) as Error);
+  });
+
   it('reads a JSON file overlaid by environment variables', () => {
     const raw = rawOptionsFrom(
       { NOMAD_ADDR: 'http://127.0.0.1:4646', NOMAD_CHAIN_FORECASTER_TICK: '5s' },

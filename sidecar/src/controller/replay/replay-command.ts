@@ -45,6 +45,8 @@ export interface PassResult {
   readonly mappedJoins: number;
   readonly virtualJoins: number;
   readonly noticesSent: number;
+  readonly returnFailures: number;
+  readonly preemptionErrors: number;
   readonly wallS: number;
 }
 
@@ -56,7 +58,15 @@ export interface ReplayReport {
   readonly spanMs: readonly [number, number];
   readonly splitMs: number;
   readonly horizonS: number;
-  readonly model: { readonly dir: string; readonly trainedOn: string; readonly algorithm: string } | undefined;
+  readonly model:
+    | {
+        readonly dir: string;
+        readonly trainedOn: string;
+        readonly algorithm: string;
+        /** The card's threshold, used as the policy's enterThreshold (exit at 70 % of it, for hysteresis). */
+        readonly threshold: number | undefined;
+      }
+    | undefined;
   readonly workDir: string;
   readonly passes: PassResult[];
 }
@@ -108,16 +118,22 @@ export async function runReplay(options: ReplayOptions, log: Logger): Promise<Re
     writeFileSync(trainTrace, traceBefore(text, splitMs));
     const dir = join(workDir, 'model');
     say(`Training the model on the first ${Math.round(options.trainFraction * 100)} % of the trace's time span...`);
-    run(['npm', 'run', '--silent', 'forecast', '--', 'train', '--trace', trainTrace, '--out', dir], 'npm run forecast -- train');
+    run(
+      ['npm', 'run', '--silent', 'forecast', '--', 'train', '--trace', trainTrace, '--out', dir],
+      'npm run forecast -- train',
+    );
     const card = JSON.parse(readFileSync(join(dir, 'model-card.json'), 'utf8')) as {
       horizonS?: number;
       algorithm?: string;
+      threshold?: number;
     };
     horizonS = card.horizonS ?? horizonS;
     model = {
       dir,
       trainedOn: `first ${Math.round(options.trainFraction * 100)} % of the time span (t < ${splitMs - schedule.startMs} ms)`,
       algorithm: card.algorithm ?? 'unknown',
+      threshold:
+        typeof card.threshold === 'number' && card.threshold > 0 && card.threshold < 1 ? card.threshold : undefined,
     };
   }
   const passes: PassResult[] = [];
@@ -126,7 +142,7 @@ export async function runReplay(options: ReplayOptions, log: Logger): Promise<Re
     const passDir = join(workDir, pass);
     mkdirSync(passDir, { recursive: true });
     const started = Date.now();
-    const obs = await runPass(pass, schedule, options, passDir, model?.dir, log.child({ pass }));
+    const obs = await runPass(pass, schedule, options, passDir, model, log.child({ pass }));
     const counts = (fromMs: number, scope: string): ReplayCounts =>
       tally(obs.preemptions, obs.virtualPreemptions, obs.drains, obs.preemptionTimes, {
         fromMs,
@@ -142,6 +158,8 @@ export async function runReplay(options: ReplayOptions, log: Logger): Promise<Re
       mappedJoins: obs.mappedJoins,
       virtualJoins: obs.virtualJoins,
       noticesSent: obs.noticesSent,
+      returnFailures: obs.returnFailures,
+      preemptionErrors: obs.preemptionErrors,
       wallS: Math.round((Date.now() - started) / 1000),
     });
   }
@@ -177,7 +195,7 @@ async function runPass(
   schedule: TraceSchedule,
   options: ReplayOptions,
   passDir: string,
-  modelDir: string | undefined,
+  model: ReplayReport['model'],
   log: Logger,
 ): Promise<ReplayObservations & { noticesSent: number }> {
   const shift = schedule.startMs < 1e12 ? EPOCH_SHIFT_MS : 0;
@@ -202,13 +220,17 @@ async function runPass(
     // The forecaster needs its clock's origin before it starts; leave it time to boot before the trace begins.
     let realStartMs = real.now() + 2000;
     if (pass === 'forecaster') {
-      if (modelDir === undefined) throw new Error('the forecaster pass needs a model');
+      if (model === undefined) throw new Error('the forecaster pass needs a model');
       realStartMs = real.now() + 30_000;
       forecaster = await ForecasterProcess.start({
         repo: REPO,
         workDir: passDir,
         config: {
-          modelDir,
+          modelDir: model.dir,
+          // The policy acts at the threshold the trainer chose for this model (F1-best on held-out time).
+          ...(model.threshold === undefined
+            ? {}
+            : { policy: { enterThreshold: model.threshold, exitThreshold: model.threshold * 0.7 } }),
           controllerAddress: `http://127.0.0.1:${port}`,
           telemetryAddress: '127.0.0.1',
           telemetryPort: 0,
@@ -238,7 +260,9 @@ async function runPass(
         realStartMs,
         reactive: pass === 'reactive',
         traceOffsetMs: shift,
-        ...(sink === undefined ? {} : { notices: (node, t, deadline) => sink.notice(node, t + shift, deadline + shift) }),
+        ...(sink === undefined
+          ? {}
+          : { notices: (node, t, deadline) => sink.notice(node, t + shift, deadline + shift) }),
       },
       real,
       log.child({ component: 'replay' }),
@@ -263,7 +287,8 @@ export function formatReport(report: ReplayReport): string {
     `Trace replay of ${report.trace} at ${report.speed}x on ${report.nodes} local nodes, ${report.services} chained kv services`,
     report.model === undefined
       ? 'No forecaster pass.'
-      : `Forecaster model: ${report.model.algorithm}, trained with npm run forecast -- train on the ${report.model.trainedOn}`,
+      : `Forecaster model: ${report.model.algorithm}, trained with npm run forecast -- train on the ${report.model.trainedOn}; ` +
+        `policy threshold ${report.model.threshold === undefined ? 'default' : report.model.threshold.toFixed(3)} (from the model card)`,
     `Counts below: held-out part (trace time >= ${report.splitMs - report.spanMs[0]} ms of ${report.spanMs[1] - report.spanMs[0]} ms) and whole trace; a drain is false when its node is not pre-empted within ${report.horizonS} s.`,
     '',
     'pass        scope          pre-emptions  with-chained  moved-before  caught(cold/lost)  drains  false-drains  undecided',
@@ -279,7 +304,8 @@ export function formatReport(report: ReplayReport): string {
   for (const p of report.passes) {
     lines.push(
       `${p.pass}: ${p.mappedJoins} trace nodes ran on local nodes, ${p.virtualJoins} were virtual (${p.wholeTrace.virtualPreemptions} virtual pre-emptions); ` +
-        `notices sent to the forecaster ${p.noticesSent}; worst lag behind the trace ${(p.maxLagMs / 1000).toFixed(1)} s; wall ${p.wallS} s`,
+        `notices sent to the forecaster ${p.noticesSent}; local nodes that failed to come back ${p.returnFailures}; ` +
+        `pre-emptions whose cold starts failed ${p.preemptionErrors}; worst lag behind the trace ${(p.maxLagMs / 1000).toFixed(1)} s; wall ${p.wallS} s`,
     );
   }
   lines.push(`Logs and the model: ${report.workDir}`);

@@ -19,6 +19,7 @@ export interface ReplayController {
   virtualJoined(name: string): void;
   virtualLeft(name: string): void;
   migrations(): MigrationRecord[];
+  tasks(): Readonly<Record<string, { readonly node: string }>>;
 }
 
 /** Where interruption notices go in the forecaster pass (the forecaster's telemetry ingest). */
@@ -47,6 +48,10 @@ export interface ReplayObservations {
   readonly maxLagMs: number;
   virtualJoins: number;
   mappedJoins: number;
+  /** Local nodes that did not come back for a join (that trace node ran virtual instead). */
+  returnFailures: number;
+  /** Pre-emptions whose cold starts failed: their caught tasks count as lost. */
+  preemptionErrors: number;
 }
 
 /**
@@ -60,6 +65,7 @@ export class ReplayRunner {
   private readonly joinedAtReal = new Map<string, number>();
   private readonly virtual = new Set<string>();
   private readonly drainsInFlight: Promise<void>[] = [];
+  private readonly coldStartsInFlight: Promise<void>[] = [];
   private readonly deadlines = new Map<ReplayEvent, number>();
 
   constructor(
@@ -88,6 +94,8 @@ export class ReplayRunner {
       maxLagMs: 0,
       virtualJoins: 0,
       mappedJoins: 0,
+      returnFailures: 0,
+      preemptionErrors: 0,
     };
     let maxLagMs = 0;
     const unsubscribe = this.controller.events.subscribe(({ event }) => {
@@ -103,7 +111,7 @@ export class ReplayRunner {
         else maxLagMs = Math.max(maxLagMs, -wait);
         await this.apply(event, obs);
       }
-      await Promise.allSettled(this.drainsInFlight);
+      await Promise.allSettled([...this.drainsInFlight, ...this.coldStartsInFlight]);
     } finally {
       unsubscribe();
     }
@@ -122,7 +130,19 @@ export class ReplayRunner {
         return;
       }
       this.controller.alias(node, claim.slot);
-      await this.controller.nodeReturned(claim.slot);
+      try {
+        await this.controller.nodeReturned(claim.slot);
+      } catch (err) {
+        // The trace node still joins the pool (the forecaster counts it), on no local node; the slot stays down.
+        this.log.warn({ err, code: errorCode(err), node, slot: claim.slot }, 'local node did not come back');
+        this.controller.unalias(node);
+        this.slots.release(node);
+        this.virtual.add(node);
+        this.controller.virtualJoined(node);
+        obs.returnFailures += 1;
+        obs.virtualJoins += 1;
+        return;
+      }
       this.joinedAtReal.set(node, this.realClock.now());
       obs.mappedJoins += 1;
       return;
@@ -133,8 +153,10 @@ export class ReplayRunner {
       if (this.options.reactive && slot !== undefined) this.drainAtNotice(node, slot);
       return;
     }
+    // Drains are stamped when they happen; when the replay runs behind the trace, so do its pre-emptions, and a
+    // drain is judged against when the pre-emption really happened, on the same clock.
     const times = obs.preemptionTimes.get(node) ?? [];
-    times.push(event.t);
+    times.push(Math.max(event.t, this.traceNow()));
     obs.preemptionTimes.set(node, times);
     const slot = this.slots.slotOf(node);
     if (slot === undefined) {
@@ -144,17 +166,50 @@ export class ReplayRunner {
       return;
     }
     const preemptedAt = this.realClock.now();
-    const outcome = await this.controller.preempt(slot);
-    obs.preemptions.push({
+    // What is on the node as it goes is what the pre-emption catches, whatever happens to the cold starts.
+    const onNode = Object.entries(this.controller.tasks())
+      .filter(([, task]) => task.node === slot)
+      .map(([key]) => key);
+    const observed = {
       node,
       t: event.t,
       movedBefore: this.movedOff(slot, this.joinedAtReal.get(node) ?? 0, preemptedAt),
-      caught: outcome.caught,
-      restarted: Object.keys(outcome.restartedOn).length,
+      caught: onNode,
+      restarted: 0,
+    };
+    obs.preemptions.push(observed);
+    // The replay goes on once the node is gone (its node-left told); cold-starting what it caught takes seconds
+    // of real time, minutes of trace time, and must not hold up the rest of the trace.
+    let stopWatching = (): void => undefined;
+    const left = new Promise<void>((resolve) => {
+      const off = this.controller.events.subscribe(({ event: e }) => {
+        if (e.type === 'node-left' && e.node === node) resolve();
+      });
+      stopWatching = () => {
+        off();
+        resolve();
+      };
     });
+    const preempting = this.controller.preempt(slot).then(
+      (outcome) => {
+        observed.restarted = Object.keys(outcome.restartedOn).length;
+      },
+      (err: unknown) => {
+        this.log.warn({ err, code: errorCode(err), node, slot }, 'pre-emption did not finish its cold starts');
+        obs.preemptionErrors += 1;
+      },
+    );
+    this.coldStartsInFlight.push(preempting);
+    await Promise.race([left, preempting]);
+    stopWatching();
     this.controller.unalias(node);
     this.slots.release(node);
     this.joinedAtReal.delete(node);
+  }
+
+  private traceNow(): number {
+    const { schedule, speed, realStartMs } = this.options;
+    return schedule.startMs + (this.realClock.now() - realStartMs) * speed;
   }
 
   /** Migrations off `slot` that finished while this trace node held it and before it went. */

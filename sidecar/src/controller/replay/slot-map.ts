@@ -1,7 +1,6 @@
 /** Where a joining trace node landed: a local node, or none (virtual). */
 export type Claim =
-  | { readonly slot: string; readonly wasDown: boolean }
-  | { readonly slot: undefined; readonly wasDown: false };
+  { readonly slot: string; readonly wasDown: boolean } | { readonly slot: undefined; readonly wasDown: false };
 
 /**
  * Maps trace nodes onto the few local nodes. Traces name far more nodes than a laptop runs (every spot add is
