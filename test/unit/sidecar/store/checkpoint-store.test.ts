@@ -1,0 +1,180 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CheckpointStore } from '../../../../sidecar/src/store/checkpoint-store';
+import { loadOrCreateStoreKey } from '../../../../sidecar/src/store/store-key';
+import {
+  makeCheckpointDir,
+  pseudoRandom,
+  removeAll,
+  silentLogger,
+  tempDir,
+  treeDigest,
+} from '../../../contract/transfer/fixtures';
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await filesUnder(path)));
+    else out.push(path);
+  }
+  return out;
+}
+
+describe('CheckpointStore', () => {
+  let root: string;
+  let key: Buffer;
+  const open = (maxBytes = 256 * 1024 * 1024, dir = join(root, 'store')): Promise<CheckpointStore> =>
+    CheckpointStore.open({ dir, key, maxBytes, logger: silentLogger() });
+
+  beforeEach(async () => {
+    root = await tempDir('store');
+    key = randomBytes(32);
+  });
+  afterEach(async () => removeAll(root));
+
+  it('stages a directory and materializes it byte for byte, leaving the source untouched', async () => {
+    const src = await makeCheckpointDir(root, 1024 * 1024);
+    const before = await treeDigest(src);
+    const store = await open();
+    const info = await store.stageFromDirectory(src, { handoverKey: 'alloc-2/web' });
+    expect(info.manifestDigest).toMatch(/^[0-9a-f]{64}$/);
+    expect(store.list().map((c) => c.checkpointId)).toEqual([info.checkpointId]);
+    await store.materialize(info.checkpointId, join(root, 'out'));
+    expect(await treeDigest(join(root, 'out'))).toEqual(before);
+    expect(await treeDigest(src)).toEqual(before);
+  });
+
+  it('encrypts at rest: no staged file contains a known plaintext marker', async () => {
+    const src = join(root, 'src');
+    const marker = 'NOMAD-CHAIN-PLAINTEXT-MARKER-1234567890';
+    await makeCheckpointDir(root, 256 * 1024);
+    await writeFile(join(root, 'images', 'marker.img'), Buffer.from(marker.repeat(5000)));
+    const store = await open();
+    await store.stageFromDirectory(join(root, 'images'), { handoverKey: marker, checkpointId: `${marker}-id` });
+    const files = await filesUnder(join(root, 'store'));
+    expect(files.length).toBeGreaterThan(3);
+    for (const file of files) {
+      const content = await readFile(file);
+      expect(content.includes(marker)).toBe(false);
+      expect(content.includes(Buffer.from(marker).subarray(0, 16))).toBe(false);
+      expect(file.includes(marker)).toBe(false);
+    }
+    expect(src).toBeDefined();
+  });
+
+  it('refuses a tampered chunk: coded error and no target directory', async () => {
+    const src = await makeCheckpointDir(root, 256 * 1024);
+    const store = await open();
+    const info = await store.stageFromDirectory(src, { handoverKey: 'k' });
+    const chunkFiles = (await filesUnder(join(root, 'store', 'chunks'))).sort();
+    const victim = chunkFiles[Math.floor(chunkFiles.length / 2)] as string;
+    const bytes = await readFile(victim);
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 20) ^ 0x40, bytes.length - 20);
+    await writeFile(victim, bytes);
+    await expect(store.materialize(info.checkpointId, join(root, 'out'))).rejects.toMatchObject({
+      code: 'NC_STORE_CHUNK_CORRUPT',
+    });
+    await expect(stat(join(root, 'out'))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect((await readdir(root)).filter((n) => n.startsWith('out'))).toEqual([]);
+  });
+
+  it('refuses a tampered checkpoint record', async () => {
+    const src = await makeCheckpointDir(root, 128 * 1024);
+    const store = await open();
+    const info = await store.stageFromDirectory(src, { handoverKey: 'k' });
+    const [record] = await filesUnder(join(root, 'store', 'checkpoints'));
+    const bytes = await readFile(record as string);
+    bytes.writeUInt8(bytes.readUInt8(30) ^ 1, 30);
+    await writeFile(record as string, bytes);
+    await expect(store.materialize(info.checkpointId, join(root, 'out'))).rejects.toMatchObject({
+      code: 'NC_STORE_MANIFEST_CORRUPT',
+    });
+    await expect(stat(join(root, 'out'))).rejects.toMatchObject({ code: 'ENOENT' });
+    // Reopened, the store drops what it cannot authenticate.
+    const reopened = await open();
+    expect(reopened.list()).toEqual([]);
+  });
+
+  it('keeps checkpoints across a restart, and refuses them under another key', async () => {
+    const src = await makeCheckpointDir(root, 128 * 1024);
+    const info = await (await open()).stageFromDirectory(src, { handoverKey: 'k' });
+    const again = await open();
+    expect(again.get(info.checkpointId)?.manifestDigest).toBe(info.manifestDigest);
+    await again.materialize(info.checkpointId, join(root, 'out'));
+    expect(await treeDigest(join(root, 'out'))).toEqual(await treeDigest(src));
+    key = randomBytes(32);
+    expect((await open()).list()).toEqual([]);
+  });
+
+  it('stays within maxBytes, evicting the least recently used checkpoint', async () => {
+    const store = await open(3 * 1024 * 1024);
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i += 1) {
+      const dir = join(root, `src-${i}`);
+      await mkdir(dir);
+      await writeFile(join(dir, 'pages.img'), pseudoRandom(`evict-${i}`, 1024 * 1024));
+      ids.push((await store.stageFromDirectory(dir, { handoverKey: `k${i}` })).checkpointId);
+      if (i === 1) store.get(ids[0] as string);
+      const used = (await filesUnder(join(root, 'store'))).length;
+      expect(used).toBeGreaterThan(0);
+      expect(store.usage().usedBytes).toBeLessThanOrEqual(3 * 1024 * 1024);
+    }
+    expect(store.has(ids[1] as string)).toBe(false);
+    expect(store.has(ids[3] as string)).toBe(true);
+    let onDisk = 0;
+    await store.close();
+    for (const f of await filesUnder(join(root, 'store'))) onDisk += (await stat(f)).size;
+    expect(onDisk).toBeLessThanOrEqual(3 * 1024 * 1024);
+  });
+
+  it('fails with NC_STORE_FULL when a checkpoint cannot fit at all', async () => {
+    const store = await open(512 * 1024);
+    await writeFile(join(root, 'big.img'), pseudoRandom('big', 1024 * 1024));
+    await expect(store.stageFromDirectory(root, { handoverKey: 'k' })).rejects.toMatchObject({ code: 'NC_STORE_FULL' });
+    expect(store.list()).toEqual([]);
+  });
+
+  it('finds by handover key, waiting for a checkpoint to arrive, and deletes after restore', async () => {
+    const src = await makeCheckpointDir(root, 128 * 1024);
+    const store = await open();
+    expect(await store.find('alloc-9/web', 0)).toBeUndefined();
+    expect(await store.find('alloc-9/web', 20)).toBeUndefined();
+    const waiting = store.find('alloc-9/web', 60_000);
+    const staged = await store.stageFromDirectory(src, { handoverKey: 'alloc-9/web' });
+    expect((await waiting)?.checkpointId).toBe(staged.checkpointId);
+    // A newer round under the same key replaces the older one.
+    const newer = await store.stageFromDirectory(src, { handoverKey: 'alloc-9/web', checkpointId: 'round-2' });
+    expect(store.has(staged.checkpointId)).toBe(false);
+    expect((await store.find('alloc-9/web', 0))?.checkpointId).toBe('round-2');
+    await store.materialize(newer.checkpointId, join(root, 'out'));
+    expect(store.delete(newer.checkpointId)).toBe(true);
+    await store.close();
+    expect(await filesUnder(join(root, 'store', 'chunks'))).toEqual([]);
+    expect(await filesUnder(join(root, 'store', 'checkpoints'))).toEqual([]);
+  });
+
+  it('refuses a non-empty target, an unknown id and a bad key', async () => {
+    const src = await makeCheckpointDir(root, 64 * 1024);
+    const store = await open();
+    const info = await store.stageFromDirectory(src, { handoverKey: 'k' });
+    await expect(store.materialize(info.checkpointId, src)).rejects.toMatchObject({ code: 'NC_STORE_TARGET_EXISTS' });
+    await expect(store.materialize('nope', join(root, 'x'))).rejects.toMatchObject({ code: 'NC_STORE_NOT_FOUND' });
+    await expect(
+      CheckpointStore.open({ dir: join(root, 's2'), key: randomBytes(16), maxBytes: 1000, logger: silentLogger() }),
+    ).rejects.toMatchObject({
+      code: 'NC_STORE_KEY_INVALID',
+    });
+  });
+
+  it('makes a node key once and reads it back', async () => {
+    const path = join(root, 'keys', 'store.key');
+    const a = await loadOrCreateStoreKey(path);
+    expect(a.length).toBe(32);
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    expect((await loadOrCreateStoreKey(path)).equals(a)).toBe(true);
+    await writeFile(path, 'short');
+    await expect(loadOrCreateStoreKey(path)).rejects.toMatchObject({ code: 'NC_STORE_KEY_INVALID' });
+  });
+});
