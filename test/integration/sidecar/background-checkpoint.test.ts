@@ -1,34 +1,10 @@
-import { copyFileSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { LocalCluster } from '../../../common/local-cluster/cluster';
 import { GrpcSidecarApi } from '../../../common/sidecar-api/grpc-sidecar-api';
 import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
 import { backgroundKey } from '../../../sidecar/src/background/background-checkpointer';
 import { EXAMPLE_SERVICE } from '../../../sidecar/src/controller/local-mode';
 import { taskSpecFor } from '../../../sidecar/src/controller/service-definition';
-
-async function counter(address: string): Promise<number> {
-  const res = await fetch(`http://${address}:${EXAMPLE_SERVICE.port}/counter`);
-  return ((await res.json()) as { counter: number }).counter;
-}
-
-function prepareTaskDir(dataDir: string, taskId: string): string {
-  const dir = join(dataDir, 'allocs', taskId);
-  for (const sub of ['alloc', 'local', 'secrets']) mkdirSync(join(dir, sub), { recursive: true });
-  for (const [hostPath, name] of Object.entries(EXAMPLE_SERVICE.localFiles))
-    copyFileSync(hostPath, join(dir, 'local', name));
-  return dir;
-}
-
-async function eventually<T>(fn: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+import { eventually, kvCounter, prepareKvTaskDir } from '../../harness/kv-task';
 
 describe('incremental background checkpoints to a buddy (issue #4)', () => {
   let cluster: LocalCluster;
@@ -58,25 +34,24 @@ describe('incremental background checkpoints to a buddy (issue #4)', () => {
     const identity = { taskId, allocId: taskId, taskName: 'kv', jobId: 'kv', namespace: 'test' };
     await aApi.startTask({
       identity,
-      spec: taskSpecFor(EXAMPLE_SERVICE, prepareTaskDir(a.dataDir, taskId), a.netnsPath),
+      spec: taskSpecFor(EXAMPLE_SERVICE, prepareKvTaskDir(a.dataDir, taskId), a.netnsPath),
     });
-    await eventually(() => counter(a.address), 30_000);
-    expect(await counter(a.address)).toBe(2);
-    expect(await counter(a.address)).toBe(3);
+    await eventually(() => kvCounter(a.address), 30_000);
+    expect(await kvCounter(a.address)).toBe(2);
+    expect(await kvCounter(a.address)).toBe(3);
 
     const first = await eventually(async () => {
       const found = await bApi.findCheckpoint({ handoverKey: backgroundKey(taskId), waitMs: 0 });
-      return found.found && found.checkpoint !== undefined && found.checkpoint.createdAtUnixMs > 0
-        ? found.checkpoint
-        : undefined;
+      if (!found.found || found.checkpoint === undefined) throw new Error('no background checkpoint on the buddy yet');
+      return found.checkpoint;
     }, 60_000);
     expect(first.sourceNode).toBe(a.name);
     // The task kept running through its background checkpoints.
     expect((await aApi.inspectTask(taskId)).state).toBe(TaskState.TASK_STATE_RUNNING);
-    const beforeLoss = await counter(a.address);
+    const beforeLoss = await kvCounter(a.address);
 
     await cluster.killNode(a.name);
-    await expect(counter(a.address)).rejects.toThrow();
+    await expect(kvCounter(a.address)).rejects.toThrow();
 
     const newest = await bApi.findCheckpoint({ handoverKey: backgroundKey(taskId), waitMs: 0 });
     if (newest.checkpoint === undefined) throw new Error('buddy lost the checkpoint');
@@ -84,9 +59,9 @@ describe('incremental background checkpoints to a buddy (issue #4)', () => {
     await bApi.restoreTask({
       identity: { ...identity, taskId: restoredId, allocId: restoredId },
       checkpointId: newest.checkpoint.checkpointId,
-      spec: taskSpecFor(EXAMPLE_SERVICE, prepareTaskDir(b.dataDir, restoredId), b.netnsPath),
+      spec: taskSpecFor(EXAMPLE_SERVICE, prepareKvTaskDir(b.dataDir, restoredId), b.netnsPath),
     });
-    const resumed = await eventually(() => counter(b.address), 30_000);
+    const resumed = await eventually(() => kvCounter(b.address), 30_000);
     // A cold start would answer 1. The restored copy continues from its last checkpoint: at most one interval lost.
     expect(resumed).toBeGreaterThanOrEqual(4);
     expect(resumed).toBeLessThanOrEqual(beforeLoss + 1);

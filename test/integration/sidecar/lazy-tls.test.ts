@@ -1,10 +1,11 @@
-import { copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalCluster } from '../../../common/local-cluster/cluster';
 import { GrpcSidecarApi } from '../../../common/sidecar-api/grpc-sidecar-api';
 import { MigrationMode, TaskState } from '../../../proto/gen/chain/v1/sidecar';
 import { EXAMPLE_SERVICE } from '../../../sidecar/src/controller/local-mode';
 import { taskSpecFor } from '../../../sidecar/src/controller/service-definition';
+import { eventually, kvCounter, prepareKvTaskDir } from '../../harness/kv-task';
 
 function criuOptionFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
@@ -12,31 +13,6 @@ function criuOptionFiles(dir: string): string[] {
     if (entry.isDirectory()) return criuOptionFiles(path);
     return entry.name === 'criu.conf' ? [path] : [];
   });
-}
-
-async function counter(address: string): Promise<number> {
-  const res = await fetch(`http://${address}:${EXAMPLE_SERVICE.port}/counter`);
-  return ((await res.json()) as { counter: number }).counter;
-}
-
-function prepareTaskDir(dataDir: string, taskId: string): string {
-  const dir = join(dataDir, 'allocs', taskId);
-  for (const sub of ['alloc', 'local', 'secrets']) mkdirSync(join(dir, sub), { recursive: true });
-  for (const [hostPath, name] of Object.entries(EXAMPLE_SERVICE.localFiles))
-    copyFileSync(hostPath, join(dir, 'local', name));
-  return dir;
-}
-
-async function eventually<T>(fn: () => Promise<T>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
 }
 
 describe('lazy (post-copy) migration with an authenticated, encrypted page stream (issue #4)', () => {
@@ -59,10 +35,10 @@ describe('lazy (post-copy) migration with an authenticated, encrypted page strea
 
     const taskId = 'kv-lazy';
     const identity = { taskId, allocId: taskId, taskName: 'kv', jobId: 'kv', namespace: 'test' };
-    const sourceDir = prepareTaskDir(a.dataDir, taskId);
+    const sourceDir = prepareKvTaskDir(a.dataDir, taskId);
     await aApi.startTask({ identity, spec: taskSpecFor(EXAMPLE_SERVICE, sourceDir, a.netnsPath) });
-    await eventually(() => counter(a.address), 30_000);
-    expect(await counter(a.address)).toBe(2);
+    await eventually(() => kvCounter(a.address), 30_000);
+    expect(await kvCounter(a.address)).toBe(2);
 
     const handoverKey = 'kv-lazy-2/kv';
     // Post-copy: the source stays frozen serving pages until the target's restore pulls them, so the restore
@@ -79,10 +55,10 @@ describe('lazy (post-copy) migration with an authenticated, encrypted page strea
     await bApi.restoreTask({
       identity: { ...identity, taskId: restoredId, allocId: restoredId },
       checkpointId: staged.checkpoint.checkpointId,
-      spec: taskSpecFor(EXAMPLE_SERVICE, prepareTaskDir(b.dataDir, restoredId), b.netnsPath),
+      spec: taskSpecFor(EXAMPLE_SERVICE, prepareKvTaskDir(b.dataDir, restoredId), b.netnsPath),
     });
     expect((await migration).modeUsed).toBe(MigrationMode.MIGRATION_MODE_LAZY);
-    expect(await eventually(() => counter(b.address), 30_000)).toBe(3);
+    expect(await eventually(() => kvCounter(b.address), 30_000)).toBe(3);
     expect((await bApi.inspectTask(restoredId)).state).toBe(TaskState.TASK_STATE_RUNNING);
 
     // The source's page server took TLS from the task's CRIU options; the daemon on b had to complete the
