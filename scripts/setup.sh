@@ -126,6 +126,9 @@ if [ -f "$req" ]; then
     echo "$req_hash" >.venv/.setup-hash
   fi
   ok python "$(.venv/bin/python --version)"
+  pkgs=$(.venv/bin/python -c 'import importlib.metadata as m; print(" ".join(f"{p}=={m.version(p)}" for p in ("lightgbm", "scikit-learn", "onnx", "onnxmltools", "skl2onnx", "onnxruntime", "prophet", "matplotlib")))') \
+    || die "the training environment is incomplete; delete .venv and run npm run setup again"
+  ok python-packages "$pkgs"
 fi
 
 step "Go modules of the contract harness"
