@@ -1,5 +1,6 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ConfigError } from '../../../common/config-error';
 import { errorCode, errorMessage } from '../../../common/errors';
 import { createRootLogger } from '../../../common/logging';
 import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
@@ -83,6 +84,15 @@ async function main(argv: readonly string[]): Promise<number> {
   if (argv.includes('-h') || argv.includes('--help')) {
     process.stdout.write(USAGE);
     return 0;
+  }
+  for (const arg of argv) {
+    if (arg === '-nomad' || arg === '--nomad') {
+      throw new ConfigError(
+        arg,
+        'the demo runs local mode only; the Nomad-mode story is npm run test:nomad (NOMAD_BIN=…)',
+      );
+    }
+    if (arg !== '-json' && arg !== '--json') throw new ConfigError(arg, 'unknown option (see npm run demo -- -help)');
   }
   const json = argv.includes('-json') || argv.includes('--json');
   const say = (line: string): void => {
