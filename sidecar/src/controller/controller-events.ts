@@ -1,25 +1,10 @@
+import type { SchedulerEvent } from '../../../common/scheduler/scheduler-event';
+
 /**
- * What the local controller tells watchers (the forecaster in local mode), shaped like the forecaster's
- * scheduler events. Served as ndjson at /v1/event/stream, resumable from an index, like Nomad's stream.
+ * What the local controller tells watchers (the forecaster in local mode): the scheduler events every
+ * scheduler adapter speaks, served as ndjson at /v1/event/stream, resumable from an index like Nomad's.
  */
-export type ControllerEvent =
-  | {
-      readonly type: 'node-joined';
-      readonly node: string;
-      readonly pool: string;
-      readonly nodeClass: string;
-      readonly timeMs: number;
-    }
-  | {
-      readonly type: 'node-left';
-      readonly node: string;
-      readonly preempted: boolean;
-      readonly timeMs: number;
-      readonly detail: string;
-    }
-  | { readonly type: 'drain-started'; readonly node: string; readonly timeMs: number; readonly detail: string }
-  | { readonly type: 'drain-complete'; readonly node: string; readonly timeMs: number }
-  | { readonly type: 'drain-canceled'; readonly node: string; readonly timeMs: number };
+export type ControllerEvent = SchedulerEvent;
 
 export interface IndexedEvent {
   readonly index: number;
