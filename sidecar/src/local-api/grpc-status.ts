@@ -1,9 +1,7 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import type { ServerErrorResponse } from '@grpc/grpc-js';
 import { errorCode, errorMessage } from '../../../common/errors';
-
-/** Metadata key carrying the error's stable code (the plugin's client reads it back). */
-export const ERROR_CODE_METADATA = 'nc-error-code';
+import { ERROR_CODE_METADATA } from '../../../common/sidecar-api/grpc-sidecar-api';
 
 const BY_CODE: Readonly<Record<string, status>> = {
   NC_TASK_NOT_FOUND: status.NOT_FOUND,
