@@ -16,16 +16,3 @@ export function prepareKvTaskDir(dataDir: string, taskId: string): string {
     copyFileSync(hostPath, join(dir, 'local', name));
   return dir;
 }
-
-/** Retries `fn` until it resolves, or rethrows its last failure after `timeoutMs`. */
-export async function eventually<T>(fn: () => Promise<T>, timeoutMs: number, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, everyMs));
-    }
-  }
-}

@@ -4,7 +4,8 @@ import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
 import { backgroundKey } from '../../../sidecar/src/background/background-checkpointer';
 import { EXAMPLE_SERVICE } from '../../../sidecar/src/controller/local-mode';
 import { taskSpecFor } from '../../../sidecar/src/controller/service-definition';
-import { eventually, kvCounter, prepareKvTaskDir } from '../../harness/kv-task';
+import { eventually } from '../../harness/eventually';
+import { kvCounter, prepareKvTaskDir } from '../../harness/kv-task';
 
 describe('incremental background checkpoints to a buddy (issue #4)', () => {
   let cluster: LocalCluster;

@@ -5,7 +5,8 @@ import { GrpcSidecarApi } from '../../../common/sidecar-api/grpc-sidecar-api';
 import { MigrationMode, TaskState } from '../../../proto/gen/chain/v1/sidecar';
 import { EXAMPLE_SERVICE } from '../../../sidecar/src/controller/local-mode';
 import { taskSpecFor } from '../../../sidecar/src/controller/service-definition';
-import { eventually, kvCounter, prepareKvTaskDir } from '../../harness/kv-task';
+import { eventually } from '../../harness/eventually';
+import { kvCounter, prepareKvTaskDir } from '../../harness/kv-task';
 
 function criuOptionFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

@@ -188,18 +188,7 @@ export function inNetns(netnsPath: string, argv: readonly string[], timeoutMs = 
   });
 }
 
-/** Retries `fn` until it resolves or `timeoutMs` passes; the last error is rethrown. */
-export async function eventually<T>(fn: () => Promise<T>, timeoutMs = 30_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, everyMs));
-    }
-  }
-}
+export { eventually } from '../../harness/eventually';
 
 export function identity(taskId: string, taskName = 'app') {
   return { taskId, allocId: `alloc-${taskId}`, taskName, jobId: 'job', namespace: 'default' };
