@@ -1,6 +1,7 @@
-# Nightly retrain of the forecaster's model: train on the latest trace, then promote the candidate into the
-# registry only if it beats the serving model on the same trace (the promote step refuses otherwise). The
-# forecaster picks a promoted model up from model_dir by itself.
+# Nightly retrain of the forecaster's model (`npm run forecast -- retrain`): train on the trace without its last
+# hours, then promote the candidate into the registry only if it beats the serving model on those held-out
+# hours. The forecaster follows the registry's current version by itself. Run it where the forecaster's
+# data_dir and model_registry are (the same host, or shared storage).
 #
 #   nomad job run -var repo_dir=/opt/nomad-chain -var trace=/data/spot-trace.csv jobs/forecaster-retrain.nomad.hcl
 
@@ -10,9 +11,9 @@ variable "repo_dir" {
 }
 
 variable "trace" {
-  description = "Spot/preemption trace the model learns from."
+  description = "Spot/preemption trace the model learns from: by default what the forecaster recorded."
   type        = string
-  default     = "/var/lib/nomad-chain/traces/latest.csv"
+  default     = "/var/lib/nomad-chain/data/trace/observed.ndjson"
 }
 
 variable "registry" {
@@ -55,8 +56,7 @@ job "forecaster-retrain" {
         data        = <<-EOT
           set -eu
           cd "${var.repo_dir}"
-          npm run --silent forecast -- train --trace "${var.trace}" --out "$NOMAD_ALLOC_DIR/candidate"
-          npm run --silent forecast -- promote --registry "${var.registry}" --candidate "$NOMAD_ALLOC_DIR/candidate" --trace "${var.trace}"
+          npm run --silent forecast -- retrain --trace "${var.trace}" --registry "${var.registry}"
         EOT
       }
 

@@ -1,7 +1,8 @@
 # The forecaster: ingests sidecar telemetry, scores drain risk with the served ONNX model, and fences,
 # reserves and drains nodes through Nomad's API. One instance per cluster.
 #
-#   nomad var put nomad/jobs/forecaster token=<ACL token with node:write and submit-job>
+#   nomad var put nomad/jobs/forecaster token=<ACL token with node:write, submit-job and operator:read>
+#   (operator:read: placeholders are placed only while service-job preemption is on; forecaster/README.md)
 #   nomad job run -var repo_dir=/opt/nomad-chain jobs/forecaster.nomad.hcl
 
 variable "repo_dir" {
@@ -9,10 +10,16 @@ variable "repo_dir" {
   default = "/opt/nomad-chain"
 }
 
-variable "model_dir" {
-  description = "The model registry's serving directory, written by forecaster-retrain."
+variable "model_registry" {
+  description = "The model registry forecaster-retrain promotes into; the forecaster serves its current version and follows promotions and rollbacks."
   type        = string
-  default     = "/var/lib/nomad-chain/models/current"
+  default     = "/var/lib/nomad-chain/models"
+}
+
+variable "data_dir" {
+  description = "Where the forecaster records what it observes (nc-trace/1), the trace forecaster-retrain learns from."
+  type        = string
+  default     = "/var/lib/nomad-chain/data"
 }
 
 variable "datacenters" {
@@ -66,7 +73,7 @@ job "forecaster" {
       template {
         destination = "local/forecaster.json"
         data        = <<-EOT
-          {"modelDir": "${var.model_dir}", "tick": "10s"}
+          {"modelRegistry": "${var.model_registry}", "dataDir": "${var.data_dir}", "tick": "10s"}
         EOT
       }
 

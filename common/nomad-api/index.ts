@@ -11,6 +11,7 @@ import type { CancelDrainOptions, DrainNodeOptions } from './node-drain';
 import { NodeEligibility } from './node-eligibility';
 import { NodeMeta } from './node-meta';
 import { Nodes } from './nodes';
+import { OperatorScheduler } from './operator-scheduler';
 import type { ListNodesOptions } from './nodes';
 import type {
   AllocStopResponse,
@@ -24,6 +25,9 @@ import type {
   NodeListStub,
   NodeMetaResponse,
   NodeUpdateResponse,
+  SchedulerConfiguration,
+  SchedulerConfigurationResponse,
+  SchedulerSetConfigurationResponse,
 } from './types';
 
 export { NomadApiError } from './errors';
@@ -52,6 +56,11 @@ export interface NomadApi {
   deregisterJob(jobId: string, options?: { purge?: boolean }): Promise<JobDeregisterResponse>;
   readNodeMeta(nodeId?: string, options?: QueryOptions): Promise<QueryResult<NodeMetaResponse>>;
   applyNodeMeta(meta: Readonly<Record<string, string | null>>, nodeId?: string): Promise<NodeMetaResponse>;
+  schedulerConfiguration(options?: QueryOptions): Promise<QueryResult<SchedulerConfigurationResponse>>;
+  setSchedulerConfiguration(
+    config: SchedulerConfiguration,
+    options?: { casIndex?: number },
+  ): Promise<SchedulerSetConfigurationResponse>;
 }
 
 /** NomadApi over Nomad's HTTP API, one endpoint file per concern (like nomad-driver-podman's API client). */
@@ -64,6 +73,7 @@ export class HttpNomadApi implements NomadApi {
   private readonly eventStream: EventStream;
   private readonly jobs: Jobs;
   private readonly nodeMeta: NodeMeta;
+  private readonly operatorScheduler: OperatorScheduler;
 
   constructor(options: NomadHttpOptions = {}, clock?: Clock) {
     this.http = new NomadHttp(options);
@@ -74,6 +84,7 @@ export class HttpNomadApi implements NomadApi {
     this.eventStream = new EventStream(this.http, clock);
     this.jobs = new Jobs(this.http);
     this.nodeMeta = new NodeMeta(this.http);
+    this.operatorScheduler = new OperatorScheduler(this.http);
   }
 
   listNodes(options?: ListNodesOptions): Promise<QueryResult<NodeListStub[]>> {
@@ -134,5 +145,16 @@ export class HttpNomadApi implements NomadApi {
 
   applyNodeMeta(meta: Readonly<Record<string, string | null>>, nodeId?: string): Promise<NodeMetaResponse> {
     return this.nodeMeta.apply(meta, nodeId);
+  }
+
+  schedulerConfiguration(options?: QueryOptions): Promise<QueryResult<SchedulerConfigurationResponse>> {
+    return this.operatorScheduler.get(options);
+  }
+
+  setSchedulerConfiguration(
+    config: SchedulerConfiguration,
+    options?: { casIndex?: number },
+  ): Promise<SchedulerSetConfigurationResponse> {
+    return this.operatorScheduler.set(config, options);
   }
 }

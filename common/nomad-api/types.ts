@@ -147,8 +147,10 @@ export interface AllocationListStub {
   TaskStates: Record<string, TaskState> | null;
   FollowupEvalID: string;
   NextAllocation: string;
-  PreemptedAllocations: string[] | null;
-  PreemptedByAllocation: string;
+  /** Omitted when empty, like PreemptedByAllocation (Nomad's encoder drops empty fields of allocations). */
+  PreemptedAllocations?: string[] | null;
+  /** Set with DesiredStatus "evict" on an allocation that a higher-priority one preempted. */
+  PreemptedByAllocation?: string;
   CreateIndex: number;
   ModifyIndex: number;
   CreateTime: number;
@@ -177,8 +179,10 @@ export interface Allocation {
   PreviousAllocation: string;
   /** Set on a replaced allocation: its replacement. */
   NextAllocation: string;
-  PreemptedAllocations: string[] | null;
-  PreemptedByAllocation: string;
+  /** Omitted when empty, like PreemptedByAllocation (Nomad's encoder drops empty fields of allocations). */
+  PreemptedAllocations?: string[] | null;
+  /** Set with DesiredStatus "evict" on an allocation that a higher-priority one preempted. */
+  PreemptedByAllocation?: string;
   CreateIndex: number;
   ModifyIndex: number;
   AllocModifyIndex: number;
@@ -261,4 +265,34 @@ export interface NodeMetaResponse {
   Meta: Record<string, string>;
   Dynamic: Record<string, string | null> | null;
   Static: Record<string, string> | null;
+}
+
+/** Scheduler-wide preemption switches, one per scheduler type (Nomad's default: only `system` preempts). */
+export interface PreemptionConfig {
+  SystemSchedulerEnabled: boolean;
+  SysBatchSchedulerEnabled: boolean;
+  BatchSchedulerEnabled: boolean;
+  ServiceSchedulerEnabled: boolean;
+}
+
+/** `/v1/operator/scheduler/configuration`: a PUT replaces all of it, so write back what was read. */
+export interface SchedulerConfiguration {
+  /** '' reads as binpack. */
+  SchedulerAlgorithm: 'binpack' | 'spread' | '';
+  PreemptionConfig: PreemptionConfig;
+  MemoryOversubscriptionEnabled: boolean;
+  RejectJobRegistration: boolean;
+  PauseEvalBroker: boolean;
+  CreateIndex: number;
+  ModifyIndex: number;
+}
+
+export interface SchedulerConfigurationResponse {
+  /** null until the leader has written the first configuration. */
+  SchedulerConfig: SchedulerConfiguration | null;
+}
+
+export interface SchedulerSetConfigurationResponse {
+  /** Whether the update applied: always without `cas`, only if the index still matched with it. */
+  Updated: boolean;
 }

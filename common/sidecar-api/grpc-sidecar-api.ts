@@ -4,6 +4,8 @@ import { SidecarClient } from '../../proto/gen/chain/v1/sidecar';
 import type {
   CheckpointInfo,
   CheckpointRequest,
+  DeleteCheckpointRequest,
+  DeleteCheckpointResponse,
   DestroyTaskRequest,
   ExecTaskRequest,
   ExecTaskResponse,
@@ -15,6 +17,8 @@ import type {
   ListTasksResponse,
   MigrateToPeerRequest,
   MigrateToPeerResponse,
+  PrestageTaskRequest,
+  PrestageTaskResponse,
   RestoreTaskRequest,
   SignalTaskRequest,
   StartTaskRequest,
@@ -136,6 +140,20 @@ export class GrpcSidecarApi implements SidecarApi {
       this.options.timeoutMs,
     );
     return response.checkpoints;
+  }
+
+  prestageTask(request: PrestageTaskRequest): Promise<PrestageTaskResponse> {
+    // Bounded by the sidecar's own dump timeout and the transfer's call deadlines.
+    return this.call('PrestageTask', (md, o, cb) => this.client.prestageTask(request, md, o, cb), undefined);
+  }
+
+  async deleteCheckpoint(request: DeleteCheckpointRequest): Promise<boolean> {
+    const response = await this.call<DeleteCheckpointResponse>(
+      'DeleteCheckpoint',
+      (md, o, cb) => this.client.deleteCheckpoint(request, md, o, cb),
+      this.options.timeoutMs,
+    );
+    return response.deleted;
   }
 
   close(): void {

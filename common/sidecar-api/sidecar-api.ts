@@ -1,6 +1,7 @@
 import type {
   CheckpointInfo,
   CheckpointRequest,
+  DeleteCheckpointRequest,
   DestroyTaskRequest,
   ExecTaskRequest,
   ExecTaskResponse,
@@ -10,6 +11,8 @@ import type {
   FindCheckpointResponse,
   MigrateToPeerRequest,
   MigrateToPeerResponse,
+  PrestageTaskRequest,
+  PrestageTaskResponse,
   RestoreTaskRequest,
   SignalTaskRequest,
   StartTaskRequest,
@@ -40,5 +43,9 @@ export interface SidecarApi {
   findCheckpoint(request: FindCheckpointRequest): Promise<FindCheckpointResponse>;
   restoreTask(request: RestoreTaskRequest): Promise<TaskInfo>;
   listCheckpoints(): Promise<CheckpointInfo[]>;
+  /** Copies a running task to the node that will receive it, ahead of a drain; the task keeps running. */
+  prestageTask(request: PrestageTaskRequest): Promise<PrestageTaskResponse>;
+  /** Removes a staged checkpoint; `false` when there was none (already gone counts as deleted). */
+  deleteCheckpoint(request: DeleteCheckpointRequest): Promise<boolean>;
   close(): void;
 }

@@ -6,8 +6,10 @@ import {
   requireInt,
   requireNumber,
   requireString,
+  parseSizeBytes,
 } from '../../common/config';
 import { ConfigError } from '../../common/config-error';
+import type { ClockSpan } from '../../common/scaled-clock';
 import { resolve } from 'node:path';
 
 /** The feature specification shared with the trainer (forecaster/training/README.md). */
@@ -66,8 +68,29 @@ export interface ForecasterOptions {
   httpPort?: number;
   /** Time between scoring ticks. @default "10s" */
   tick?: string | number;
-  /** Folder holding `model.onnx` and `model-card.json` of the serving model. Required. */
+  /**
+   * Folder holding `model.onnx` and `model-card.json` of the serving model. Required unless `modelRegistry` is
+   * set; with a registry it is the model served until the registry has a current version.
+   */
   modelDir?: string;
+  /**
+   * Model registry (forecaster/training/README.md): the forecaster serves its current version and, every
+   * modelPoll and after its own retrains, loads whatever a promote or rollback made current. @default "" (none)
+   */
+  modelRegistry?: string;
+  /** Where the forecaster records what it observes (nc-trace/1, for retraining). @default "" (record nothing) */
+  dataDir?: string;
+  /** Most bytes the recorded trace keeps on disk (the live file rotates into one older file). @default "64MiB" */
+  traceMaxBytes?: string | number;
+  /**
+   * Retrain on the recorded trace this often (0 = never); needs modelRegistry and dataDir. @default "1h" in
+   * local mode (controllerAddress) when both are set, else 0: in Nomad mode the periodic job retrains.
+   */
+  retrainInterval?: string | number;
+  /** Shortest recorded span a retrain runs on (above the retrain's 6 h validation window). @default "12h" */
+  retrainMinSpan?: string | number;
+  /** Fewest recorded pre-emptions a retrain runs on. @default 10 */
+  retrainMinPreemptions?: number;
   /** The shared feature specification. @default forecaster/training/feature-spec.json */
   featureSpec?: string;
   /** How often modelDir is checked for a new model (0 = never). @default "30s" */
@@ -100,6 +123,8 @@ export interface ForecasterOptions {
   timeOrigin?: number;
   /** Trace replay: the real Unix ms at which the clock reads `timeOrigin`. @default 0 */
   timeOriginReal?: number;
+  /** Trace replay: stretches of trace time played at their own scale (sorted, disjoint). @default [] */
+  timeSpans?: { fromMs: number; toMs: number; scale: number }[];
 }
 
 export interface ForecasterConfig {
@@ -108,7 +133,14 @@ export interface ForecasterConfig {
   readonly httpAddress: string;
   readonly httpPort: number;
   readonly tickMs: number;
+  /** "" when the registry alone names the model. */
   readonly modelDir: string;
+  readonly modelRegistry: string;
+  readonly dataDir: string;
+  readonly traceMaxBytes: number;
+  readonly retrainIntervalMs: number;
+  readonly retrainMinSpanMs: number;
+  readonly retrainMinPreemptions: number;
   readonly featureSpec: string;
   readonly modelPollMs: number;
   readonly maxNodes: number;
@@ -124,6 +156,7 @@ export interface ForecasterConfig {
   readonly timeScale: number;
   readonly timeOrigin: number;
   readonly timeOriginReal: number;
+  readonly timeSpans: readonly ClockSpan[];
 }
 
 const FIELDS = [
@@ -133,6 +166,12 @@ const FIELDS = [
   'httpPort',
   'tick',
   'modelDir',
+  'modelRegistry',
+  'dataDir',
+  'traceMaxBytes',
+  'retrainInterval',
+  'retrainMinSpan',
+  'retrainMinPreemptions',
   'featureSpec',
   'modelPoll',
   'maxNodes',
@@ -148,6 +187,7 @@ const FIELDS = [
   'timeScale',
   'timeOrigin',
   'timeOriginReal',
+  'timeSpans',
 ] as const;
 const RULE_FIELDS = ['enterThreshold', 'exitThreshold', 'cooldown', 'drainAfter', 'drainDeadline'] as const;
 const POLICY_FIELDS = [...RULE_FIELDS, 'pools', 'classes', 'maxConcurrentDrains', 'minHealthyNodes'] as const;
@@ -213,6 +253,51 @@ function parsePolicy(raw: Record<string, unknown>): PolicyConfig {
   };
 }
 
+type ModelSource = Pick<
+  ForecasterConfig,
+  | 'modelDir'
+  | 'modelRegistry'
+  | 'dataDir'
+  | 'traceMaxBytes'
+  | 'retrainIntervalMs'
+  | 'retrainMinSpanMs'
+  | 'retrainMinPreemptions'
+>;
+
+const optionalString = (field: string, value: unknown): string =>
+  value === undefined || value === '' ? '' : requireString(field, value);
+
+/** Where the serving model comes from, what is recorded, and the local-mode retrain timer. */
+function parseModelSource(raw: Record<string, unknown>, controllerAddress: string): ModelSource {
+  const modelDir = optionalString('modelDir', raw.modelDir);
+  const modelRegistry = optionalString('modelRegistry', raw.modelRegistry);
+  if (modelDir === '' && modelRegistry === '') {
+    throw new ConfigError('modelDir', 'expected a non-empty string (or set modelRegistry)');
+  }
+  const dataDir = optionalString('dataDir', raw.dataDir);
+  const localDefault = controllerAddress !== '' && modelRegistry !== '' && dataDir !== '' ? '1h' : 0;
+  const retrainIntervalMs = parseDurationMs('retrainInterval', raw.retrainInterval ?? localDefault);
+  if (retrainIntervalMs > 0 && modelRegistry === '') {
+    throw new ConfigError('retrainInterval', 'needs modelRegistry (where a retrained model is promoted)');
+  }
+  if (retrainIntervalMs > 0 && dataDir === '') {
+    throw new ConfigError('retrainInterval', 'needs dataDir (the recorded trace it retrains on)');
+  }
+  if (retrainIntervalMs > 0 && retrainIntervalMs < 60_000)
+    throw new ConfigError('retrainInterval', 'must be at least 1m');
+  const traceMaxBytes = parseSizeBytes('traceMaxBytes', raw.traceMaxBytes ?? '64MiB');
+  if (traceMaxBytes < 1024 * 1024) throw new ConfigError('traceMaxBytes', 'must be at least 1MiB');
+  return {
+    modelDir,
+    modelRegistry,
+    dataDir,
+    traceMaxBytes,
+    retrainIntervalMs,
+    retrainMinSpanMs: parseDurationMs('retrainMinSpan', raw.retrainMinSpan ?? '12h'),
+    retrainMinPreemptions: requireInt('retrainMinPreemptions', raw.retrainMinPreemptions ?? 10, 1, 1_000_000_000),
+  };
+}
+
 /** Parses and validates once; the result is frozen. Errors name the field. */
 export function parseConfig(raw: Record<string, unknown>): ForecasterConfig {
   rejectUnknownKeys('', raw, FIELDS);
@@ -246,7 +331,7 @@ export function parseConfig(raw: Record<string, unknown>): ForecasterConfig {
     httpAddress: requireString('httpAddress', raw.httpAddress ?? '0.0.0.0'),
     httpPort: requireInt('httpPort', raw.httpPort ?? 7461, 0, 65535),
     tickMs,
-    modelDir: requireString('modelDir', raw.modelDir),
+    ...parseModelSource(raw, controllerAddress),
     featureSpec: requireString('featureSpec', raw.featureSpec ?? DEFAULT_FEATURE_SPEC),
     modelPollMs: parseDurationMs('modelPoll', raw.modelPoll ?? '30s'),
     maxNodes: requireInt('maxNodes', raw.maxNodes ?? 20_000, 1, 10_000_000),
@@ -263,6 +348,26 @@ export function parseConfig(raw: Record<string, unknown>): ForecasterConfig {
     timeScale,
     timeOrigin: requireInt('timeOrigin', raw.timeOrigin ?? 0, 0, Number.MAX_SAFE_INTEGER),
     timeOriginReal: requireInt('timeOriginReal', raw.timeOriginReal ?? 0, 0, Number.MAX_SAFE_INTEGER),
+    timeSpans: parseTimeSpans(raw.timeSpans, timeScale),
+  });
+}
+
+function parseTimeSpans(raw: unknown, timeScale: number): ClockSpan[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) throw new ConfigError('timeSpans', 'expected an array of {fromMs, toMs, scale}');
+  if (raw.length > 0 && timeScale === 1) throw new ConfigError('timeSpans', 'spans need a timeScale other than 1');
+  let end = -Infinity;
+  return raw.map((item: unknown, i) => {
+    const at = `timeSpans[${i}]`;
+    const span = asObject(at, item);
+    const fromMs = requireInt(`${at}.fromMs`, span.fromMs, 0, Number.MAX_SAFE_INTEGER);
+    const toMs = requireInt(`${at}.toMs`, span.toMs, 0, Number.MAX_SAFE_INTEGER);
+    const scale = requireNumber(`${at}.scale`, span.scale, 0, 1_000_000);
+    if (scale <= 0) throw new ConfigError(`${at}.scale`, 'must be above 0');
+    if (toMs <= fromMs) throw new ConfigError(`${at}.toMs`, 'must be after fromMs');
+    if (fromMs < end) throw new ConfigError(`${at}.fromMs`, 'spans must be sorted and disjoint');
+    end = toMs;
+    return { fromMs, toMs, scale };
   });
 }
 
@@ -270,6 +375,8 @@ const ENV: Readonly<Record<string, (typeof FIELDS)[number]>> = {
   NOMAD_CHAIN_FORECASTER_TELEMETRY_PORT: 'telemetryPort',
   NOMAD_CHAIN_FORECASTER_HTTP_PORT: 'httpPort',
   NOMAD_CHAIN_FORECASTER_MODEL_DIR: 'modelDir',
+  NOMAD_CHAIN_FORECASTER_MODEL_REGISTRY: 'modelRegistry',
+  NOMAD_CHAIN_FORECASTER_DATA_DIR: 'dataDir',
   NOMAD_CHAIN_FORECASTER_TICK: 'tick',
   NOMAD_CHAIN_FORECASTER_LOG_LEVEL: 'logLevel',
   NOMAD_ADDR: 'nomadAddress',

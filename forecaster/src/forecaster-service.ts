@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Server } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock';
+import { ConfigError } from '../../common/config-error';
 import { errorCode } from '../../common/errors';
 import { HealthStatus, healthService } from '../../common/grpc/health-service';
 import { bindServer, shutdownServer } from '../../common/grpc/server';
@@ -11,6 +12,7 @@ import { HealthService } from '../../proto/gen/grpc/health/v1/health';
 import { ActionExecutor } from './actions/action-executor';
 import type { SchedulerActions } from './actions/scheduler-actions';
 import type { ForecasterConfig } from './config';
+import { ForecastError } from './errors';
 import type { SchedulerEvents } from './events/scheduler-events';
 import { FeatureBuilder } from './features/feature-builder';
 import type { FeatureSpec } from './features/feature-spec';
@@ -18,9 +20,13 @@ import { Forecaster } from './forecaster';
 import { HttpApi } from './http/http-api';
 import type { MetricFamily } from './http/prometheus-text';
 import { TelemetryIngest } from './ingest/telemetry-ingest';
+import { currentModelDir } from './model/model-registry';
 import { CARD_FILE, MODEL_FILE, OnnxModelRunner } from './model/onnx-model-runner';
 import { ServingModel } from './model/serving-model';
 import { DrainPolicy } from './policy/drain-policy';
+import { TraceRecorder } from './record/trace-recorder';
+import type { ModelRetrainer } from './retrain/model-retrainer';
+import { RetrainTimer } from './retrain/retrain-timer';
 import { ClusterWindows } from './windows/cluster-windows';
 
 export interface ForecasterServiceDeps {
@@ -32,12 +38,15 @@ export interface ForecasterServiceDeps {
   readonly actions: SchedulerActions;
   /** Optional: the scheduler's event source (Nomad's event stream or the local controller's). */
   readonly events?: SchedulerEvents;
+  /** Required when config.retrainIntervalMs > 0: what the retrain timer runs (PythonRetrainer in main.ts). */
+  readonly retrainer?: ModelRetrainer;
 }
 
 /**
  * The whole forecaster, wired: telemetry gRPC server, windows, features, serving model (reloaded when modelDir
- * changes), policy, actions, HTTP API, tick loop. `main.ts` builds it with real adapters; local mode and the
- * integration tests build it with theirs.
+ * or the registry's current version changes), policy, actions, HTTP API, tick loop; with a dataDir, the trace
+ * recorder, and with a retrain interval, the retrain timer. `main.ts` builds it with real adapters; local mode
+ * and the integration tests build it with theirs.
  */
 export class ForecasterService {
   readonly forecaster: Forecaster;
@@ -45,6 +54,7 @@ export class ForecasterService {
   readonly windows: ClusterWindows;
   readonly executor: ActionExecutor;
   readonly policy: DrainPolicy;
+  readonly retrainTimer: RetrainTimer | undefined;
   private readonly ingest: TelemetryIngest;
   private readonly grpc = new Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
   private readonly health = new HealthStatus({ '': false, 'chain.v1.Telemetry': false });
@@ -52,10 +62,14 @@ export class ForecasterService {
   private readonly abort = new AbortController();
   private readonly loops: Promise<void>[] = [];
   private modelStamp = '';
+  private loading: Promise<void> = Promise.resolve();
   telemetryPort = 0;
   httpPort = 0;
 
-  private constructor(private readonly deps: ForecasterServiceDeps) {
+  private constructor(
+    private readonly deps: ForecasterServiceDeps,
+    readonly recorder: TraceRecorder | undefined,
+  ) {
     const { config, spec, clock, log } = deps;
     this.windows = new ClusterWindows(
       {
@@ -66,6 +80,7 @@ export class ForecasterService {
       },
       spec.poolRetainMs,
       () => clock.now(),
+      recorder,
     );
     this.model = new ServingModel(log.child({ component: 'model' }));
     this.policy = new DrainPolicy(config.policy);
@@ -89,6 +104,27 @@ export class ForecasterService {
       log: log.child({ component: 'forecaster' }),
     });
     this.ingest = new TelemetryIngest(this.forecaster, log.child({ component: 'ingest' }));
+    // Built whenever it can run, so an operator's (or a test's) on-demand retrain shares the timer's no-overlap.
+    this.retrainTimer =
+      deps.retrainer !== undefined && recorder !== undefined && config.modelRegistry !== ''
+        ? new RetrainTimer(
+            {
+              intervalMs: config.retrainIntervalMs,
+              registry: config.modelRegistry,
+              workDir: join(config.dataDir, 'retrain'),
+              minSpanMs: config.retrainMinSpanMs,
+              minPreemptions: config.retrainMinPreemptions,
+              seedModelDir: config.modelDir,
+            },
+            {
+              clock,
+              log: log.child({ component: 'retrain' }),
+              retrainer: deps.retrainer,
+              trace: recorder,
+              promoted: () => this.loadModel(),
+            },
+          )
+        : undefined;
     this.http = new HttpApi(
       {
         risks: () => this.forecaster.report(),
@@ -98,6 +134,8 @@ export class ForecasterService {
         },
         metrics: () => this.metrics(),
         ready: () => this.model.loaded,
+        model: () =>
+          this.model.loaded ? { version: this.model.card.version, featureSpec: this.model.card.featureSpec } : null,
       },
       log.child({ component: 'http' }),
     );
@@ -105,7 +143,18 @@ export class ForecasterService {
 
   /** Builds, loads the model (a start without a loadable model fails), binds both servers. Ticks start with `start`. */
   static async create(deps: ForecasterServiceDeps): Promise<ForecasterService> {
-    const service = new ForecasterService(deps);
+    const { config, log } = deps;
+    if (config.retrainIntervalMs > 0 && deps.retrainer === undefined) {
+      throw new ConfigError('retrainInterval', 'set, but the forecaster was built without a retrainer');
+    }
+    const recorder =
+      config.dataDir === ''
+        ? undefined
+        : await TraceRecorder.open(
+            { dir: join(config.dataDir, 'trace'), maxBytes: config.traceMaxBytes },
+            log.child({ component: 'trace-recorder' }),
+          );
+    const service = new ForecasterService(deps, recorder);
     await service.loadModel();
     service.grpc.addService(TelemetryService, service.ingest.handlers());
     service.grpc.addService(HealthService, healthService(service.health));
@@ -126,6 +175,7 @@ export class ForecasterService {
     const signal = this.abort.signal;
     this.loops.push(this.forecaster.run(config.tickMs, signal));
     if (config.modelPollMs > 0) this.loops.push(this.watchModel(config.modelPollMs, signal));
+    if (this.retrainTimer !== undefined && config.retrainIntervalMs > 0) this.loops.push(this.retrainTimer.run(signal));
     if (events !== undefined) {
       this.loops.push(
         events
@@ -138,16 +188,24 @@ export class ForecasterService {
   }
 
   /**
-   * Loads the model in modelDir if it changed since the last attempt. A corrupt or incompatible model is
-   * refused with its coded error and the serving model keeps serving.
+   * Loads the model to serve (the registry's current version, else modelDir) if it changed since the last
+   * attempt. A corrupt or incompatible model is refused with its coded error and the serving model keeps serving.
    */
-  async loadModel(): Promise<void> {
-    const { config, spec } = this.deps;
-    const stamp = await this.stampOf(config.modelDir);
+  loadModel(): Promise<void> {
+    // One load at a time: the model watcher and the retrain timer may both ask for the same new version.
+    const load = this.loading.then(() => this.loadIfChanged());
+    this.loading = load.catch(() => undefined);
+    return load;
+  }
+
+  private async loadIfChanged(): Promise<void> {
+    const { spec } = this.deps;
+    const dir = await this.servingDir();
+    const stamp = `${dir}:${await this.stampOf(dir)}`;
     if (stamp === this.modelStamp) return;
     this.modelStamp = stamp;
     await this.model.replace(() =>
-      OnnxModelRunner.load(config.modelDir, {
+      OnnxModelRunner.load(dir, {
         names: spec.names,
         specId: spec.id,
         ...(spec.sha256 === undefined ? {} : { specSha256: spec.sha256 }),
@@ -161,6 +219,7 @@ export class ForecasterService {
     this.ingest.closeAll();
     await Promise.allSettled(this.loops);
     await this.forecaster.settle();
+    await this.recorder?.close();
     await shutdownServer(this.grpc, 2000);
     await this.http.close();
   }
@@ -272,7 +331,38 @@ export class ForecasterService {
         type: 'counter',
         samples: [{ value: this.model.refusals }],
       },
+      ...this.recordMetrics(),
     ];
+  }
+
+  private recordMetrics(): MetricFamily[] {
+    const families: MetricFamily[] = [];
+    const recorded = this.recorder?.stats;
+    if (recorded !== undefined) {
+      families.push(
+        {
+          name: 'nc_forecaster_trace_lines_total',
+          help: 'Events and samples appended to the recorded trace.',
+          type: 'counter',
+          samples: [{ value: recorded.lines }],
+        },
+        {
+          name: 'nc_forecaster_trace_dropped_total',
+          help: 'Trace lines lost (buffer full or a failed write).',
+          type: 'counter',
+          samples: [{ value: recorded.dropped }],
+        },
+      );
+    }
+    if (this.retrainTimer !== undefined) {
+      families.push({
+        name: 'nc_forecaster_retrains_total',
+        help: 'Retrains by outcome: promoted, kept (candidate not better), skipped (too little data, or one running), failed.',
+        type: 'counter',
+        samples: Object.entries(this.retrainTimer.counts).map(([outcome, value]) => ({ labels: { outcome }, value })),
+      });
+    }
+    return families;
   }
 
   private async watchModel(pollMs: number, signal: AbortSignal): Promise<void> {
@@ -282,6 +372,16 @@ export class ForecasterService {
       if (signal.aborted) return;
       await this.loadModel().catch((err: unknown) => log.warn({ err, code: errorCode(err) }, 'model reload refused'));
     }
+  }
+
+  private async servingDir(): Promise<string> {
+    const { modelRegistry, modelDir } = this.deps.config;
+    const current = modelRegistry === '' ? undefined : await currentModelDir(modelRegistry);
+    if (current !== undefined) return current;
+    if (modelDir !== '') return modelDir;
+    throw new ForecastError('NC_MODEL_NOT_LOADED', `model registry ${modelRegistry} has no current version`, {
+      context: { path: modelRegistry },
+    });
   }
 
   /** Size and mtime of both files: a new model written into modelDir changes it. */

@@ -8,7 +8,7 @@ import type { FeatureBuilder } from './features/feature-builder';
 import type { IngestBatch, TelemetrySink } from './ingest/telemetry-sink';
 import type { ServingModel } from './model/serving-model';
 import type { Decision } from './policy/decision';
-import type { DrainPolicy, NodePhase, NodeRisk } from './policy/drain-policy';
+import { isTerminalNotice, type DrainPolicy, type NodePhase, type NodeRisk } from './policy/drain-policy';
 import type { ClusterWindows } from './windows/cluster-windows';
 import type { ActiveSignal } from './windows/node-window';
 
@@ -67,11 +67,20 @@ export class Forecaster implements TelemetrySink {
   private readonly risks = new Map<string, { risk: number; atMs: number }>();
   private buffer = new Float32Array(0);
   private readonly pending = new Set<Promise<unknown>>();
+  /** Ends the run loop's wait for the next tick early (set while it waits). */
+  private wake: (() => void) | undefined;
 
   constructor(private readonly deps: ForecasterDeps) {}
 
   ingest(batch: IngestBatch): void {
+    const known = this.deps.windows.store.get(batch.node)?.activeSignals() ?? [];
     this.deps.windows.ingest(batch);
+    // A node that is leaving cannot wait for the next tick: with a two-minute notice and one-minute ticks, half
+    // the notice could go by before the drain even starts.
+    const fresh = batch.signals.some(
+      (s) => isTerminalNotice(s.kind) && !known.some((k) => k.source === s.source && k.kind === s.kind),
+    );
+    if (fresh) this.wake?.();
   }
 
   onSchedulerEvent(event: SchedulerEvent): void {
@@ -153,7 +162,10 @@ export class Forecaster implements TelemetrySink {
     await this.deps.executor?.idle();
   }
 
-  /** Runs `tick` every `tickMs` until `signal` aborts; a slow tick delays the next rather than overlapping it. */
+  /**
+   * Runs `tick` every `tickMs` until `signal` aborts, and at once when a new terminal interruption notice comes
+   * in; a slow tick delays the next rather than overlapping it.
+   */
   async run(tickMs: number, signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       try {
@@ -161,7 +173,10 @@ export class Forecaster implements TelemetrySink {
       } catch (err) {
         this.deps.log.error({ err }, 'tick failed');
       }
-      await this.deps.clock.sleep(tickMs, signal).catch(() => undefined);
+      const early = new AbortController();
+      this.wake = () => early.abort();
+      await this.deps.clock.sleep(tickMs, AbortSignal.any([signal, early.signal])).catch(() => undefined);
+      this.wake = undefined;
     }
   }
 

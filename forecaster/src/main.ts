@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { SystemClock } from '../../common/clock';
 import { ScaledClock } from '../../common/scaled-clock';
 import { ConfigError } from '../../common/config-error';
@@ -8,12 +9,14 @@ import { HttpNomadApi } from '../../common/nomad-api';
 import { LocalControllerActions } from './actions/local-controller-actions';
 import { NomadSchedulerActions } from './actions/nomad-scheduler-actions';
 import type { SchedulerActions } from './actions/scheduler-actions';
+import { PythonTrainer } from './cli/python-trainer';
 import { parseConfig, rawOptionsFrom } from './config';
 import { LocalControllerEvents } from './events/local-controller-events';
 import { NomadSchedulerEvents } from './events/nomad-scheduler-events';
 import type { SchedulerEvents } from './events/scheduler-events';
 import { loadFeatureSpec } from './features/feature-spec';
 import { ForecasterService } from './forecaster-service';
+import { PythonRetrainer } from './retrain/python-retrainer';
 
 /**
  * Composition root of the forecaster: Nomad mode (nomadAddress) acts through Nomad's API and follows its event
@@ -35,7 +38,12 @@ async function main(argv: readonly string[]): Promise<void> {
     config.timeScale === 1
       ? system
       : new ScaledClock(
-          { scale: config.timeScale, originMs: config.timeOrigin, realOriginMs: config.timeOriginReal },
+          {
+            scale: config.timeScale,
+            originMs: config.timeOrigin,
+            realOriginMs: config.timeOriginReal,
+            spans: config.timeSpans,
+          },
           system,
         );
   let actions: SchedulerActions;
@@ -45,7 +53,10 @@ async function main(argv: readonly string[]): Promise<void> {
       { address: config.nomadAddress, ...(config.nomadToken === '' ? {} : { token: config.nomadToken }) },
       clock,
     );
-    actions = new NomadSchedulerActions(nomad, log.child({ component: 'nomad-actions' }));
+    const nomadActions = new NomadSchedulerActions(nomad, log.child({ component: 'nomad-actions' }));
+    // Said once at start so an operator sees at once why no placeholders appear (Nomad's default is off).
+    await nomadActions.checkPreemption();
+    actions = nomadActions;
     events = new NomadSchedulerEvents(nomad, clock, log.child({ component: 'nomad-events' }));
   } else {
     actions = new LocalControllerActions({ address: config.controllerAddress });
@@ -62,6 +73,10 @@ async function main(argv: readonly string[]): Promise<void> {
     log,
     actions,
     events,
+    // Local mode's retrain timer runs the same trainer as `npm run forecast -- retrain`: the repo's .venv.
+    ...(config.retrainIntervalMs > 0
+      ? { retrainer: new PythonRetrainer(PythonTrainer.locate(resolve(__dirname, '..', '..'))) }
+      : {}),
   });
   service.start();
 

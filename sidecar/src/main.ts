@@ -15,6 +15,7 @@ import { Dumper } from './checkpoint/dump';
 import { probeFeatures } from './checkpoint/features';
 import { LazyDumper } from './checkpoint/lazy-dump';
 import { PeerMigrator } from './checkpoint/migrate-to-peer';
+import { TaskPrestager } from './checkpoint/prestager';
 import { Restorer } from './checkpoint/restore';
 import type { CheckpointShipper, StagedCheckpoints } from './checkpoint/staging';
 import { StoreStagedCheckpoints, TransferShipper } from './checkpoint/transfer-adapters';
@@ -133,6 +134,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const lockedMigrator: Pick<PeerMigrator, 'migrate'> = {
     migrate: (request) => locks.withTask(request.taskId, () => migrator.migrate(request)),
   };
+  const prestager = new TaskPrestager({ dumper, shipper, locks, clock, log: checkpointLog });
   const background =
     config.backgroundCheckpointIntervalMs > 0
       ? new BackgroundCheckpointer({
@@ -163,6 +165,7 @@ async function main(argv: readonly string[]): Promise<void> {
       dumper,
       restorer,
       migrator: lockedMigrator,
+      prestager,
       staged,
       features: () => features,
       clock,

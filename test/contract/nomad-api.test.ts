@@ -155,3 +155,32 @@ test('dynamic node metadata: apply sets and unsets keys, read returns Meta / Dyn
   expect(read.value.Static).toEqual({ rack: 'r1' });
   await expectNoContractFailures();
 });
+
+test('scheduler configuration: read, then a check-and-set write that decodes strictly into api.SchedulerConfiguration', async () => {
+  const read = await api.schedulerConfiguration();
+  const config = read.value.SchedulerConfig;
+  if (config === null) throw new Error('the stand-in answered no SchedulerConfig');
+  expect(read.lastIndex).toBeGreaterThan(0);
+  expect(config.PreemptionConfig).toEqual({
+    SystemSchedulerEnabled: true,
+    SysBatchSchedulerEnabled: false,
+    BatchSchedulerEnabled: false,
+    ServiceSchedulerEnabled: true,
+  });
+  const off = { ...config, PreemptionConfig: { ...config.PreemptionConfig, ServiceSchedulerEnabled: false } };
+  expect((await api.setSchedulerConfiguration(off, { casIndex: config.ModifyIndex })).Updated).toBe(true);
+  // The index moved with that write, so the same check-and-set no longer applies.
+  expect((await api.setSchedulerConfiguration(config, { casIndex: config.ModifyIndex })).Updated).toBe(false);
+  const after = (await api.schedulerConfiguration()).value.SchedulerConfig;
+  expect(after?.PreemptionConfig.ServiceSchedulerEnabled).toBe(false);
+  expect(after?.ModifyIndex).toBeGreaterThan(config.ModifyIndex);
+
+  const put = (await standIn.report()).requests.filter((r) => r.path === '/v1/operator/scheduler/configuration');
+  expect(put.map((r) => `${r.method} ${r.query}`)).toEqual([
+    'GET ',
+    `PUT cas=${config.ModifyIndex}`,
+    `PUT cas=${config.ModifyIndex}`,
+    'GET ',
+  ]);
+  await expectNoContractFailures();
+});

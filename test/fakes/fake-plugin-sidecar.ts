@@ -3,6 +3,7 @@ import { TaskState } from '../../proto/gen/chain/v1/sidecar';
 import type {
   CheckpointInfo,
   CheckpointRequest,
+  DeleteCheckpointRequest,
   DestroyTaskRequest,
   ExecTaskRequest,
   ExecTaskResponse,
@@ -12,6 +13,8 @@ import type {
   FindCheckpointResponse,
   MigrateToPeerRequest,
   MigrateToPeerResponse,
+  PrestageTaskRequest,
+  PrestageTaskResponse,
   RestoreTaskRequest,
   SignalTaskRequest,
   StartTaskRequest,
@@ -196,6 +199,16 @@ export class FakePluginSidecar implements SidecarApi {
   async listCheckpoints(): Promise<CheckpointInfo[]> {
     this.enter('listCheckpoints', {});
     return [];
+  }
+
+  async prestageTask(request: PrestageTaskRequest): Promise<PrestageTaskResponse> {
+    this.enter('prestageTask', request);
+    throw new SidecarError('NC_FEATURE_UNAVAILABLE', 'the plugin never pre-stages', status.UNIMPLEMENTED);
+  }
+
+  async deleteCheckpoint(request: DeleteCheckpointRequest): Promise<boolean> {
+    this.enter('deleteCheckpoint', request);
+    throw new SidecarError('NC_FEATURE_UNAVAILABLE', 'the plugin never deletes checkpoints', status.UNIMPLEMENTED);
   }
 
   close(): void {

@@ -9,6 +9,8 @@ import {
   type MigrateToPeerResponse,
   type FindCheckpointRequest,
   type MigrateToPeerRequest,
+  type PrestageTaskRequest,
+  type PrestageTaskResponse,
   type RestoreTaskRequest,
   type StartTaskRequest,
   type TaskInfo,
@@ -73,6 +75,27 @@ export class FakeSidecarApi implements SidecarApi {
       this.failures.delete(method);
       throw failure;
     }
+  }
+
+  private peerAt(address: string): FakeSidecarApi {
+    const peerNode = this.cluster.addresses.get(address);
+    const peer = peerNode === undefined ? undefined : this.cluster.sidecar(peerNode);
+    if (peer === undefined || peer.dead)
+      throw new NomadChainError('NC_TRANSFER_PEER_UNREACHABLE', `peer ${address} unreachable`);
+    return peer;
+  }
+
+  private checkpointOf(task: TaskInfo, handoverKey: string): CheckpointInfo {
+    return {
+      checkpointId: `ckpt-${this.node}-${this.nextCheckpoint++}`,
+      handoverKey,
+      source: task.identity,
+      manifestDigest: 'digest',
+      sizeBytes: 1024,
+      createdAtUnixMs: Date.now(),
+      spec: undefined,
+      sourceNode: this.node,
+    };
   }
 
   private task(taskId: string): TaskInfo {
@@ -155,20 +178,8 @@ export class FakeSidecarApi implements SidecarApi {
   async migrateToPeer(request: MigrateToPeerRequest): Promise<MigrateToPeerResponse> {
     this.gate('migrateToPeer');
     const task = this.task(request.taskId);
-    const peerNode = this.cluster.addresses.get(request.peerAddress);
-    const peer = peerNode === undefined ? undefined : this.cluster.sidecar(peerNode);
-    if (peer === undefined || peer.dead)
-      throw new NomadChainError('NC_TRANSFER_PEER_UNREACHABLE', `peer ${request.peerAddress} unreachable`);
-    const checkpoint: CheckpointInfo = {
-      checkpointId: `ckpt-${this.node}-${this.nextCheckpoint++}`,
-      handoverKey: request.handoverKey,
-      source: task.identity,
-      manifestDigest: 'digest',
-      sizeBytes: 1024,
-      createdAtUnixMs: Date.now(),
-      spec: undefined,
-      sourceNode: this.node,
-    };
+    const peer = this.peerAt(request.peerAddress);
+    const checkpoint = this.checkpointOf(task, request.handoverKey);
     this.ownCopies.set(checkpoint.checkpointId, checkpoint);
     peer.staged.set(checkpoint.checkpointId, checkpoint);
     this.tasks.set(request.taskId, { ...task, state: TaskState.TASK_STATE_MIGRATED });
@@ -213,6 +224,24 @@ export class FakeSidecarApi implements SidecarApi {
 
   async listCheckpoints(): Promise<CheckpointInfo[]> {
     return [...this.staged.values()];
+  }
+
+  /** Files a copy on the peer under "prestage/<task id>"; the task keeps running here. */
+  async prestageTask(request: PrestageTaskRequest): Promise<PrestageTaskResponse> {
+    this.gate('prestageTask');
+    const task = this.task(request.taskId);
+    if (task.state !== TaskState.TASK_STATE_RUNNING)
+      throw new NomadChainError('NC_TASK_NOT_RUNNING', `task ${request.taskId} on ${this.node} is not running`);
+    const peer = this.peerAt(request.peerAddress);
+    const checkpoint = this.checkpointOf(task, `prestage/${request.taskId}`);
+    for (const [id, staged] of peer.staged) if (staged.handoverKey === checkpoint.handoverKey) peer.staged.delete(id);
+    peer.staged.set(checkpoint.checkpointId, checkpoint);
+    return { checkpoint, wireBytes: checkpoint.sizeBytes, dumpMs: 3, shipMs: 4 };
+  }
+
+  async deleteCheckpoint(request: { checkpointId: string }): Promise<boolean> {
+    this.gate('deleteCheckpoint');
+    return this.staged.delete(request.checkpointId);
   }
 
   close(): void {}

@@ -7,6 +7,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readFileSync,
+  readdirSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -311,6 +312,27 @@ plugin "chain" {
     for (const mount of mounts) await execFileAsync('umount', [mount]);
     rmSync(path.join(this.dir, 'server'), { recursive: true, force: true });
     for (const client of this.clients) rmSync(path.join(this.dir, client.name), { recursive: true, force: true });
+  }
+
+  /**
+   * End of a test file: stop(), then remove the tasks a job stop could not reach (they still live in runc
+   * under a sidecar's data dir), then cleanup(); says where the logs stay.
+   */
+  async teardown(): Promise<void> {
+    await this.stop();
+    for (const client of this.clients) {
+      const root = path.join(client.sidecarDir, 'runc');
+      let ids: string[] = [];
+      try {
+        ids = readdirSync(root);
+      } catch {
+        continue;
+      }
+      for (const id of ids)
+        await execFileAsync('runc', ['--root', root, 'delete', '--force', id]).catch(() => undefined);
+    }
+    await this.cleanup();
+    process.stdout.write(`real-Nomad tier logs: ${this.dir}\n`);
   }
 }
 

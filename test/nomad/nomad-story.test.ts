@@ -1,7 +1,5 @@
-import { execFile } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { Allocation } from '../../common/nomad-api';
 import { httpGet } from '../harness/programs';
 import { GiveUp, NomadCluster, REPO, freePort, requireNomadBin, waitFor } from './nomad-cluster';
@@ -10,7 +8,6 @@ import { GiveUp, NomadCluster, REPO, freePort, requireNomadBin, waitFor } from '
 // plugin in each client's plugin_dir, a sidecar per client. Steps run in order and share the cluster; the
 // drain comes before the client restart so that each step's outcome is its own.
 const JOB = 'example-counter';
-const execFileAsync = promisify(execFile);
 
 let cluster: NomadCluster;
 let counterPort: number;
@@ -60,20 +57,7 @@ afterAll(async () => {
     const { value } = await cluster.api.listAllocations({ filter: `JobID == "${JOB}"` });
     return value.every((a) => a.ClientStatus !== 'running') ? true : undefined;
   }).catch(() => undefined);
-  await cluster.stop();
-  // A task the job stop could not reach still lives in runc under a sidecar's data dir: remove it.
-  for (const client of cluster.clients) {
-    const root = path.join(client.sidecarDir, 'runc');
-    let ids: string[] = [];
-    try {
-      ids = readdirSync(root);
-    } catch {
-      continue;
-    }
-    for (const id of ids) await execFileAsync('runc', ['--root', root, 'delete', '--force', id]).catch(() => undefined);
-  }
-  await cluster.cleanup();
-  process.stdout.write(`real-Nomad tier logs: ${cluster.dir}\n`);
+  await cluster.teardown();
 });
 
 test('jobs/ and hcl/ are nomad-fmt clean', async () => {

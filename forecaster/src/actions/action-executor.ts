@@ -93,7 +93,15 @@ export class ActionExecutor {
     await this.actions.fence(node, reason);
     const reservation = await this.actions.reserve(node, reason);
     this.reservations.set(node, reservation);
-    await this.actions.prestage(node, reservation);
+    try {
+      await this.actions.prestage(node, reservation);
+    } catch (err) {
+      // Pre-staging only shortens the drain's transfer; the drain's own checkpoint moves every task without it.
+      this.log.warn(
+        { err, node, reservation: reservation.id },
+        'pre-stage failed: the drain will move the tasks anyway',
+      );
+    }
     this.listener.prepared(node);
   }
 

@@ -7,20 +7,28 @@ export interface LocalControllerActionsOptions {
   readonly address: string;
   /** @default 10000 for quick calls; a drain waits for its deadline plus this. */
   readonly timeoutMs?: number;
+  /** How long a pre-stage (a running dump and transfer per chained task) may take. @default 300000 */
+  readonly prestageTimeoutMs?: number;
+}
+
+interface PrestageAnswer {
+  readonly staged?: readonly { readonly taskKey: string; readonly outcome: string; readonly error?: string }[];
 }
 
 /**
  * SchedulerActions over local mode's controller API (shaped after Nomad's): eligibility, reservations held
- * against node capacity, and drains that move each chained task through the migration sequence. The
- * controller has no pre-staging of its own: its drain checkpoints and transfers each task.
+ * against node capacity, pre-staging (each chained task copied, still running, to its reserved node) and drains
+ * that move each chained task through the migration sequence to that node, sending only what changed since.
  */
 export class LocalControllerActions implements SchedulerActions {
   private readonly base: string;
   private readonly timeoutMs: number;
+  private readonly prestageTimeoutMs: number;
 
   constructor(options: LocalControllerActionsOptions) {
     this.base = options.address.replace(/\/$/, '');
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.prestageTimeoutMs = options.prestageTimeoutMs ?? 300_000;
   }
 
   async fence(node: string, reason: string): Promise<void> {
@@ -59,8 +67,24 @@ export class LocalControllerActions implements SchedulerActions {
     return { id: r.id, node, targets: r.targets, tasks: r.tasks };
   }
 
-  async prestage(_node: string, _reservation: Reservation): Promise<void> {
-    // The controller's drain checkpoints and transfers each task; there is nothing to copy ahead of it here.
+  /** Fails (SchedulerActionError) when any task could not be copied; the drain moves it all the same. */
+  async prestage(node: string, reservation: Reservation): Promise<void> {
+    if (reservation.id === '' || reservation.tasks === 0) return;
+    const answer = (await this.call(
+      'prestage',
+      node,
+      'POST',
+      `/v1/node/${encodeURIComponent(node)}/prestage`,
+      { reservation: reservation.id },
+      this.prestageTimeoutMs,
+    )) as PrestageAnswer | undefined;
+    const failed = (answer?.staged ?? []).filter((o) => o.outcome !== 'staged');
+    if (failed.length > 0) {
+      throw new SchedulerActionError(
+        `prestage on ${node}: ${failed.length} task(s) not copied: ${failed.map((o) => `${o.taskKey}: ${o.error ?? o.outcome}`).join('; ')}`,
+        { context: { node, action: 'prestage', failed: failed.length } },
+      );
+    }
   }
 
   async drain(node: string, request: DrainRequest): Promise<void> {

@@ -1,4 +1,4 @@
-import { errorMessage } from '../../../common/errors';
+import { errorCode, errorMessage } from '../../../common/errors';
 import type { Logger } from '../../../common/logging';
 import type { Allocation, Job, NomadApi } from '../../../common/nomad-api';
 import { SchedulerActionError } from '../errors';
@@ -28,6 +28,11 @@ export interface NomadSchedulerActionsOptions {
 const META_FENCED = 'nomad_chain.fenced';
 const META_REASON = 'nomad_chain.reason';
 const MAX_META_CHARS = 500;
+/** Nomad preempts only allocations of jobs at least this much lower in priority (scheduler/preemption.go). */
+const PREEMPTION_PRIORITY_GAP = 10;
+/** A job without a priority runs at Nomad's default (structs.JobDefaultPriority). */
+const DEFAULT_JOB_PRIORITY = 50;
+const ENABLE_PREEMPTION = 'nomad operator scheduler set-config -preempt-service-scheduler=true';
 
 interface ChainedGroup {
   readonly alloc: Allocation;
@@ -38,7 +43,9 @@ interface ChainedGroup {
 /**
  * SchedulerActions over Nomad's HTTP API: fence = eligibility "ineligible" (+ node meta with the reason),
  * reserve = a low-priority placeholder service job with one group per chained allocation on the node, kept off
- * that node (Nomad's preemption must be enabled for service jobs so the replacements can take the space),
+ * that node, placed only where the replacements can preempt it: a placeholder that cannot yield would hold the
+ * very room its replacement needs, so with service-job preemption off (Nomad's default) none is placed and the
+ * reservation says why,
  * drain = node drain with a deadline and the decision's reason in the drain Meta, release = purge the
  * placeholder, unfence = eligible again. The forecaster names nodes by their Nomad node Name; IDs are looked up.
  */
@@ -81,11 +88,40 @@ export class NomadSchedulerActions implements SchedulerActions {
       .flatMap((a) => this.chained(a));
     const jobId = `${this.prefix}${node}`;
     if (groups.length === 0) return { id: '', node, targets: [], tasks: 0 };
-    const job = this.placeholder(jobId, id, groups, reason);
+    const blocker = await this.call('reserve', node, () => this.preemptionBlocker());
+    if (blocker !== undefined) return this.unreserved(node, groups.length, blocker);
+    const yielding = groups.filter((g) => jobPriority(g.alloc) - this.priority >= PREEMPTION_PRIORITY_GAP);
+    if (yielding.length === 0) {
+      return this.unreserved(
+        node,
+        groups.length,
+        `the chained jobs' priorities are less than ${PREEMPTION_PRIORITY_GAP} above the placeholders' ` +
+          `(${this.priority}), so Nomad would not let their replacements preempt a placeholder`,
+      );
+    }
+    if (yielding.length < groups.length) {
+      const left = groups.filter((g) => !yielding.includes(g)).map((g) => g.alloc.ID);
+      this.log.warn({ node, allocs: left, placeholderPriority: this.priority }, 'priority too low to reserve for');
+    }
+    const job = this.placeholder(jobId, id, yielding, reason);
     await this.call('reserve', node, () => this.nomad.registerJob(job));
     const targets = await this.placedOn(jobId);
-    this.log.info({ node, job: jobId, groups: groups.length, targets }, 'capacity reserved');
-    return { id: jobId, node, targets, tasks: groups.length };
+    this.log.info({ node, job: jobId, groups: yielding.length, targets }, 'capacity reserved');
+    return { id: jobId, node, targets, tasks: yielding.length };
+  }
+
+  /**
+   * Start-up check: warns, with the fix, when placeholders would not be placed. Never throws: reserve checks
+   * again each time, so enabling preemption later takes effect without a restart.
+   */
+  async checkPreemption(): Promise<void> {
+    try {
+      const blocker = await this.preemptionBlocker();
+      if (blocker === undefined) this.log.info('service-job preemption is on: placeholders will reserve capacity');
+      else this.log.warn({ problem: blocker, fix: ENABLE_PREEMPTION }, 'placeholders disabled');
+    } catch (err) {
+      this.log.warn({ err }, 'scheduler configuration not checked');
+    }
   }
 
   async prestage(node: string, reservation: Reservation): Promise<void> {
@@ -120,6 +156,30 @@ export class NomadSchedulerActions implements SchedulerActions {
         context: { node: reservation.node, job: reservation.id },
       });
     }
+  }
+
+  /** Why a placeholder would not yield to a replacement right now; undefined when it would. */
+  private async preemptionBlocker(): Promise<string | undefined> {
+    let config;
+    try {
+      config = (await this.nomad.schedulerConfiguration()).value.SchedulerConfig;
+    } catch (err) {
+      // Not knowing is treated as off: a placeholder that might not yield is worse than none.
+      if (errorCode(err) === 'NC_NOMAD_API_STATUS' && (err as { status?: number }).status === 403) {
+        return "the forecaster's Nomad token lacks operator:read, so whether replacements may preempt is unknown";
+      }
+      throw err;
+    }
+    if (config === null) return 'Nomad has no scheduler configuration yet (no leader has written one)';
+    if (!config.PreemptionConfig.ServiceSchedulerEnabled) {
+      return `service-job preemption is off in Nomad's scheduler configuration (enable: ${ENABLE_PREEMPTION})`;
+    }
+    return undefined;
+  }
+
+  private unreserved(node: string, tasks: number, skipped: string): Reservation {
+    this.log.warn({ node, tasks, problem: skipped }, 'capacity not reserved');
+    return { id: '', node, targets: [], tasks: 0, skipped };
   }
 
   private chained(alloc: Allocation): ChainedGroup[] {
@@ -204,6 +264,11 @@ export class NomadSchedulerActions implements SchedulerActions {
       });
     }
   }
+}
+
+function jobPriority(alloc: Allocation): number {
+  const priority = alloc.Job?.Priority;
+  return typeof priority === 'number' ? priority : DEFAULT_JOB_PRIORITY;
 }
 
 function clip(text: string): string {

@@ -8,7 +8,10 @@ export interface SchedulerActions {
   fence(node: string, reason: string): Promise<void>;
   /** Hold capacity on healthy nodes for the node's chained tasks. Fails (SchedulerActionError) if there is none. */
   reserve(node: string, reason: string): Promise<Reservation>;
-  /** Copy the chained tasks' checkpoints to the reserved nodes ahead of the drain. */
+  /**
+   * Copy the chained tasks' checkpoints to the reserved nodes ahead of the drain. Fails when any task was not
+   * copied; the caller goes on to the drain regardless (a pre-stage only shortens the drain's transfer).
+   */
   prestage(node: string, reservation: Reservation): Promise<void>;
   /** Start the drain; allocations still there after `deadlineMs` are stopped by the scheduler. */
   drain(node: string, request: DrainRequest): Promise<void>;
@@ -27,6 +30,8 @@ export interface Reservation {
   readonly targets: readonly string[];
   /** Chained tasks covered. */
   readonly tasks: number;
+  /** Why chained tasks on the node are left without reserved capacity (shown in the risk API). @default none */
+  readonly skipped?: string;
 }
 
 export interface DrainRequest {

@@ -26,7 +26,7 @@ export interface EvaluationResult {
   readonly context?: Record<string, unknown>;
 }
 
-function traceArgs(options: CliOptions): string[] {
+function traceArgs(options: Pick<CliOptions, 'trace' | 'format' | 'seed'>): string[] {
   return [
     '--trace',
     resolve(options.trace as string),
@@ -73,7 +73,10 @@ export async function evaluate(trainer: PythonTrainer, options: CliOptions): Pro
 }
 
 /** Refuses a candidate the serving side could not load before the registry considers it. */
-async function promote(trainer: PythonTrainer, options: CliOptions): Promise<unknown> {
+export async function promote(
+  trainer: PythonTrainer,
+  options: Pick<CliOptions, 'trace' | 'format' | 'seed' | 'registry' | 'candidate'>,
+): Promise<unknown> {
   const candidate = resolve(options.candidate as string);
   await checkServable(candidate, SPEC_PATH);
   return trainer.run([
@@ -87,13 +90,17 @@ async function promote(trainer: PythonTrainer, options: CliOptions): Promise<unk
 }
 
 /** Hours at the end of the trace kept out of a retrain's training rows, for promote to judge both models on. */
-const RETRAIN_HOLDOUT_HOURS = '6';
+export const RETRAIN_HOLDOUT_HOURS = '6';
 
 /**
  * The periodic (or on-demand) retrain: trains on all but the trace's last hours, checks the export loads in the
- * serving runner, and promotes it only if it beats the serving model on those hours.
+ * serving runner, and promotes it only if it beats the serving model on those hours. Local mode's retrain timer
+ * (forecaster/src/retrain/) runs this same function.
  */
-async function retrain(trainer: PythonTrainer, options: CliOptions): Promise<unknown> {
+export async function retrain(
+  trainer: PythonTrainer,
+  options: Pick<CliOptions, 'trace' | 'format' | 'seed' | 'registry'>,
+): Promise<unknown> {
   const candidate = await mkdtemp(join(tmpdir(), 'nc-retrain-'));
   try {
     await trainer.run(['train', ...traceArgs(options), '--out', candidate, '--holdout-hours', RETRAIN_HOLDOUT_HOURS]);

@@ -12,10 +12,18 @@ export interface HttpApiSource {
   risk(node: string): NodeRiskReport | undefined;
   metrics(): MetricFamily[];
   ready(): boolean;
+  /** The serving model; null before one is loaded. */
+  model(): ServingModelInfo | null;
+}
+
+export interface ServingModelInfo {
+  readonly version: string;
+  readonly featureSpec: string;
 }
 
 /**
- * GET /metrics (Prometheus text), GET /v1/risk (every node's risk, phase and the reasons of its decisions),
+ * GET /metrics (Prometheus text), GET /v1/risk (the serving model's version, every node's risk, phase and the
+ * reasons of its decisions),
  * GET /v1/risk/:node, GET /v1/health. Read-only: decisions are the policy's, never the API's.
  */
 export class HttpApi {
@@ -58,7 +66,7 @@ export class HttpApi {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         res.end(renderPrometheus(this.source.metrics()));
       } else if (url.pathname === '/v1/risk') {
-        this.send(res, 200, { nodes: this.source.risks() });
+        this.send(res, 200, { model: this.source.model(), nodes: this.source.risks() });
       } else if (url.pathname.startsWith('/v1/risk/')) {
         const node = decodeURIComponent(url.pathname.slice('/v1/risk/'.length));
         const report = this.source.risk(node);
@@ -66,7 +74,7 @@ export class HttpApi {
         else this.send(res, 200, report);
       } else if (url.pathname === '/v1/health') {
         const ready = this.source.ready();
-        this.send(res, ready ? 200 : 503, { ready });
+        this.send(res, ready ? 200 : 503, { ready, model: this.source.model() });
       } else {
         this.send(res, 404, { error: 'not found' });
       }

@@ -54,6 +54,10 @@ const TERMINAL_NOTICES = new Set([
   'scheduled-maintenance',
 ]);
 
+export function isTerminalNotice(kind: string): boolean {
+  return TERMINAL_NOTICES.has(kind);
+}
+
 const fmt = (x: number): string => x.toFixed(3);
 
 /**

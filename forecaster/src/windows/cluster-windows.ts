@@ -1,10 +1,16 @@
 import type { IngestBatch, TelemetrySink } from '../ingest/telemetry-sink';
-import type { HistoryKind, NodeWindow } from './node-window';
+import type { HistoryKind, NodeWindow, TelemetryPoint } from './node-window';
 import { PoolState } from './pool-state';
 import { WindowStore } from './window-store';
 import type { WindowStoreConfig } from './window-store';
 
 export const DEFAULT_POOL = 'default';
+
+/** Sees every history event and sample the windows take in, as they take them (the trace recorder). */
+export interface WindowsObserver {
+  history(node: string, pool: string, kind: HistoryKind, timeMs: number): void;
+  sample(node: string, point: TelemetryPoint): void;
+}
 
 /**
  * Every node's window and every pool's history, fed by telemetry (samples, notices, history events) and by the
@@ -19,6 +25,7 @@ export class ClusterWindows implements TelemetrySink {
     config: WindowStoreConfig,
     private readonly poolRetainMs: number,
     private readonly now: () => number,
+    private readonly observer?: WindowsObserver,
   ) {
     this.store = new WindowStore(config, now, (window) => this.leave(window));
   }
@@ -37,7 +44,7 @@ export class ClusterWindows implements TelemetrySink {
       this.record(window, pool, 'join', first, 'first telemetry');
     }
     for (const e of batch.events) this.record(window, pool, e.kind, e.timeMs, e.detail);
-    for (const p of batch.points) window.push(p);
+    for (const p of batch.points) if (window.push(p)) this.observer?.sample(window.node, p);
     const lastTime = batch.points[batch.points.length - 1]?.timeMs ?? first;
     for (const fresh of window.setSignals(batch.signals, lastTime)) {
       if (!batch.events.some((e) => e.kind === 'notice')) {
@@ -86,11 +93,15 @@ export class ClusterWindows implements TelemetrySink {
   private record(window: NodeWindow, pool: PoolState, kind: HistoryKind, timeMs: number, detail: string): void {
     window.addEvent({ timeMs, kind, detail });
     pool.apply(window.node, kind, timeMs);
+    this.observer?.history(window.node, window.pool, kind, timeMs);
   }
 
   private leave(window: NodeWindow): void {
     const pool = this.pools.get(window.pool);
-    if (pool?.isAlive(window.node) === true) pool.apply(window.node, 'leave', this.now());
+    if (pool?.isAlive(window.node) !== true) return;
+    const now = this.now();
+    pool.apply(window.node, 'leave', now);
+    this.observer?.history(window.node, window.pool, 'leave', now);
   }
 
   private pool(name: string): PoolState {

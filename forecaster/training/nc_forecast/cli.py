@@ -90,8 +90,11 @@ def cmd_train(args) -> dict:
     spec, trace = _load(args)
     until = trace.end_ms - int(args.holdout_hours * 3_600_000)
     # With a holdout, rows stop where their label window would reach into it.
-    windows = build_windows(trace, spec, None, until - spec.horizon_ms - 1 if args.holdout_hours > 0 else None)
-    trained = train(windows, spec.horizon_ms)
+    index = TraceIndex(trace)
+    windows = build_windows(
+        trace, spec, None, until - spec.horizon_ms - 1 if args.holdout_hours > 0 else None, index=index
+    )
+    trained = train(windows, spec.horizon_ms, reference=baselines.reactive(windows, index))
     card = write_model_dir(args.out, trained, spec, trace=args.trace, fmt=trace.format, span_ms=(trace.start_ms, until))
     return {"modelDir": str(Path(args.out).resolve()), "card": card}
 
@@ -114,7 +117,7 @@ def cmd_prepare(args) -> dict:
         # Training rows end where their label window reaches the split: nothing of the scored time leaks in.
         tuning = build_windows(trace, spec, trace.start_ms, split - spec.horizon_ms, index=index)
         scored = build_windows(trace, spec, split, None, index=index)
-        trained = train(tuning, spec.horizon_ms)
+        trained = train(tuning, spec.horizon_ms, reference=baselines.reactive(tuning, index))
         model_dir = work / "model"
         card = write_model_dir(
             model_dir, trained, spec, trace=args.trace, fmt=trace.format, span_ms=(trace.start_ms, split)

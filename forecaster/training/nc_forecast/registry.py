@@ -2,15 +2,20 @@
 
 Layout: ROOT/versions/<version>/{model.onnx, model-card.json} and ROOT/registry.json
 {"current": version|null, "history": [promoted versions, oldest first], "decisions": [...]}. The serving
-side loads ROOT/versions/<current>; registry.json is replaced atomically.
+side loads ROOT/versions/<current>; registry.json is replaced atomically. Promote and rollback hold an exclusive
+lock on ROOT/.lock from reading the index to writing it, so the forecaster's retrain timer and an operator's
+command on the same registry never lose each other's decision.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +44,22 @@ class Registry:
         current = self.state()["current"]
         return None if current is None else self.root / "versions" / current
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def promote_if_better(self, candidate: str | Path, recent: Windows) -> dict:
         """Scores candidate and serving model on the same recent rows; promotes only on a strictly higher PR-AUC."""
-        candidate = Path(candidate)
+        with self._locked():
+            return self._promote_if_better(Path(candidate), recent)
+
+    def _promote_if_better(self, candidate: Path, recent: Windows) -> dict:
         card = json.loads((candidate / CARD_FILE).read_text())
         state = self.state()
         challenger = rank_metrics(recent.y, score_onnx(candidate / MODEL_FILE, recent.X))
@@ -85,6 +103,10 @@ class Registry:
 
     def rollback(self) -> dict:
         """Serves the previously promoted version again."""
+        with self._locked():
+            return self._rollback()
+
+    def _rollback(self) -> dict:
         state = self.state()
         if len(state["history"]) < 2:
             raise RegistryError(f"{self.root}: no earlier version to roll back to")

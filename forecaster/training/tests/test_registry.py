@@ -1,3 +1,5 @@
+import fcntl
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +54,21 @@ def test_equal_model_is_not_promoted(tmp_path: Path, models) -> None:
     registry.promote_if_better(dirs["good"], recent)
     again = registry.promote_if_better(dirs["good"], recent)
     assert not again["promoted"]
+
+
+def test_promote_waits_for_the_registry_lock(tmp_path: Path, models) -> None:
+    """The forecaster's retrain timer and an operator's command on one registry take turns (issue 6)."""
+    dirs, recent = models
+    root = tmp_path / "registry"
+    root.mkdir()
+    registry = Registry(root)
+    done = threading.Event()
+    with open(root / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(target=lambda: (registry.promote_if_better(dirs["good"], recent), done.set()))
+        worker.start()
+        assert not done.wait(1.0), "promote ran while another holder had the registry lock"
+        assert registry.state()["current"] is None
+        fcntl.flock(held, fcntl.LOCK_UN)
+    worker.join(60)
+    assert done.is_set() and registry.state()["current"] is not None

@@ -6,7 +6,8 @@ import onnx
 import pytest
 
 from nc_forecast.export import CARD_FILE, MODEL_FILE, OPSET, write_model_dir
-from nc_forecast.features import build_windows, load_spec
+from nc_forecast import baselines
+from nc_forecast.features import TraceIndex, build_windows, load_spec
 from nc_forecast.registry import score_onnx
 from nc_forecast.traces import read_trace
 from nc_forecast.train import CANDIDATES, TrainError, scores_of, train
@@ -45,6 +46,21 @@ def test_selection_is_on_held_out_time_and_recorded(windows) -> None:
     t0, t1 = int(w.t_ms.min()), int(w.t_ms.max())
     assert trained.split_ms == t0 + int((t1 - t0) * 0.55)
     assert all(len(m["foldPrAuc"]) == 3 for m in trained.candidates.values())
+
+
+def test_with_the_reactive_reference_the_widest_worst_block_margin_wins(parcae_trace: Path) -> None:
+    spec = load_spec()
+    trace = read_trace(parcae_trace)
+    index = TraceIndex(trace)
+    w = build_windows(trace, spec, index=index)
+    reactive = baselines.reactive(w, index)
+    trained = train(w, spec.horizon_ms, reference=reactive)
+    margins = {n: m["worstMarginOverReactive"] for n, m in trained.candidates.items()}
+    assert margins[trained.algorithm] == max(margins.values())
+    assert "reactive" in trained.reason and trained.algorithm in trained.reason
+    # A reference that is the label itself cannot be beaten: every margin is at most zero.
+    perfect = train(w, spec.horizon_ms, reference=w.y.astype(float))
+    assert all(m["worstMarginOverReactive"] <= 1e-12 for m in perfect.candidates.values())
 
 
 def test_one_class_is_refused(windows) -> None:

@@ -1,21 +1,11 @@
-import { rm } from 'node:fs/promises';
 import type { Clock } from '../../../common/clock';
 import type { Logger } from '../../../common/logging';
-import type { CheckpointMeta } from '../checkpoint/manifest';
+import { shipRunningCopy, type RunningDumper } from '../checkpoint/running-copy';
 import type { CheckpointShipper } from '../checkpoint/staging';
 
 /** The running tasks the sidecar owns (TaskRuntime). */
 export interface RunningTasks {
   list(): readonly { readonly taskId: string; readonly phase: string }[];
-}
-
-/** A dump that leaves the task running (Dumper). */
-export interface BackgroundDumper {
-  dump(request: { readonly taskId: string; readonly leaveRunning: boolean; readonly handoverKey: string }): Promise<{
-    readonly meta: CheckpointMeta;
-    readonly dir: string;
-    readonly dumpMs: number;
-  }>;
 }
 
 /** Serialises everything that dumps one task (a migration and a background checkpoint never overlap). */
@@ -25,7 +15,7 @@ export interface TaskLocks {
 
 export interface BackgroundCheckpointerDeps {
   readonly tasks: RunningTasks;
-  readonly dumper: BackgroundDumper;
+  readonly dumper: RunningDumper;
   readonly shipper: CheckpointShipper;
   readonly locks: TaskLocks;
   readonly clock: Clock;
@@ -90,20 +80,19 @@ export class BackgroundCheckpointer {
   }
 
   private async checkpoint(taskId: string): Promise<void> {
-    const dumped = await this.deps.dumper.dump({ taskId, leaveRunning: true, handoverKey: backgroundKey(taskId) });
-    try {
-      const { wireBytes } = await this.deps.shipper.ship(dumped.dir, dumped.meta, this.deps.buddyAddress);
-      const status = {
-        checkpointId: dumped.meta.checkpointId,
-        atUnixMs: this.deps.clock.now(),
-        wireBytes,
-        dumpMs: dumped.dumpMs,
-      };
-      this.last.set(taskId, status);
-      this.deps.log.debug({ taskId, ...status }, 'background checkpoint shipped');
-    } finally {
-      await rm(dumped.dir, { recursive: true, force: true });
-    }
+    const copy = await shipRunningCopy(this.deps, {
+      taskId,
+      handoverKey: backgroundKey(taskId),
+      peerAddress: this.deps.buddyAddress,
+    });
+    const status = {
+      checkpointId: copy.meta.checkpointId,
+      atUnixMs: this.deps.clock.now(),
+      wireBytes: copy.wireBytes,
+      dumpMs: copy.dumpMs,
+    };
+    this.last.set(taskId, status);
+    this.deps.log.debug({ taskId, ...status }, 'background checkpoint shipped');
   }
 }
 

@@ -17,6 +17,8 @@ function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   });
 }
 
+const NOT_FOUND = new Set(['NC_CLUSTER_NO_NODE', 'NC_CONTROLLER_NO_RESERVATION']);
+
 function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(`${JSON.stringify(body, null, 2)}\n`);
@@ -24,7 +26,7 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 
 /**
  * The local controller's HTTP API on loopback, shaped after Nomad's (`/v1/nodes`, `/v1/node/:id/drain`,
- * `/v1/node/:id/eligibility`) so `npm run cluster -- drain NODE` feels like `nomad node drain`.
+ * `/v1/node/:id/eligibility`; `/v1/node/:id/reserve` and `/v1/node/:id/prestage` are local mode's own) so `npm run cluster -- drain NODE` feels like `nomad node drain`.
  */
 export class ControllerApi {
   private server: Server | undefined;
@@ -39,7 +41,7 @@ export class ControllerApi {
     const server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         this.log.warn({ err, url: req.url }, 'controller API request failed');
-        send(res, errorCode(err) === 'NC_CLUSTER_NO_NODE' ? 404 : 500, {
+        send(res, NOT_FOUND.has(errorCode(err) ?? '') ? 404 : 500, {
           error: errorMessage(err),
           code: errorCode(err),
         });
@@ -115,6 +117,11 @@ export class ControllerApi {
           200,
           await this.controller.reserve(parts[2], typeof body.reason === 'string' ? body.reason : 'reserved'),
         );
+      if (parts[3] === 'prestage') {
+        if (typeof body.reservation !== 'string' || body.reservation === '')
+          return send(res, 400, { error: 'reservation (the id reserve answered) is required' });
+        return send(res, 200, await this.controller.prestage(parts[2], body.reservation));
+      }
       if (parts[3] === 'preempt') return send(res, 200, await this.controller.preempt(parts[2]));
       if (parts[3] === 'return') {
         await this.controller.nodeReturned(parts[2]);

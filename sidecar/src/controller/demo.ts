@@ -1,17 +1,25 @@
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { requireString } from '../../../common/config';
 import { ConfigError } from '../../../common/config-error';
 import { errorCode, errorMessage } from '../../../common/errors';
 import { createRootLogger } from '../../../common/logging';
 import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
 import { LoadProbe } from './load-probe';
 import { EXAMPLE_SERVICE, startLocalMode, waitForPort, type LocalMode } from './local-mode';
+import { formatReport, runReplay, type ReplayReport } from './replay/replay-command';
 
-const USAGE = `Usage: npm run demo -- [-json]
+// Fast through quiet hours, slow enough around held-out pre-emptions for a migration to fit in a notice.
+const DEMO_REPLAY = { speed: 600, eventSpeed: 20, nodes: 4, services: 3 } as const;
+
+const USAGE = `Usage: npm run demo -- [-json] [-replay TRACE]
 
 Runs the whole story once in local mode: starts a stateful key/value service on a local cluster, puts load
 on it through HAProxy, drains its node, and prints the outcome beside the baseline (the same service
 cold-restarted on another node, as Nomad's own drivers would). -json prints one JSON object instead.
+-replay TRACE then replays a pre-emption trace with the forecaster and with the reactive baseline (as
+npm start -- -replay TRACE -speed ${DEMO_REPLAY.speed} -event-speed ${DEMO_REPLAY.eventSpeed}) and prints its table too.
 The real-Nomad story is npm run test:nomad (it needs NOMAD_BIN).
 `;
 
@@ -85,16 +93,20 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  for (const arg of argv) {
+  let json = false;
+  let trace: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
     if (arg === '-nomad' || arg === '--nomad') {
       throw new ConfigError(
         arg,
         'the demo runs local mode only; the Nomad-mode story is npm run test:nomad (NOMAD_BIN=…)',
       );
     }
-    if (arg !== '-json' && arg !== '--json') throw new ConfigError(arg, 'unknown option (see npm run demo -- -help)');
+    if (arg === '-json' || arg === '--json') json = true;
+    else if (arg === '-replay' || arg === '--replay') trace = requireString(arg, argv[++i]);
+    else throw new ConfigError(arg, 'unknown option (see npm run demo -- -help)');
   }
-  const json = argv.includes('-json') || argv.includes('--json');
   const say = (line: string): void => {
     if (!json) process.stdout.write(`${line}\n`);
   };
@@ -102,37 +114,55 @@ async function main(argv: readonly string[]): Promise<number> {
   const log = createRootLogger({ level: process.env.NOMAD_CHAIN_LOG_LEVEL ?? 'info', file: logFile });
   say('==> Starting a local cluster of 3 nodes');
   const local = await startLocalMode({ cluster: { nodes: 3, services: [EXAMPLE_SERVICE.name] } }, log);
+  let chained: Outcome;
+  let baseline: Outcome;
+  let restoredState: boolean;
   try {
     const placed = await local.controller.runService(EXAMPLE_SERVICE, (i) => waitForPort(i));
     say(
       `==> Service "${EXAMPLE_SERVICE.name}" running on ${placed.node}; ${KEYS} keys written, load on, draining ${placed.node}`,
     );
-    const chained = await measure(local, async () => {
+    chained = await measure(local, async () => {
       const [outcome] = await local.controller.drainNode(placed.node, 'demo');
       const to = local.controller.tasks()[EXAMPLE_SERVICE.name]?.node ?? placed.node;
       return { from: placed.node, to, moved: outcome?.outcome === 'moved' };
     });
     say(`==> Baseline: the same service cold-restarted on another node`);
     await local.controller.setEligibility(placed.node, true, 'demo baseline');
-    const baseline = await measure(local, () => coldRestart(local));
-    const restoredState = (await local.controller.inspect(EXAMPLE_SERVICE.name)).state === TaskState.TASK_STATE_RUNNING;
-    const result = { ...chained, baseline };
-    if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
-    else {
-      const row = (name: string, o: Outcome): string =>
-        `${name.padEnd(22)} ${String(o.stateIntact).padEnd(12)} ${String(o.downtimeMs).padStart(10)} ${String(o.failedRequests).padStart(8)}/${String(o.requests).padEnd(6)} ${String(o.routerFollowed).padEnd(8)} ${o.from} -> ${o.to}`;
-      say('');
-      say(
-        `${'run'.padEnd(22)} ${'stateIntact'.padEnd(12)} ${'downtimeMs'.padStart(10)} ${'failed/requests'.padEnd(15)} ${'router'.padEnd(8)} move`,
-      );
-      say(row('chained (nomad-chain)', chained));
-      say(row('baseline (cold start)', baseline));
-      say(`\nThe service ${restoredState ? 'is running' : 'is NOT running'} after both runs. Log: ${logFile}`);
-    }
-    return chained.stateIntact && chained.routerFollowed ? 0 : 1;
+    baseline = await measure(local, () => coldRestart(local));
+    restoredState = (await local.controller.inspect(EXAMPLE_SERVICE.name)).state === TaskState.TASK_STATE_RUNNING;
   } finally {
     await local.stop(true);
   }
+  const row = (name: string, o: Outcome): string =>
+    `${name.padEnd(22)} ${String(o.stateIntact).padEnd(12)} ${String(o.downtimeMs).padStart(10)} ${String(o.failedRequests).padStart(8)}/${String(o.requests).padEnd(6)} ${String(o.routerFollowed).padEnd(8)} ${o.from} -> ${o.to}`;
+  say('');
+  say(
+    `${'run'.padEnd(22)} ${'stateIntact'.padEnd(12)} ${'downtimeMs'.padStart(10)} ${'failed/requests'.padEnd(15)} ${'router'.padEnd(8)} move`,
+  );
+  say(row('chained (nomad-chain)', chained));
+  say(row('baseline (cold start)', baseline));
+  say(`\nThe service ${restoredState ? 'is running' : 'is NOT running'} after both runs. Log: ${logFile}`);
+  let replay: ReplayReport | undefined;
+  if (trace !== undefined) {
+    say(`\n==> Replaying ${trace} with the forecaster and with the reactive baseline`);
+    replay = await runReplay(
+      {
+        trace,
+        ...DEMO_REPLAY,
+        passes: ['forecaster', 'reactive'],
+        trainFraction: 0.6,
+        workDir: mkdtempSync(join(tmpdir(), 'nc-replay-')),
+        say,
+      },
+      log.child({ component: 'replay' }),
+    );
+    say('');
+    say(formatReport(replay).trimEnd());
+  }
+  if (json)
+    process.stdout.write(`${JSON.stringify({ ...chained, baseline, ...(replay === undefined ? {} : { replay }) })}\n`);
+  return chained.stateIntact && chained.routerFollowed ? 0 : 1;
 }
 
 main(process.argv.slice(2)).then(

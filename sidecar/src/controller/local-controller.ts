@@ -10,6 +10,7 @@ import type { MigrationJournal } from '../migration/migration-journal';
 import type { MigrationRecord } from '../migration/migration-record';
 import { MigrationSequence, type NodeSidecars } from '../migration/migration-sequence';
 import { ControllerEventLog, type ControllerEvent } from './controller-events';
+import { ReservationPrestager, type PrestageItem, type PrestageOutcome } from './reservation-prestager';
 import { taskSpecFor, type ServiceDefinition } from './service-definition';
 
 export interface ControllerNode {
@@ -57,6 +58,14 @@ export interface Reservation {
   readonly node: string;
   readonly targets: readonly string[];
   readonly tasks: number;
+  /** taskKey → the node holding room for it: where it is pre-staged and where its drain moves it. */
+  readonly assignments: Readonly<Record<string, string>>;
+}
+
+export interface PrestageReport {
+  readonly node: string;
+  readonly reservation: string;
+  readonly staged: readonly PrestageOutcome[];
 }
 
 export interface PreemptionOutcome {
@@ -98,6 +107,7 @@ export type DrainOutcome =
  */
 export class LocalController implements SchedulerAdapter {
   private readonly sequence: MigrationSequence;
+  private readonly prestager: ReservationPrestager;
   private state: ControllerState;
   readonly events: ControllerEventLog;
   private readonly reservations = new Map<string, Reservation>();
@@ -120,6 +130,11 @@ export class LocalController implements SchedulerAdapter {
       log: deps.log,
       checkpointWaitMs: deps.checkpointWaitMs,
       ...(deps.afterStep !== undefined ? { afterStep: deps.afterStep } : {}),
+    });
+    this.prestager = new ReservationPrestager({
+      sidecars: deps.sidecars,
+      clock: deps.clock,
+      log: deps.log.child({ component: 'prestage' }),
     });
     this.state = LocalController.load(deps.stateFile, deps.nodes);
     this.events = deps.events ?? new ControllerEventLog();
@@ -387,7 +402,8 @@ export class LocalController implements SchedulerAdapter {
     const task = this.state.tasks[taskKey];
     if (task === undefined)
       throw new NomadChainError('NC_TASK_NOT_FOUND', `no task ${JSON.stringify(taskKey)}`, { context: { taskKey } });
-    const target = pickTarget(await this.nodes(), task.node);
+    const nodes = await this.nodes();
+    const target = this.reservedTarget(nodes, taskKey, task.node) ?? pickTarget(nodes, task.node);
     if (target === undefined) {
       const reason = 'no healthy eligible node with room: the task keeps running where it is';
       this.deps.log.warn({ taskKey, node: task.node }, 'drain cannot move task: no healthy target');
@@ -433,31 +449,119 @@ export class LocalController implements SchedulerAdapter {
         cause: err,
       });
     }
-    if (result.step === 'done') return { taskKey, outcome: 'moved', migration: result };
+    if (result.step === 'done') {
+      this.consumeReservation(taskKey, task.node, targetNode.name);
+      await this.prestager.discard(taskKey);
+      return { taskKey, outcome: 'moved', migration: result };
+    }
     return { taskKey, outcome: result.step === 'rolled-back' ? 'rolled-back' : 'failed', migration: result };
+  }
+
+  private reservationFor(taskKey: string, source: string): Reservation | undefined {
+    return [...this.reservations.values()].find((r) => r.node === source && r.assignments[taskKey] !== undefined);
+  }
+
+  /**
+   * The node a reservation holds room on for this task: where it was pre-staged, so its migration sends only
+   * what changed since. Its slot is already counted against that node's capacity, so only health and
+   * eligibility are checked; an unusable one falls back to ordinary placement.
+   */
+  private reservedTarget(nodes: readonly PlacementNode[], taskKey: string, source: string): PlacementNode | undefined {
+    const name = this.reservationFor(taskKey, source)?.assignments[taskKey];
+    if (name === undefined) return undefined;
+    const node = nodes.find((n) => n.name === name);
+    if (node !== undefined && node.name !== source && node.healthy && node.eligible && !node.draining) return node;
+    this.deps.log.warn({ taskKey, reserved: name }, 'reserved target unusable: placing the task elsewhere');
+    return undefined;
+  }
+
+  /** The task has moved: its reserved slot turned into the task itself, so it stops counting twice. */
+  private consumeReservation(taskKey: string, source: string, movedTo: string): void {
+    const reservation = this.reservationFor(taskKey, source);
+    if (reservation === undefined) return;
+    const slot = reservation.assignments[taskKey] ?? '';
+    const at = reservation.targets.indexOf(slot);
+    const targets = reservation.targets.filter((_, i) => i !== at);
+    const assignments = Object.fromEntries(Object.entries(reservation.assignments).filter(([k]) => k !== taskKey));
+    this.reservations.set(reservation.id, { ...reservation, targets, assignments });
+    if (slot !== movedTo) this.deps.log.info({ taskKey, reserved: slot, movedTo }, 'task moved off its reserved slot');
   }
 
   /** Holds room on healthy nodes for each chained task of `node`, counted against their capacity. */
   async reserve(node: string, reason: string): Promise<Reservation> {
     this.node(node);
-    const tasks = Object.values(this.state.tasks).filter((t) => t.node === node);
+    const tasks = Object.keys(this.state.tasks).filter((key) => this.state.tasks[key]?.node === node);
     const targets: string[] = [];
+    const assignments: Record<string, string> = {};
     let nodes = await this.nodes();
-    for (let i = 0; i < tasks.length; i++) {
+    for (const taskKey of tasks) {
       const target = pickTarget(nodes, node);
       if (target === undefined) break;
       targets.push(target.name);
+      assignments[taskKey] = target.name;
       // Count it at once, so the next task of the same node does not take the same slot.
       nodes = nodes.map((n) => (n.name === target.name ? { ...n, tasks: n.tasks + 1 } : n));
     }
-    const reservation = { id: `reservation-${this.nextReservation++}`, node, targets, tasks: tasks.length };
+    const reservation = {
+      id: `reservation-${this.nextReservation++}`,
+      node,
+      targets,
+      tasks: tasks.length,
+      assignments,
+    };
     this.reservations.set(reservation.id, reservation);
     this.deps.log.info({ node, reason, targets }, 'capacity reserved');
     return reservation;
   }
 
+  /** Gives the room back; copies pre-staged for it are deleted in the background (they are never restored). */
   release(id: string): void {
-    if (this.reservations.delete(id)) this.deps.log.info({ reservation: id }, 'reservation released');
+    const reservation = this.reservations.get(id);
+    if (reservation === undefined) return;
+    this.reservations.delete(id);
+    this.deps.log.info({ reservation: id }, 'reservation released');
+    for (const taskKey of Object.keys(reservation.assignments)) void this.prestager.discard(taskKey);
+  }
+
+  /**
+   * Copies each chained task of a fenced node, still running, to the node its reservation holds room on.
+   * Per-task failures are in the report, never thrown: the drain moves every task with or without its copy.
+   */
+  async prestage(node: string, reservationId: string): Promise<PrestageReport> {
+    this.node(node);
+    const reservation = this.reservations.get(reservationId);
+    if (reservation === undefined || reservation.node !== node) {
+      throw new NomadChainError('NC_CONTROLLER_NO_RESERVATION', `no reservation ${reservationId} for ${node}`, {
+        context: { node, reservation: reservationId },
+      });
+    }
+    const nodes = await this.nodes();
+    const items: PrestageItem[] = [];
+    for (const [taskKey, targetNode] of Object.entries(reservation.assignments)) {
+      const task = this.state.tasks[taskKey];
+      // Moved or gone since the reservation: nothing of it is left here to copy.
+      if (task === undefined || task.node !== node) continue;
+      const target = nodes.find((n) => n.name === targetNode && n.healthy);
+      items.push({
+        taskKey,
+        taskId: task.taskId,
+        sourceNode: node,
+        targetNode,
+        targetAddress: target?.transferAddress ?? '',
+      });
+    }
+    const staged = await this.prestager.prestage(items);
+    this.deps.log.info(
+      {
+        node,
+        reservation: reservationId,
+        staged: staged.filter((o) => o.outcome === 'staged').length,
+        tasks: staged.length,
+        wireBytes: staged.reduce((sum, o) => sum + (o.outcome === 'staged' ? o.wireBytes : 0), 0),
+      },
+      'pre-stage finished',
+    );
+    return { node, reservation: reservationId, staged };
   }
 
   reservationsHeld(): Reservation[] {

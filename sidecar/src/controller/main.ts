@@ -1,13 +1,16 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { requireInt, requireNumber, requireString } from '../../../common/config';
 import { ConfigError } from '../../../common/config-error';
-import { errorCode, errorMessage } from '../../../common/errors';
+import { NomadChainError, errorCode, errorMessage } from '../../../common/errors';
 import { createRootLogger } from '../../../common/logging';
 import { ControllerApi } from './controller-api';
 import { EXAMPLE_SERVICE, startLocalMode, waitForPort } from './local-mode';
+import { ForecasterProcess } from './replay/forecaster-process';
 import { formatReport, runReplay, type ReplayPass } from './replay/replay-command';
+
+const REPO = resolve(__dirname, '..', '..', '..');
 
 const USAGE = `Usage: npm start -- [options]
 
@@ -17,6 +20,9 @@ runc/CRIU tasks, HAProxy in front) with an example stateful service. Drain a nod
 Options:
   -nodes N        number of simulated nodes (default 3; 4 with -replay)
   -no-example     do not start the example key/value service
+  -forecaster DIR also run the forecaster, acting through the controller: it serves the current model of the
+                  registry DIR/models (make one first: npm run forecast -- retrain --trace TRACE --registry
+                  DIR/models), records what it observes in DIR/data and retrains on it every hour
 
 Trace replay (two passes over the same trace, one table at the end):
   -replay TRACE   replay a pre-emption trace (any format in ../shared/data/, or nc-trace/1 NDJSON): a pass
@@ -24,6 +30,8 @@ Trace replay (two passes over the same trace, one table at the end):
                   a reactive pass (drain only at the interruption notice); counts are for the held-out 40 %
                   and for the whole trace
   -speed S        trace ms per real ms (default 60)
+  -event-speed E  trace ms per real ms from the forecast horizon before each held-out pre-emption to a
+                  minute after it, so migrations get real time where they count (default: -speed)
   -services M     chained kv services (default nodes - 1)
   -passes P       both | forecaster | reactive (default both)
   -json           print the report as JSON instead of the table
@@ -32,12 +40,14 @@ Trace replay (two passes over the same trace, one table at the end):
 interface StartOptions {
   readonly nodes: number;
   readonly example: boolean;
+  readonly forecaster?: string;
   readonly replay: ReplayCliOptions | undefined;
 }
 
 interface ReplayCliOptions {
   readonly trace: string;
   readonly speed: number;
+  readonly eventSpeed: number | undefined;
   readonly services: number;
   readonly passes: readonly ReplayPass[];
   readonly json: boolean;
@@ -46,8 +56,10 @@ interface ReplayCliOptions {
 function parseArgs(argv: readonly string[]): StartOptions {
   let nodes: number | undefined;
   let example = true;
+  let forecaster: string | undefined;
   let trace: string | undefined;
   let speed = 60;
+  let eventSpeed: number | undefined;
   let services: number | undefined;
   let passes: ReplayPass[] = ['forecaster', 'reactive'];
   let json = false;
@@ -55,8 +67,10 @@ function parseArgs(argv: readonly string[]): StartOptions {
     const arg = argv[i]?.replace(/^--?/, '-');
     if (arg === '-nodes') nodes = requireInt('-nodes', argv[++i], 2, 16);
     else if (arg === '-no-example') example = false;
+    else if (arg === '-forecaster') forecaster = resolve(requireString('-forecaster', argv[++i]));
     else if (arg === '-replay') trace = requireString('-replay', argv[++i]);
     else if (arg === '-speed') speed = requireNumber('-speed', argv[++i], 0.001, 1_000_000);
+    else if (arg === '-event-speed') eventSpeed = requireNumber('-event-speed', argv[++i], 0.001, 1_000_000);
     else if (arg === '-services') services = requireInt('-services', argv[++i], 1, 64);
     else if (arg === '-json') json = true;
     else if (arg === '-passes') {
@@ -69,12 +83,15 @@ function parseArgs(argv: readonly string[]): StartOptions {
       process.exit(0);
     } else throw new ConfigError(argv[i] ?? '', 'unknown option (see npm start -- -help)');
   }
-  if (trace === undefined) return { nodes: nodes ?? 3, example, replay: undefined };
+  if (trace === undefined) {
+    return { nodes: nodes ?? 3, example, replay: undefined, ...(forecaster === undefined ? {} : { forecaster }) };
+  }
+  if (forecaster !== undefined) throw new ConfigError('-forecaster', 'a replay runs its own forecaster');
   const replayNodes = nodes ?? 4;
   return {
     nodes: replayNodes,
     example,
-    replay: { trace, speed, services: services ?? replayNodes - 1, passes, json },
+    replay: { trace, speed, eventSpeed, services: services ?? replayNodes - 1, passes, json },
   };
 }
 
@@ -86,12 +103,39 @@ async function replay(nodes: number, options: ReplayCliOptions): Promise<void> {
     file: join(workDir, 'replay.log'),
   }).child({ component: 'replay' });
   const say = (line: string): void => void process.stderr.write(`${line}\n`);
-  const report = await runReplay({ ...options, nodes, trainFraction: 0.6, workDir, say }, log);
+  // The first Ctrl-C stops the replay and tears its cluster down; a second one kills the process outright.
+  const abort = new AbortController();
+  process.once('SIGINT', () => {
+    say('SIGINT: stopping the replay and tearing its local cluster down (Ctrl-C again to kill outright)...');
+    abort.abort(new NomadChainError('NC_REPLAY_INTERRUPTED', 'the replay was interrupted (SIGINT)'));
+  });
+  const report = await runReplay({ ...options, nodes, trainFraction: 0.6, workDir, say, signal: abort.signal }, log);
   log.flush();
   // Exit once the report is out: the replay is a command, not a service.
   process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report), () =>
     process.exit(0),
   );
+}
+
+/**
+ * Local mode's forecaster, its own process as in production: the registry's current model, the trace it records,
+ * and the retrain timer at its local-mode default (hourly, forecaster/README.md).
+ */
+function startForecaster(dir: string, controllerAddress: string): Promise<ForecasterProcess> {
+  mkdirSync(dir, { recursive: true });
+  return ForecasterProcess.start({
+    repo: REPO,
+    workDir: dir,
+    config: {
+      controllerAddress,
+      modelRegistry: join(dir, 'models'),
+      dataDir: join(dir, 'data'),
+      telemetryAddress: '127.0.0.1',
+      telemetryPort: 0,
+      httpAddress: '127.0.0.1',
+      httpPort: 0,
+    },
+  });
 }
 
 /** Composition root of local mode. */
@@ -107,9 +151,20 @@ async function main(argv: readonly string[]): Promise<void> {
   const api = new ControllerApi(controller, log.child({ component: 'controller-api' }));
   const port = await api.listen();
   cluster.setControllerUrl(`http://127.0.0.1:${port}`);
+  let forecaster: ForecasterProcess | undefined;
+  if (options.forecaster !== undefined) {
+    try {
+      forecaster = await startForecaster(options.forecaster, `http://127.0.0.1:${port}`);
+    } catch (err) {
+      await api.close();
+      await local.stop();
+      throw err;
+    }
+  }
 
   const stop = async (signal: string): Promise<void> => {
     process.stdout.write(`\n${signal}: stopping the local cluster...\n`);
+    await forecaster?.stop();
     await api.close();
     await local.stop();
     process.stdout.write(`Stopped. Logs kept in ${cluster.logDir}\n`);
@@ -128,6 +183,9 @@ async function main(argv: readonly string[]): Promise<void> {
       cluster.nodes.map((n) => `  ${n.name.padEnd(8)} ${n.address}\n`).join('') +
       serviceLine +
       `  controller     http://127.0.0.1:${port}/v1/nodes\n` +
+      (forecaster === undefined
+        ? ''
+        : `  forecaster     http://127.0.0.1:${forecaster.httpPort}/v1/risk  (log ${forecaster.logFile})\n`) +
       `  logs           ${cluster.logDir}\n\n` +
       `Try:  curl -s -X PUT --data hello http://127.0.0.1:${cluster.haproxy.portOf('kv')}/kv/greeting\n` +
       `      npm run cluster -- drain <node>     (moves the service with its memory to another node)\n` +

@@ -10,6 +10,7 @@ import type { Dumper } from '../checkpoint/dump';
 import type { Features } from '../checkpoint/features';
 import { checkpointInfo } from '../checkpoint/staging';
 import type { PeerMigrator } from '../checkpoint/migrate-to-peer';
+import type { TaskPrestager } from '../checkpoint/prestager';
 import type { RestoreResult, Restorer } from '../checkpoint/restore';
 import type { StagedCheckpoints } from '../checkpoint/staging';
 import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
@@ -29,6 +30,7 @@ export interface LocalApiDeps {
   readonly dumper: Dumper;
   readonly restorer: Restorer;
   readonly migrator: Pick<PeerMigrator, 'migrate'>;
+  readonly prestager: Pick<TaskPrestager, 'prestage'>;
   readonly staged: StagedCheckpoints;
   readonly features: () => Features;
   readonly clock: Clock;
@@ -180,6 +182,20 @@ export class LocalApi {
       listCheckpoints: unary(log, 'ListCheckpoints', async () => ({
         checkpoints: await this.deps.staged.list(),
       })),
+      prestageTask: unary(log, 'PrestageTask', async (req) => {
+        const copy = await this.deps.prestager.prestage(req.taskId, req.peerAddress);
+        return {
+          checkpoint: checkpointInfo(copy.meta),
+          wireBytes: copy.wireBytes,
+          dumpMs: copy.dumpMs,
+          shipMs: copy.shipMs,
+        };
+      }),
+      deleteCheckpoint: unary(log, 'DeleteCheckpoint', async (req) => {
+        const staged = await this.deps.staged.get(req.checkpointId);
+        if (staged !== undefined) await this.deps.staged.delete(req.checkpointId);
+        return { deleted: staged !== undefined };
+      }),
     };
   }
 

@@ -1,30 +1,15 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import pino from 'pino';
 import { SystemClock } from '../../../common/clock';
 import { LocalControllerActions } from '../../../forecaster/src/actions/local-controller-actions';
 import { LocalControllerEvents } from '../../../forecaster/src/events/local-controller-events';
 import type { SchedulerEvent } from '../../../forecaster/src/events/scheduler-events';
 import { ControllerApi } from '../../../sidecar/src/controller/controller-api';
-import { LocalController } from '../../../sidecar/src/controller/local-controller';
-import type { ControllerNode } from '../../../sidecar/src/controller/local-controller';
-import type { ServiceDefinition } from '../../../sidecar/src/controller/service-definition';
-import { MemoryMigrationJournal } from '../../../sidecar/src/migration/migration-journal';
-import { FakeClock } from '../../fakes/fake-clock';
-import { FakeRouter } from '../../fakes/fake-router';
-import { FakeSidecarCluster } from '../../fakes/fake-sidecar-api';
+import type { LocalController } from '../../../sidecar/src/controller/local-controller';
+import { FAKE_SERVICE, fakeLocalController } from '../../fakes/fake-local-controller';
 
 // The forecaster's local-mode adapters against the real controller and its real HTTP API on 127.0.0.1:0
 // (sidecars and router behind it are the controller's own fakes: this checks the forecaster ↔ controller contract).
-const SERVICE: ServiceDefinition = {
-  name: 'web',
-  argv: ['/bin/true'],
-  env: {},
-  port: 8080,
-  localFiles: {},
-  memoryLimitBytes: 0,
-};
 const log = pino({ level: 'silent' });
 
 describe('forecaster ↔ local controller API', () => {
@@ -34,29 +19,7 @@ describe('forecaster ↔ local controller API', () => {
   let address: string;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'nc-c2-controller-'));
-    const cluster = new FakeSidecarCluster();
-    const nodes: ControllerNode[] = [1, 2, 3].map((i) => {
-      cluster.add(`n${i}`, `10.0.0.${i}:7450`);
-      return {
-        name: `n${i}`,
-        address: `10.0.0.${i}`,
-        transferAddress: `10.0.0.${i}:7450`,
-        netnsPath: `/run/netns/n${i}`,
-        dataDir: join(dir, `n${i}`),
-        capacity: 1,
-      };
-    });
-    controller = await LocalController.create({
-      nodes,
-      sidecars: cluster,
-      router: new FakeRouter(),
-      journal: new MemoryMigrationJournal(),
-      clock: new FakeClock(),
-      log,
-      stateFile: join(dir, 'state.json'),
-      checkpointWaitMs: 100,
-    });
+    ({ controller, dir } = await fakeLocalController({ nodes: 3, capacity: 1, tmpPrefix: 'nc-c2-controller-' }));
     api = new ControllerApi(controller, log, 200);
     address = `http://127.0.0.1:${await api.listen(0)}`;
   });
@@ -80,7 +43,7 @@ describe('forecaster ↔ local controller API', () => {
     abort.abort();
     await following;
 
-    const placed = await controller.runService(SERVICE, async () => undefined);
+    const placed = await controller.runService(FAKE_SERVICE, async () => undefined);
     await controller.drainNode(placed.node, 'contract test');
     const again = new AbortController();
     const resumed = events.follow((e) => seen.push(e), again.signal);
@@ -112,7 +75,7 @@ describe('forecaster ↔ local controller API', () => {
     expect((await nodes())[target]?.eligible).toBe(true);
 
     // Fill every other node: a second service lands on the remaining free node, leaving no room anywhere.
-    await controller.runService({ ...SERVICE, name: 'other' }, async () => undefined);
+    await controller.runService({ ...FAKE_SERVICE, name: 'other' }, async () => undefined);
     await expect(actions.reserve(target, 'risk 0.9')).rejects.toMatchObject({ code: 'NC_SCHEDULER_ACTION_FAILED' });
     expect(controller.reservationsHeld()).toEqual([]);
     await expect(actions.fence('no-such-node', 'x')).rejects.toMatchObject({ code: 'NC_SCHEDULER_ACTION_FAILED' });

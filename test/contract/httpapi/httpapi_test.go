@@ -64,6 +64,13 @@ func TestStandInsAcceptHashiCorpClients(t *testing.T) {
 	if _, err := nc.Nodes().Meta().Apply(&nomad.NodeMetaApplyRequest{NodeID: NodeA, Meta: map[string]*string{"a": pointer("1")}}, nil); err != nil {
 		t.Fatalf("node meta: %v", err)
 	}
+	sched, _, err := nc.Operator().SchedulerGetConfiguration(nil)
+	if err != nil || sched.SchedulerConfig == nil || !sched.SchedulerConfig.PreemptionConfig.ServiceSchedulerEnabled {
+		t.Fatalf("scheduler configuration: %v %+v", err, sched)
+	}
+	if set, _, err := nc.Operator().SchedulerCASConfiguration(sched.SchedulerConfig, nil); err != nil || !set.Updated {
+		t.Fatalf("scheduler configuration CAS: %v %+v", err, set)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	events, err := nc.EventStream().Stream(ctx, map[nomad.Topic][]string{nomad.TopicNode: {"*"}}, 0, nil)

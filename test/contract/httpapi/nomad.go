@@ -35,12 +35,19 @@ type NomadStandIn struct {
 	// streamIndexes records the ?index= of each event stream connection, for the resume assertion.
 	streamIndexes []string
 	streams       int
+	schedConfig   nomad.SchedulerConfiguration
 }
 
 func NewNomadStandIn(rec *Recorder) *NomadStandIn {
 	n := &NomadStandIn{rec: rec, changed: make(chan struct{}), index: 100, dynamicMeta: map[string]*string{}}
 	n.nodes = map[string]*nomad.Node{NodeA: fixtureNode(NodeA, "client-a"), NodeB: fixtureNode(NodeB, "client-b")}
 	n.allocs = map[string]*nomad.Allocation{OldAlloc: fixtureOldAlloc(), NewAlloc: fixtureNewAlloc()}
+	// A cluster set up as forecaster/README says: service-job preemption on (Nomad's own default is off).
+	n.schedConfig = nomad.SchedulerConfiguration{
+		SchedulerAlgorithm: nomad.SchedulerAlgorithmBinpack,
+		PreemptionConfig:   nomad.PreemptionConfig{SystemSchedulerEnabled: true, ServiceSchedulerEnabled: true},
+		CreateIndex:        10, ModifyIndex: 12,
+	}
 	return n
 }
 
@@ -59,6 +66,7 @@ func (n *NomadStandIn) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/job/{id}", n.deregisterJob)
 	mux.HandleFunc("/v1/client/metadata", n.nodeMeta)
 	mux.HandleFunc("GET /v1/event/stream", n.eventStream)
+	mux.HandleFunc("/v1/operator/scheduler/configuration", n.schedulerConfig)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		n.rec.fail("nomad", r, "no such endpoint or method on Nomad's API")
 		http.Error(w, "Invalid method or path", http.StatusNotFound)
@@ -403,6 +411,50 @@ func (n *NomadStandIn) nodeMeta(w http.ResponseWriter, r *http.Request) {
 		resp.Meta[k] = *v
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// schedulerConfig plays command/agent/operator_endpoint.go: GET wraps the configuration in SchedulerConfig; a
+// PUT replaces all of it (with ?cas= only while ModifyIndex still matches) and says whether it applied.
+func (n *NomadStandIn) schedulerConfig(w http.ResponseWriter, r *http.Request) {
+	if !n.methods(w, r, http.MethodGet, http.MethodPut, http.MethodPost) {
+		return
+	}
+	if r.Method == http.MethodGet {
+		n.mu.Lock()
+		conf := n.schedConfig
+		n.mu.Unlock()
+		n.answer(w, nomad.SchedulerConfigurationResponse{SchedulerConfig: &conf, QueryMeta: nomad.QueryMeta{KnownLeader: true}})
+		return
+	}
+	var conf nomad.SchedulerConfiguration
+	if !n.decode(w, r, &conf) {
+		return
+	}
+	switch conf.SchedulerAlgorithm {
+	case "", nomad.SchedulerAlgorithmBinpack, nomad.SchedulerAlgorithmSpread:
+	default:
+		http.Error(w, fmt.Sprintf("invalid scheduler algorithm: %v", conf.SchedulerAlgorithm), http.StatusBadRequest)
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	applied := true
+	if cas := r.URL.Query(); cas.Has("cas") {
+		index, err := strconv.ParseUint(cas.Get("cas"), 10, 64)
+		if err != nil {
+			n.rec.fail("nomad", r, "cas %q is not an unsigned integer", cas.Get("cas"))
+			http.Error(w, "Error parsing cas value", http.StatusBadRequest)
+			return
+		}
+		applied = index == n.schedConfig.ModifyIndex
+	}
+	if applied {
+		n.bump()
+		conf.CreateIndex, conf.ModifyIndex = n.schedConfig.CreateIndex, n.index
+		n.schedConfig = conf
+	}
+	w.Header().Set("X-Nomad-Index", strconv.FormatUint(n.index, 10))
+	writeJSON(w, http.StatusOK, nomad.SchedulerSetConfigurationResponse{Updated: applied})
 }
 
 // eventFrame is the wire shape of one ndjson line (nomad/structs.Events); its events are nomad/api Events.

@@ -1,14 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import pino from 'pino';
 import { LocalControllerActions } from '../../../forecaster/src/actions/local-controller-actions';
 import { ControllerApi } from '../../../sidecar/src/controller/controller-api';
-import { LocalController, type ControllerNode } from '../../../sidecar/src/controller/local-controller';
-import { MemoryMigrationJournal } from '../../../sidecar/src/migration/migration-journal';
-import { FakeClock } from '../../fakes/fake-clock';
-import { FakeRouter } from '../../fakes/fake-router';
-import { FakeSidecarCluster } from '../../fakes/fake-sidecar-api';
+import type { LocalController } from '../../../sidecar/src/controller/local-controller';
+import { fakeLocalController } from '../../fakes/fake-local-controller';
 
 // A trace replay's names through the real controller API on 127.0.0.1:0, driven by the forecaster's own
 // local-mode adapter: aliased trace nodes act on their local node, virtual and departed ones do nothing.
@@ -21,29 +16,12 @@ describe('controller API with replay aliases and virtual nodes', () => {
   let address: string;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'nc-replay-api-'));
-    const cluster = new FakeSidecarCluster();
-    const nodes: ControllerNode[] = [1, 2].map((i) => {
-      cluster.add(`n${i}`, `10.0.0.${i}:7450`);
-      return {
-        name: `n${i}`,
-        address: `10.0.0.${i}`,
-        netnsPath: `/run/netns/n${i}`,
-        dataDir: join(dir, `n${i}`),
-        capacity: 2,
-      };
-    });
-    controller = await LocalController.create({
-      nodes,
-      sidecars: cluster,
-      router: new FakeRouter(),
-      journal: new MemoryMigrationJournal(),
-      clock: new FakeClock(),
+    ({ controller, dir } = await fakeLocalController({
+      nodes: 2,
+      capacity: 2,
+      tmpPrefix: 'nc-replay-api-',
       announceNodes: false,
-      log,
-      stateFile: join(dir, 'state.json'),
-      checkpointWaitMs: 100,
-    });
+    }));
     api = new ControllerApi(controller, log, 200);
     address = `http://127.0.0.1:${await api.listen(0)}`;
   });

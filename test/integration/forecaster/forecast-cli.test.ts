@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -69,6 +69,25 @@ describe('npm run forecast (Python trainer + onnxruntime-node scoring)', () => {
     const page = readFileSync(report, 'utf8');
     expect(page.match(/data:image\/png;base64,/g)).toHaveLength(2);
   }, 280_000);
+
+  // The bar: on every shared trace, held-out time, the model beats each baseline computed in the same run.
+  it.each(readdirSync(DATA).filter((f) => f.endsWith('.csv')))(
+    'evaluate on %s: the model beats every baseline on PR-AUC on held-out time',
+    async (file) => {
+      const result = json(await forecast(['evaluate', '--trace', join(DATA, file), '--json'])) as {
+        model: { prAuc: number };
+        baselines: Record<string, { prAuc: number | null }>;
+      };
+      expect(Object.keys(result.baselines)).toHaveLength(4);
+      for (const [name, baseline] of Object.entries(result.baselines)) {
+        expect({ baseline: name, beaten: result.model.prAuc > (baseline.prAuc ?? 0) }).toEqual({
+          baseline: name,
+          beaten: true,
+        });
+      }
+    },
+    280_000,
+  );
 
   it('train writes a servable model that evaluate --model scores on a whole other trace', async () => {
     const model = join(dir, 'model');

@@ -1,49 +1,22 @@
 import pino from 'pino';
 import { GrpcSidecarApi } from '../../../common/sidecar-api/grpc-sidecar-api';
-import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
 import {
   connectController,
   EXAMPLE_SERVICE,
   startLocalMode,
-  waitForPort,
   type LocalMode,
 } from '../../../sidecar/src/controller/local-mode';
 import type { MigrationRecord } from '../../../sidecar/src/migration/migration-record';
+import { call, counter, runKv, runningCopies } from './kv-service';
 
 const log = pino({ level: process.env.NOMAD_CHAIN_TEST_LOG ?? 'silent' });
 const KEYS = 20;
 
-async function call(base: string, path: string, method = 'GET', body?: string): Promise<string> {
-  const res = await fetch(`${base}${path}`, { method, ...(body !== undefined ? { body } : {}) });
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status}`);
-  return res.text();
-}
-
-const counter = async (base: string): Promise<number> =>
-  (JSON.parse(await call(base, '/counter')) as { counter: number }).counter;
 const whoami = async (base: string): Promise<string[]> =>
   (JSON.parse(await call(base, '/whoami')) as { addresses: string[] }).addresses;
 
-/** Every running copy of the service across all nodes, asked of each node's real sidecar. */
-async function runningCopies(local: LocalMode): Promise<string[]> {
-  const found: string[] = [];
-  for (const node of local.cluster.nodes) {
-    const api = new GrpcSidecarApi({ socketPath: node.localSocket, timeoutMs: 30_000 });
-    try {
-      for (const t of await api.listTasks()) {
-        if (t.identity?.taskName === EXAMPLE_SERVICE.name && t.state === TaskState.TASK_STATE_RUNNING)
-          found.push(node.name);
-      }
-    } finally {
-      api.close();
-    }
-  }
-  return found;
-}
-
 async function withService(local: LocalMode): Promise<{ base: string; node: string }> {
-  const placed = await local.controller.runService(EXAMPLE_SERVICE, (i) => waitForPort(i));
-  const base = `http://127.0.0.1:${local.cluster.haproxy.portOf(EXAMPLE_SERVICE.name)}`;
+  const { placed, base } = await runKv(local);
   for (let i = 0; i < KEYS; i++) await call(base, `/kv/k${i}`, 'PUT', `v${i}`);
   return { base, node: placed.node };
 }

@@ -12,9 +12,11 @@ import type { CheckpointMeta } from '../../../sidecar/src/checkpoint/manifest';
 import { checkpointSizeBytes } from '../../../sidecar/src/checkpoint/manifest';
 import { LazyDumper } from '../../../sidecar/src/checkpoint/lazy-dump';
 import { PeerMigrator } from '../../../sidecar/src/checkpoint/migrate-to-peer';
+import { TaskPrestager } from '../../../sidecar/src/checkpoint/prestager';
 import { Restorer } from '../../../sidecar/src/checkpoint/restore';
 import type { CheckpointShipper } from '../../../sidecar/src/checkpoint/staging';
 import { DirectoryStagedCheckpoints } from '../../../sidecar/src/checkpoint/staging';
+import { TaskLockTable } from '../../../sidecar/src/background/background-checkpointer';
 import { RuncCli } from '../../../sidecar/src/runtime/runc';
 import { TaskRuntime } from '../../../sidecar/src/runtime/task-runtime';
 import type { TestNode } from './test-network';
@@ -52,6 +54,7 @@ export interface HarnessNode {
   readonly restorer: Restorer;
   readonly staged: DirectoryStagedCheckpoints;
   readonly migrator: PeerMigrator;
+  readonly prestager: TaskPrestager;
   readonly features: Features;
   readonly cgroupParent: string;
   /** A fresh directory for a task's /alloc. */
@@ -133,6 +136,7 @@ export async function makeNode(
     restorer,
     staged,
     migrator,
+    prestager: new TaskPrestager({ dumper, shipper, locks: new TaskLockTable(), clock, log }),
     features,
     cgroupParent,
     async allocDir(sub: string) {

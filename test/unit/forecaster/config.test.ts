@@ -58,6 +58,10 @@ describe('forecaster parseConfig', () => {
     expect(
       parseConfig({ modelDir: '/m', timeScale: 120, timeOrigin: 1_600_000_000_000, timeOriginReal: 1_764_000_000_000 }),
     ).toMatchObject({ timeScale: 120, timeOrigin: 1_600_000_000_000, timeOriginReal: 1_764_000_000_000 });
+    const spans = [{ fromMs: 10, toMs: 20, scale: 5 }];
+    expect(
+      parseConfig({ modelDir: '/m', timeScale: 120, timeOrigin: 1, timeOriginReal: 1, timeSpans: spans }),
+    ).toMatchObject({ timeSpans: spans });
   });
 
   it.each([
@@ -66,6 +70,41 @@ describe('forecaster parseConfig', () => {
     [{ modelDir: '/m', timeScale: 60 }, 'timeOrigin'],
     [{ modelDir: '/m', timeScale: 60, timeOrigin: -1, timeOriginReal: 0 }, 'timeOrigin'],
     [{ modelDir: '/m', timeScale: 60, timeOrigin: 0, timeOriginReal: 1.5 }, 'timeOriginReal'],
+    [{ modelDir: '/m', timeSpans: [{ fromMs: 0, toMs: 1, scale: 1 }] }, 'timeSpans'],
+    [{ modelDir: '/m', timeScale: 60, timeOrigin: 0, timeOriginReal: 0, timeSpans: {} }, 'timeSpans'],
+    [
+      {
+        modelDir: '/m',
+        timeScale: 60,
+        timeOrigin: 0,
+        timeOriginReal: 0,
+        timeSpans: [{ fromMs: 5, toMs: 5, scale: 1 }],
+      },
+      'timeSpans[0].toMs',
+    ],
+    [
+      {
+        modelDir: '/m',
+        timeScale: 60,
+        timeOrigin: 0,
+        timeOriginReal: 0,
+        timeSpans: [
+          { fromMs: 0, toMs: 10, scale: 1 },
+          { fromMs: 5, toMs: 20, scale: 1 },
+        ],
+      },
+      'timeSpans[1].fromMs',
+    ],
+    [
+      {
+        modelDir: '/m',
+        timeScale: 60,
+        timeOrigin: 0,
+        timeOriginReal: 0,
+        timeSpans: [{ fromMs: 0, toMs: 1, scale: 0 }],
+      },
+      'timeSpans[0].scale',
+    ],
   ])('names the time field at fault: %j → %s', (raw, field) => {
     expect(() => parseConfig(raw)).toThrow(expect.objectContaining({ code: 'NC_CONFIG_INVALID', field }) as Error);
   });

@@ -8,6 +8,8 @@ import { ServingModel } from '../../../forecaster/src/model/serving-model';
 import { DrainPolicy } from '../../../forecaster/src/policy/drain-policy';
 import { ClusterWindows } from '../../../forecaster/src/windows/cluster-windows';
 import { FakeClock } from '../../fakes/fake-clock';
+import { ManualClock } from '../../fakes/manual-clock';
+import { eventually } from '../../harness/eventually';
 import { FakeModelRunner } from '../../fakes/fake-model-runner';
 import { FakeSchedulerActions } from '../../fakes/fake-scheduler-actions';
 import { FEATURE_SPEC } from '../../fixtures/forecaster/python';
@@ -17,8 +19,10 @@ const CPU = spec.names.indexOf('cpu_mean_5m');
 const log = pino({ level: 'silent' });
 const MINUTE = 60_000;
 
-async function setup(policy: Record<string, unknown> = {}) {
-  const clock = new FakeClock(1_764_000_000_000);
+async function setup(
+  policy: Record<string, unknown> = {},
+  clock: FakeClock | ManualClock = new FakeClock(1_764_000_000_000),
+) {
   const config = parseConfig({
     modelDir: '/unused',
     policy: { enterThreshold: 0.7, exitThreshold: 0.4, drainAfter: '2m', minHealthyNodes: 0, ...policy },
@@ -68,6 +72,39 @@ async function setup(policy: Record<string, unknown> = {}) {
   };
   return { clock, forecaster, actions, runner, report, executor };
 }
+
+describe('Forecaster run loop', () => {
+  it('ticks at once on a new terminal notice instead of waiting for the next tick, and only once per notice', async () => {
+    const clock = new ManualClock(1_764_000_000_000);
+    const { forecaster, actions, report } = await setup({}, clock);
+    report('n1', 0.1);
+    report('n2', 0.1);
+    const stop = new AbortController();
+    const loop = forecaster.run(MINUTE, stop.signal);
+    await eventually(async () => expect(forecaster.stats.ticks).toBe(1), 5_000, 5);
+    const notice = {
+      node: 'n1',
+      pool: 'spot',
+      nodeClass: '',
+      points: [],
+      signals: [{ source: 'aws-imds', kind: 'spot-interruption', deadlineMs: clock.now() + 2 * MINUTE, detail: '' }],
+      events: [],
+    };
+    forecaster.ingest(notice);
+    // No clock advance: only the notice can have started this tick.
+    await eventually(async () => expect(forecaster.stats.ticks).toBe(2), 5_000, 5);
+    await forecaster.settle();
+    expect(actions.calls).toContain('drain n1');
+    forecaster.ingest(notice);
+    report('n2', 0.2);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(forecaster.stats.ticks).toBe(2);
+    clock.advance(MINUTE);
+    await eventually(async () => expect(forecaster.stats.ticks).toBe(3), 5_000, 5);
+    stop.abort();
+    await loop;
+  });
+});
 
 describe('Forecaster tick', () => {
   it('scores every alive node in one model call per tick and carries fence → drain out in order', async () => {

@@ -309,6 +309,38 @@ export interface ListCheckpointsResponse {
   checkpoints: CheckpointInfo[];
 }
 
+/**
+ * Copies a running task's checkpoint to the node that will receive it, ahead of a drain: the task is dumped
+ * without stopping it and the copy is filed on the target under "prestage/<task_id>", a key no migration's
+ * restore looks up. A pre-staged copy is never restored: it seeds the target's chunks, so the drain's final
+ * checkpoint sends only what changed since.
+ */
+export interface PrestageTaskRequest {
+  taskId: string;
+  /** host:port of the target node's sidecar (State Transfer Protocol). */
+  peerAddress: string;
+}
+
+export interface PrestageTaskResponse {
+  checkpoint:
+    | CheckpointInfo
+    | undefined;
+  /** Chunk payload bytes sent (after compression): what the target lacked. */
+  wireBytes: number;
+  /** Time spent dumping (the task is frozen for part of it) and shipping. */
+  dumpMs: number;
+  shipMs: number;
+}
+
+export interface DeleteCheckpointRequest {
+  checkpointId: string;
+}
+
+export interface DeleteCheckpointResponse {
+  /** False when no checkpoint with that id was staged (already gone counts as deleted). */
+  deleted: boolean;
+}
+
 export interface FeaturesRequest {
 }
 
@@ -2861,6 +2893,300 @@ export const ListCheckpointsResponse = {
   },
 };
 
+function createBasePrestageTaskRequest(): PrestageTaskRequest {
+  return { taskId: "", peerAddress: "" };
+}
+
+export const PrestageTaskRequest = {
+  encode(message: PrestageTaskRequest, writer: _m0.Writer = _m0.Writer.create()): _m0.Writer {
+    if (message.taskId !== "") {
+      writer.uint32(10).string(message.taskId);
+    }
+    if (message.peerAddress !== "") {
+      writer.uint32(18).string(message.peerAddress);
+    }
+    return writer;
+  },
+
+  decode(input: _m0.Reader | Uint8Array, length?: number): PrestageTaskRequest {
+    const reader = input instanceof _m0.Reader ? input : _m0.Reader.create(input);
+    let end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBasePrestageTaskRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1:
+          if (tag !== 10) {
+            break;
+          }
+
+          message.taskId = reader.string();
+          continue;
+        case 2:
+          if (tag !== 18) {
+            break;
+          }
+
+          message.peerAddress = reader.string();
+          continue;
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      reader.skipType(tag & 7);
+    }
+    return message;
+  },
+
+  fromJSON(object: any): PrestageTaskRequest {
+    return {
+      taskId: isSet(object.taskId) ? globalThis.String(object.taskId) : "",
+      peerAddress: isSet(object.peerAddress) ? globalThis.String(object.peerAddress) : "",
+    };
+  },
+
+  toJSON(message: PrestageTaskRequest): unknown {
+    const obj: any = {};
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.peerAddress !== "") {
+      obj.peerAddress = message.peerAddress;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrestageTaskRequest>, I>>(base?: I): PrestageTaskRequest {
+    return PrestageTaskRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrestageTaskRequest>, I>>(object: I): PrestageTaskRequest {
+    const message = createBasePrestageTaskRequest();
+    message.taskId = object.taskId ?? "";
+    message.peerAddress = object.peerAddress ?? "";
+    return message;
+  },
+};
+
+function createBasePrestageTaskResponse(): PrestageTaskResponse {
+  return { checkpoint: undefined, wireBytes: 0, dumpMs: 0, shipMs: 0 };
+}
+
+export const PrestageTaskResponse = {
+  encode(message: PrestageTaskResponse, writer: _m0.Writer = _m0.Writer.create()): _m0.Writer {
+    if (message.checkpoint !== undefined) {
+      CheckpointInfo.encode(message.checkpoint, writer.uint32(10).fork()).ldelim();
+    }
+    if (message.wireBytes !== 0) {
+      writer.uint32(16).uint64(message.wireBytes);
+    }
+    if (message.dumpMs !== 0) {
+      writer.uint32(24).uint32(message.dumpMs);
+    }
+    if (message.shipMs !== 0) {
+      writer.uint32(32).uint32(message.shipMs);
+    }
+    return writer;
+  },
+
+  decode(input: _m0.Reader | Uint8Array, length?: number): PrestageTaskResponse {
+    const reader = input instanceof _m0.Reader ? input : _m0.Reader.create(input);
+    let end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBasePrestageTaskResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1:
+          if (tag !== 10) {
+            break;
+          }
+
+          message.checkpoint = CheckpointInfo.decode(reader, reader.uint32());
+          continue;
+        case 2:
+          if (tag !== 16) {
+            break;
+          }
+
+          message.wireBytes = longToNumber(reader.uint64() as Long);
+          continue;
+        case 3:
+          if (tag !== 24) {
+            break;
+          }
+
+          message.dumpMs = reader.uint32();
+          continue;
+        case 4:
+          if (tag !== 32) {
+            break;
+          }
+
+          message.shipMs = reader.uint32();
+          continue;
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      reader.skipType(tag & 7);
+    }
+    return message;
+  },
+
+  fromJSON(object: any): PrestageTaskResponse {
+    return {
+      checkpoint: isSet(object.checkpoint) ? CheckpointInfo.fromJSON(object.checkpoint) : undefined,
+      wireBytes: isSet(object.wireBytes) ? globalThis.Number(object.wireBytes) : 0,
+      dumpMs: isSet(object.dumpMs) ? globalThis.Number(object.dumpMs) : 0,
+      shipMs: isSet(object.shipMs) ? globalThis.Number(object.shipMs) : 0,
+    };
+  },
+
+  toJSON(message: PrestageTaskResponse): unknown {
+    const obj: any = {};
+    if (message.checkpoint !== undefined) {
+      obj.checkpoint = CheckpointInfo.toJSON(message.checkpoint);
+    }
+    if (message.wireBytes !== 0) {
+      obj.wireBytes = Math.round(message.wireBytes);
+    }
+    if (message.dumpMs !== 0) {
+      obj.dumpMs = Math.round(message.dumpMs);
+    }
+    if (message.shipMs !== 0) {
+      obj.shipMs = Math.round(message.shipMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrestageTaskResponse>, I>>(base?: I): PrestageTaskResponse {
+    return PrestageTaskResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrestageTaskResponse>, I>>(object: I): PrestageTaskResponse {
+    const message = createBasePrestageTaskResponse();
+    message.checkpoint = (object.checkpoint !== undefined && object.checkpoint !== null)
+      ? CheckpointInfo.fromPartial(object.checkpoint)
+      : undefined;
+    message.wireBytes = object.wireBytes ?? 0;
+    message.dumpMs = object.dumpMs ?? 0;
+    message.shipMs = object.shipMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseDeleteCheckpointRequest(): DeleteCheckpointRequest {
+  return { checkpointId: "" };
+}
+
+export const DeleteCheckpointRequest = {
+  encode(message: DeleteCheckpointRequest, writer: _m0.Writer = _m0.Writer.create()): _m0.Writer {
+    if (message.checkpointId !== "") {
+      writer.uint32(10).string(message.checkpointId);
+    }
+    return writer;
+  },
+
+  decode(input: _m0.Reader | Uint8Array, length?: number): DeleteCheckpointRequest {
+    const reader = input instanceof _m0.Reader ? input : _m0.Reader.create(input);
+    let end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseDeleteCheckpointRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1:
+          if (tag !== 10) {
+            break;
+          }
+
+          message.checkpointId = reader.string();
+          continue;
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      reader.skipType(tag & 7);
+    }
+    return message;
+  },
+
+  fromJSON(object: any): DeleteCheckpointRequest {
+    return { checkpointId: isSet(object.checkpointId) ? globalThis.String(object.checkpointId) : "" };
+  },
+
+  toJSON(message: DeleteCheckpointRequest): unknown {
+    const obj: any = {};
+    if (message.checkpointId !== "") {
+      obj.checkpointId = message.checkpointId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteCheckpointRequest>, I>>(base?: I): DeleteCheckpointRequest {
+    return DeleteCheckpointRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteCheckpointRequest>, I>>(object: I): DeleteCheckpointRequest {
+    const message = createBaseDeleteCheckpointRequest();
+    message.checkpointId = object.checkpointId ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteCheckpointResponse(): DeleteCheckpointResponse {
+  return { deleted: false };
+}
+
+export const DeleteCheckpointResponse = {
+  encode(message: DeleteCheckpointResponse, writer: _m0.Writer = _m0.Writer.create()): _m0.Writer {
+    if (message.deleted !== false) {
+      writer.uint32(8).bool(message.deleted);
+    }
+    return writer;
+  },
+
+  decode(input: _m0.Reader | Uint8Array, length?: number): DeleteCheckpointResponse {
+    const reader = input instanceof _m0.Reader ? input : _m0.Reader.create(input);
+    let end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseDeleteCheckpointResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1:
+          if (tag !== 8) {
+            break;
+          }
+
+          message.deleted = reader.bool();
+          continue;
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      reader.skipType(tag & 7);
+    }
+    return message;
+  },
+
+  fromJSON(object: any): DeleteCheckpointResponse {
+    return { deleted: isSet(object.deleted) ? globalThis.Boolean(object.deleted) : false };
+  },
+
+  toJSON(message: DeleteCheckpointResponse): unknown {
+    const obj: any = {};
+    if (message.deleted !== false) {
+      obj.deleted = message.deleted;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteCheckpointResponse>, I>>(base?: I): DeleteCheckpointResponse {
+    return DeleteCheckpointResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteCheckpointResponse>, I>>(object: I): DeleteCheckpointResponse {
+    const message = createBaseDeleteCheckpointResponse();
+    message.deleted = object.deleted ?? false;
+    return message;
+  },
+};
+
 function createBaseFeaturesRequest(): FeaturesRequest {
   return {};
 }
@@ -3214,6 +3540,25 @@ export const SidecarService = {
     responseSerialize: (value: ListCheckpointsResponse) => Buffer.from(ListCheckpointsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer) => ListCheckpointsResponse.decode(value),
   },
+  prestageTask: {
+    path: "/chain.v1.Sidecar/PrestageTask",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: PrestageTaskRequest) => Buffer.from(PrestageTaskRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer) => PrestageTaskRequest.decode(value),
+    responseSerialize: (value: PrestageTaskResponse) => Buffer.from(PrestageTaskResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer) => PrestageTaskResponse.decode(value),
+  },
+  deleteCheckpoint: {
+    path: "/chain.v1.Sidecar/DeleteCheckpoint",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: DeleteCheckpointRequest) => Buffer.from(DeleteCheckpointRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer) => DeleteCheckpointRequest.decode(value),
+    responseSerialize: (value: DeleteCheckpointResponse) =>
+      Buffer.from(DeleteCheckpointResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer) => DeleteCheckpointResponse.decode(value),
+  },
 } as const;
 
 export interface SidecarServer extends UntypedServiceImplementation {
@@ -3232,6 +3577,8 @@ export interface SidecarServer extends UntypedServiceImplementation {
   findCheckpoint: handleUnaryCall<FindCheckpointRequest, FindCheckpointResponse>;
   restoreTask: handleUnaryCall<RestoreTaskRequest, TaskInfo>;
   listCheckpoints: handleUnaryCall<ListCheckpointsRequest, ListCheckpointsResponse>;
+  prestageTask: handleUnaryCall<PrestageTaskRequest, PrestageTaskResponse>;
+  deleteCheckpoint: handleUnaryCall<DeleteCheckpointRequest, DeleteCheckpointResponse>;
 }
 
 export interface SidecarClient extends Client {
@@ -3456,6 +3803,36 @@ export interface SidecarClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListCheckpointsResponse) => void,
+  ): ClientUnaryCall;
+  prestageTask(
+    request: PrestageTaskRequest,
+    callback: (error: ServiceError | null, response: PrestageTaskResponse) => void,
+  ): ClientUnaryCall;
+  prestageTask(
+    request: PrestageTaskRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PrestageTaskResponse) => void,
+  ): ClientUnaryCall;
+  prestageTask(
+    request: PrestageTaskRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PrestageTaskResponse) => void,
+  ): ClientUnaryCall;
+  deleteCheckpoint(
+    request: DeleteCheckpointRequest,
+    callback: (error: ServiceError | null, response: DeleteCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  deleteCheckpoint(
+    request: DeleteCheckpointRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  deleteCheckpoint(
+    request: DeleteCheckpointRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteCheckpointResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { SystemClock, type Clock } from '../../../../common/clock';
 import { NomadChainError } from '../../../../common/errors';
 import type { Logger } from '../../../../common/logging';
-import { ScaledClock } from '../../../../common/scaled-clock';
+import { ScaledClock, type ClockSpan } from '../../../../common/scaled-clock';
 import { ControllerApi } from '../controller-api';
 import { EXAMPLE_SERVICE, startLocalMode, waitForPort } from '../local-mode';
 import type { ServiceDefinition } from '../service-definition';
@@ -13,12 +13,16 @@ import { ForecasterProcess } from './forecaster-process';
 import { NoticeClient } from './notice-client';
 import { ReplayRunner, type ReplayObservations } from './replay-runner';
 import { tally, type ReplayCounts } from './replay-tally';
-import { parseTrace, splitTime, traceBefore, type TraceSchedule } from './trace-schedule';
+import { parseTrace, slowSpans, splitTime, traceBefore, type TraceSchedule } from './trace-schedule';
 
 const REPO = resolve(__dirname, '..', '..', '..', '..');
 // Traces timed from epoch 0 are moved here, so the forecaster's clock reads like Unix time (its ingest
 // refuses sample times <= 0); differences, which all features use, are unchanged.
 const EPOCH_SHIFT_MS = 1_600_000_000_000;
+// A slow stretch starts a tick before the horizon (the decision that tick takes counts as early) and ends a
+// minute after the pre-emption, while the cold starts of what it caught run.
+const SLOW_LEAD_EXTRA_MS = 60_000;
+const SLOW_TAIL_MS = 60_000;
 
 export type ReplayPass = 'forecaster' | 'reactive';
 
@@ -26,6 +30,11 @@ export interface ReplayOptions {
   readonly trace: string;
   /** Trace ms per real ms. */
   readonly speed: number;
+  /**
+   * Trace ms per real ms from a horizon before each held-out pre-emption to a minute after it (slowSpans);
+   * undefined = the whole trace at `speed`.
+   */
+  readonly eventSpeed?: number;
   readonly nodes: number;
   readonly services: number;
   readonly passes: readonly ReplayPass[];
@@ -35,6 +44,8 @@ export interface ReplayOptions {
   readonly workDir?: string;
   /** Progress lines (stdout in the CLI). */
   readonly say?: (line: string) => void;
+  /** Stops the replay early (Ctrl-C): the pass in progress tears its cluster and forecaster down and throws. */
+  readonly signal?: AbortSignal;
 }
 
 export interface PassResult {
@@ -53,6 +64,9 @@ export interface PassResult {
 export interface ReplayReport {
   readonly trace: string;
   readonly speed: number;
+  readonly eventSpeed: number | undefined;
+  /** Trace time played at eventSpeed, ms. */
+  readonly slowMs: number;
   readonly nodes: number;
   readonly services: number;
   readonly spanMs: readonly [number, number];
@@ -136,13 +150,33 @@ export async function runReplay(options: ReplayOptions, log: Logger): Promise<Re
         typeof card.threshold === 'number' && card.threshold > 0 && card.threshold < 1 ? card.threshold : undefined,
     };
   }
+  const spans =
+    options.eventSpeed === undefined
+      ? []
+      : slowSpans(schedule, {
+          fromMs: splitMs,
+          leadMs: horizonS * 1000 + SLOW_LEAD_EXTRA_MS,
+          tailMs: SLOW_TAIL_MS,
+          scale: options.eventSpeed,
+        });
+  const slowMs = spans.reduce((sum, s) => sum + s.toMs - s.fromMs, 0);
+  const wallS = Math.round(
+    (schedule.endMs - schedule.startMs - slowMs) / options.speed / 1000 + slowMs / (options.eventSpeed ?? 1) / 1000,
+  );
   const passes: PassResult[] = [];
   for (const pass of options.passes) {
-    say(`Replaying ${schedule.events.length} events at ${options.speed}x: ${pass} pass...`);
+    options.signal?.throwIfAborted();
+    say(
+      `Replaying ${schedule.events.length} events at ${options.speed}x` +
+        (spans.length === 0
+          ? ''
+          : `, ${spans.length} stretches around held-out pre-emptions at ${options.eventSpeed}x`) +
+        `: ${pass} pass, about ${Math.ceil(wallS / 60)} min...`,
+    );
     const passDir = join(workDir, pass);
     mkdirSync(passDir, { recursive: true });
     const started = Date.now();
-    const obs = await runPass(pass, schedule, options, passDir, model, log.child({ pass }));
+    const obs = await runPass(pass, schedule, spans, options, passDir, model, log.child({ pass }));
     const counts = (fromMs: number, scope: string): ReplayCounts =>
       tally(obs.preemptions, obs.virtualPreemptions, obs.drains, obs.preemptionTimes, {
         fromMs,
@@ -166,6 +200,8 @@ export async function runReplay(options: ReplayOptions, log: Logger): Promise<Re
   return {
     trace: options.trace,
     speed: options.speed,
+    eventSpeed: options.eventSpeed,
+    slowMs,
     nodes: options.nodes,
     services: options.services,
     spanMs: [schedule.startMs, schedule.endMs],
@@ -193,12 +229,14 @@ class DeferredClock implements Clock {
 async function runPass(
   pass: ReplayPass,
   schedule: TraceSchedule,
+  slow: readonly ClockSpan[],
   options: ReplayOptions,
   passDir: string,
   model: ReplayReport['model'],
   log: Logger,
 ): Promise<ReplayObservations & { noticesSent: number }> {
   const shift = schedule.startMs < 1e12 ? EPOCH_SHIFT_MS : 0;
+  const spans = slow.map((s) => ({ ...s, fromMs: s.fromMs + shift, toMs: s.toMs + shift }));
   const services = chainedServices(options.services);
   const traceClock = new DeferredClock();
   const real = new SystemClock();
@@ -242,22 +280,23 @@ async function runPass(
           timeScale: options.speed,
           timeOrigin: schedule.startMs + shift,
           timeOriginReal: realStartMs,
+          timeSpans: spans,
         },
       });
       notices = new NoticeClient(`127.0.0.1:${forecaster.telemetryPort}`, log.child({ component: 'notices' }));
     }
-    traceClock.clock = new ScaledClock(
-      { scale: options.speed, originMs: schedule.startMs + shift, realOriginMs: realStartMs },
+    const timeline = new ScaledClock(
+      { scale: options.speed, originMs: schedule.startMs + shift, realOriginMs: realStartMs, spans },
       real,
     );
+    traceClock.clock = timeline;
     const sink = notices;
     const runner = new ReplayRunner(
       local.controller,
       {
         schedule,
         slots: local.cluster.nodes.map((n) => n.name),
-        speed: options.speed,
-        realStartMs,
+        timeline,
         reactive: pass === 'reactive',
         traceOffsetMs: shift,
         ...(sink === undefined
@@ -267,7 +306,7 @@ async function runPass(
       real,
       log.child({ component: 'replay' }),
     );
-    const obs = await runner.run();
+    const obs = await runner.run(options.signal);
     return { ...obs, noticesSent: notices?.sent ?? 0 };
   } finally {
     notices?.close();
@@ -284,7 +323,10 @@ function pad(value: string | number, width: number): string {
 /** The table `npm start -- -replay` prints. */
 export function formatReport(report: ReplayReport): string {
   const lines = [
-    `Trace replay of ${report.trace} at ${report.speed}x on ${report.nodes} local nodes, ${report.services} chained kv services`,
+    `Trace replay of ${report.trace} at ${report.speed}x on ${report.nodes} local nodes, ${report.services} chained kv services` +
+      (report.eventSpeed === undefined
+        ? ''
+        : `; ${Math.round(report.slowMs / 60_000)} min of trace time around held-out pre-emptions at ${report.eventSpeed}x`),
     report.model === undefined
       ? 'No forecaster pass.'
       : `Forecaster model: ${report.model.algorithm}, trained with npm run forecast -- train on the ${report.model.trainedOn}; ` +

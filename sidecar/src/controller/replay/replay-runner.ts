@@ -25,12 +25,18 @@ export interface ReplayController {
 /** Where interruption notices go in the forecaster pass (the forecaster's telemetry ingest). */
 export type NoticeSink = (node: string, tMs: number, deadlineMs: number) => void;
 
+/** When each trace instant is played (ScaledClock): the same mapping every process of the replay reads. */
+export interface ReplayTimeline {
+  /** The real Unix ms at which trace time `clockMs` (plus traceOffsetMs) is played. */
+  realAt(clockMs: number): number;
+  /** The trace time (plus traceOffsetMs) played at real Unix ms `realMs`. */
+  clockAt(realMs: number): number;
+}
+
 export interface ReplayRunnerOptions {
   readonly schedule: TraceSchedule;
   readonly slots: readonly string[];
-  readonly speed: number;
-  /** Real Unix ms at which the trace's first instant is replayed. */
-  readonly realStartMs: number;
+  readonly timeline: ReplayTimeline;
   /** The reactive baseline: drain a node at its trace notice, and only then. */
   readonly reactive: boolean;
   readonly notices?: NoticeSink;
@@ -55,7 +61,7 @@ export interface ReplayObservations {
 }
 
 /**
- * Plays a trace against the local controller at its event times, compressed by `speed`: joining trace nodes
+ * Plays a trace against the local controller at its event times, compressed by its timeline: joining trace nodes
  * take a free local node (else they are virtual), pre-empted ones take it down. It observes what the
  * pre-emptions catch and which migrations finished in time; it decides nothing itself except, in the
  * reactive pass, to drain at the notice.
@@ -85,7 +91,8 @@ export class ReplayRunner {
   }
 
   async run(signal?: AbortSignal): Promise<ReplayObservations> {
-    const { schedule, speed, realStartMs } = this.options;
+    const { schedule, timeline } = this.options;
+    const offset = this.options.traceOffsetMs ?? 0;
     const obs: ReplayObservations = {
       preemptions: [],
       virtualPreemptions: [],
@@ -105,7 +112,7 @@ export class ReplayRunner {
     try {
       for (const event of schedule.events) {
         signal?.throwIfAborted();
-        const due = realStartMs + (event.t - schedule.startMs) / speed;
+        const due = timeline.realAt(event.t + offset);
         const wait = due - this.realClock.now();
         if (wait > 0) await this.realClock.sleep(wait, signal);
         else maxLagMs = Math.max(maxLagMs, -wait);
@@ -208,8 +215,7 @@ export class ReplayRunner {
   }
 
   private traceNow(): number {
-    const { schedule, speed, realStartMs } = this.options;
-    return schedule.startMs + (this.realClock.now() - realStartMs) * speed;
+    return this.options.timeline.clockAt(this.realClock.now()) - (this.options.traceOffsetMs ?? 0);
   }
 
   /** Migrations off `slot` that finished while this trace node held it and before it went. */

@@ -75,3 +75,36 @@ export function traceBefore(text: string, beforeMs: number): string {
     .map((line) => `${line}\n`)
     .join('');
 }
+
+export interface SlowSpanOptions {
+  /** Only pre-emptions at or after this trace time get a span (the held-out part, the one that is counted). */
+  readonly fromMs: number;
+  /** How long before each pre-emption the span starts: the forecaster's horizon, when an early drain counts. */
+  readonly leadMs: number;
+  /** How long after each pre-emption it lasts: the cold starts of what it caught. */
+  readonly tailMs: number;
+  /** Trace ms per real ms inside the spans. */
+  readonly scale: number;
+}
+
+/**
+ * The stretches of trace time to play slowly: around every counted pre-emption, merged where they overlap. A
+ * migration takes real seconds whatever the speed, so at a compression that makes a long trace short a
+ * two-minute notice would last a fraction of a second; played slowly there, a drain decided in time has the
+ * real time to finish, and the quiet hours between pre-emptions still go by fast.
+ */
+export function slowSpans(
+  schedule: TraceSchedule,
+  options: SlowSpanOptions,
+): { fromMs: number; toMs: number; scale: number }[] {
+  const spans: { fromMs: number; toMs: number; scale: number }[] = [];
+  for (const e of schedule.events) {
+    if (e.kind !== 'preempted' || e.t < options.fromMs) continue;
+    const fromMs = Math.max(options.fromMs, e.t - options.leadMs);
+    const toMs = e.t + options.tailMs;
+    const last = spans[spans.length - 1];
+    if (last !== undefined && fromMs <= last.toMs) last.toMs = Math.max(last.toMs, toMs);
+    else spans.push({ fromMs, toMs, scale: options.scale });
+  }
+  return spans;
+}

@@ -1,73 +1,18 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
-import { LocalController, type ControllerNode } from '../../../../sidecar/src/controller/local-controller';
-import type { ServiceDefinition } from '../../../../sidecar/src/controller/service-definition';
-import { MemoryMigrationJournal } from '../../../../sidecar/src/migration/migration-journal';
-import { FakeClock } from '../../../fakes/fake-clock';
-import { FakeRouter } from '../../../fakes/fake-router';
-import { FakeSidecarCluster } from '../../../fakes/fake-sidecar-api';
+import { FAKE_SERVICE, fakeLocalController } from '../../../fakes/fake-local-controller';
 
-const SERVICE: ServiceDefinition = {
-  name: 'web',
-  argv: ['/bin/true'],
-  env: {},
-  port: 8080,
-  localFiles: {},
-  memoryLimitBytes: 0,
-};
-
-async function setup(nodeCount = 3, capacity = 2) {
-  const dir = mkdtempSync(join(tmpdir(), 'nc-controller-'));
-  const cluster = new FakeSidecarCluster();
-  const nodes: ControllerNode[] = [];
-  for (let i = 1; i <= nodeCount; i++) {
-    cluster.add(`n${i}`, `10.0.0.${i}:7450`);
-    nodes.push({
-      name: `n${i}`,
-      address: `10.0.0.${i}`,
-      netnsPath: `/run/netns/n${i}`,
-      dataDir: join(dir, `n${i}`),
-      capacity,
-    });
-  }
-  const router = new FakeRouter();
-  const killed: string[] = [];
-  const controller = await LocalController.create({
-    nodes,
-    sidecars: cluster,
-    router,
-    journal: new MemoryMigrationJournal(),
-    clock: new FakeClock(),
-    log: pino({ level: 'silent' }),
-    stateFile: join(dir, 'state.json'),
-    checkpointWaitMs: 100,
-    machines: {
-      kill: async (node) => {
-        killed.push(node);
-        cluster.sidecar(node).tasks.clear();
-        cluster.sidecar(node).dead = true;
-      },
-      restart: async (node) => {
-        cluster.sidecar(node).dead = false;
-      },
-    },
-  });
-  return { controller, cluster, router, killed, dir };
-}
+const setup = (nodes = 3, capacity = 2) => fakeLocalController({ nodes, capacity, preemptible: true });
 
 describe('LocalController', () => {
   it('places a service on a healthy node and puts it in rotation', async () => {
     const { controller, cluster, router } = await setup();
-    const placed = await controller.runService(SERVICE, async () => undefined);
+    const placed = await controller.runService(FAKE_SERVICE, async () => undefined);
     expect(cluster.running('web').map((t) => t.nodeName)).toEqual([placed.node]);
     expect([...router.inRotation.values()].map((i) => i.node)).toEqual([placed.node]);
   });
 
   it('drains a node through the migration sequence and reports drain events', async () => {
     const { controller, cluster } = await setup();
-    const placed = await controller.runService(SERVICE, async () => undefined);
+    const placed = await controller.runService(FAKE_SERVICE, async () => undefined);
     const [outcome] = await controller.drainNode(placed.node, 'test');
     expect(outcome?.outcome).toBe('moved');
     expect(cluster.running('web')).toHaveLength(1);
@@ -82,12 +27,14 @@ describe('LocalController', () => {
 
   it('reserves room for each chained task on other nodes, counted against their capacity, and releases it', async () => {
     const { controller } = await setup(2, 1);
-    const placed = await controller.runService(SERVICE, async () => undefined);
+    const placed = await controller.runService(FAKE_SERVICE, async () => undefined);
     const other = placed.node === 'n1' ? 'n2' : 'n1';
     const reservation = await controller.reserve(placed.node, 'risk');
     expect(reservation).toMatchObject({ node: placed.node, targets: [other], tasks: 1 });
     expect((await controller.nodes()).find((n) => n.name === other)?.tasks).toBe(1);
-    await expect(controller.runService({ ...SERVICE, name: 'other' }, async () => undefined)).rejects.toMatchObject({
+    await expect(
+      controller.runService({ ...FAKE_SERVICE, name: 'other' }, async () => undefined),
+    ).rejects.toMatchObject({
       code: 'NC_CONTROLLER_NO_CAPACITY',
     });
     controller.release(reservation.id);
@@ -96,7 +43,7 @@ describe('LocalController', () => {
 
   it('counts a chained task caught by a pre-emption and cold-starts it elsewhere', async () => {
     const { controller, cluster, killed } = await setup();
-    const placed = await controller.runService(SERVICE, async () => undefined);
+    const placed = await controller.runService(FAKE_SERVICE, async () => undefined);
     const outcome = await controller.preempt(placed.node);
     expect(killed).toEqual([placed.node]);
     expect(outcome.caught).toEqual(['web']);

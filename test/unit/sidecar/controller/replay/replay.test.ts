@@ -1,18 +1,19 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { ScaledClock } from '../../../../../common/scaled-clock';
-import { LocalController, type ControllerNode } from '../../../../../sidecar/src/controller/local-controller';
 import { ReplayRunner } from '../../../../../sidecar/src/controller/replay/replay-runner';
 import { tally, type ObservedPreemption } from '../../../../../sidecar/src/controller/replay/replay-tally';
 import { SlotMap } from '../../../../../sidecar/src/controller/replay/slot-map';
-import { parseTrace, splitTime, traceBefore } from '../../../../../sidecar/src/controller/replay/trace-schedule';
+import {
+  parseTrace,
+  slowSpans,
+  splitTime,
+  traceBefore,
+} from '../../../../../sidecar/src/controller/replay/trace-schedule';
 import type { ServiceDefinition } from '../../../../../sidecar/src/controller/service-definition';
-import { MemoryMigrationJournal } from '../../../../../sidecar/src/migration/migration-journal';
 import { FakeClock } from '../../../../fakes/fake-clock';
-import { FakeRouter } from '../../../../fakes/fake-router';
-import { FakeSidecarCluster } from '../../../../fakes/fake-sidecar-api';
+import { FAKE_SERVICE, fakeLocalController } from '../../../../fakes/fake-local-controller';
 
 const FIXTURE = join(__dirname, '../../../../fixtures/replay/small-trace.ndjson');
 const T0 = 1_700_000_000_000;
@@ -45,6 +46,33 @@ describe('trace schedule', () => {
   it('cuts the training part before the split, headers kept', () => {
     const text = '{"format":"nc-trace/1"}\n{"t":1,"node":"a","event":"join"}\n{"t":5,"node":"a","event":"preempted"}\n';
     expect(traceBefore(text, 5)).toBe('{"format":"nc-trace/1"}\n{"t":1,"node":"a","event":"join"}\n');
+  });
+});
+
+describe('slow spans', () => {
+  it('covers each counted pre-emption from its lead to its tail, merging overlaps, none before fromMs', () => {
+    const at = (t: number, node: string) => ({ t, node, kind: 'preempted' as const });
+    const schedule = {
+      startMs: 0,
+      endMs: 10_000_000,
+      events: [
+        at(500_000, 'a'),
+        at(2_000_000, 'b'),
+        at(2_300_000, 'c'),
+        { t: 2_400_000, node: 'd', kind: 'join' as const },
+        at(5_000_000, 'd'),
+      ],
+    };
+    const spans = slowSpans(schedule, { fromMs: 1_000_000, leadMs: 600_000, tailMs: 60_000, scale: 10 });
+    expect(spans).toEqual([
+      { fromMs: 1_400_000, toMs: 2_360_000, scale: 10 },
+      { fromMs: 4_400_000, toMs: 5_060_000, scale: 10 },
+    ]);
+    expect(slowSpans(schedule, { fromMs: 1_900_000, leadMs: 600_000, tailMs: 60_000, scale: 10 })[0]).toEqual({
+      fromMs: 1_900_000,
+      toMs: 2_360_000,
+      scale: 10,
+    });
   });
 });
 
@@ -129,45 +157,18 @@ class YieldingClock extends FakeClock {
   }
 }
 
-const SERVICE: ServiceDefinition = {
-  name: 'kv1',
-  argv: ['/bin/true'],
-  env: {},
-  port: 8081,
-  localFiles: {},
-  memoryLimitBytes: 0,
-};
+const SERVICE: ServiceDefinition = { ...FAKE_SERVICE, name: 'kv1', port: 8081 };
 
-async function controllerOver(slots: string[], real: FakeClock, trace: ScaledClock) {
-  const dir = mkdtempSync(join(tmpdir(), 'nc-replay-unit-'));
-  const cluster = new FakeSidecarCluster();
-  const nodes: ControllerNode[] = slots.map((name, i) => {
-    cluster.add(name, `10.0.0.${i + 1}:7450`);
-    return { name, address: `10.0.0.${i + 1}`, netnsPath: `/run/netns/${name}`, dataDir: join(dir, name), capacity: 2 };
-  });
-  const controller = await LocalController.create({
-    nodes,
-    sidecars: cluster,
-    router: new FakeRouter(),
-    journal: new MemoryMigrationJournal(),
+const controllerOver = (slots: string[], real: FakeClock, trace: ScaledClock) =>
+  fakeLocalController({
+    nodes: slots,
+    capacity: 2,
+    tmpPrefix: 'nc-replay-unit-',
     clock: real,
     eventClock: trace,
     announceNodes: false,
-    log: pino({ level: 'silent' }),
-    stateFile: join(dir, 'state.json'),
-    checkpointWaitMs: 100,
-    machines: {
-      kill: async (node) => {
-        cluster.sidecar(node).tasks.clear();
-        cluster.sidecar(node).dead = true;
-      },
-      restart: async (node) => {
-        cluster.sidecar(node).dead = false;
-      },
-    },
+    preemptible: true,
   });
-  return { controller, cluster };
-}
 
 describe('LocalController aliases and virtual nodes', () => {
   it('names a local node by its alias in events and forgets it after unalias', async () => {
@@ -210,7 +211,7 @@ describe('ReplayRunner (reactive pass over the fake cluster)', () => {
     await controller.runService({ ...SERVICE, name: 'kv2', port: 8082 }, async () => undefined);
     const runner = new ReplayRunner(
       controller,
-      { schedule, slots: ['n1', 'n2', 'n3'], speed, realStartMs: T0, reactive: true },
+      { schedule, slots: ['n1', 'n2', 'n3'], timeline: trace, reactive: true },
       real,
       pino({ level: 'silent' }),
     );
@@ -254,8 +255,7 @@ describe('ReplayRunner (reactive pass over the fake cluster)', () => {
       {
         schedule,
         slots: ['n1', 'n2', 'n3'],
-        speed: 15,
-        realStartMs: T0,
+        timeline: trace,
         reactive: false,
         notices: (node, t, deadline) => sent.push(`${node}:${deadline - t}`),
       },

@@ -1,0 +1,56 @@
+import pino from 'pino';
+import { ActionExecutor } from '../../../forecaster/src/actions/action-executor';
+import type { Decision } from '../../../forecaster/src/policy/decision';
+import { FakeSchedulerActions } from '../../fakes/fake-scheduler-actions';
+
+function decision(id: number, node: string, action: Decision['action']): Decision {
+  return {
+    id,
+    node,
+    pool: 'spot',
+    nodeClass: '',
+    atMs: 0,
+    action,
+    risk: 0.9,
+    reasons: ['risk 0.90'],
+    deadlineMs: 60_000,
+  };
+}
+
+function setup() {
+  const actions = new FakeSchedulerActions();
+  const prepared: string[] = [];
+  const failed: string[] = [];
+  const executor = new ActionExecutor(
+    actions,
+    { prepared: (n) => prepared.push(n), failed: (n) => failed.push(n) },
+    pino({ level: 'silent' }),
+  );
+  return { actions, executor, prepared, failed };
+}
+
+describe('ActionExecutor pre-staging (issue #6)', () => {
+  it('a failed pre-stage neither undoes the fence nor blocks the drain that follows', async () => {
+    const { actions, executor, prepared, failed } = setup();
+    actions.failOn = 'prestage';
+    const fenced = await executor.submit(decision(1, 'hot', 'fence'));
+    expect(fenced.ok).toBe(true);
+    expect(prepared).toEqual(['hot']);
+    expect(failed).toEqual([]);
+    expect(executor.reservationFor('hot')).toBeDefined();
+
+    const drained = await executor.submit(decision(2, 'hot', 'drain'));
+    expect(drained.ok).toBe(true);
+    expect(actions.calls).toEqual(['fence hot', 'reserve hot', 'prestage hot', 'fence hot', 'drain hot']);
+  });
+
+  it('a failed reservation still undoes the fence: without room there is nothing to pre-stage or drain to', async () => {
+    const { actions, executor, prepared, failed } = setup();
+    actions.failOn = 'reserve';
+    const fenced = await executor.submit(decision(1, 'hot', 'fence'));
+    expect(fenced.ok).toBe(false);
+    expect(prepared).toEqual([]);
+    expect(failed).toEqual(['hot']);
+    expect(actions.calls).toEqual(['fence hot', 'reserve hot', 'unfence hot']);
+  });
+});
