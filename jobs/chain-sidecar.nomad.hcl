@@ -39,6 +39,12 @@ variable "tls_dir" {
   default     = "/etc/nomad-chain/tls"
 }
 
+variable "forecaster_address" {
+  description = "host:port of the forecaster's telemetry port (jobs/forecaster.nomad.hcl: 7460), e.g. chain-forecaster.service.consul:7460; empty = no telemetry."
+  type        = string
+  default     = ""
+}
+
 job "chain-sidecar" {
   type        = "system"
   datacenters = var.datacenters
@@ -72,16 +78,17 @@ job "chain-sidecar" {
       }
 
       env {
-        NOMAD_CHAIN_NODE_NAME         = "${node.unique.name}"
-        NOMAD_CHAIN_LISTEN_ADDRESS    = "${NOMAD_IP_grpc}"
-        NOMAD_CHAIN_LISTEN_PORT       = "${NOMAD_PORT_grpc}"
-        NOMAD_CHAIN_TRANSFER_PORT     = "${NOMAD_PORT_transfer}"
-        NOMAD_CHAIN_ADVERTISE_ADDRESS = "${NOMAD_ADDR_transfer}"
-        NOMAD_CHAIN_TLS_CA            = "${var.tls_dir}/ca.crt"
-        NOMAD_CHAIN_TLS_CERT          = "${var.tls_dir}/${node.unique.name}.crt"
-        NOMAD_CHAIN_TLS_KEY           = "${var.tls_dir}/${node.unique.name}.key"
-        NOMAD_CHAIN_DATA_DIR          = var.data_dir
-        NOMAD_CHAIN_LOCAL_SOCKET      = "${var.data_dir}/sidecar.sock"
+        NOMAD_CHAIN_NODE_NAME          = "${node.unique.name}"
+        NOMAD_CHAIN_LISTEN_ADDRESS     = "${NOMAD_IP_grpc}"
+        NOMAD_CHAIN_LISTEN_PORT        = "${NOMAD_PORT_grpc}"
+        NOMAD_CHAIN_TRANSFER_PORT      = "${NOMAD_PORT_transfer}"
+        NOMAD_CHAIN_ADVERTISE_ADDRESS  = "${NOMAD_ADDR_transfer}"
+        NOMAD_CHAIN_TLS_CA             = "${var.tls_dir}/ca.crt"
+        NOMAD_CHAIN_TLS_CERT           = "${var.tls_dir}/${node.unique.name}.crt"
+        NOMAD_CHAIN_TLS_KEY            = "${var.tls_dir}/${node.unique.name}.key"
+        NOMAD_CHAIN_DATA_DIR           = var.data_dir
+        NOMAD_CHAIN_LOCAL_SOCKET       = "${var.data_dir}/sidecar.sock"
+        NOMAD_CHAIN_FORECASTER_ADDRESS = var.forecaster_address
       }
 
       kill_timeout = "30s"

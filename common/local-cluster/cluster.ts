@@ -30,6 +30,11 @@ export interface LocalClusterOptions {
   readonly sidecarCommand?: readonly string[];
   /** How long to wait for each sidecar's health RPC. @default 30000 */
   readonly readyTimeoutMs?: number;
+  /**
+   * A port on the host's side of the bridge (`hostAddress`) where a forecaster takes telemetry: every sidecar
+   * streams its node's telemetry there (and keeps reconnecting until it listens). @default none
+   */
+  readonly forecasterPort?: number;
 }
 
 export interface LocalNode {
@@ -44,7 +49,8 @@ export interface LocalNode {
   readonly logFile: string;
 }
 
-function freePort(): Promise<number> {
+/** A TCP port free on this machine now (for a service the cluster's nodes or HAProxy will reach). */
+export function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -206,6 +212,10 @@ export class LocalCluster {
     readonly haproxy: Haproxy,
     private readonly record: ClusterRecord,
     private readonly registry: ClusterRegistry,
+    /** The host's address on the cluster's bridge: what the nodes reach the host's own services on. */
+    readonly hostAddress: string,
+    /** Environment every sidecar of this cluster starts with, restarted ones too. */
+    private readonly sidecarEnv: Readonly<Record<string, string>>,
   ) {}
 
   get logDir(): string {
@@ -233,6 +243,12 @@ export class LocalCluster {
     mkdirSync(join(runDir, 'logs'), { recursive: true });
     const subnetIndex = registry.claimSubnet(id);
     const network = new ClusterNetwork(`ncb-${id}`, subnetPrefix(subnetIndex));
+    const sidecarEnv = {
+      ...options.sidecarEnv,
+      ...(options.forecasterPort === undefined
+        ? {}
+        : { NOMAD_CHAIN_FORECASTER_ADDRESS: `${network.gateway}:${options.forecasterPort}` }),
+    };
     const record: ClusterRecord = {
       id,
       runDir,
@@ -274,7 +290,7 @@ export class LocalCluster {
         registry.save(record);
         await network.addNode(nodeRecord.netns, nodeRecord.veth, i);
         const logFile = join(runDir, 'logs', `${name}-sidecar.log`);
-        nodeRecord.sidecarPid = spawnSidecar(nodeRecord, id, runDir, options);
+        nodeRecord.sidecarPid = spawnSidecar(nodeRecord, id, runDir, { ...options, sidecarEnv });
         registry.save(record);
         nodes.push({
           name,
@@ -294,7 +310,7 @@ export class LocalCluster {
       record.haproxyPid = pid;
       registry.save(record);
       await Promise.all(nodes.map((n) => waitHealthy(n.sidecarAddress, options.readyTimeoutMs ?? 30_000, n.logFile)));
-      return new LocalCluster(id, runDir, nodes, haproxy, record, registry);
+      return new LocalCluster(id, runDir, nodes, haproxy, record, registry, network.gateway, sidecarEnv);
     } catch (err) {
       await destroyCluster(record, registry);
       throw err;
@@ -319,7 +335,10 @@ export class LocalCluster {
     options: Pick<LocalClusterOptions, 'sidecarCommand' | 'sidecarEnv' | 'readyTimeoutMs'> = {},
   ): Promise<void> {
     const node = this.recordOf(name);
-    node.sidecarPid = spawnSidecar(node, this.id, this.runDir, options);
+    node.sidecarPid = spawnSidecar(node, this.id, this.runDir, {
+      ...options,
+      sidecarEnv: { ...this.sidecarEnv, ...options.sidecarEnv },
+    });
     this.registry.save(this.record);
     await waitHealthy(this.node(name).sidecarAddress, options.readyTimeoutMs ?? 30_000, this.node(name).logFile);
   }

@@ -264,5 +264,14 @@ export function rawOptionsFrom(env: NodeJS.ProcessEnv, fileContents: string | un
     const value = env[name];
     if (value !== undefined && value !== '') raw[field] = value;
   }
+  // The one telemetry option a launcher (local mode, a Nomad job's env) has to set per node.
+  const forecaster = env.NOMAD_CHAIN_FORECASTER_ADDRESS;
+  if (forecaster !== undefined && forecaster !== '') {
+    const telemetry = raw.telemetry;
+    if (telemetry !== undefined && (typeof telemetry !== 'object' || telemetry === null)) {
+      throw new ConfigError('telemetry', 'expected an object');
+    }
+    raw.telemetry = { ...(telemetry ?? {}), forecasterAddress: forecaster };
+  }
   return raw;
 }

@@ -5,6 +5,7 @@ import { requireInt, requireNumber, requireString } from '../../../common/config
 import { ConfigError } from '../../../common/config-error';
 import { NomadChainError, errorCode, errorMessage } from '../../../common/errors';
 import { createRootLogger } from '../../../common/logging';
+import { freePort } from '../../../common/local-cluster/cluster';
 import { ControllerApi } from './controller-api';
 import { EXAMPLE_SERVICE, startLocalMode, waitForPort } from './local-mode';
 import { ForecasterProcess } from './replay/forecaster-process';
@@ -119,9 +120,14 @@ async function replay(nodes: number, options: ReplayCliOptions): Promise<void> {
 
 /**
  * Local mode's forecaster, its own process as in production: the registry's current model, the trace it records,
- * and the retrain timer at its local-mode default (hourly, forecaster/README.md).
+ * and the retrain timer at its local-mode default (hourly, forecaster/README.md). It takes the sidecars' telemetry on
+ * the host's side of the cluster's bridge, where the nodes reach it.
  */
-function startForecaster(dir: string, controllerAddress: string): Promise<ForecasterProcess> {
+function startForecaster(
+  dir: string,
+  controllerAddress: string,
+  telemetry: { readonly address: string; readonly port: number },
+): Promise<ForecasterProcess> {
   mkdirSync(dir, { recursive: true });
   return ForecasterProcess.start({
     repo: REPO,
@@ -130,8 +136,8 @@ function startForecaster(dir: string, controllerAddress: string): Promise<Foreca
       controllerAddress,
       modelRegistry: join(dir, 'models'),
       dataDir: join(dir, 'data'),
-      telemetryAddress: '127.0.0.1',
-      telemetryPort: 0,
+      telemetryAddress: telemetry.address,
+      telemetryPort: telemetry.port,
       httpAddress: '127.0.0.1',
       httpPort: 0,
     },
@@ -146,7 +152,18 @@ async function main(argv: readonly string[]): Promise<void> {
     component: 'local-mode',
   });
   process.stdout.write(`Starting a local cluster of ${options.nodes} nodes...\n`);
-  const local = await startLocalMode({ cluster: { nodes: options.nodes, services: [EXAMPLE_SERVICE.name] } }, log);
+  // The sidecars learn the forecaster's telemetry port as they start; they reconnect until it listens.
+  const forecasterPort = options.forecaster === undefined ? undefined : await freePort();
+  const local = await startLocalMode(
+    {
+      cluster: {
+        nodes: options.nodes,
+        services: [EXAMPLE_SERVICE.name],
+        ...(forecasterPort === undefined ? {} : { forecasterPort }),
+      },
+    },
+    log,
+  );
   const { cluster, controller } = local;
   const api = new ControllerApi(controller, log.child({ component: 'controller-api' }));
   const port = await api.listen();
@@ -154,7 +171,10 @@ async function main(argv: readonly string[]): Promise<void> {
   let forecaster: ForecasterProcess | undefined;
   if (options.forecaster !== undefined) {
     try {
-      forecaster = await startForecaster(options.forecaster, `http://127.0.0.1:${port}`);
+      forecaster = await startForecaster(options.forecaster, `http://127.0.0.1:${port}`, {
+        address: cluster.hostAddress,
+        port: forecasterPort ?? 0,
+      });
     } catch (err) {
       await api.close();
       await local.stop();

@@ -81,6 +81,12 @@ describe('npm start -- -forecaster DIR (issue 6)', () => {
     expect(risk.model.version).toBe('seed-1');
     const metrics = await (await fetch(`${forecasterUrl}/metrics`)).text();
     expect(metrics).toContain('nc_forecaster_retrains_total{outcome="promoted"} 0');
+    // Every node's sidecar streams its telemetry to the forecaster across the cluster's bridge.
+    await eventually(async () => {
+      const text = await (await fetch(`${forecasterUrl}/metrics`)).text();
+      expect(Number(/^nc_forecaster_telemetry_streams_total (\d+)/m.exec(text)?.[1])).toBeGreaterThanOrEqual(2);
+      expect(Number(/^nc_forecaster_telemetry_samples_total (\d+)/m.exec(text)?.[1])).toBeGreaterThan(0);
+    }, 90_000);
 
     // The cloud takes node2: the controller reports it, the forecaster records the pre-emption for retraining.
     const preempted = await fetch(`${controllerUrl}/v1/node/node2/preempt`, { method: 'POST', body: '{}' });

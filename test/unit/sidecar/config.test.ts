@@ -36,6 +36,21 @@ describe('sidecar config', () => {
     });
   });
 
+  it("points telemetry at the forecaster from NOMAD_CHAIN_FORECASTER_ADDRESS, keeping the file's other telemetry options", () => {
+    const raw = rawOptionsFrom(
+      { NOMAD_CHAIN_FORECASTER_ADDRESS: '198.18.0.1:7460' },
+      JSON.stringify({ telemetry: { interval: '5s' } }),
+    );
+    expect(parseConfig(raw, 'h').telemetry).toMatchObject({
+      enabled: true,
+      forecasterAddress: '198.18.0.1:7460',
+      intervalMs: 5000,
+    });
+    expect(() => rawOptionsFrom({ NOMAD_CHAIN_FORECASTER_ADDRESS: 'x:1' }, '{"telemetry": 3}')).toThrow(
+      expect.objectContaining({ field: 'telemetry' }) as Error,
+    );
+  });
+
   it('names the field of a bad value', () => {
     const failure = (raw: Record<string, unknown>): unknown => {
       try {
