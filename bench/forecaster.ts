@@ -211,6 +211,7 @@ async function ingest(): Promise<void> {
     diskWriteBytesPerS: 8192,
     signals: [],
     events: [],
+    signalsOnly: false,
   });
 
   /** `agents` streams each sending `perAgent` samples in batches of `batchSize`; resolves samples/s acknowledged. */

@@ -72,12 +72,17 @@ export class TelemetryIngest {
       const events: IngestEvent[] = [];
       for (const sample of batch.samples) {
         acked = Math.max(acked, sample.seq);
-        const point = toPoint(sample);
-        if (point === undefined) {
+        if (!sample.signalsOnly) {
+          const point = toPoint(sample);
+          if (point === undefined) {
+            rejected += 1;
+            continue;
+          }
+          points.push(point);
+        } else if (sample.timeUnixMs <= 0) {
           rejected += 1;
           continue;
         }
-        points.push(point);
         signals = sample.signals.map((s) => ({
           source: s.source,
           kind: s.kind,
@@ -91,7 +96,7 @@ export class TelemetryIngest {
       }
       this.stats.samples += points.length;
       this.stats.rejected += rejected;
-      if (points.length > 0 || events.length > 0) {
+      if (points.length > 0 || events.length > 0 || signals !== undefined) {
         this.sink.ingest({
           node: batch.node,
           pool: batch.nodePool,

@@ -85,6 +85,7 @@ export class NodeSampler implements SampleSource {
       diskWriteBytesPerS: io.writeBps,
       signals,
       events: history.takeNew(),
+      signalsOnly: false,
     };
   }
 }

@@ -57,6 +57,7 @@ class Agent {
         diskWriteBytesPerS: 4096,
         signals: [],
         events: [],
+        signalsOnly: false,
       });
     }
     const want = this.seq;

@@ -180,6 +180,7 @@ describe('retrain timer with the real trainer and onnxruntime-node (issue 6)', (
         diskWriteBytesPerS: 4096,
         signals: signals.map((s) => ({ ...s, deadlineUnixMs: NOW + 120_000, observedUnixMs: NOW, detail: '' })),
         events: [],
+        signalsOnly: false,
       });
       call.write({
         node: 'live-1',

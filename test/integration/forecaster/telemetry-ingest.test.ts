@@ -18,6 +18,7 @@ const sample = (seq: number, extra: Partial<TelemetrySample> = {}): TelemetrySam
   diskWriteBytesPerS: 4,
   signals: [],
   events: [],
+  signalsOnly: false,
   ...extra,
 });
 
@@ -71,6 +72,34 @@ describe('TelemetryIngest over real gRPC', () => {
     // The notices are those of the newest valid sample.
     expect(batches[0]?.signals).toEqual([]);
     expect(ingest.stats).toMatchObject({ batches: 1, samples: 2, rejected: 2 });
+  });
+
+  it('takes a signals-only sample for its notice and stores no metrics from it', async () => {
+    batches.length = 0;
+    const before = ingest.stats.samples;
+    const call = client.stream();
+    const ack = new Promise<TelemetryAck>((resolve) => call.once('data', resolve));
+    const notice = {
+      source: 'trace-replay',
+      kind: 'spot-interruption',
+      deadlineUnixMs: 9,
+      observedUnixMs: 1,
+      detail: '',
+    };
+    call.write({
+      node: 'n2',
+      nodePool: 'spot',
+      nodeClass: '',
+      samples: [sample(10, { signalsOnly: true, cpuUtilisation: 0, signals: [notice] })],
+    });
+    expect(await ack).toEqual({ ackedSeq: 10, rejected: 0 });
+    call.end();
+    expect(batches).toHaveLength(1);
+    expect(batches[0]?.points).toEqual([]);
+    expect(batches[0]?.signals).toEqual([
+      { source: 'trace-replay', kind: 'spot-interruption', deadlineMs: 9, detail: '' },
+    ]);
+    expect(ingest.stats.samples).toBe(before);
   });
 
   it('ends a stream whose batch names no node with INVALID_ARGUMENT', async () => {

@@ -156,6 +156,11 @@ export interface TelemetrySample {
   signals: InterruptionSignal[];
   /** Pre-emption and drain history events observed since the previous sample. */
   events: NodeEvent[];
+  /**
+   * The sample carries signals and events only; its metric fields are not measurements (a trace replay, or an
+   * agent reporting a notice between samples) and are not stored, so features read them as missing.
+   */
+  signalsOnly: boolean;
 }
 
 export interface MemoryPressure {
@@ -313,6 +318,7 @@ function createBaseTelemetrySample(): TelemetrySample {
     diskWriteBytesPerS: 0,
     signals: [],
     events: [],
+    signalsOnly: false,
   };
 }
 
@@ -347,6 +353,9 @@ export const TelemetrySample = {
     }
     for (const v of message.events) {
       NodeEvent.encode(v!, writer.uint32(82).fork()).ldelim();
+    }
+    if (message.signalsOnly !== false) {
+      writer.uint32(88).bool(message.signalsOnly);
     }
     return writer;
   },
@@ -428,6 +437,13 @@ export const TelemetrySample = {
 
           message.events.push(NodeEvent.decode(reader, reader.uint32()));
           continue;
+        case 11:
+          if (tag !== 88) {
+            break;
+          }
+
+          message.signalsOnly = reader.bool();
+          continue;
       }
       if ((tag & 7) === 4 || tag === 0) {
         break;
@@ -451,6 +467,7 @@ export const TelemetrySample = {
         ? object.signals.map((e: any) => InterruptionSignal.fromJSON(e))
         : [],
       events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => NodeEvent.fromJSON(e)) : [],
+      signalsOnly: isSet(object.signalsOnly) ? globalThis.Boolean(object.signalsOnly) : false,
     };
   },
 
@@ -486,6 +503,9 @@ export const TelemetrySample = {
     if (message.events?.length) {
       obj.events = message.events.map((e) => NodeEvent.toJSON(e));
     }
+    if (message.signalsOnly !== false) {
+      obj.signalsOnly = message.signalsOnly;
+    }
     return obj;
   },
 
@@ -506,6 +526,7 @@ export const TelemetrySample = {
     message.diskWriteBytesPerS = object.diskWriteBytesPerS ?? 0;
     message.signals = object.signals?.map((e) => InterruptionSignal.fromPartial(e)) || [];
     message.events = object.events?.map((e) => NodeEvent.fromPartial(e)) || [];
+    message.signalsOnly = object.signalsOnly ?? false;
     return message;
   },
 };

@@ -46,6 +46,8 @@ export class NoticeClient {
             },
           ],
           events: [],
+          // A trace has no telemetry: the model was trained with these metrics missing, and must see them so.
+          signalsOnly: true,
         },
       ],
     });

@@ -59,6 +59,7 @@ class CountingSource implements SampleSource {
       diskWriteBytesPerS: 0,
       signals: [],
       events: [],
+      signalsOnly: false,
     };
   }
 }
