@@ -89,7 +89,7 @@ async function coldRestart(local: LocalMode): Promise<{ from: string; to: string
 }
 
 async function main(argv: readonly string[]): Promise<number> {
-  if (argv.includes('-h') || argv.includes('--help')) {
+  if (argv.some((a) => a === '-h' || a === '-help' || a === '--help')) {
     process.stdout.write(USAGE);
     return 0;
   }

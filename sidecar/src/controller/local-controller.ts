@@ -1,7 +1,7 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Clock } from '../../../common/clock';
-import { errorMessage, NomadChainError } from '../../../common/errors';
+import { errorCode, errorMessage, NomadChainError } from '../../../common/errors';
 import type { Logger } from '../../../common/logging';
 import type { Instance, Router } from '../../../common/router';
 import { pickTarget, type PlacementNode, type SchedulerAdapter } from '../../../common/scheduler/scheduler-adapter';
@@ -111,6 +111,8 @@ export class LocalController implements SchedulerAdapter {
   private state: ControllerState;
   readonly events: ControllerEventLog;
   private readonly reservations = new Map<string, Reservation>();
+  /** Pre-emptions per node so far: a cold start whose target was pre-empted meanwhile did not start anything. */
+  private readonly kills = new Map<string, number>();
   private nextReservation = 1;
   /** Replay: a trace node's name → the local node standing in for it, and back. */
   private readonly aliases = new Map<string, string>();
@@ -579,6 +581,7 @@ export class LocalController implements SchedulerAdapter {
       throw new NomadChainError('NC_CONTROLLER_NO_MACHINES', 'this controller cannot pre-empt nodes', {
         context: { node },
       });
+    this.kills.set(node, (this.kills.get(node) ?? 0) + 1);
     await machines.kill(node);
     this.state.nodes[node] = {
       ...(this.state.nodes[node] ?? { eligible: false, draining: false, reason: '' }),
@@ -592,18 +595,58 @@ export class LocalController implements SchedulerAdapter {
     const caught = Object.entries(this.state.tasks).filter(([, t]) => t.node === node);
     const restartedOn: Record<string, string> = {};
     for (const [taskKey, task] of caught) {
-      const target = pickTarget(await this.nodes(), node);
-      this.deps.log.warn({ taskKey, node, target: target?.name }, 'pre-emption caught a chained task: memory lost');
-      if (target === undefined) continue;
-      const placed = await this.startOn(
-        this.node(target.name),
-        task.service,
-        task.generation + 1,
-        this.deps.waitServing ?? (() => Promise.resolve()),
-      );
-      restartedOn[taskKey] = placed.node;
+      this.deps.log.warn({ taskKey, node }, 'pre-emption caught a chained task: memory lost');
+      const placed = await this.coldStartElsewhere(taskKey, task, node);
+      if (placed !== undefined) restartedOn[taskKey] = placed.node;
     }
     return { node, caught: caught.map(([k]) => k), restartedOn };
+  }
+
+  /**
+   * Cold-starts a caught task on the emptiest healthy node, and on the next one if that start fails (the target
+   * may go too while the task comes up, in a burst of pre-emptions): every caught task is tried on every node
+   * before it is given up, and each failed start is destroyed so no half-started copy lingers.
+   */
+  private async coldStartElsewhere(taskKey: string, task: PlacedTask, gone: string): Promise<PlacedTask | undefined> {
+    const tried = new Set([gone]);
+    for (;;) {
+      const target = pickTarget(
+        (await this.nodes()).filter((n) => !tried.has(n.name)),
+        '',
+      );
+      if (target === undefined) {
+        this.deps.log.error({ taskKey, node: gone, tried: [...tried] }, 'caught task lost: no node could start it');
+        return undefined;
+      }
+      tried.add(target.name);
+      const generation = this.placed(taskKey).generation + 1;
+      const kills = this.kills.get(target.name) ?? 0;
+      try {
+        const placed = await this.startOn(
+          this.node(target.name),
+          task.service,
+          generation,
+          this.deps.waitServing ?? (() => Promise.resolve()),
+        );
+        if ((this.kills.get(target.name) ?? 0) === kills) return placed;
+        // The target was pre-empted while the task came up, after that pre-emption looked for what it caught.
+        this.deps.log.warn(
+          { taskKey, target: target.name },
+          'cold start target was pre-empted meanwhile; trying another node',
+        );
+      } catch (err) {
+        this.deps.log.warn(
+          { err, code: errorCode(err), taskKey, target: target.name },
+          'cold start failed; trying another node',
+        );
+        await this.deps.sidecars
+          .sidecar(target.name)
+          .destroyTask({ taskId: `${task.service.name}-${generation}`, force: true })
+          .catch(() => undefined);
+        // The next attempt takes a new generation: the failed one's id may still be held on that node.
+        this.state.tasks[taskKey] = { ...this.placed(taskKey), generation };
+      }
+    }
   }
 
   /** A pre-empted node comes back (a new spot instance in its place); a node that never went is only announced. */

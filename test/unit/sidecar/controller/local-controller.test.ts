@@ -1,6 +1,7 @@
 import { FAKE_SERVICE, fakeLocalController } from '../../../fakes/fake-local-controller';
 
-const setup = (nodes = 3, capacity = 2) => fakeLocalController({ nodes, capacity, preemptible: true });
+const setup = (nodes = 3, capacity = 2): ReturnType<typeof fakeLocalController> =>
+  fakeLocalController({ nodes, capacity, preemptible: true });
 
 describe('LocalController', () => {
   it('places a service on a healthy node and puts it in rotation', async () => {
@@ -60,6 +61,65 @@ describe('LocalController', () => {
       healthy: true,
       eligible: true,
     });
+  });
+
+  it('cold-starts a caught task on the next node when the first start fails, leaving no half-started copy', async () => {
+    const tries: string[] = [];
+    const { controller, cluster } = await fakeLocalController({
+      nodes: 3,
+      capacity: 2,
+      preemptible: true,
+      waitServing: async (instance) => {
+        tries.push(instance.node);
+        if (tries.length === 1) throw new Error(`${instance.address}:${instance.port} not serving`);
+      },
+    });
+    const placed = await controller.runService(FAKE_SERVICE, async () => undefined);
+    const outcome = await controller.preempt(placed.node);
+    expect(tries).toHaveLength(2);
+    expect(new Set([placed.node, ...tries]).size).toBe(3);
+    expect(outcome.restartedOn.web).toBe(tries[1]);
+    expect(cluster.running('web').map((t) => t.nodeName)).toEqual([tries[1]]);
+    expect(controller.tasks().web?.node).toBe(tries[1]);
+  });
+
+  it('does not count a cold start whose target was pre-empted meanwhile, and starts the task on a third node', async () => {
+    const ref: { controller?: Awaited<ReturnType<typeof setup>>['controller'] } = {};
+    const tries: string[] = [];
+    const built = await fakeLocalController({
+      nodes: 3,
+      capacity: 2,
+      preemptible: true,
+      waitServing: async (instance) => {
+        tries.push(instance.node);
+        // The first target goes in a burst of pre-emptions after its pre-emption looked for what it caught.
+        if (tries.length === 1) await ref.controller?.preempt(instance.node);
+      },
+    });
+    const { controller } = built;
+    ref.controller = controller;
+    const placed = await controller.runService(FAKE_SERVICE, async () => undefined);
+    const outcome = await controller.preempt(placed.node);
+    expect(tries).toHaveLength(2);
+    expect(outcome.restartedOn.web).toBe(tries[1]);
+    expect(built.killed).toEqual([placed.node, tries[0]]);
+    expect(built.cluster.running('web').map((t) => t.nodeName)).toEqual([tries[1]]);
+  });
+
+  it('gives a caught task up, saying so, only when no node can start it', async () => {
+    const { controller, cluster } = await fakeLocalController({
+      nodes: 2,
+      capacity: 2,
+      preemptible: true,
+      waitServing: async () => {
+        throw new Error('not serving');
+      },
+    });
+    const placed = await controller.runService(FAKE_SERVICE, async () => undefined);
+    const outcome = await controller.preempt(placed.node);
+    expect(outcome.caught).toEqual(['web']);
+    expect(outcome.restartedOn).toEqual({});
+    expect(cluster.running('web')).toEqual([]);
   });
 
   it('resumes the event index where a watcher left off', async () => {
