@@ -482,10 +482,9 @@ export class LocalController implements SchedulerAdapter {
     const reservation = this.reservationFor(taskKey, source);
     if (reservation === undefined) return;
     const slot = reservation.assignments[taskKey] ?? '';
-    const at = reservation.targets.indexOf(slot);
-    const targets = reservation.targets.filter((_, i) => i !== at);
     const assignments = Object.fromEntries(Object.entries(reservation.assignments).filter(([k]) => k !== taskKey));
-    this.reservations.set(reservation.id, { ...reservation, targets, assignments });
+    // The targets are the assignments' nodes, in the same order (reserve builds both in one loop).
+    this.reservations.set(reservation.id, { ...reservation, targets: Object.values(assignments), assignments });
     if (slot !== movedTo) this.deps.log.info({ taskKey, reserved: slot, movedTo }, 'task moved off its reserved slot');
   }
 

@@ -56,11 +56,6 @@ export class ReservationPrestager {
     return outcomes;
   }
 
-  /** The node holding a task's pre-staged copy, if any. */
-  stagedOn(taskKey: string): string | undefined {
-    return this.staged.get(taskKey)?.node;
-  }
-
   /** Deletes a task's pre-staged copy, if it has one. Never fails: a copy left behind only waits for the store bound. */
   async discard(taskKey: string): Promise<void> {
     const copy = this.staged.get(taskKey);
