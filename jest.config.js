@@ -10,7 +10,7 @@ const tier = (name, extra = {}) => ({
 
 module.exports = {
   projects: [
-    tier('unit'),
+    tier('unit', { setupFilesAfterEnv: ['<rootDir>/test/harness/jest/timeout-unit.js'] }),
     tier('contract', { setupFilesAfterEnv: ['<rootDir>/test/harness/jest/timeout-contract.js'] }),
     tier('integration', { setupFilesAfterEnv: ['<rootDir>/test/harness/jest/timeout-integration.js'] }),
     tier('nomad', { setupFilesAfterEnv: ['<rootDir>/test/harness/jest/timeout-nomad.js'] }),
