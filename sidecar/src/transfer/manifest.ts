@@ -119,7 +119,8 @@ export function validateManifest(manifest: Manifest): void {
     }
     if (seen.has(file.path)) throw invalid('path listed twice', file.path);
     seen.add(file.path);
-    if (file.mode > 0o7777) throw invalid('mode out of range', file.path);
+    // Permission bits and the sticky bit only: a peer must never make this node write a setuid or setgid file.
+    if (file.mode > 0o1777) throw invalid('mode out of range (permission and sticky bits only)', file.path);
     const count = file.chunkSizes.length;
     if (file.chunkDigests.length !== count * DIGEST_BYTES) throw invalid('chunk digests and sizes disagree', file.path);
     if (file.directory && (count > 0 || file.sizeBytes !== 0)) throw invalid('directory with content', file.path);

@@ -60,6 +60,9 @@ describe('manifest', () => {
       (m: Manifest) => void (m.files[1] as { chunkSizes: number[] }).chunkSizes.push(1),
     ],
     ['a file under a file', (m: Manifest) => void ((m.files[2] as { path: string }).path = 'sub/a.img/x')],
+    // Found by `npm run fuzz` (#13): a peer could make the receiver write a setuid file.
+    ['a setuid mode', (m: Manifest) => void ((m.files[1] as { mode: number }).mode = 0o4755)],
+    ['a setgid mode', (m: Manifest) => void ((m.files[1] as { mode: number }).mode = 0o2755)],
   ])('refuses a manifest with %s, even when its digest matches', (_name, mutate) => {
     const bad = reseal(mutate);
     expect(thrownCode(() => openManifest(bad.bytes, bad.digest))).toBe('NC_TRANSFER_MANIFEST_INVALID');
