@@ -11,7 +11,9 @@ export const BINARIES = {
   ip: { env: 'IP_BIN', paths: ['/usr/sbin/ip', '/sbin/ip'] },
   nsenter: { env: 'NSENTER_BIN', paths: ['/usr/bin/nsenter'] },
   go: { env: 'GO_BIN', paths: ['/usr/local/go/bin/go'] },
-  nomad: { env: 'NOMAD_BIN', paths: [] },
+  // The builds scripts/setup.sh caches (scripts/hashicorp-build/).
+  nomad: { env: 'NOMAD_BIN', paths: ['/var/cache/nomad-chain/bin/nomad-1.6.3'] },
+  consul: { env: 'CONSUL_BIN', paths: ['/var/cache/nomad-chain/bin/consul-1.16.1'] },
 } as const satisfies Record<string, { env: string; paths: readonly string[] }>;
 
 export type BinaryName = keyof typeof BINARIES;

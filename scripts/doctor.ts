@@ -166,17 +166,10 @@ async function checkPython(lines: Line[]): Promise<void> {
   );
 }
 
-async function checkNomad(lines: Line[]): Promise<void> {
-  try {
-    const { path, version } = await binaryVersion('nomad', ['version'], /Nomad v(\S+)/);
-    lines.push({ status: 'ok', item: 'nomad', detail: `${version} (${path})` });
-  } catch {
-    lines.push({
-      status: 'info',
-      item: 'nomad',
-      detail: 'not found (optional: NOMAD_BIN is needed only by npm run test:nomad)',
-    });
-  }
+/** Nomad and Consul are what the real-Nomad tier of npm test runs on; npm run setup builds both. */
+async function checkHashicorp(lines: Line[]): Promise<void> {
+  await checkBinary(lines, 'nomad', ['version'], /Nomad v(\S+)/);
+  await checkBinary(lines, 'consul', ['version'], /Consul v(\S+)/);
 }
 
 async function main(): Promise<number> {
@@ -191,7 +184,7 @@ async function main(): Promise<number> {
   await checkOnnx(lines);
   await checkPython(lines);
   await checkBinary(lines, 'go', ['version'], /go version (go\S+)/);
-  await checkNomad(lines);
+  await checkHashicorp(lines);
   for (const line of lines) process.stdout.write(`${line.status.padEnd(5)} ${line.item.padEnd(20)} ${line.detail}\n`);
   const failed = lines.filter((l) => l.status === 'FAIL');
   process.stdout.write(

@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import {
   accessSync,
@@ -26,21 +26,53 @@ export const REPO = path.resolve(__dirname, '..', '..');
 /** Prefix of every name this tier creates (nodes, cgroups, temp dirs), so cleanup never touches others'. */
 const PREFIX = 'ncb2';
 
-/** NOMAD_BIN, or a loud failure: this tier exists to run against a real Nomad. */
-export function requireNomadBin(): string {
-  const bin = process.env.NOMAD_BIN;
-  if (bin === undefined || bin === '') {
-    throw new Error(
-      'NOMAD_BIN is not set: the real-Nomad tier (npm run test:nomad) needs a Nomad binary, e.g. v1.6.5 built ' +
-        'from github.com/hashicorp/nomad at tag v1.6.5. It is not part of npm test.',
-    );
-  }
+const CACHE = process.env.NOMAD_CHAIN_CACHE ?? '/var/cache/nomad-chain';
+/** The versions scripts/setup.sh builds (scripts/hashicorp-build/). */
+export const NOMAD_VERSION = '1.6.3';
+export const CONSUL_VERSION = '1.16.1';
+
+/** An override (an operator's own build), else the set-up's cached build; a loud failure without either. */
+function requireBin(env: string, name: string, version: string): string {
+  const override = process.env[env];
+  const bin = override !== undefined && override !== '' ? override : path.join(CACHE, 'bin', `${name}-${version}`);
   try {
     accessSync(bin, constants.X_OK);
   } catch {
-    throw new Error(`NOMAD_BIN=${bin} is not an executable file`);
+    throw new Error(
+      override === undefined || override === ''
+        ? `${name} ${version} is missing at ${bin}: npm run setup builds it (or set ${env} to another build)`
+        : `${env}=${bin} is not an executable file`,
+    );
   }
   return bin;
+}
+
+export function requireNomadBin(): string {
+  return requireBin('NOMAD_BIN', 'nomad', NOMAD_VERSION);
+}
+
+export function requireConsulBin(): string {
+  return requireBin('CONSUL_BIN', 'consul', CONSUL_VERSION);
+}
+
+/**
+ * Nomad launches the plugin three times at every client start; from the TypeScript sources that took ~14 s,
+ * past the server's 10 s heartbeat grace (a restarted client's allocations were marked lost). The tier
+ * therefore runs the built plugin only, as production does: `npm run test:nomad` builds it first.
+ */
+function requireBuiltPlugin(): void {
+  const built = path.join(REPO, 'dist', 'plugin', 'src', 'main.js');
+  try {
+    accessSync(built);
+  } catch {
+    throw new Error(`${built} is missing: run npm run build (npm run test:nomad does) before the real-Nomad tier`);
+  }
+  const stale = execFileSync(
+    'sh',
+    ['-c', `find plugin/src common proto/gen -name '*.ts' -newer "$1" | head -n 1`, 'sh', built],
+    { cwd: REPO, encoding: 'utf8' },
+  ).trim();
+  if (stale !== '') throw new Error(`${built} is older than ${stale}: run npm run build before the real-Nomad tier`);
 }
 
 export async function freePort(): Promise<number> {
@@ -84,6 +116,9 @@ interface Agent {
 export interface ClientNode {
   readonly name: string;
   readonly httpPort: number;
+  /** HTTP port of this client's own Consul agent. */
+  readonly consulHttpPort: number;
+  readonly consul: Agent;
   readonly sidecarDir: string;
   readonly agent: Agent;
   sidecar?: ChildProcess;
@@ -91,7 +126,9 @@ export interface ClientNode {
 
 /**
  * One Nomad server and N clients on loopback, each client with the `chain` plugin in its plugin_dir and its
- * own sidecar, all under one temp dir. Logs stay there for the report.
+ * own sidecar, and a Consul server with one Consul client agent per Nomad client (two Nomad clients sharing
+ * one agent deregister each other's services: each syncs the agent to its own allocations). All under one
+ * temp dir; logs stay there for the report.
  */
 export class NomadCluster {
   readonly api: HttpNomadApi;
@@ -99,17 +136,25 @@ export class NomadCluster {
 
   private constructor(
     readonly nomadBin: string,
+    readonly consulBin: string,
     readonly dir: string,
     readonly serverHttpPort: number,
+    readonly consulHttpPort: number,
     private readonly server: Agent,
+    private readonly consulServer: Agent,
     readonly clients: ClientNode[],
   ) {
     this.api = new HttpNomadApi({ address: `http://127.0.0.1:${serverHttpPort}`, timeoutMs: 30_000 });
     this.env = { ...process.env, NOMAD_ADDR: `http://127.0.0.1:${serverHttpPort}` };
   }
 
-  static async create(nomadBin: string, clientCount: number): Promise<NomadCluster> {
+  static async create(clientCount: number): Promise<NomadCluster> {
+    const nomadBin = requireNomadBin();
+    const consulBin = requireConsulBin();
+    requireBuiltPlugin();
     const dir = mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-nomad-`));
+    const consulServerSerf = await freePort();
+    const consulServer = await writeConsulConfig(dir, `${PREFIX}-consul-server`, consulServerSerf, true);
     const [http, rpc, serf] = [await freePort(), await freePort(), await freePort()];
     const serverConfig = path.join(dir, 'server.hcl');
     writeFileSync(
@@ -132,6 +177,10 @@ server {
   enabled          = true
   bootstrap_expect = 1
 }
+consul {
+  address          = "127.0.0.1:${consulServer.httpPort}"
+  server_auto_join = false
+}
 `,
     );
     const pluginDir = path.join(dir, 'plugins');
@@ -143,6 +192,7 @@ server {
       const httpPort = await freePort();
       const sidecarDir = path.join(dir, name, 'sidecar');
       mkdirSync(sidecarDir, { recursive: true });
+      const consul = await writeConsulConfig(dir, `${name}-consul`, consulServerSerf, false);
       const configPath = path.join(dir, `${name}.hcl`);
       writeFileSync(
         configPath,
@@ -167,6 +217,10 @@ client {
   cgroup_parent     = "${name}"
   max_kill_timeout  = "2m"
 }
+consul {
+  address          = "127.0.0.1:${consul.httpPort}"
+  client_auto_join = false
+}
 plugin "chain" {
   config {
     sidecar_socket     = "${sidecarDir}/sidecar.sock"
@@ -177,13 +231,32 @@ plugin "chain" {
 }
 `,
       );
-      clients.push({ name, httpPort, sidecarDir, agent: { name, configPath, logPath: path.join(dir, `${name}.log`) } });
+      clients.push({
+        name,
+        httpPort,
+        consulHttpPort: consul.httpPort,
+        consul: consul.agent,
+        sidecarDir,
+        agent: { name, configPath, logPath: path.join(dir, `${name}.log`) },
+      });
     }
     const server = { name: `${PREFIX}-server`, configPath: serverConfig, logPath: path.join(dir, 'server.log') };
-    return new NomadCluster(nomadBin, dir, http, server, clients);
+    return new NomadCluster(nomadBin, consulBin, dir, http, consulServer.httpPort, server, consulServer.agent, clients);
   }
 
   async start(): Promise<void> {
+    this.launchConsul(this.consulServer);
+    await waitFor('a Consul leader', 60_000, async () => {
+      const res = await fetch(`http://127.0.0.1:${this.consulHttpPort}/v1/status/leader`);
+      const leader = (await res.json()) as string;
+      return leader === '' ? undefined : leader;
+    });
+    for (const client of this.clients) this.launchConsul(client.consul);
+    await waitFor('every Consul client agent in the cluster', 60_000, async () => {
+      const res = await fetch(`http://127.0.0.1:${this.consulHttpPort}/v1/catalog/nodes`);
+      const nodes = (await res.json()) as { Node: string }[];
+      return this.clients.every((c) => nodes.some((n) => n.Node === c.consul.name)) ? true : undefined;
+    });
     this.launch(this.server);
     await waitFor('a Nomad leader', 60_000, async () => {
       const res = await fetch(`http://127.0.0.1:${this.serverHttpPort}/v1/status/leader`);
@@ -200,6 +273,13 @@ plugin "chain" {
       await this.startSidecar(client);
       this.launch(client.agent);
     }
+  }
+
+  /** GET on the Consul server's HTTP API. */
+  async consulGet<T>(urlPath: string): Promise<T> {
+    const res = await fetch(`http://127.0.0.1:${this.consulHttpPort}${urlPath}`);
+    if (!res.ok) throw new Error(`Consul GET ${urlPath}: HTTP ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
   }
 
   /** Starts a client's sidecar and resolves once its local socket exists. */
@@ -242,6 +322,16 @@ plugin "chain" {
         return undefined;
       }
     });
+  }
+
+  private launchConsul(agent: Agent): void {
+    const log = createWriteStream(agent.logPath, { flags: 'a' });
+    const child = spawn(this.consulBin, ['agent', `-config-file=${agent.configPath}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    agent.process = child;
   }
 
   private launch(agent: Agent): void {
@@ -297,6 +387,8 @@ plugin "chain" {
     for (const client of this.clients) await stopProcess(client.agent.process, 'SIGINT');
     await stopProcess(this.server.process, 'SIGINT');
     for (const client of this.clients) await stopProcess(client.sidecar, 'SIGTERM');
+    for (const client of this.clients) await stopProcess(client.consul.process, 'SIGINT');
+    await stopProcess(this.consulServer.process, 'SIGINT');
   }
 
   /**
@@ -311,6 +403,7 @@ plugin "chain" {
       .sort((a, b) => b.length - a.length);
     for (const mount of mounts) await execFileAsync('umount', [mount]);
     rmSync(path.join(this.dir, 'server'), { recursive: true, force: true });
+    rmSync(path.join(this.dir, 'consul'), { recursive: true, force: true });
     for (const client of this.clients) rmSync(path.join(this.dir, client.name), { recursive: true, force: true });
   }
 
@@ -334,6 +427,44 @@ plugin "chain" {
     await this.cleanup();
     process.stdout.write(`real-Nomad tier logs: ${this.dir}\n`);
   }
+}
+
+/**
+ * A Consul agent's config on loopback with OS-chosen ports; DNS, WAN and gRPC are off (nothing here uses
+ * them, and their fixed defaults would collide with other agents on this host).
+ */
+async function writeConsulConfig(
+  dir: string,
+  name: string,
+  serverSerfPort: number,
+  server: boolean,
+): Promise<{ agent: Agent; httpPort: number }> {
+  const httpPort = await freePort();
+  const serfLan = server ? serverSerfPort : await freePort();
+  const configPath = path.join(dir, `${name}.hcl`);
+  writeFileSync(
+    configPath,
+    `node_name = "${name}"
+datacenter = "dc1"
+data_dir = "${dir}/consul/${name}"
+bind_addr = "127.0.0.1"
+client_addr = "127.0.0.1"
+advertise_addr = "127.0.0.1"
+disable_update_check = true
+log_level = "DEBUG"
+${server ? 'server = true\nbootstrap_expect = 1' : `retry_join = ["127.0.0.1:${serverSerfPort}"]`}
+ports {
+  server   = ${await freePort()}
+  http     = ${httpPort}
+  dns      = -1
+  serf_lan = ${serfLan}
+  serf_wan = -1
+  grpc     = -1
+  grpc_tls = -1
+}
+`,
+  );
+  return { agent: { name, configPath, logPath: path.join(dir, `${name}.log`) }, httpPort };
 }
 
 async function stopProcess(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {

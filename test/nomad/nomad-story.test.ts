@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Allocation } from '../../common/nomad-api';
 import { httpGet } from '../harness/programs';
-import { GiveUp, NomadCluster, REPO, freePort, requireNomadBin, waitFor } from './nomad-cluster';
+import { GiveUp, NomadCluster, REPO, freePort, waitFor } from './nomad-cluster';
 
 // The Nomad-mode story against a real Nomad (NOMAD_BIN): one server and two clients on loopback, the chain
 // plugin in each client's plugin_dir, a sidecar per client. Steps run in order and share the cluster; the
@@ -45,7 +45,7 @@ async function runningAlloc(predicate: (a: Allocation) => boolean = () => true):
 }
 
 beforeAll(async () => {
-  cluster = await NomadCluster.create(requireNomadBin(), 2);
+  cluster = await NomadCluster.create(2);
   counterPort = await freePort();
   await cluster.start();
 });

@@ -6,7 +6,7 @@ import type { Allocation, Job, NodeListStub } from '../../common/nomad-api';
 import { NomadSchedulerActions } from '../../forecaster/src/actions/nomad-scheduler-actions';
 import type { Reservation } from '../../forecaster/src/actions/scheduler-actions';
 import { buildTestModel } from '../fixtures/forecaster/test-model';
-import { GiveUp, NomadCluster, REPO, requireNomadBin, waitFor } from './nomad-cluster';
+import { GiveUp, NomadCluster, REPO, waitFor } from './nomad-cluster';
 
 // Issue 6, item 4: "reserve capacity ... in Nomad: low-priority placeholder allocations that the replacements
 // preempt — check on a real Nomad that the scheduler really does". One server, two clients (NOMAD_BIN). A chained
@@ -136,7 +136,7 @@ async function purge(jobId: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  cluster = await NomadCluster.create(requireNomadBin(), 2);
+  cluster = await NomadCluster.create(2);
   await cluster.start();
   await cluster.waitForHealthyChainDriver(300_000);
   // Placeholders run under Nomad's exec driver (the adapter's default task).

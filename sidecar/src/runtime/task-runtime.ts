@@ -8,7 +8,7 @@ import { TaskError } from '../errors';
 import type { ContainerStats, Runc } from './runc';
 import { tail } from './run-command';
 import { writeBundle } from './bundle';
-import { launchShim } from './shim';
+import { launchShim, removeShimCgroup } from './shim';
 import type { TaskExit, TaskPhase, TaskRecord } from './task-state';
 import { TASK_STATE_VERSION, listTaskDirs, loadRecord, saveRecord } from './task-state';
 import type { CriuTls } from '../checkpoint/criu';
@@ -77,6 +77,11 @@ function exitFromStatus(status: number): TaskExit {
   // runc reports a container killed by a signal as 128 + the signal, like a shell.
   const signal = status > 128 && status < 128 + 65 ? status - 128 : 0;
   return { exitCode: status, signal, oomKilled: false };
+}
+
+/** The shim's own cgroup, beside its task's (runc's `${cgroupParent}/${containerId}`). */
+function shimCgroup(cgroupParent: string, containerId: string): string {
+  return `${cgroupParent}/${containerId}.shim`;
 }
 
 /**
@@ -181,7 +186,8 @@ export class TaskRuntime {
     const command = image
       ? this.deps.runc.restoreArgs(containerId, { bundle, ...image }, logFile, pidFile)
       : this.deps.runc.runArgs(containerId, bundle, logFile, pidFile);
-    const shimPid = launchShim({
+    const shimPid = await launchShim({
+      cgroup: shimCgroup(this.config.cgroupParent, containerId),
       exitFile: join(dir, EXIT_FILE),
       stdoutPath: spec.stdoutPath === '' ? join(dir, 'stdout.log') : spec.stdoutPath,
       stderrPath: spec.stderrPath === '' ? join(dir, 'stderr.log') : spec.stderrPath,
@@ -215,10 +221,21 @@ export class TaskRuntime {
     return { record, pid, dir };
   }
 
+  /** The shim exits just after it wrote the exit status; its cgroup is removed once it is empty. */
+  private async removeShimCgroup(handle: Handle): Promise<void> {
+    const cgroup = shimCgroup(this.config.cgroupParent, handle.record.containerId);
+    for (let attempt = 0; attempt < 50; attempt++) {
+      if (await removeShimCgroup(cgroup)) return;
+      await this.deps.clock.sleep(20);
+    }
+    this.deps.log.warn({ taskId: handle.record.taskId, cgroup }, 'shim cgroup still busy; left in place');
+  }
+
   /** Clears what a previous run of the same task left; its data directories stay (a rollback needs them). */
   private async removeLeftovers(containerId: string, dir: string): Promise<void> {
     if ((await this.deps.runc.state(containerId)) !== undefined) await this.deps.runc.delete(containerId, true);
     for (const name of ['bundle', PID_FILE, EXIT_FILE]) await rm(join(dir, name), { recursive: true, force: true });
+    await removeShimCgroup(shimCgroup(this.config.cgroupParent, containerId));
   }
 
   /** Waits until runc wrote the pid file (the container runs, a restore has finished), or the shim gave up. */
@@ -286,6 +303,7 @@ export class TaskRuntime {
     }
     handle.record = { ...handle.record, phase, exit, completedAtMs: this.deps.clock.now() };
     await saveRecord(handle.dir, handle.record);
+    await this.removeShimCgroup(handle);
     this.deps.log.info({ taskId, exitCode: exit.exitCode, phase }, 'task ended');
     for (const waiter of handle.waiters.splice(0)) waiter(exit);
   }
