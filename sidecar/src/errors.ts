@@ -47,3 +47,13 @@ export class RestoreError extends NomadChainError {
 }
 
 export type RestoreErrorCode = 'NC_RESTORE_FAILED' | 'NC_CHECKPOINT_ALREADY_RESTORED';
+
+/** A task's files could not be taken into, or restored from, its checkpoint. */
+export class FileTreeError extends NomadChainError {
+  constructor(code: FileTreeErrorCode, message: string, options: FamilyOptions = {}) {
+    super(code, message, options);
+  }
+}
+
+export type FileTreeErrorCode =
+  'NC_FILES_TOO_LARGE' | 'NC_FILES_UNSUPPORTED' | 'NC_FILES_CORRUPT' | 'NC_FILES_RESTORE_FAILED';
