@@ -363,5 +363,7 @@ function taskSpecOf(config: TaskConfig, driverConfig: TaskDriverConfig): TaskSpe
     networkNamespace: network !== undefined && network.mode === NetworkMode.GROUP ? network.path : '',
     rootfs: driverConfig.rootfs,
     binds: {},
+    // Nomad's task `user`: the sidecar resolves it inside the task's root and user namespace.
+    user: config.user,
   };
 }

@@ -21,6 +21,7 @@ export type TaskErrorCode =
   | 'NC_TASK_NOT_RUNNING'
   | 'NC_TASK_EXEC_FAILED'
   | 'NC_TASK_STATE_UNREADABLE'
+  | 'NC_TASK_USER_UNKNOWN'
   | 'NC_RUNC_FAILED';
 
 /** Dumping a task failed; the source task is still running unless the context says otherwise. */

@@ -28,5 +28,6 @@ export function taskSpecFor(service: ServiceDefinition, taskDir: string, netnsPa
     networkNamespace: netnsPath,
     rootfs: '',
     binds: {},
+    user: '',
   };
 }

@@ -2,6 +2,9 @@ import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import { criuTlsOptions, type CriuTls } from '../checkpoint/criu';
+import type { TaskUser } from './task-user';
+import { ROOT_USER } from './task-user';
+import type { IdMapping } from './user-namespace';
 
 /** Fixed in-container paths every task sees, whatever node it runs on. */
 export const ALLOC_PATH = '/alloc';
@@ -39,6 +42,10 @@ export interface BundleInput {
   readonly hostname: string;
   /** When set, the task's lazy dumps serve their pages over CRIU's TLS. */
   readonly criuTls?: CriuTls;
+  /** The task's own user namespace; without one, root in the task is root on the node. */
+  readonly idMapping?: IdMapping;
+  /** Who the first process runs as (ids inside the user namespace). @default root */
+  readonly user?: TaskUser;
 }
 
 /**
@@ -55,6 +62,34 @@ export async function buildHostRootfs(dir: string): Promise<void> {
       if (err.code !== 'EEXIST') throw err;
     });
   }
+}
+
+/**
+ * The parts of the host's /sys that a task in its own user namespace can have and CRIU can restore. A new
+ * sysfs needs a network namespace owned by the task's user namespace, which the node's is not; and the host's
+ * /sys cannot be bound whole, because the mounts beneath it (/sys/fs/cgroup…) are locked in the task's mount
+ * namespace: runc's recursive bind works, but CRIU's restore binds each mount alone, which the kernel then
+ * refuses ("mnt-v2: Failed to open_tree /sys: Invalid argument"). So /sys is a small tmpfs with read-only
+ * binds of the subtrees that never hold a mount; the host's cgroup tree stays out of sight. The list is
+ * fixed, not probed, because a restore needs the same mounts as the dump on whichever node it runs.
+ */
+export const USER_NAMESPACE_SYS_DIRS = ['block', 'bus', 'class', 'dev', 'devices'];
+
+function sysMounts(userNamespace: boolean): Record<string, unknown>[] {
+  if (!userNamespace) {
+    return [
+      { destination: '/sys', type: 'none', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] },
+    ];
+  }
+  return [
+    { destination: '/sys', type: 'tmpfs', source: 'sysfs-dirs', options: ['nosuid', 'noexec', 'nodev', 'mode=755'] },
+    ...USER_NAMESPACE_SYS_DIRS.map((dir) => ({
+      destination: `/sys/${dir}`,
+      type: 'bind',
+      source: `/sys/${dir}`,
+      options: ['bind', 'rprivate', 'nosuid', 'noexec', 'nodev', 'ro'],
+    })),
+  ];
 }
 
 function bind(source: string, destination: string, readonly: boolean): Record<string, unknown> {
@@ -81,10 +116,10 @@ export function ociConfig(input: BundleInput, rootfs: string): Record<string, un
     },
     { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/sys', type: 'none', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] },
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
     { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=755'] },
   ];
+  mounts.push(...sysMounts(input.idMapping !== undefined));
   if (hostRoot) mounts.push(bind('/usr', '/usr', true), bind('/etc', '/etc', true));
   if (spec.allocDir !== '') mounts.push(bind(spec.allocDir, ALLOC_PATH, false));
   if (spec.localDir !== '') mounts.push(bind(spec.localDir, LOCAL_PATH, false));
@@ -99,6 +134,20 @@ export function ociConfig(input: BundleInput, rootfs: string): Record<string, un
   if (spec.memoryLimitBytes > 0) resources.memory = { limit: spec.memoryLimitBytes };
   if (spec.cpuShares > 0) resources.cpu = { shares: spec.cpuShares };
 
+  const user = input.user ?? ROOT_USER;
+  const mapping = input.idMapping;
+  if (mapping !== undefined) namespaces.push({ type: 'user' });
+  const idMappings =
+    mapping === undefined
+      ? {}
+      : {
+          uidMappings: [{ containerID: 0, hostID: mapping.hostId, size: mapping.size }],
+          gidMappings: [{ containerID: 0, hostID: mapping.hostId, size: mapping.size }],
+        };
+  // A process started as another user gets no capabilities, as on any Linux host (and in Docker): a server
+  // that drops to www-data must not keep CAP_DAC_OVERRIDE. The bounding set still caps what it could regain.
+  const granted = user.uid === 0 ? CAPABILITIES : [];
+
   const env = Object.entries(spec.env).map(([key, value]) => `${key}=${value}`);
   if (!Object.hasOwn(spec.env, 'PATH')) env.unshift(DEFAULT_PATH);
 
@@ -106,15 +155,15 @@ export function ociConfig(input: BundleInput, rootfs: string): Record<string, un
     ociVersion: '1.0.2',
     process: {
       terminal: false,
-      user: { uid: 0, gid: 0 },
+      user: { uid: user.uid, gid: user.gid, additionalGids: [...user.additionalGids] },
       args: spec.argv,
       env,
       cwd: spec.cwd === '' ? '/' : spec.cwd,
       capabilities: {
         bounding: CAPABILITIES,
-        effective: CAPABILITIES,
-        permitted: CAPABILITIES,
-        ambient: CAPABILITIES,
+        effective: granted,
+        permitted: granted,
+        ambient: granted,
       },
       noNewPrivileges: true,
     },
@@ -124,6 +173,7 @@ export function ociConfig(input: BundleInput, rootfs: string): Record<string, un
     annotations: { 'org.criu.config': input.criuConfigFile },
     linux: {
       namespaces,
+      ...idMappings,
       cgroupsPath: input.cgroupsPath,
       resources,
       maskedPaths: [
@@ -153,6 +203,9 @@ export async function writeBundle(dir: string, input: BundleInput): Promise<stri
   if (rootfs === '') {
     rootfs = join(dir, 'rootfs');
     await buildHostRootfs(rootfs);
+    // runc would make these itself, but not as root in a user namespace: this root belongs to the node's root.
+    for (const destination of Object.values(input.spec.binds))
+      await mkdir(join(rootfs, destination), { recursive: true });
   }
   const tlsLines = input.criuTls === undefined ? [] : criuTlsOptions(input.criuTls).map((option) => option.join(' '));
   await writeFile(input.criuConfigFile, `${[...CRIU_TASK_OPTIONS, ...tlsLines].join('\n')}\n`);

@@ -1,3 +1,7 @@
+import { existsSync } from 'node:fs';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { resolveBinary } from '../../../common/binaries';
 import { TaskError } from '../errors';
 import type { CommandResult } from './run-command';
 import { runCommand, tail } from './run-command';
@@ -49,6 +53,15 @@ export interface Runc {
   restoreArgs(id: string, args: RestoreArgs, logFile: string, pidFile: string): string[];
   checkpointArgs(id: string, args: CheckpointArgs, logFile: string): string[];
   resume(id: string): Promise<void>;
+  /**
+   * Makes every CRIU that runc starts for this container run inside `netnsPath` ('' or the sidecar's own
+   * namespace: where the sidecar runs). Needed for a task in its own user namespace: CRIU refuses to dump
+   * one whose network namespace it cannot enter from that user namespace ("One or more namespaces doesn't
+   * belong to the target user namespace"), which a namespace made by the node's root never is, unless CRIU
+   * already runs in it and so leaves it out of the image; the restore must then run there too, or the task
+   * would inherit the sidecar's namespace.
+   */
+  setCriuNetworkNamespace(id: string, netnsPath: string): Promise<void>;
 }
 
 export interface RuncCliOptions {
@@ -66,8 +79,14 @@ export class RuncCli implements Runc {
     this.bin = options.runcBin;
   }
 
-  private global(logFile?: string): string[] {
-    const args = ['--root', this.options.root, '--criu', this.options.criuBin];
+  private criuLauncher(id: string): string {
+    return join(`${this.options.root}.criu`, id);
+  }
+
+  private global(logFile?: string, id?: string): string[] {
+    const launcher = id === undefined ? undefined : this.criuLauncher(id);
+    const criu = launcher !== undefined && existsSync(launcher) ? launcher : this.options.criuBin;
+    const args = ['--root', this.options.root, '--criu', criu];
     if (logFile !== undefined) args.push('--log', logFile, '--log-format', 'json');
     return args;
   }
@@ -113,7 +132,14 @@ export class RuncCli implements Runc {
     await this.run(['resume', id], { id, op: 'resume' });
   }
 
-  exec(id: string, argv: readonly string[], timeoutMs: number): Promise<CommandResult> {
+  async exec(id: string, argv: readonly string[], timeoutMs: number): Promise<CommandResult> {
+    const pid = (await this.state(id))?.pid ?? 0;
+    if (pid > 0 && !(await sameNamespace(`/proc/${pid}/ns/user`, '/proc/self/ns/user'))) {
+      // runc joins the user namespace first and then cannot enter a network namespace owned by the node's
+      // root ("failed to setns into net namespace: Operation not permitted"); nsenter enters the others first.
+      const nsenter = ['--target', String(pid), '--all', '--root', '--wdns=/', '--'];
+      return runCommand(resolveBinary('nsenter'), [...nsenter, ...argv], { timeoutMs });
+    }
     return runCommand(this.bin, [...this.global(), 'exec', id, ...argv], { timeoutMs });
   }
 
@@ -149,7 +175,7 @@ export class RuncCli implements Runc {
 
   restoreArgs(id: string, args: RestoreArgs, logFile: string, pidFile: string): string[] {
     return [
-      ...this.global(logFile),
+      ...this.global(logFile, id),
       'restore',
       '--bundle',
       args.bundle,
@@ -165,7 +191,14 @@ export class RuncCli implements Runc {
   }
 
   checkpointArgs(id: string, args: CheckpointArgs, logFile: string): string[] {
-    const out = [...this.global(logFile), 'checkpoint', '--image-path', args.imagePath, '--work-path', args.workPath];
+    const out = [
+      ...this.global(logFile, id),
+      'checkpoint',
+      '--image-path',
+      args.imagePath,
+      '--work-path',
+      args.workPath,
+    ];
     if (args.leaveRunning) out.push('--leave-running');
     if (args.lazy) {
       out.push('--lazy-pages', '--page-server', args.lazy.pageServer, '--status-fd', String(args.lazy.statusFd));
@@ -173,4 +206,21 @@ export class RuncCli implements Runc {
     out.push(id);
     return out;
   }
+
+  async setCriuNetworkNamespace(id: string, netnsPath: string): Promise<void> {
+    const launcher = this.criuLauncher(id);
+    if (netnsPath === '' || (await sameNamespace(netnsPath, '/proc/self/ns/net'))) {
+      await rm(launcher, { force: true });
+      return;
+    }
+    await mkdir(join(launcher, '..'), { recursive: true });
+    const quote = (word: string): string => `'${word.replace(/'/g, `'\\''`)}'`;
+    const script = `#!/bin/sh\nexec ${quote(resolveBinary('nsenter'))} ${quote(`--net=${netnsPath}`)} -- ${quote(this.options.criuBin)} "$@"\n`;
+    await writeFile(launcher, script, { mode: 0o755 });
+  }
+}
+
+async function sameNamespace(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([stat(a), stat(b)]);
+  return x.dev === y.dev && x.ino === y.ino;
 }

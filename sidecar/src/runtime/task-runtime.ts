@@ -12,6 +12,10 @@ import { launchShim, removeShimCgroup } from './shim';
 import type { TaskExit, TaskPhase, TaskRecord } from './task-state';
 import { TASK_STATE_VERSION, listTaskDirs, loadRecord, saveRecord } from './task-state';
 import type { CriuTls } from '../checkpoint/criu';
+import { ownDirsByTask } from './task-dirs';
+import type { TaskUser } from './task-user';
+import { ROOT_USER, readAccountFiles, resolveTaskUser } from './task-user';
+import type { IdMapping } from './user-namespace';
 
 export interface TaskRuntimeConfig {
   readonly nodeName: string;
@@ -25,6 +29,11 @@ export interface TaskRuntimeConfig {
   readonly exitPollMs: number;
   /** The node's transfer TLS material: lazy dumps then serve their pages over CRIU's TLS. */
   readonly criuTls?: CriuTls;
+  /**
+   * Each task's user namespace (the same on every node, see IdMapping); undefined runs tasks in the node's
+   * own, where a task of another uid cannot be dumped without CAP_SYS_RESOURCE.
+   */
+  readonly idMapping?: IdMapping;
 }
 
 export interface TaskRuntimeDeps {
@@ -173,12 +182,21 @@ export class TaskRuntime {
     const dir = this.taskDir(containerId);
     if (existing) await this.removeLeftovers(containerId, dir);
     const spec = await withDefaultDirs(requested, dir);
+    const user = await this.taskUser(identity.taskId, spec);
+    const { idMapping } = this.config;
+    if (idMapping !== undefined) {
+      await ownDirsByTask([spec.allocDir, spec.localDir, spec.secretsDir], idMapping, user);
+    }
+    const netns = spec.networkNamespace || this.config.taskNetworkNamespace;
+    await this.deps.runc.setCriuNetworkNamespace(containerId, idMapping === undefined ? '' : netns);
     const bundle = await writeBundle(join(dir, 'bundle'), {
       spec,
       cgroupsPath: `${this.config.cgroupParent}/${containerId}`,
       defaultNetworkNamespace: this.config.taskNetworkNamespace,
       criuConfigFile: join(dir, 'criu.conf'),
       ...(this.config.criuTls !== undefined ? { criuTls: this.config.criuTls } : {}),
+      ...(idMapping !== undefined ? { idMapping } : {}),
+      user,
       hostname: identity.taskName === '' ? 'task' : identity.taskName.replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63),
     });
     const logFile = join(dir, image ? 'runc-restore.log' : RUNC_LOG);
@@ -229,6 +247,14 @@ export class TaskRuntime {
       await this.deps.clock.sleep(20);
     }
     this.deps.log.warn({ taskId: handle.record.taskId, cgroup }, 'shim cgroup still busy; left in place');
+  }
+
+  /** The spec's `user`, looked up in the task's own root (the host's for a host root). */
+  private async taskUser(taskId: string, spec: TaskSpec): Promise<TaskUser> {
+    if (spec.user === '') return ROOT_USER;
+    const files = await readAccountFiles(spec.rootfs === '' ? '/' : spec.rootfs);
+    const maxId = this.config.idMapping?.size ?? 2 ** 32 - 1;
+    return resolveTaskUser(spec.user, files, maxId, taskId);
   }
 
   /** Clears what a previous run of the same task left; its data directories stay (a rollback needs them). */

@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -19,6 +19,7 @@ import { DirectoryStagedCheckpoints } from '../../../sidecar/src/checkpoint/stag
 import { TaskLockTable } from '../../../sidecar/src/background/background-checkpointer';
 import { RuncCli } from '../../../sidecar/src/runtime/runc';
 import { TaskRuntime } from '../../../sidecar/src/runtime/task-runtime';
+import { DEFAULT_ID_MAPPING } from '../../../sidecar/src/runtime/user-namespace';
 import type { TestNode } from './test-network';
 
 export const RUNC_BIN = process.env.RUNC_BIN ?? '/usr/sbin/runc';
@@ -67,6 +68,8 @@ export interface NodeOptions {
   /** Where peers reach this process's page servers: the test network's bridge address. */
   readonly pageServerHost?: string;
   readonly lazyConnectTimeoutMs?: number;
+  /** Run tasks in their own user namespace (the product's default). @default true */
+  readonly userNamespace?: boolean;
 }
 
 export async function makeNode(
@@ -77,6 +80,8 @@ export async function makeNode(
   options: NodeOptions = {},
 ): Promise<HarnessNode> {
   const root = await mkdtemp(join(tmpdir(), `a1-${name}-`));
+  // mkdtemp makes it 0700: a task's root in its user namespace must be able to search down to its directories.
+  await chmod(root, 0o711);
   const clock = new SystemClock();
   const cgroupParent = `/a1-test/${name}-${root.slice(-6)}`;
   const runc = new RuncCli({
@@ -95,6 +100,7 @@ export async function makeNode(
       cgroupParent,
       startTimeoutMs: 60_000,
       exitPollMs: 100,
+      ...(options.userNamespace === false ? {} : { idMapping: DEFAULT_ID_MAPPING }),
     },
     { runc, clock, log },
   );

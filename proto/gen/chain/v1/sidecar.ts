@@ -141,6 +141,11 @@ export interface TaskSpec {
   rootfs: string;
   /** Extra read-write host directories bound into the container: host path -> container path. */
   binds: { [key: string]: string };
+  /**
+   * Who the task runs as inside its root and user namespace: "name", "uid", "uid:gid" or "name:group";
+   * empty = root. Nomad's task `user`.
+   */
+  user: string;
 }
 
 export interface TaskSpec_EnvEntry {
@@ -372,6 +377,7 @@ function createBaseTaskSpec(): TaskSpec {
     networkNamespace: "",
     rootfs: "",
     binds: {},
+    user: "",
   };
 }
 
@@ -416,6 +422,9 @@ export const TaskSpec = {
     Object.entries(message.binds).forEach(([key, value]) => {
       TaskSpec_BindsEntry.encode({ key: key as any, value }, writer.uint32(106).fork()).ldelim();
     });
+    if (message.user !== "") {
+      writer.uint32(114).string(message.user);
+    }
     return writer;
   },
 
@@ -523,6 +532,13 @@ export const TaskSpec = {
             message.binds[entry13.key] = entry13.value;
           }
           continue;
+        case 14:
+          if (tag !== 114) {
+            break;
+          }
+
+          message.user = reader.string();
+          continue;
       }
       if ((tag & 7) === 4 || tag === 0) {
         break;
@@ -557,6 +573,7 @@ export const TaskSpec = {
           return acc;
         }, {})
         : {},
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
     };
   },
 
@@ -613,6 +630,9 @@ export const TaskSpec = {
         });
       }
     }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
     return obj;
   },
 
@@ -644,6 +664,7 @@ export const TaskSpec = {
       }
       return acc;
     }, {});
+    message.user = object.user ?? "";
     return message;
   },
 };

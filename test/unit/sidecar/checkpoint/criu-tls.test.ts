@@ -34,6 +34,7 @@ describe("CRIU's TLS for the lazy page stream", () => {
       networkNamespace: '',
       rootfs: dir,
       binds: {},
+      user: '',
     };
     await writeBundle(join(dir, 'bundle'), {
       spec,

@@ -63,6 +63,47 @@ describe('OCI bundle', () => {
     expect(none.linux.namespaces.map((n) => n.type)).not.toContain('network');
   });
 
+  it('runs the task in its own user namespace with the same mapping for uids and gids', () => {
+    const config = ociConfig(
+      {
+        spec: TaskSpec.fromPartial({ argv: ['/x'] }),
+        ...input,
+        idMapping: { hostId: 100000, size: 65536 },
+        user: { uid: 70, gid: 70, additionalGids: [4] },
+      },
+      '/r',
+    ) as {
+      mounts: Mount[];
+      process: { user: unknown; capabilities: Record<string, string[]> };
+      linux: { namespaces: { type: string }[]; uidMappings: unknown; gidMappings: unknown };
+    };
+    expect(config.linux.namespaces.map((n) => n.type)).toContain('user');
+    expect(config.linux.uidMappings).toEqual([{ containerID: 0, hostID: 100000, size: 65536 }]);
+    expect(config.linux.gidMappings).toEqual([{ containerID: 0, hostID: 100000, size: 65536 }]);
+    expect(config.process.user).toEqual({ uid: 70, gid: 70, additionalGids: [4] });
+    // A non-root user starts without capabilities; the bounding set still limits what it could regain.
+    expect(config.process.capabilities.effective).toEqual([]);
+    expect(config.process.capabilities.bounding).toContain('CAP_CHOWN');
+    // No host /sys bound whole: its locked cgroup mounts would fail CRIU's restore.
+    const sys = config.mounts.filter((m) => m.destination === '/sys' || m.destination.startsWith('/sys/'));
+    expect(sys.find((m) => m.destination === '/sys')).toMatchObject({ source: 'sysfs-dirs' });
+    expect(sys.map((m) => m.destination)).toContain('/sys/devices');
+    for (const m of sys.slice(1)) expect(m.options).toEqual(expect.arrayContaining(['bind', 'ro']) as unknown);
+  });
+
+  it('keeps root with its capabilities and the host /sys without a user namespace', () => {
+    const config = ociConfig({ spec: TaskSpec.fromPartial({ argv: ['/x'] }), ...input }, '/r') as {
+      mounts: Mount[];
+      process: { user: unknown; capabilities: Record<string, string[]> };
+      linux: { namespaces: { type: string }[]; uidMappings?: unknown };
+    };
+    expect(config.linux.namespaces.map((n) => n.type)).not.toContain('user');
+    expect(config.linux.uidMappings).toBeUndefined();
+    expect(config.process.user).toEqual({ uid: 0, gid: 0, additionalGids: [] });
+    expect(config.process.capabilities.effective).toContain('CAP_CHOWN');
+    expect(config.mounts.find((m) => m.destination === '/sys')?.options).toContain('rbind');
+  });
+
   it('derives container ids runc accepts, distinct per task id', () => {
     const a = containerIdFor('9f1c-alloc/web');
     expect(a).toMatch(/^[\w.+-]+$/);
