@@ -51,7 +51,8 @@ export function checkpointSizeBytes(meta: CheckpointMeta): number {
   return meta.files.reduce((sum, f) => sum + f.sizeBytes, 0);
 }
 
-function sha256File(path: string): Promise<string> {
+/** A file's sha256 (hex), read in 1 MiB blocks. */
+export function sha256File(path: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const hash = createHash('sha256');
     createReadStream(path, { highWaterMark: 1 << 20 })

@@ -5,7 +5,8 @@ import { errorMessage } from '../../../../common/errors';
 import { FileTreeError } from '../../errors';
 import { runCommand } from '../../runtime/run-command';
 import type { FileTree, TreeEntry } from './file-tree';
-import { DATA_DIR, filesDir, sha256File } from './file-tree';
+import { sha256File } from '../manifest';
+import { DATA_DIR, filesDir } from './file-tree';
 
 const MKFIFO = '/usr/bin/mkfifo';
 const BLOCK_BYTES = 64 * 1024;

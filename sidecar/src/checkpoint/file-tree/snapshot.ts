@@ -3,7 +3,8 @@ import { copyFile, link, lstat, mkdir, readdir, readlink, stat } from 'node:fs/p
 import { join } from 'node:path';
 import { FileTreeError } from '../../errors';
 import type { EntryKind, FileTree, TreeEntry, TreeRoot } from './file-tree';
-import { DATA_DIR, FILE_TREE_VERSION, filesDir, sha256File, writeTree } from './file-tree';
+import { sha256File } from '../manifest';
+import { DATA_DIR, FILE_TREE_VERSION, filesDir, writeTree } from './file-tree';
 
 export interface SnapshotRequest {
   /** Root name → host directory (see `taskRoots`). */
