@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { resolveBinary, type BinaryName } from '../common/binaries';
 import { errorMessage } from '../common/errors';
 import { run } from '../common/exec';
+import { probeUserNamespaceSupport } from '../sidecar/src/runtime/user-namespace';
 
 /**
  * Checks this node's stack without changing it (a namespace made to prove namespaces work is removed at
@@ -106,6 +107,33 @@ async function checkNamespaces(lines: Line[]): Promise<void> {
   }
 }
 
+/**
+ * CRIU reads every task process's rlimits; without CAP_SYS_RESOURCE root may not read those of another uid,
+ * which a task's own user namespace (owned by root) makes possible again, so the two lines say together what moves.
+ */
+async function checkUserIds(lines: Line[]): Promise<void> {
+  const support = await probeUserNamespaceSupport();
+  const { userNamespaces, sysResource } = support;
+  lines.push(
+    userNamespaces
+      ? { status: 'ok', item: 'user namespaces', detail: 'usable: each task runs in its own (0 -> 100000, 65536 ids)' }
+      : {
+          status: sysResource ? 'warn' : 'FAIL',
+          item: 'user namespaces',
+          detail: `unshare --user fails (${support.userNamespacesError ?? ''}): tasks cannot run in their own`,
+        },
+  );
+  lines.push({
+    status: sysResource ? 'ok' : userNamespaces ? 'info' : 'warn',
+    item: 'CAP_SYS_RESOURCE',
+    detail: sysResource
+      ? 'held: CRIU dumps tasks of any uid, with or without a user namespace'
+      : userNamespaces
+        ? 'not held: a task running as another uid dumps only inside its own user namespace (the default), so a task started without one moves only if all its processes run as root'
+        : 'not held and no user namespaces: only tasks whose every process runs as root can move',
+  });
+}
+
 function checkPipeSize(lines: Line[]): void {
   const size = Number(readFileSync('/proc/sys/fs/pipe-max-size', 'utf8'));
   lines.push(
@@ -181,6 +209,7 @@ async function main(): Promise<number> {
   await checkBinary(lines, 'iptables', ['--version'], /iptables (v\S+)/);
   await checkBinary(lines, 'ip', ['-V'], /(iproute2-[^,\s]+)/);
   await checkNamespaces(lines);
+  await checkUserIds(lines);
   await checkOnnx(lines);
   await checkPython(lines);
   await checkBinary(lines, 'go', ['version'], /go version (go\S+)/);

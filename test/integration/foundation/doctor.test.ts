@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { run } from '../../../common/exec';
+import { hasSysResource } from '../../../sidecar/src/runtime/user-namespace';
 
 const doctor = (env: NodeJS.ProcessEnv) =>
   run([process.execPath, '-r', './scripts/register.js', 'scripts/doctor.ts'], {
@@ -25,6 +27,9 @@ describe('npm run doctor (issue #3)', () => {
       expect(result.stdout).toMatch(new RegExp(`^ok\\s+${item}\\s`, 'm'));
     }
     expect(result.stdout).toMatch(/^(ok|info)\s+criu soft-dirty\s/m);
+    expect(result.stdout).toMatch(/^ok\s+user namespaces\s/m);
+    const held = hasSysResource(readFileSync('/proc/self/status', 'utf8'));
+    expect(result.stdout).toMatch(held ? /^ok\s+CAP_SYS_RESOURCE\s+held/m : /^info\s+CAP_SYS_RESOURCE\s+not held/m);
   });
 
   it('fails naming CRIU when CRIU_BIN points at a missing file', async () => {
