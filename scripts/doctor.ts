@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { resolveBinary, type BinaryName } from '../common/binaries';
 import { errorMessage } from '../common/errors';
 import { run } from '../common/exec';
-import { probeUserNamespaceSupport } from '../sidecar/src/runtime/user-namespace';
+import { DEFAULT_ID_MAPPING, probeUserNamespaceSupport } from '../sidecar/src/runtime/user-namespace';
 
 /**
  * Checks this node's stack without changing it (a namespace made to prove namespaces work is removed at
@@ -112,15 +112,19 @@ async function checkNamespaces(lines: Line[]): Promise<void> {
  * which a task's own user namespace (owned by root) makes possible again, so the two lines say together what moves.
  */
 async function checkUserIds(lines: Line[]): Promise<void> {
-  const support = await probeUserNamespaceSupport();
-  const { userNamespaces, sysResource } = support;
+  const { userNamespaces, userNamespacesError, sysResource } = await probeUserNamespaceSupport();
+  const { hostId, size } = DEFAULT_ID_MAPPING;
   lines.push(
     userNamespaces
-      ? { status: 'ok', item: 'user namespaces', detail: 'usable: each task runs in its own (0 -> 100000, 65536 ids)' }
+      ? {
+          status: 'ok',
+          item: 'user namespaces',
+          detail: `usable: each task runs in its own (0 -> ${hostId}, ${size} ids)`,
+        }
       : {
           status: sysResource ? 'warn' : 'FAIL',
           item: 'user namespaces',
-          detail: `unshare --user fails (${support.userNamespacesError ?? ''}): tasks cannot run in their own`,
+          detail: `unshare --user fails (${userNamespacesError ?? ''}): tasks cannot run in their own`,
         },
   );
   lines.push({
