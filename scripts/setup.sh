@@ -159,7 +159,10 @@ build_hashicorp() {
     echo "$want" >"$stamp"
     ok "$name build" "$((SECONDS - started)) s"
   fi
-  "$bin" version | head -n1 | grep -q "v$version\$" || die "$bin does not report v$version"
+  # Read whole, not through head: under pipefail a binary killed by SIGPIPE after head's first line fails the check.
+  local reported
+  reported=$("$bin" version) || die "$bin version failed"
+  [[ "${reported%%$'\n'*}" == *"v$version" ]] || die "$bin does not report v$version (it says: ${reported%%$'\n'*})"
 }
 build_hashicorp nomad "$NOMAD_VERSION"
 ok nomad "$("$CACHE/bin/nomad-$NOMAD_VERSION" version | head -n1) ($CACHE/bin/nomad-$NOMAD_VERSION)"
