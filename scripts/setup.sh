@@ -9,7 +9,8 @@ CRIU_VERSION=4.2.1
 CRIU_TARBALL=criu_${CRIU_VERSION}.orig.tar.xz
 CRIU_PREFIX=${CRIU_PREFIX:-/usr/local}
 CRIU_MIN=4.2
-APT_PACKAGES=(runc iptables haproxy iproute2 python3-venv xz-utils protobuf-compiler libprotobuf-dev redis-server)
+APT_PACKAGES=(runc iptables haproxy iproute2 python3-venv xz-utils protobuf-compiler libprotobuf-dev redis-server
+  apache2 mariadb-server sqlite3 util-linux)
 CRIU_BUILD_DEPS=(build-essential pkgconf libbsd-dev libcap-dev libgnutls28-dev libnet1-dev libnftables-dev
   libnl-3-dev libprotobuf-c-dev libprotobuf-dev uuid-dev protobuf-c-compiler protobuf-compiler
   python3-protobuf dpkg-dev)
@@ -27,9 +28,15 @@ apt_install() {
   for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ $apt_updated = 0 ]; then apt-get update -qq || die "apt-get update failed"; apt_updated=1; fi
+  # Servers the tests run inside tasks (apache2, mariadb-server, redis-server) must not also start on the
+  # host: a policy-rc.d that exits 101 tells their postinst not to, unless the machine already has one.
+  local policy=/usr/sbin/policy-rc.d own_policy=0
+  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' >$policy && chmod 0755 $policy && own_policy=1; fi
   # --no-install-recommends: runc recommends Debian's criu 3.17, which fails on this kernel.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-    || die "apt-get install failed for: ${missing[*]}"
+  local rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  [ $own_policy = 0 ] || rm -f $policy
+  [ $rc = 0 ] || die "apt-get install failed for: ${missing[*]}"
 }
 
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
