@@ -23,7 +23,9 @@ import { Dumper } from '../sidecar/src/checkpoint/dump';
 import { probeFeatures } from '../sidecar/src/checkpoint/features';
 import { LazyDumper } from '../sidecar/src/checkpoint/lazy-dump';
 import { PeerMigrator } from '../sidecar/src/checkpoint/migrate-to-peer';
+import { TaskFiles } from '../sidecar/src/checkpoint/file-tree/task-files';
 import { Restorer } from '../sidecar/src/checkpoint/restore';
+import { RetainedCheckpoints } from '../sidecar/src/checkpoint/retained';
 import type { CheckpointShipper, StagedCheckpoints } from '../sidecar/src/checkpoint/staging';
 import { StoreStagedCheckpoints, TransferShipper } from '../sidecar/src/checkpoint/transfer-adapters';
 import { RuncCli } from '../sidecar/src/runtime/runc';
@@ -207,9 +209,10 @@ async function makeNode(
     },
     { runc, clock, log },
   );
+  const files = new TaskFiles({ maxBytes: 0, overLimit: 'cold-start' }, log);
   const dumper = new Dumper(
     { checkpointsDir: join(root, 'dumps'), nodeName: name, dumpTimeoutMs: 600_000 },
-    { runtime, runc, clock, log },
+    { runtime, runc, files, clock, log },
   );
   const restorer = new Restorer({ runtime, log, criu, lazyPagesNetns: '', daemonStartTimeoutMs: 60_000 });
   const lazyDumper = new LazyDumper(
@@ -221,13 +224,14 @@ async function makeNode(
       connectTimeoutMs: 60_000,
       transferTimeoutMs: 600_000,
     },
-    { runtime, runc, dumper, clock, log },
+    { runtime, runc, dumper, files, clock, log },
   );
   const migrator = new PeerMigrator({
     runtime,
     dumper,
     restorer,
     shipper,
+    retained: new RetainedCheckpoints({ dir: join(root, 'retained'), retentionMs: 600_000 }, clock, log),
     lazyDumper,
     features: () => features,
     clock,

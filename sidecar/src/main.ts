@@ -16,7 +16,9 @@ import { probeFeatures } from './checkpoint/features';
 import { LazyDumper } from './checkpoint/lazy-dump';
 import { PeerMigrator } from './checkpoint/migrate-to-peer';
 import { TaskPrestager } from './checkpoint/prestager';
+import { TaskFiles } from './checkpoint/file-tree/task-files';
 import { Restorer } from './checkpoint/restore';
+import { RetainedCheckpoints } from './checkpoint/retained';
 import type { CheckpointShipper, StagedCheckpoints } from './checkpoint/staging';
 import { StoreStagedCheckpoints, TransferShipper } from './checkpoint/transfer-adapters';
 import { DirectoryStagedCheckpoints } from './checkpoint/staging';
@@ -68,9 +70,15 @@ async function main(argv: readonly string[]): Promise<void> {
     { runc, clock, log: log.child({ component: 'runtime' }) },
   );
   const checkpointLog = log.child({ component: 'checkpoint' });
+  const files = new TaskFiles({ maxBytes: config.filesMaxBytes, overLimit: config.filesOverLimit }, checkpointLog);
   const dumper = new Dumper(
     { checkpointsDir: join(config.dataDir, 'dumps'), nodeName: config.nodeName, dumpTimeoutMs: config.dumpTimeoutMs },
-    { runtime, runc, clock, log: checkpointLog },
+    { runtime, runc, files, clock, log: checkpointLog },
+  );
+  const retained = new RetainedCheckpoints(
+    { dir: join(config.dataDir, 'retained'), retentionMs: config.handoverRetentionMs },
+    clock,
+    checkpointLog,
   );
   const restorer = new Restorer({
     runtime,
@@ -88,7 +96,7 @@ async function main(argv: readonly string[]): Promise<void> {
       connectTimeoutMs: config.lazyConnectTimeoutMs,
       transferTimeoutMs: config.lazyTransferTimeoutMs,
     },
-    { runtime, runc, dumper, clock, log: checkpointLog },
+    { runtime, runc, dumper, files, clock, log: checkpointLog },
   );
   const transferLog = log.child({ component: 'transfer' });
   let staged: StagedCheckpoints;
@@ -124,6 +132,7 @@ async function main(argv: readonly string[]): Promise<void> {
     dumper,
     restorer,
     shipper,
+    retained,
     lazyDumper,
     features: () => features,
     clock,
@@ -167,6 +176,7 @@ async function main(argv: readonly string[]): Promise<void> {
       migrator: lockedMigrator,
       prestager,
       staged,
+      retained,
       features: () => features,
       clock,
       log: log.child({ component: 'local-api' }),

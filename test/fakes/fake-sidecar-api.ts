@@ -241,7 +241,8 @@ export class FakeSidecarApi implements SidecarApi {
 
   async deleteCheckpoint(request: { checkpointId: string }): Promise<boolean> {
     this.gate('deleteCheckpoint');
-    return this.staged.delete(request.checkpointId);
+    const staged = this.staged.delete(request.checkpointId);
+    return this.ownCopies.delete(request.checkpointId) || staged;
   }
 
   close(): void {}

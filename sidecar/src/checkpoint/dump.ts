@@ -7,6 +7,7 @@ import { CheckpointError } from '../errors';
 import type { Runc } from '../runtime/runc';
 import { runCommand, tail } from '../runtime/run-command';
 import type { TaskRuntime } from '../runtime/task-runtime';
+import type { TaskFiles } from './file-tree/task-files';
 import { removeCriuNetworkLock } from './iptables';
 import type { CheckpointMeta } from './manifest';
 import { CHECKPOINT_FORMAT_VERSION, describeImages, imagesDir, writeMeta } from './manifest';
@@ -21,6 +22,7 @@ export interface DumperConfig {
 export interface DumperDeps {
   readonly runtime: TaskRuntime;
   readonly runc: Runc;
+  readonly files: TaskFiles;
   readonly clock: Clock;
   readonly log: Logger;
 }
@@ -61,6 +63,8 @@ export class Dumper {
     const workPath = `${dir}.work`;
     const started = this.deps.clock.now();
     try {
+      // Before the freeze: a task whose files cannot move is refused while it still runs.
+      const roots = await this.deps.files.plan(taskId, task.record.spec);
       await mkdir(imagesDir(dir), { recursive: true });
       await mkdir(workPath, { recursive: true });
       const args = this.deps.runc.checkpointArgs(
@@ -78,6 +82,9 @@ export class Dumper {
         );
       }
       await removeCriuNetworkLock(task.networkNamespace);
+      // The processes are gone (or, left running, the files are copied): the files join the checkpoint.
+      const fileTree =
+        roots === undefined ? undefined : await this.deps.files.take(taskId, roots, dir, !request.leaveRunning);
       const dumpMs = this.deps.clock.now() - started;
       const meta: CheckpointMeta = {
         version: CHECKPOINT_FORMAT_VERSION,
@@ -89,11 +96,15 @@ export class Dumper {
         createdAtMs: this.deps.clock.now(),
         mode: 'stop-and-copy',
         files: await describeImages(dir),
+        ...(fileTree !== undefined ? { fileTree } : {}),
       };
       await writeMeta(dir, meta);
       await this.deps.runtime.endCheckpoint(taskId, !request.leaveRunning);
       await rm(workPath, { recursive: true, force: true });
-      this.deps.log.info({ taskId, checkpointId, dumpMs, leaveRunning: request.leaveRunning }, 'task checkpointed');
+      this.deps.log.info(
+        { taskId, checkpointId, dumpMs, leaveRunning: request.leaveRunning, fileBytes: fileTree?.totalBytes ?? 0 },
+        'task checkpointed',
+      );
       return { meta, dir, dumpMs };
     } catch (err) {
       await this.deps.runtime.endCheckpoint(taskId, false);

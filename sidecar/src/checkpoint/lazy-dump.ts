@@ -12,6 +12,7 @@ import { runCommand, tail } from '../runtime/run-command';
 import type { TaskRuntime } from '../runtime/task-runtime';
 import type { Dumper } from './dump';
 import { criuLogTail } from './dump';
+import type { TaskFiles } from './file-tree/task-files';
 import { removeCriuNetworkLock } from './iptables';
 import type { CheckpointMeta } from './manifest';
 import { CHECKPOINT_FORMAT_VERSION, describeImages, imagesDir, writeMeta } from './manifest';
@@ -33,6 +34,7 @@ export interface LazyDumpDeps {
   readonly runtime: TaskRuntime;
   readonly runc: Runc;
   readonly dumper: Dumper;
+  readonly files: TaskFiles;
   readonly clock: Clock;
   readonly log: Logger;
 }
@@ -113,6 +115,7 @@ export class LazyDumper {
       return running;
     };
     try {
+      const roots = await this.deps.files.plan(taskId, task.record.spec);
       await mkdir(imagesDir(dir), { recursive: true });
       await mkdir(workPath, { recursive: true });
       const port = await freePort();
@@ -138,6 +141,8 @@ export class LazyDumper {
           context: { taskId, sourceRunning },
         });
       }
+      // The task stays frozen while it serves its pages: its files now are those of the instant of the dump.
+      const fileTree = roots === undefined ? undefined : await this.deps.files.take(taskId, roots, dir, true);
       const dumpMs = this.deps.clock.now() - started;
       const meta: CheckpointMeta = {
         version: CHECKPOINT_FORMAT_VERSION,
@@ -150,6 +155,7 @@ export class LazyDumper {
         mode: 'lazy',
         pageServer,
         files: await describeImages(dir),
+        ...(fileTree !== undefined ? { fileTree } : {}),
       };
       await writeMeta(dir, meta);
       log.info({ pageServer, dumpMs }, 'lazy dump serving pages');
@@ -210,7 +216,9 @@ export class LazyDumper {
         },
       };
     } catch (err) {
-      if (child === undefined || child.exitCode !== null) await this.deps.runtime.endCheckpoint(taskId, false);
+      // Failing after the status byte (taking the files) leaves a frozen source behind: resume it.
+      if (child !== undefined && child.exitCode === null && child.signalCode === null) await resumeSource();
+      else if (child === undefined || child.exitCode !== null) await this.deps.runtime.endCheckpoint(taskId, false);
       await cleanupFiles();
       await rm(dir, { recursive: true, force: true });
       throw err;

@@ -4,6 +4,7 @@ import { mkdir, readFile, readdir, rename, stat, writeFile } from 'node:fs/promi
 import { join, relative } from 'node:path';
 import type { TaskIdentity, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import { CheckpointError } from '../errors';
+import { treePath } from './file-tree/file-tree';
 
 /**
  * A checkpoint directory: `checkpoint.json` (this metadata) beside `images/` (CRIU's image files). The
@@ -34,6 +35,18 @@ export interface CheckpointMeta {
   /** Lazy dumps: where the source serves the memory pages the images leave out. */
   readonly pageServer?: string;
   readonly files: readonly ImageFile[];
+  /** The task's writable directories (`files/`), absent when only memory moved. */
+  readonly fileTree?: FileTreeRef;
+}
+
+/** What the metadata pins of a checkpoint's file tree: its `tree.json` digests every file's content. */
+export interface FileTreeRef {
+  readonly sha256: string;
+  /** Regular files' bytes (each inode once). */
+  readonly totalBytes: number;
+  /** Bytes read and hashed for this checkpoint; the rest kept the digests of an earlier round. */
+  readonly hashedBytes: number;
+  readonly entries: number;
 }
 
 export function imagesDir(checkpointDir: string): string {
@@ -44,11 +57,12 @@ export function imagesDir(checkpointDir: string): string {
 export function manifestDigest(meta: CheckpointMeta): string {
   const hash = createHash('sha256');
   for (const file of meta.files) hash.update(`${file.path}\0${file.sizeBytes}\0${file.sha256}\n`);
+  if (meta.fileTree !== undefined) hash.update(`files\0${meta.fileTree.sha256}\n`);
   return hash.digest('hex');
 }
 
 export function checkpointSizeBytes(meta: CheckpointMeta): number {
-  return meta.files.reduce((sum, f) => sum + f.sizeBytes, 0);
+  return meta.files.reduce((sum, f) => sum + f.sizeBytes, 0) + (meta.fileTree?.totalBytes ?? 0);
 }
 
 /** A file's sha256 (hex), read in 1 MiB blocks. */
@@ -131,6 +145,7 @@ export async function verifyCheckpoint(checkpointDir: string): Promise<Checkpoin
       });
     }
   }
+  if (meta.fileTree !== undefined) await verifyTreeFile(checkpointDir, meta);
   const extra = (await walk(root).catch(() => [])).map((p) => relative(root, p)).filter((p) => !listed.has(p));
   if (extra.length > 0) {
     throw new CheckpointError('NC_CHECKPOINT_CORRUPT', `unlisted image file ${extra[0] ?? ''}`, {
@@ -138,4 +153,16 @@ export async function verifyCheckpoint(checkpointDir: string): Promise<Checkpoin
     });
   }
   return meta;
+}
+
+/** The tree file pins every file's digest, and the restore checks each file against it as it places it. */
+async function verifyTreeFile(checkpointDir: string, meta: CheckpointMeta): Promise<void> {
+  const path = treePath(checkpointDir);
+  const context = { checkpointId: meta.checkpointId, file: path };
+  if ((await stat(path).catch(() => undefined)) === undefined) {
+    throw new CheckpointError('NC_CHECKPOINT_TRUNCATED', 'the file tree of the checkpoint is missing', { context });
+  }
+  if ((await sha256File(path)) !== meta.fileTree?.sha256) {
+    throw new CheckpointError('NC_CHECKPOINT_CORRUPT', 'the file tree does not match its digest', { context });
+  }
 }

@@ -11,6 +11,7 @@ import type { Features, ModeUsed } from './features';
 import { chooseMode } from './features';
 import type { CheckpointMeta } from './manifest';
 import type { Restorer } from './restore';
+import type { RetainedCheckpoints } from './retained';
 import type { CheckpointShipper } from './staging';
 
 export interface MigrateRequest {
@@ -34,6 +35,7 @@ export interface PeerMigratorDeps {
   readonly dumper: Dumper;
   readonly restorer: Restorer;
   readonly shipper: CheckpointShipper;
+  readonly retained: RetainedCheckpoints;
   readonly lazyDumper?: LazyDumper;
   readonly features: () => Features;
   readonly clock: Clock;
@@ -41,9 +43,10 @@ export interface PeerMigratorDeps {
 }
 
 /**
- * Hands a task over to a peer: final dump, ship, done. If the peer never gets a complete checkpoint, the
- * task is restored here from the same dump, so at every moment the task runs or a restorable checkpoint
- * exists, never neither.
+ * Hands a task over to a peer: final dump (memory and files), ship, done. If the peer never gets a complete
+ * checkpoint, the task is restored here from the same dump; once it has, this node keeps its own copy
+ * (`RetainedCheckpoints`) until the migration ends, so a restore that fails on the target can still put the
+ * task back here. At every moment the task runs or a restorable checkpoint exists, never neither.
  */
 export class PeerMigrator {
   constructor(private readonly deps: PeerMigratorDeps) {}
@@ -60,18 +63,9 @@ export class PeerMigrator {
       leaveRunning: false,
       handoverKey: request.handoverKey,
     });
+    let wireBytes: number;
     try {
-      const { wireBytes } = await this.deps.shipper.ship(dumped.dir, dumped.meta, request.peerAddress);
-      const freezeMs = this.deps.clock.now() - started;
-      await rm(dumped.dir, { recursive: true, force: true });
-      log.info({ checkpointId: dumped.meta.checkpointId, wireBytes, freezeMs }, 'task handed over');
-      return {
-        meta: dumped.meta,
-        modeUsed: choice.mode,
-        fallbackReason: choice.fallbackReason ?? '',
-        wireBytes,
-        freezeMs,
-      };
+      ({ wireBytes } = await this.deps.shipper.ship(dumped.dir, dumped.meta, request.peerAddress));
     } catch (shipError) {
       log.error({ err: shipError, checkpointId: dumped.meta.checkpointId }, 'ship failed; restoring the task here');
       try {
@@ -91,6 +85,27 @@ export class PeerMigrator {
       await rm(dumped.dir, { recursive: true, force: true });
       throw shipError;
     }
+    const freezeMs = this.deps.clock.now() - started;
+    const { checkpointId } = dumped.meta;
+    // The peer holds the checkpoint now: failing to keep a copy here only loses the rollback, never the task.
+    await this.deps.retained.keep(dumped.dir, dumped.meta).catch(async (err: unknown) => {
+      log.warn(
+        { err, checkpointId },
+        'could not keep the hand-over copy: a failed restore on the target cannot roll back',
+      );
+      await rm(dumped.dir, { recursive: true, force: true });
+    });
+    log.info(
+      { checkpointId, wireBytes, freezeMs, fileBytes: dumped.meta.fileTree?.totalBytes ?? 0 },
+      'task handed over',
+    );
+    return {
+      meta: dumped.meta,
+      modeUsed: choice.mode,
+      fallbackReason: choice.fallbackReason ?? '',
+      wireBytes,
+      freezeMs,
+    };
   }
 
   /**

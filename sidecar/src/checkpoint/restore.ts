@@ -8,6 +8,7 @@ import type { Criu } from './criu';
 import { criuLogTail } from './dump';
 import type { CheckpointMeta } from './manifest';
 import { imagesDir, verifyCheckpoint } from './manifest';
+import { restoreTaskFiles } from './file-tree/task-files';
 import { StatusChannel } from './status-fd';
 
 export interface RestorerDeps {
@@ -66,8 +67,11 @@ export class Restorer {
     await mkdir(workPath, { recursive: true });
     let daemon: LazyDaemon | undefined;
     try {
+      const spec = await this.deps.runtime.prepareDirs(request.identity, restoredSpec(meta, request.spec));
+      const placed = await restoreTaskFiles(request.checkpointDir, meta.fileTree, spec);
+      if (placed !== undefined) this.deps.log.info({ taskId, checkpointId, ...placed }, 'task files restored');
       if (meta.mode === 'lazy') daemon = await this.startDaemon(meta, request.checkpointDir, workPath);
-      const view = await this.deps.runtime.startFromImages(request.identity, restoredSpec(meta, request.spec), {
+      const view = await this.deps.runtime.startFromImages(request.identity, spec, {
         imagePath: imagesDir(request.checkpointDir),
         workPath,
         lazy: daemon !== undefined,

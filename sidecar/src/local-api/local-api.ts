@@ -12,6 +12,7 @@ import { checkpointInfo } from '../checkpoint/staging';
 import type { PeerMigrator } from '../checkpoint/migrate-to-peer';
 import type { TaskPrestager } from '../checkpoint/prestager';
 import type { RestoreResult, Restorer } from '../checkpoint/restore';
+import type { RetainedCheckpoints } from '../checkpoint/retained';
 import type { StagedCheckpoints } from '../checkpoint/staging';
 import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
 import { toGrpcStatus } from './grpc-status';
@@ -32,6 +33,7 @@ export interface LocalApiDeps {
   readonly migrator: Pick<PeerMigrator, 'migrate'>;
   readonly prestager: Pick<TaskPrestager, 'prestage'>;
   readonly staged: StagedCheckpoints;
+  readonly retained: RetainedCheckpoints;
   readonly features: () => Features;
   readonly clock: Clock;
   readonly log: Logger;
@@ -194,7 +196,8 @@ export class LocalApi {
       deleteCheckpoint: unary(log, 'DeleteCheckpoint', async (req) => {
         const staged = await this.deps.staged.get(req.checkpointId);
         if (staged !== undefined) await this.deps.staged.delete(req.checkpointId);
-        return { deleted: staged !== undefined };
+        const retained = await this.deps.retained.release(req.checkpointId);
+        return { deleted: staged !== undefined || retained };
       }),
     };
   }
@@ -205,9 +208,7 @@ export class LocalApi {
    */
   private async restoreTask(identity: TaskIdentity, checkpointId: string, spec: TaskSpec): Promise<TaskView> {
     const staged = await this.deps.staged.get(checkpointId);
-    if (staged === undefined) {
-      throw new CheckpointError('NC_CHECKPOINT_NOT_FOUND', 'no such staged checkpoint', { context: { checkpointId } });
-    }
+    if (staged === undefined) return this.restoreRetained(identity, checkpointId, spec);
     const dir = join(this.config.restoreDir, checkpointId);
     await rm(dir, { recursive: true, force: true });
     let result: RestoreResult;
@@ -226,6 +227,20 @@ export class LocalApi {
       )
       .finally(() => rm(dir, { recursive: true, force: true }));
     if (result.meta.mode !== 'lazy') await result.complete;
+    return result.view;
+  }
+
+  /** A rollback: the task comes back on the node that handed it over, from the copy this node kept. */
+  private async restoreRetained(identity: TaskIdentity, checkpointId: string, spec: TaskSpec): Promise<TaskView> {
+    const dir = await this.deps.retained.path(checkpointId);
+    if (dir === undefined) {
+      throw new CheckpointError('NC_CHECKPOINT_NOT_FOUND', 'no such staged or retained checkpoint', {
+        context: { checkpointId },
+      });
+    }
+    const result = await this.deps.restorer.restore({ identity, checkpointDir: dir, spec });
+    await result.complete;
+    await this.deps.retained.release(checkpointId);
     return result.view;
   }
 }

@@ -83,6 +83,7 @@ export class MigrationSequence {
     try {
       switch (record.step) {
         case 'planned':
+          await this.checkTarget(record);
           await this.deps.router.leaveRotation(record.source.instance);
           return this.next(record, 'left-rotation');
         case 'left-rotation':
@@ -164,6 +165,16 @@ export class MigrationSequence {
     return this.next(record, 'restored', { checkpointId: staged.checkpoint.checkpointId });
   }
 
+  /** Before anything stops: a target that cannot take the task fails the migration while the source serves. */
+  private async checkTarget(record: MigrationRecord): Promise<void> {
+    const target = await this.deps.sidecars.sidecar(record.target.node).features();
+    if (!target.healthy) {
+      throw new MigrationError('NC_MIGRATION_TARGET_UNHEALTHY', `target ${record.target.node} is not healthy`, {
+        context: { node: record.target.node, reason: target.reason },
+      });
+    }
+  }
+
   private async cleanUp(record: MigrationRecord): Promise<void> {
     const source = this.deps.sidecars.sidecar(record.source.node);
     try {
@@ -172,6 +183,8 @@ export class MigrationSequence {
       // Already gone is what clean-up wants; anything else is retried.
       if (errorCode(err) !== 'NC_TASK_NOT_FOUND') throw err;
     }
+    // The source's own copy of the hand-over was kept for a rollback, which can no longer happen.
+    if (record.checkpointId !== undefined) await source.deleteCheckpoint({ checkpointId: record.checkpointId });
   }
 
   private async runs(sidecar: SidecarApi, taskId: string): Promise<boolean> {
@@ -249,12 +262,23 @@ export class MigrationSequence {
           spec: record.source.spec,
         });
       }
+      await this.forgetStaged(record, log);
       await this.deps.router.joinRotation(record.source.instance);
       log.warn({ node: record.source.node }, 'restore on target failed: source restored in place');
       return this.next(record, 'rolled-back', failure);
     } catch (err) {
       log.error({ err }, 'source could not be restored either: the staged checkpoint on the target stays restorable');
       return this.next(record, 'failed', failure);
+    }
+  }
+
+  /** The source runs again: the target's staged copy must never be restored as well (a task runs once). */
+  private async forgetStaged(record: MigrationRecord, log: Logger): Promise<void> {
+    if (record.checkpointId === undefined) return;
+    try {
+      await this.deps.sidecars.sidecar(record.target.node).deleteCheckpoint({ checkpointId: record.checkpointId });
+    } catch (err) {
+      log.warn({ err, node: record.target.node }, 'could not remove the staged copy on the target');
     }
   }
 }

@@ -167,6 +167,14 @@ export class TaskRuntime {
     return this.launch(identity, spec, undefined);
   }
 
+  /**
+   * The spec with the directories the task will get (defaults under its task directory), created: what a
+   * restore fills with the checkpoint's files before the processes come back.
+   */
+  async prepareDirs(identity: TaskIdentity, spec: TaskSpec): Promise<TaskSpec> {
+    return withDefaultDirs(spec, this.taskDir(containerIdFor(identity.taskId)));
+  }
+
   /** Starts a task from checkpoint images (restore); the caller has verified them. */
   async startFromImages(identity: TaskIdentity, spec: TaskSpec, image: ImageLaunch): Promise<TaskView> {
     return this.launch(identity, spec, image);

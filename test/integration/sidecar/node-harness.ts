@@ -13,7 +13,9 @@ import { checkpointSizeBytes } from '../../../sidecar/src/checkpoint/manifest';
 import { LazyDumper } from '../../../sidecar/src/checkpoint/lazy-dump';
 import { PeerMigrator } from '../../../sidecar/src/checkpoint/migrate-to-peer';
 import { TaskPrestager } from '../../../sidecar/src/checkpoint/prestager';
+import { TaskFiles } from '../../../sidecar/src/checkpoint/file-tree/task-files';
 import { Restorer } from '../../../sidecar/src/checkpoint/restore';
+import { RetainedCheckpoints } from '../../../sidecar/src/checkpoint/retained';
 import type { CheckpointShipper } from '../../../sidecar/src/checkpoint/staging';
 import { DirectoryStagedCheckpoints } from '../../../sidecar/src/checkpoint/staging';
 import { TaskLockTable } from '../../../sidecar/src/background/background-checkpointer';
@@ -54,6 +56,8 @@ export interface HarnessNode {
   readonly dumper: Dumper;
   readonly restorer: Restorer;
   readonly staged: DirectoryStagedCheckpoints;
+  /** The source's own copies of what it handed over (a failed restore on the target rolls back from them). */
+  readonly retained: RetainedCheckpoints;
   readonly migrator: PeerMigrator;
   readonly prestager: TaskPrestager;
   readonly features: Features;
@@ -70,6 +74,8 @@ export interface NodeOptions {
   readonly lazyConnectTimeoutMs?: number;
   /** Run tasks in their own user namespace (the product's default). @default true */
   readonly userNamespace?: boolean;
+  /** filesMaxSize of the node's migrations; 0 = no limit. @default 0 */
+  readonly filesMaxBytes?: number;
 }
 
 export async function makeNode(
@@ -104,10 +110,12 @@ export async function makeNode(
     },
     { runc, clock, log },
   );
+  const files = new TaskFiles({ maxBytes: options.filesMaxBytes ?? 0, overLimit: 'cold-start' }, log);
   const dumper = new Dumper(
     { checkpointsDir: join(root, 'dumps'), nodeName: name, dumpTimeoutMs: 120_000 },
-    { runtime, runc, clock, log },
+    { runtime, runc, files, clock, log },
   );
+  const retained = new RetainedCheckpoints({ dir: join(root, 'retained'), retentionMs: 600_000 }, clock, log);
   const restorer = new Restorer({ runtime, log, criu, lazyPagesNetns: '', daemonStartTimeoutMs: 30_000 });
   const lazyDumper = new LazyDumper(
     {
@@ -118,7 +126,7 @@ export async function makeNode(
       connectTimeoutMs: options.lazyConnectTimeoutMs ?? 30_000,
       transferTimeoutMs: 300_000,
     },
-    { runtime, runc, dumper, clock, log },
+    { runtime, runc, dumper, files, clock, log },
   );
   const staged = new DirectoryStagedCheckpoints(join(root, 'staged'));
   if (net) peers.set(`${net.address}:7450`, staged);
@@ -127,6 +135,7 @@ export async function makeNode(
     dumper,
     restorer,
     shipper,
+    retained,
     lazyDumper,
     features: () => features,
     clock,
@@ -141,6 +150,7 @@ export async function makeNode(
     dumper,
     restorer,
     staged,
+    retained,
     migrator,
     prestager: new TaskPrestager({ dumper, shipper, locks: new TaskLockTable(), clock, log }),
     features,

@@ -79,8 +79,12 @@ export function filesDir(checkpointDir: string): string {
   return join(checkpointDir, FILES_DIR);
 }
 
+export function treePath(checkpointDir: string): string {
+  return join(filesDir(checkpointDir), TREE_FILE);
+}
+
 export async function writeTree(checkpointDir: string, tree: FileTree): Promise<void> {
-  const path = join(filesDir(checkpointDir), TREE_FILE);
+  const path = treePath(checkpointDir);
   await writeFile(`${path}.tmp`, JSON.stringify(tree));
   await rename(`${path}.tmp`, path);
 }
@@ -88,7 +92,7 @@ export async function writeTree(checkpointDir: string, tree: FileTree): Promise<
 export async function readTree(checkpointDir: string): Promise<FileTree> {
   let tree: Partial<FileTree>;
   try {
-    tree = JSON.parse(await readFile(join(filesDir(checkpointDir), TREE_FILE), 'utf8')) as Partial<FileTree>;
+    tree = JSON.parse(await readFile(treePath(checkpointDir), 'utf8')) as Partial<FileTree>;
   } catch (cause) {
     throw new FileTreeError('NC_FILES_CORRUPT', 'the checkpoint lists files but its file tree is unreadable', {
       cause,

@@ -40,6 +40,16 @@ function changeKey(info: BigIntStats): string {
   return `${info.size}:${info.mtimeNs}:${info.ctimeNs}:${info.dev}:${info.ino}`;
 }
 
+/**
+ * Nomad's log collector owns these in the allocation directory (its FIFOs and rotated stdout/stderr files):
+ * the replacement's collector makes its own, and one restored over them would cut it off from the task.
+ */
+const NODE_OWNED_IN_ALLOC = /^logs\/(\.[^/]+\.std(out|err)\.fifo|[^/]+\.std(out|err)\.\d+)$/;
+
+function nodeOwned(rootName: string, path: string): boolean {
+  return rootName === 'alloc' && NODE_OWNED_IN_ALLOC.test(path);
+}
+
 /** Every entry under `dir` (and `dir` itself as ''), parents before children, in path order. */
 async function scanRoot(rootName: string, dir: string): Promise<Scanned[]> {
   const out: Scanned[] = [];
@@ -70,10 +80,39 @@ async function scanRoot(rootName: string, dir: string): Promise<Scanned[]> {
       },
     });
     if (kind !== 'directory') return;
-    for (const name of (await readdir(full)).sort()) await visit(path === '' ? name : `${path}/${name}`);
+    for (const name of (await readdir(full)).sort()) {
+      const child = path === '' ? name : `${path}/${name}`;
+      if (!nodeOwned(rootName, child)) await visit(child);
+    }
   };
   await visit('');
   return out;
+}
+
+/** Regular files' bytes, each inode once. */
+function fileBytes(scanned: readonly Scanned[]): number {
+  const inodes = new Set<string>();
+  let total = 0;
+  for (const s of scanned) {
+    if (s.entry.kind !== 'file' || inodes.has(s.inode)) continue;
+    inodes.add(s.inode);
+    total += s.entry.sizeBytes;
+  }
+  return total;
+}
+
+async function scanRoots(roots: ReadonlyMap<string, string>): Promise<Scanned[]> {
+  const scanned: Scanned[] = [];
+  for (const [name, dir] of roots) scanned.push(...(await scanRoot(name, dir)));
+  return scanned;
+}
+
+/** What a snapshot would hold, from metadata alone: checked before a freeze, so a refusal costs no downtime. */
+export async function measureFiles(
+  roots: ReadonlyMap<string, string>,
+): Promise<{ totalBytes: number; entries: number }> {
+  const scanned = await scanRoots(roots);
+  return { totalBytes: fileBytes(scanned), entries: scanned.length };
 }
 
 /** Digests of an earlier snapshot by (root, path, change key). */
@@ -92,15 +131,12 @@ function digestsOf(previous: FileTree | undefined): Map<string, string> {
  * so a snapshot inside the freeze reads only what changed since the last round.
  */
 export async function snapshotFiles(request: SnapshotRequest): Promise<FileTree> {
-  const scanned: Scanned[] = [];
-  for (const [name, dir] of request.roots) scanned.push(...(await scanRoot(name, dir)));
+  const scanned = await scanRoots(request.roots);
   const inodes = new Map<string, { root: string; path: string }>();
-  let totalBytes = 0;
   for (const s of scanned) {
-    if (s.entry.kind !== 'file' || inodes.has(s.inode)) continue;
-    inodes.set(s.inode, { root: s.root, path: s.entry.path });
-    totalBytes += s.entry.sizeBytes;
+    if (s.entry.kind === 'file' && !inodes.has(s.inode)) inodes.set(s.inode, { root: s.root, path: s.entry.path });
   }
+  const totalBytes = fileBytes(scanned);
   if (request.maxBytes > 0 && totalBytes > request.maxBytes) {
     throw new FileTreeError(
       'NC_FILES_TOO_LARGE',

@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { NomadChainError } from '../../../../common/errors';
 import { MemoryMigrationJournal } from '../../../../sidecar/src/migration/migration-journal';
 import { FORWARD_STEPS, type MigrationRecord } from '../../../../sidecar/src/migration/migration-record';
 import { MigrationSequence } from '../../../../sidecar/src/migration/migration-sequence';
@@ -176,11 +177,44 @@ describe('MigrationSequence', () => {
 
   it('rolls back when the hand-over fails while the source still runs', async () => {
     const env = setup();
-    env.cluster.sidecar('b').dead = true;
+    env.cluster
+      .sidecar('a')
+      .failNext('migrateToPeer', new NomadChainError('NC_TRANSFER_PEER_UNREACHABLE', 'peer went away'));
     const result = await sequence(env).run(await plan(env));
     expect(result.step).toBe('rolled-back');
     expect(result.error?.code).toBe('NC_TRANSFER_PEER_UNREACHABLE');
     expectOneInstance(env, 'a');
+  });
+
+  // Issue #10: most failures should happen before the freeze, not after it.
+  it('finds a dead target before anything stops: the source never leaves rotation', async () => {
+    const env = setup();
+    env.cluster.sidecar('b').dead = true;
+    const migrate = jest.spyOn(env.cluster.sidecar('a'), 'migrateToPeer');
+    const result = await sequence(env).run(await plan(env));
+    expect(result.step).toBe('rolled-back');
+    expect(result.error).toMatchObject({ code: 'NC_SIDECAR_UNREACHABLE', step: 'planned' });
+    expect(migrate).not.toHaveBeenCalled();
+    expectOneInstance(env, 'a');
+  });
+
+  it("releases the source's own copy once the target runs", async () => {
+    const env = setup();
+    const result = await sequence(env).run(await plan(env));
+    expect(result.step).toBe('done');
+    expect(env.cluster.sidecar('a').ownCopies.size).toBe(0);
+  });
+
+  // Issue #10: a restore that fails on the target after the freeze must not lose the task.
+  it("restores the source from its own copy when the target's restore fails, and forgets the target's", async () => {
+    const env = setup();
+    env.cluster.sidecar('b').failNext('restoreTask', new NomadChainError('NC_RESTORE_FAILED', "Can't open file"));
+    const result = await sequence(env).run(await plan(env));
+    expect(result.step).toBe('rolled-back');
+    expect(result.error).toMatchObject({ code: 'NC_RESTORE_FAILED', step: 'handed-over' });
+    expectOneInstance(env, 'a');
+    expect(env.cluster.sidecar('b').staged.size).toBe(0);
+    expect(env.cluster.sidecar('a').ownCopies.size).toBe(0);
   });
 
   it('restores the source in place when the target cannot restore', async () => {
