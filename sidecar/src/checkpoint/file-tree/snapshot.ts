@@ -55,13 +55,21 @@ async function scanRoot(rootName: string, dir: string): Promise<Scanned[]> {
   const out: Scanned[] = [];
   const visit = async (path: string): Promise<void> => {
     const full = path === '' ? dir : join(dir, path);
-    const info = await lstat(full, { bigint: true });
+    // A running task renames and deletes files while it is scanned: what is gone is simply not there.
+    const vanished = (err: unknown): undefined => {
+      if (path !== '' && gone(err)) return undefined;
+      throw err;
+    };
+    const info = await lstat(full, { bigint: true }).catch(vanished);
+    if (info === undefined) return;
     const kind = kindOf(info);
     if (kind === undefined) {
       throw new FileTreeError('NC_FILES_UNSUPPORTED', 'a task directory holds a device file, which cannot move', {
         context: { root: rootName, path },
       });
     }
+    const target = kind === 'symlink' ? await readlink(full).catch(vanished) : undefined;
+    if (kind === 'symlink' && target === undefined) return;
     out.push({
       root: rootName,
       inode: `${info.dev}:${info.ino}`,
@@ -74,13 +82,13 @@ async function scanRoot(rootName: string, dir: string): Promise<Scanned[]> {
         mtimeNs: info.mtimeNs.toString(),
         atimeNs: info.atimeNs.toString(),
         sizeBytes: kind === 'file' ? Number(info.size) : 0,
-        ...(kind === 'symlink' ? { target: await readlink(full) } : {}),
+        ...(target !== undefined ? { target } : {}),
         ...(kind === 'file' && info.blocks * 512n < info.size ? { sparse: true } : {}),
         changeKey: changeKey(info),
       },
     });
     if (kind !== 'directory') return;
-    for (const name of (await readdir(full)).sort()) {
+    for (const name of ((await readdir(full).catch(vanished)) ?? []).sort()) {
       const child = path === '' ? name : `${path}/${name}`;
       if (!nodeOwned(rootName, child)) await visit(child);
     }
@@ -105,6 +113,10 @@ async function scanRoots(roots: ReadonlyMap<string, string>): Promise<Scanned[]>
   const scanned: Scanned[] = [];
   for (const [name, dir] of roots) scanned.push(...(await scanRoot(name, dir)));
   return scanned;
+}
+
+function gone(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT';
 }
 
 /** What a snapshot would hold, from metadata alone: checked before a freeze, so a refusal costs no downtime. */
@@ -167,7 +179,12 @@ export async function snapshotFiles(request: SnapshotRequest): Promise<FileTree>
     const data = String(written.size).padStart(6, '0');
     const source = join(request.roots.get(s.root) as string, s.entry.path);
     const target = join(dataDir, data);
-    await placeContent(source, target, request.frozen);
+    try {
+      await placeContent(source, target, request.frozen);
+    } catch (err) {
+      if (!request.frozen && gone(err)) continue;
+      throw err;
+    }
     let sha256 = previous.get(`${s.root}\0${s.entry.path}\0${s.entry.changeKey}`);
     if (sha256 === undefined) {
       sha256 = await sha256File(target);
