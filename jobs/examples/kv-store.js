@@ -1,12 +1,29 @@
-// An ordinary stateful service that knows nothing of nomad-chain: an in-memory key/value store and a
-// request counter. GET /kv/KEY, PUT /kv/KEY (body = value), GET /keys, GET /counter (increments),
-// GET /whoami (this instance's addresses and uptime). Everything lives in memory only.
+// An ordinary stateful service that knows nothing of nomad-chain: a key/value store that keeps its data in
+// memory and appends every write to a journal it holds open under /alloc/data (replayed on a cold start),
+// and a request counter kept in memory only. GET /kv/KEY, PUT /kv/KEY (body = value), GET /keys,
+// GET /counter (increments), GET /journal (lines on disk, and whether the open journal is the file at its
+// path), GET /whoami (this instance's addresses and uptime).
 'use strict';
+const fs = require('fs');
 const http = require('http');
 const os = require('os');
+const path = require('path');
 
+const JOURNAL = process.env.KV_JOURNAL || '/alloc/data/kv.journal';
 const store = new Map();
 let counter = 0;
+
+fs.mkdirSync(path.dirname(JOURNAL), { recursive: true });
+try {
+  for (const line of fs.readFileSync(JOURNAL, 'utf8').split('\n')) {
+    if (line === '') continue;
+    const entry = JSON.parse(line);
+    store.set(entry.k, entry.v);
+  }
+} catch (err) {
+  if (err.code !== 'ENOENT') throw err;
+}
+const journal = fs.openSync(JOURNAL, 'a');
 const startedAt = Date.now();
 const port = Number(process.env.PORT || 8080);
 
@@ -24,6 +41,7 @@ http
       let body = '';
       req.on('data', (d) => (body += d));
       req.on('end', () => {
+        fs.writeSync(journal, JSON.stringify({ k: key, v: body }) + '\n');
         store.set(key, body);
         res.end('ok');
       });
@@ -42,6 +60,9 @@ http
     } else if (route === 'counter') {
       counter += 1;
       res.end(JSON.stringify({ counter }));
+    } else if (route === 'journal') {
+      const lines = fs.readFileSync(JOURNAL, 'utf8').split('\n').filter((l) => l !== '').length;
+      res.end(JSON.stringify({ lines, sameFile: fs.fstatSync(journal).ino === fs.statSync(JOURNAL).ino }));
     } else if (route === 'whoami') {
       res.end(JSON.stringify({ addresses: addresses(), pid: process.pid, startedAt }));
     } else {

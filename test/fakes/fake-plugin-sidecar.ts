@@ -168,7 +168,7 @@ export class FakePluginSidecar implements SidecarApi {
     };
     this.checkpoints.set(request.handoverKey, checkpoint);
     this.finish(task, TaskState.TASK_STATE_MIGRATED, { exitCode: 0, signal: 0, oomKilled: false });
-    return { checkpoint, modeUsed: request.mode, wireBytes: 10, freezeMs: 5, fallbackReason: '' };
+    return { checkpoint, modeUsed: request.mode, wireBytes: 10, freezeMs: 5, fallbackReason: '', fileBytes: 0 };
   }
 
   async findCheckpoint(request: FindCheckpointRequest): Promise<FindCheckpointResponse> {

@@ -189,6 +189,7 @@ export class FakeSidecarApi implements SidecarApi {
       wireBytes: 1024,
       freezeMs: 5,
       fallbackReason: '',
+      fileBytes: 512,
     };
   }
 

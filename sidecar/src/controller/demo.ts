@@ -6,6 +6,7 @@ import { ConfigError } from '../../../common/config-error';
 import { errorCode, errorMessage } from '../../../common/errors';
 import { createRootLogger } from '../../../common/logging';
 import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
+import type { MigrationRecord } from '../migration/migration-record';
 import { LoadProbe } from './load-probe';
 import { EXAMPLE_SERVICE, startLocalMode, waitForPort, type LocalMode } from './local-mode';
 import { formatReport, runReplay, type ReplayReport } from './replay/replay-command';
@@ -34,6 +35,28 @@ export interface Outcome {
 }
 
 const KEYS = 50;
+
+/** What the chained move carried, from its migration record. */
+interface MovedBytes {
+  readonly freezeMs: number;
+  readonly memoryBytes: number;
+  readonly fileBytes: number;
+  readonly wireBytes: number;
+}
+
+function movedBytes(record: MigrationRecord): MovedBytes {
+  const fileBytes = record.fileBytes ?? 0;
+  return {
+    freezeMs: record.freezeMs ?? 0,
+    memoryBytes: (record.checkpointBytes ?? 0) - fileBytes,
+    fileBytes,
+    wireBytes: record.wireBytes ?? 0,
+  };
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(2)} MiB`;
+}
 
 async function http(url: string, method = 'GET', body?: string): Promise<string> {
   const res = await fetch(url, { method, ...(body !== undefined ? { body } : {}) });
@@ -117,6 +140,7 @@ async function main(argv: readonly string[]): Promise<number> {
   let chained: Outcome;
   let baseline: Outcome;
   let restoredState: boolean;
+  let moved: MovedBytes | undefined;
   try {
     const placed = await local.controller.runService(EXAMPLE_SERVICE, (i) => waitForPort(i));
     say(
@@ -124,6 +148,7 @@ async function main(argv: readonly string[]): Promise<number> {
     );
     chained = await measure(local, async () => {
       const [outcome] = await local.controller.drainNode(placed.node, 'demo');
+      if (outcome !== undefined && outcome.outcome !== 'stayed') moved = movedBytes(outcome.migration);
       const to = local.controller.tasks()[EXAMPLE_SERVICE.name]?.node ?? placed.node;
       return { from: placed.node, to, moved: outcome?.outcome === 'moved' };
     });
@@ -142,6 +167,11 @@ async function main(argv: readonly string[]): Promise<number> {
   );
   say(row('chained (nomad-chain)', chained));
   say(row('baseline (cold start)', baseline));
+  if (moved !== undefined) {
+    say(
+      `\nThe hand-over froze the task ${moved.freezeMs} ms and carried ${mib(moved.memoryBytes)} of memory and process state and ${mib(moved.fileBytes)} of files (${mib(moved.wireBytes)} on the wire).`,
+    );
+  }
   say(`\nThe service ${restoredState ? 'is running' : 'is NOT running'} after both runs. Log: ${logFile}`);
   let replay: ReplayReport | undefined;
   if (trace !== undefined) {
@@ -161,7 +191,9 @@ async function main(argv: readonly string[]): Promise<number> {
     say(formatReport(replay).trimEnd());
   }
   if (json)
-    process.stdout.write(`${JSON.stringify({ ...chained, baseline, ...(replay === undefined ? {} : { replay }) })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ ...chained, baseline, ...(moved === undefined ? {} : { moved }), ...(replay === undefined ? {} : { replay }) })}\n`,
+    );
   return chained.stateIntact && chained.routerFollowed ? 0 : 1;
 }
 

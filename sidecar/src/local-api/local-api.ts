@@ -172,6 +172,7 @@ export class LocalApi {
           wireBytes: result.wireBytes,
           freezeMs: result.freezeMs,
           fallbackReason: result.fallbackReason,
+          fileBytes: result.meta.fileTree?.totalBytes ?? 0,
         };
       }),
       findCheckpoint: unary(log, 'FindCheckpoint', async (req) => {

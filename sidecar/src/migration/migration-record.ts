@@ -47,6 +47,9 @@ export interface MigrationRecord {
   readonly updatedAtUnixMs: number;
   readonly checkpointId?: string;
   readonly wireBytes?: number;
+  /** Of the checkpoint's size, the bytes of the task's files; the rest is memory and process state. */
+  readonly fileBytes?: number;
+  readonly checkpointBytes?: number;
   readonly freezeMs?: number;
   /** Wall-clock time of each step's completion, for the operator's timeline. */
   readonly stepsAtUnixMs: Readonly<Partial<Record<MigrationStep, number>>>;

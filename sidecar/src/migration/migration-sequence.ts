@@ -29,7 +29,9 @@ export interface MigrationSequenceDeps {
   readonly afterStep?: (record: MigrationRecord) => void | Promise<void>;
 }
 
-type RecordUpdate = Partial<Pick<MigrationRecord, 'checkpointId' | 'wireBytes' | 'freezeMs' | 'error'>>;
+type RecordUpdate = Partial<
+  Pick<MigrationRecord, 'checkpointId' | 'wireBytes' | 'fileBytes' | 'checkpointBytes' | 'freezeMs' | 'error'>
+>;
 
 /**
  * The chained migration, read here and nowhere else: leave rotation, freeze and hand over the final
@@ -140,6 +142,8 @@ export class MigrationSequence {
     return this.next(record, 'handed-over', {
       ...(result.checkpoint !== undefined ? { checkpointId: result.checkpoint.checkpointId } : {}),
       wireBytes: result.wireBytes,
+      fileBytes: result.fileBytes,
+      checkpointBytes: result.checkpoint?.sizeBytes ?? 0,
       freezeMs: result.freezeMs,
     });
   }

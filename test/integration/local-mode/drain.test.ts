@@ -7,7 +7,7 @@ import {
   type LocalMode,
 } from '../../../sidecar/src/controller/local-mode';
 import type { MigrationRecord } from '../../../sidecar/src/migration/migration-record';
-import { call, counter, runKv, runningCopies } from './kv-service';
+import { call, counter, journal, runKv, runningCopies } from './kv-service';
 
 const log = pino({ level: process.env.NOMAD_CHAIN_TEST_LOG ?? 'silent' });
 const KEYS = 20;
@@ -45,6 +45,10 @@ describe('local mode: a drain chains the service to another node (issue #5)', ()
     const keys = JSON.parse(await call(base, '/keys')) as Record<string, string>;
     expect(Object.keys(keys)).toHaveLength(KEYS);
     for (let i = 0; i < KEYS; i++) expect(keys[`k${i}`]).toBe(`v${i}`);
+    // Issue #10: the journal it holds open under /alloc/data moved with it, and the restored process writes on.
+    expect(await journal(base)).toEqual({ lines: KEYS, sameFile: true });
+    await call(base, '/kv/after', 'PUT', 'moved');
+    expect(await journal(base)).toEqual({ lines: KEYS + 1, sameFile: true });
     expect(await runningCopies(local)).toEqual([target]);
   });
 

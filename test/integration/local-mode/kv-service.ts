@@ -19,6 +19,10 @@ export async function call(base: string, path: string, method = 'GET', body?: st
 export const counter = async (base: string): Promise<number> =>
   (JSON.parse(await call(base, '/counter')) as { counter: number }).counter;
 
+/** The service's journal: lines on disk, and whether the file it holds open is the one at its path. */
+export const journal = async (base: string): Promise<{ lines: number; sameFile: boolean }> =>
+  JSON.parse(await call(base, '/journal')) as { lines: number; sameFile: boolean };
+
 /** Nodes where a copy of the kv service runs, asked of every node's real sidecar but those killed (nothing runs there). */
 export async function runningCopies(local: LocalMode, killed: readonly string[] = []): Promise<string[]> {
   const found: string[] = [];

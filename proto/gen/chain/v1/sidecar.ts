@@ -287,6 +287,11 @@ export interface MigrateToPeerResponse {
   freezeMs: number;
   /** Why the requested mode was not the one used (e.g. no soft-dirty tracking for pre-copy); empty if it was. */
   fallbackReason: string;
+  /**
+   * Bytes of the task's files (its writable directories) in the checkpoint; the rest of checkpoint.size_bytes
+   * is its memory and process state.
+   */
+  fileBytes: number;
 }
 
 export interface FindCheckpointRequest {
@@ -2449,7 +2454,7 @@ export const MigrateToPeerRequest = {
 };
 
 function createBaseMigrateToPeerResponse(): MigrateToPeerResponse {
-  return { checkpoint: undefined, modeUsed: 0, wireBytes: 0, freezeMs: 0, fallbackReason: "" };
+  return { checkpoint: undefined, modeUsed: 0, wireBytes: 0, freezeMs: 0, fallbackReason: "", fileBytes: 0 };
 }
 
 export const MigrateToPeerResponse = {
@@ -2468,6 +2473,9 @@ export const MigrateToPeerResponse = {
     }
     if (message.fallbackReason !== "") {
       writer.uint32(42).string(message.fallbackReason);
+    }
+    if (message.fileBytes !== 0) {
+      writer.uint32(48).uint64(message.fileBytes);
     }
     return writer;
   },
@@ -2514,6 +2522,13 @@ export const MigrateToPeerResponse = {
 
           message.fallbackReason = reader.string();
           continue;
+        case 6:
+          if (tag !== 48) {
+            break;
+          }
+
+          message.fileBytes = longToNumber(reader.uint64() as Long);
+          continue;
       }
       if ((tag & 7) === 4 || tag === 0) {
         break;
@@ -2530,6 +2545,7 @@ export const MigrateToPeerResponse = {
       wireBytes: isSet(object.wireBytes) ? globalThis.Number(object.wireBytes) : 0,
       freezeMs: isSet(object.freezeMs) ? globalThis.Number(object.freezeMs) : 0,
       fallbackReason: isSet(object.fallbackReason) ? globalThis.String(object.fallbackReason) : "",
+      fileBytes: isSet(object.fileBytes) ? globalThis.Number(object.fileBytes) : 0,
     };
   },
 
@@ -2550,6 +2566,9 @@ export const MigrateToPeerResponse = {
     if (message.fallbackReason !== "") {
       obj.fallbackReason = message.fallbackReason;
     }
+    if (message.fileBytes !== 0) {
+      obj.fileBytes = Math.round(message.fileBytes);
+    }
     return obj;
   },
 
@@ -2565,6 +2584,7 @@ export const MigrateToPeerResponse = {
     message.wireBytes = object.wireBytes ?? 0;
     message.freezeMs = object.freezeMs ?? 0;
     message.fallbackReason = object.fallbackReason ?? "";
+    message.fileBytes = object.fileBytes ?? 0;
     return message;
   },
 };
