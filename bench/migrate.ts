@@ -4,7 +4,11 @@
  * once lazily (post-copy), beside a naive baseline measured in the same run (runc/CRIU dump to disk, tar +
  * gzip, copy over TCP, unpack, restore) and the raw TCP throughput between the same two namespaces.
  *
- *   npm run bench:migrate -- [--json] [--sizes 64,512,2048] [--modes stop-and-copy,lazy,baseline]
+ *   npm run bench:migrate -- [--json] [--sizes 64,512,2048] [--modes stop-and-copy,lazy] [--files-mib 64]
+ *
+ * Each task also holds a file of --files-mib MiB of random bytes open under /alloc and rewrites a few bytes
+ * of it every beat, like a database's data file: the task's files travel with its memory (issue #10), and
+ * every row shows both.
  *
  * downtimeMs is the largest gap in a wall-clock (CLOCK_REALTIME) heartbeat the task writes every 10 ms into
  * /alloc (CRIU's time namespace hides the freeze from CLOCK_MONOTONIC). Root, runc and CRIU >= 4.2 needed.
@@ -60,16 +64,26 @@ def verify(*_):
 signal.signal(signal.SIGUSR1, verify)
 with open('/alloc/ready', 'w') as f:
     f.write('1')
+# Held open and rewritten in place, like a database file: it must travel with the memory, as it was.
+db = open('/alloc/db.bin', 'r+b', buffering=0)
+db_size = os.fstat(db.fileno()).st_size
+beat = 0
 # Opened per beat: a file held open under /alloc must exist, same size, on the node that restores.
 while True:
     with open('/alloc/heartbeat', 'a') as hb:
         hb.write('%.6f\\n' % time.time())
+    if db_size > 0:
+        db.seek((beat * 4096) % db_size)
+        db.write(beat.to_bytes(8, 'little'))
+    beat += 1
     time.sleep(0.01)
 `;
 
 interface Row {
   mode: string;
   rssMiB: number;
+  /** Bytes of the task's files in its checkpoint, beside its memory. */
+  fileBytes: number;
   downtimeMs: number;
   totalMs: number;
   wireBytes: number;
@@ -282,10 +296,13 @@ async function measure(
   return { downtimeMs: Math.round(gap * 1000), intact };
 }
 
+const FILES_MIB = Number(arg('files-mib', '64'));
+
 async function startTask(node: Node, taskId: string, sizeMiB: number): Promise<string> {
   const alloc = join(node.root, 'allocs', taskId);
   await mkdir(alloc, { recursive: true });
   await writeFile(join(alloc, 'task.py'), TASK);
+  await writeFile(join(alloc, 'db.bin'), randomBytes(FILES_MIB * 2 ** 20));
   await node.runtime.start(
     { taskId, allocId: taskId, taskName: 'bench', jobId: 'bench', namespace: 'default' },
     TaskSpec.fromPartial({ argv: ['/usr/bin/python3', '/alloc/task.py', String(sizeMiB)], allocDir: alloc }),
@@ -340,6 +357,7 @@ async function viaProtocol(
   return {
     mode: mode === MigrationMode.MIGRATION_MODE_LAZY ? 'lazy' : 'stop-and-copy',
     rssMiB: sizeMiB,
+    fileBytes: result.meta.fileTree?.totalBytes ?? 0,
     downtimeMs,
     totalMs,
     wireBytes: result.wireBytes,
@@ -452,7 +470,7 @@ async function main(): Promise<void> {
         if (json) process.stdout.write(`${JSON.stringify(row)}\n`);
         else
           process.stdout.write(
-            `${row.mode.padEnd(14)} ${String(size).padStart(5)} MiB  downtime ${String(row.downtimeMs).padStart(6)} ms  total ${String(row.totalMs).padStart(6)} ms  wire ${(row.wireBytes / 2 ** 20).toFixed(1).padStart(7)} MiB  intact ${String(row.stateIntact)}  baseline ${base.downtimeMs} ms (${(base.wireBytes / 2 ** 20).toFixed(1)} MiB)  raw TCP ${raw} MB/s\n`,
+            `${row.mode.padEnd(14)} ${String(size).padStart(5)} MiB  files ${(row.fileBytes / 2 ** 20).toFixed(1).padStart(6)} MiB  downtime ${String(row.downtimeMs).padStart(6)} ms  total ${String(row.totalMs).padStart(6)} ms  wire ${(row.wireBytes / 2 ** 20).toFixed(1).padStart(7)} MiB  intact ${String(row.stateIntact)}  baseline ${base.downtimeMs} ms (${(base.wireBytes / 2 ** 20).toFixed(1)} MiB)  raw TCP ${raw} MB/s\n`,
           );
       }
     }
