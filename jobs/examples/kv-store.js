@@ -61,7 +61,10 @@ http
       counter += 1;
       res.end(JSON.stringify({ counter }));
     } else if (route === 'journal') {
-      const lines = fs.readFileSync(JOURNAL, 'utf8').split('\n').filter((l) => l !== '').length;
+      const lines = fs
+        .readFileSync(JOURNAL, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '').length;
       res.end(JSON.stringify({ lines, sameFile: fs.fstatSync(journal).ino === fs.statSync(JOURNAL).ino }));
     } else if (route === 'whoami') {
       res.end(JSON.stringify({ addresses: addresses(), pid: process.pid, startedAt }));
