@@ -1,3 +1,5 @@
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import pino from 'pino';
 import { GrpcSidecarApi } from '../../../common/sidecar-api/grpc-sidecar-api';
 import {
@@ -11,6 +13,20 @@ import { call, counter, journal, runKv, runningCopies } from './kv-service';
 
 const log = pino({ level: process.env.NOMAD_CHAIN_TEST_LOG ?? 'silent' });
 const KEYS = 20;
+
+/** Flips a byte in every chunk a node's store holds: whatever it then materialises fails its integrity check. */
+async function corruptStore(dataDir: string): Promise<void> {
+  const chunks = join(dataDir, 'store', 'chunks');
+  for (const sub of await readdir(chunks)) {
+    for (const name of await readdir(join(chunks, sub))) {
+      const path = join(chunks, sub, name);
+      const bytes = await readFile(path);
+      if (bytes.length === 0) continue;
+      bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
+      await writeFile(path, bytes);
+    }
+  }
+}
 
 const whoami = async (base: string): Promise<string[]> =>
   (JSON.parse(await call(base, '/whoami')) as { addresses: string[] }).addresses;
@@ -62,6 +78,28 @@ describe('local mode: a drain chains the service to another node (issue #5)', ()
     expect(outcome).toMatchObject({ outcome: 'stayed' });
     expect(await counter(base)).toBe(2);
     expect(await runningCopies(local)).toEqual([node]);
+  });
+
+  // Issue #10: after the freeze the source process is gone; its own copy of the hand-over puts it back.
+  it('a restore failing on the target after the freeze puts the service back on its source, in rotation', async () => {
+    local = await startLocalMode(
+      {
+        cluster: { nodes: 2, services: [EXAMPLE_SERVICE.name] },
+        afterStep: async (r: MigrationRecord) => {
+          if (r.step === 'handed-over') await corruptStore(local.cluster.node(r.target.node).dataDir);
+        },
+      },
+      log,
+    );
+    const { base, node } = await withService(local);
+    expect(await counter(base)).toBe(1);
+    const [outcome] = await local.controller.drainNode(node, 'test');
+    expect(outcome).toMatchObject({ outcome: 'rolled-back', migration: { error: { step: 'handed-over' } } });
+    expect(await runningCopies(local)).toEqual([node]);
+    expect(await whoami(base)).toEqual([local.cluster.node(node).address]);
+    expect(await counter(base)).toBe(2);
+    expect(Object.keys(JSON.parse(await call(base, '/keys')) as object)).toHaveLength(KEYS);
+    expect(await journal(base)).toEqual({ lines: KEYS, sameFile: true });
   });
 
   it.each(['left-rotation', 'handed-over', 'restored'] as const)(
