@@ -41,6 +41,9 @@ export interface DumpResult {
   readonly dumpMs: number;
 }
 
+/** Below this, a task's files travel inside the freeze at no cost worth a separate round. */
+const FILES_PREROUND_MIN_BYTES = 1024 * 1024;
+
 /** Last error lines CRIU wrote, for messages an operator can act on. */
 export async function criuLogTail(logFile: string): Promise<string> {
   const text = await readFile(logFile, 'utf8').catch(() => '');
@@ -64,7 +67,7 @@ export class Dumper {
     const started = this.deps.clock.now();
     try {
       // Before the freeze: a task whose files cannot move is refused while it still runs.
-      const roots = await this.deps.files.plan(taskId, task.record.spec);
+      const plan = await this.deps.files.plan(taskId, task.record.spec);
       await mkdir(imagesDir(dir), { recursive: true });
       await mkdir(workPath, { recursive: true });
       const args = this.deps.runc.checkpointArgs(
@@ -84,7 +87,7 @@ export class Dumper {
       await removeCriuNetworkLock(task.networkNamespace);
       // The processes are gone (or, left running, the files are copied): the files join the checkpoint.
       const fileTree =
-        roots === undefined ? undefined : await this.deps.files.take(taskId, roots, dir, !request.leaveRunning);
+        plan === undefined ? undefined : await this.deps.files.take(taskId, plan.roots, dir, !request.leaveRunning);
       const dumpMs = this.deps.clock.now() - started;
       const meta: CheckpointMeta = {
         version: CHECKPOINT_FORMAT_VERSION,
@@ -110,6 +113,41 @@ export class Dumper {
       await this.deps.runtime.endCheckpoint(taskId, false);
       await rm(dir, { recursive: true, force: true });
       await rm(workPath, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * The task's files alone, copied while it runs (no freeze): a pre-round whose chunks the final dump's
+   * files mostly share, so that the freeze sends only what changed. Undefined when there is too little to
+   * be worth a round, or the task moves memory only.
+   */
+  async copyFiles(taskId: string, handoverKey: string): Promise<DumpResult | undefined> {
+    const { record } = await this.deps.runtime.inspect(taskId);
+    const plan = await this.deps.files.plan(taskId, record.spec);
+    if (plan === undefined || plan.totalBytes < FILES_PREROUND_MIN_BYTES) return undefined;
+    const checkpointId = randomUUID();
+    const dir = join(this.config.checkpointsDir, checkpointId);
+    const started = this.deps.clock.now();
+    try {
+      await mkdir(imagesDir(dir), { recursive: true });
+      const fileTree = await this.deps.files.take(taskId, plan.roots, dir, false);
+      const meta: CheckpointMeta = {
+        version: CHECKPOINT_FORMAT_VERSION,
+        checkpointId,
+        handoverKey,
+        source: record.identity,
+        spec: record.spec,
+        sourceNode: this.config.nodeName,
+        createdAtMs: this.deps.clock.now(),
+        mode: 'files',
+        files: [],
+        fileTree,
+      };
+      await writeMeta(dir, meta);
+      return { meta, dir, dumpMs: this.deps.clock.now() - started };
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
       throw err;
     }
   }

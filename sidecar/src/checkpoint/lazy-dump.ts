@@ -115,7 +115,7 @@ export class LazyDumper {
       return running;
     };
     try {
-      const roots = await this.deps.files.plan(taskId, task.record.spec);
+      const plan = await this.deps.files.plan(taskId, task.record.spec);
       await mkdir(imagesDir(dir), { recursive: true });
       await mkdir(workPath, { recursive: true });
       const port = await freePort();
@@ -142,7 +142,7 @@ export class LazyDumper {
         });
       }
       // The task stays frozen while it serves its pages: its files now are those of the instant of the dump.
-      const fileTree = roots === undefined ? undefined : await this.deps.files.take(taskId, roots, dir, true);
+      const fileTree = plan === undefined ? undefined : await this.deps.files.take(taskId, plan.roots, dir, true);
       const dumpMs = this.deps.clock.now() - started;
       const meta: CheckpointMeta = {
         version: CHECKPOINT_FORMAT_VERSION,

@@ -15,7 +15,8 @@ export const CHECKPOINT_FORMAT_VERSION = 1;
 export const META_FILE = 'checkpoint.json';
 export const IMAGES_DIR = 'images';
 
-export type DumpMode = 'stop-and-copy' | 'lazy';
+/** `files`: a task's files alone, sent ahead of a freeze so that the final round finds their chunks; never restored. */
+export type DumpMode = 'stop-and-copy' | 'lazy' | 'files';
 
 export interface ImageFile {
   readonly path: string;

@@ -14,6 +14,11 @@ import type { Restorer } from './restore';
 import type { RetainedCheckpoints } from './retained';
 import type { CheckpointShipper } from './staging';
 
+/** The key a task's files sent ahead are filed under on the peer: a newer round replaces the older one. */
+export function filesAheadKey(taskId: string): string {
+  return `files-ahead/${taskId}`;
+}
+
 export interface MigrateRequest {
   readonly taskId: string;
   readonly peerAddress: string;
@@ -55,6 +60,7 @@ export class PeerMigrator {
     const choice = chooseMode(request.mode, this.deps.features());
     const log = this.deps.log.child({ taskId: request.taskId, peer: request.peerAddress });
     if (choice.fallbackReason !== undefined) log.warn({ reason: choice.fallbackReason }, 'migration mode fell back');
+    await this.sendFilesAhead(request, log);
     if (choice.mode === MigrationMode.MIGRATION_MODE_LAZY) return this.migrateLazy(request, log);
     const before = await this.deps.runtime.inspect(request.taskId);
     const started = this.deps.clock.now();
@@ -106,6 +112,25 @@ export class PeerMigrator {
       wireBytes,
       freezeMs,
     };
+  }
+
+  /**
+   * The task's files go to the peer while it still runs, filed under a key no restore asks for; the final
+   * round's files are then mostly chunks the peer already holds. Best effort: if it fails, the final round
+   * sends them whole.
+   */
+  private async sendFilesAhead(request: MigrateRequest, log: PinoLogger): Promise<void> {
+    let copy: Awaited<ReturnType<Dumper['copyFiles']>>;
+    try {
+      copy = await this.deps.dumper.copyFiles(request.taskId, filesAheadKey(request.taskId));
+      if (copy === undefined) return;
+      const { wireBytes } = await this.deps.shipper.ship(copy.dir, copy.meta, request.peerAddress);
+      log.info({ wireBytes, fileBytes: copy.meta.fileTree?.totalBytes ?? 0 }, 'task files sent ahead of the freeze');
+    } catch (err) {
+      log.warn({ err }, 'sending the files ahead failed: the final round sends them whole');
+    } finally {
+      if (copy !== undefined) await rm(copy.dir, { recursive: true, force: true });
+    }
   }
 
   /**

@@ -60,6 +60,11 @@ export class Restorer {
         context: { checkpointId, taskId },
       });
     }
+    if (meta.mode === 'files') {
+      throw new RestoreError('NC_RESTORE_FAILED', 'a files-only pre-round holds no process to restore', {
+        context: { checkpointId, taskId },
+      });
+    }
     this.used.add(checkpointId);
     // CRIU keeps mounts (and the lazy-pages socket) in its work directory until the restore ends: it lives
     // beside the checkpoint and is removed only once nothing uses it.

@@ -19,8 +19,12 @@ export interface TaskFilesConfig {
   readonly overLimit: FilesOverLimit;
 }
 
-/** The directories one dump takes, decided before the freeze; undefined = memory only. */
-export type FilesPlan = ReadonlyMap<string, string> | undefined;
+/** The directories one dump takes, decided before the freeze. */
+export interface FilesPlan {
+  readonly roots: ReadonlyMap<string, string>;
+  /** Regular files' bytes when planned (the task may still be writing). */
+  readonly totalBytes: number;
+}
 
 /** Trees kept per task for change detection; a task not dumped for this many dumps of others is read whole. */
 const REMEMBERED_TASKS = 256;
@@ -39,12 +43,15 @@ export class TaskFiles {
     private readonly log: Logger,
   ) {}
 
-  /** Before the freeze: which directories the dump takes. Throws NC_FILES_TOO_LARGE or NC_FILES_UNSUPPORTED. */
-  async plan(taskId: string, spec: TaskSpec): Promise<FilesPlan> {
+  /**
+   * Before the freeze: which directories the dump takes; undefined = memory only. Throws NC_FILES_TOO_LARGE
+   * or NC_FILES_UNSUPPORTED.
+   */
+  async plan(taskId: string, spec: TaskSpec): Promise<FilesPlan | undefined> {
     const roots = taskRoots(spec);
     const { totalBytes } = await measureFiles(roots);
     const { maxBytes, overLimit } = this.config;
-    if (maxBytes === 0 || totalBytes <= maxBytes) return roots;
+    if (maxBytes === 0 || totalBytes <= maxBytes) return { roots, totalBytes };
     if (overLimit === 'memory-only') {
       this.log.warn({ taskId, totalBytes, maxBytes }, 'task files over filesMaxSize: moving memory only');
       return undefined;

@@ -12,7 +12,9 @@ import {
   verifyCheckpoint,
   writeMeta,
 } from '../../../../sidecar/src/checkpoint/manifest';
+import { Restorer } from '../../../../sidecar/src/checkpoint/restore';
 import { RetainedCheckpoints } from '../../../../sidecar/src/checkpoint/retained';
+import type { TaskRuntime } from '../../../../sidecar/src/runtime/task-runtime';
 import { ManualClock } from '../../../fakes/manual-clock';
 
 const log = pino({ level: 'silent' });
@@ -47,7 +49,7 @@ describe('TaskFiles', () => {
 
   it('takes alloc and local, reads again only what changed, and restores into other directories', async () => {
     const files = new TaskFiles({ maxBytes: 0, overLimit: 'cold-start' }, log);
-    const roots = await files.plan('t', spec);
+    const roots = (await files.plan('t', spec))?.roots;
     if (roots === undefined) throw new Error('no roots planned');
     const first = await files.take('t', roots, join(base, 'c1'), false);
     expect(first).toMatchObject({ totalBytes: 4096 + 3, hashedBytes: 4096 + 3 });
@@ -66,7 +68,7 @@ describe('TaskFiles', () => {
     await writeFile(join(spec.allocDir, 'logs', 'web.stdout.0'), 'old logmon output');
     await writeFile(join(spec.allocDir, 'logs', 'app.log'), 'the task writes this itself');
     const files = new TaskFiles({ maxBytes: 0, overLimit: 'cold-start' }, log);
-    const roots = await files.plan('t', spec);
+    const roots = (await files.plan('t', spec))?.roots;
     if (roots === undefined) throw new Error('no roots planned');
     const ref = await files.take('t', roots, join(base, 'c'), false);
     const target = TaskSpec.fromPartial({ allocDir: join(base, 'b-alloc'), localDir: join(base, 'b-local') });
@@ -82,7 +84,12 @@ describe('TaskFiles', () => {
     await mkdir(join(dir, 'images'), { recursive: true });
     await writeFile(join(dir, 'images', 'pages-1.img'), 'pages');
     const files = new TaskFiles({ maxBytes: 0, overLimit: 'cold-start' }, log);
-    const fileTree = await files.take('t', (await files.plan('t', spec)) ?? new Map(), dir, false);
+    const fileTree = await files.take(
+      't',
+      (await files.plan('t', spec))?.roots ?? new Map<string, string>(),
+      dir,
+      false,
+    );
     const meta: CheckpointMeta = {
       version: 1,
       checkpointId: 'c1',
@@ -104,6 +111,40 @@ describe('TaskFiles', () => {
     await expect(verifyCheckpoint(dir)).rejects.toMatchObject({ code: 'NC_CHECKPOINT_CORRUPT' });
     await rm(treePath(dir));
     await expect(verifyCheckpoint(dir)).rejects.toMatchObject({ code: 'NC_CHECKPOINT_TRUNCATED' });
+  });
+
+  it('never restores a files-only round sent ahead of a freeze: it holds no process', async () => {
+    const dir = join(base, 'ahead');
+    await mkdir(join(dir, 'images'), { recursive: true });
+    const files = new TaskFiles({ maxBytes: 0, overLimit: 'cold-start' }, log);
+    const fileTree = await files.take(
+      't',
+      (await files.plan('t', spec))?.roots ?? new Map<string, string>(),
+      dir,
+      false,
+    );
+    await writeMeta(dir, {
+      version: 1,
+      checkpointId: 'ahead-1',
+      handoverKey: 'files-ahead/t',
+      source: { taskId: 't', allocId: 'a', taskName: 'n', jobId: 'j', namespace: 'default' },
+      spec,
+      sourceNode: 'n1',
+      createdAtMs: 1,
+      mode: 'files',
+      files: [],
+      fileTree,
+    });
+    const runtime = { prepareDirs: jest.fn(), startFromImages: jest.fn() };
+    const restorer = new Restorer({ runtime: runtime as unknown as TaskRuntime, log });
+    await expect(
+      restorer.restore({
+        identity: { taskId: 'x', allocId: 'a', taskName: 'n', jobId: 'j', namespace: 'default' },
+        checkpointDir: dir,
+        spec,
+      }),
+    ).rejects.toMatchObject({ code: 'NC_RESTORE_FAILED' });
+    expect(runtime.startFromImages).not.toHaveBeenCalled();
   });
 });
 
