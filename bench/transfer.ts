@@ -3,7 +3,13 @@
  * repetitive text) between a client and a server over mutual TLS, beside raw TCP measured in the same run
  * between the same endpoints, then pushes again after 5 % of the bytes changed. One JSON line per run.
  *
- *   npm run bench:transfer -- [--size-mib 512] [--no-netns]
+ *   npm run bench:transfer -- [--size-mib 512] [--data random,mixed] [--no-netns]
+ *
+ * `--data random` is incompressible memory (every page random: the 80 % of raw TCP target); `mixed` cycles
+ * zero pages, random pages and repetitive text. Each run also prints where the time went, stage by stage:
+ * busy milliseconds per stage on the sender (read, chunk, hash, compress, send) and on the receiver
+ * (decompress, verify, store-encrypt, store-write), then materialize (read, decrypt, verify, write), with
+ * each process's CPU seconds; concurrent stages can sum to more than the wall clock.
  *
  * Runs on loopback, and between two network namespaces (198.18.0.0/15 addresses, the local cluster's
  * ClusterNetwork) when root. Targets: protocol >= 70 % of raw TCP; incremental <= 10 % of the first push.
@@ -13,12 +19,14 @@ import { randomBytes, randomFillSync } from 'node:crypto';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import pino from 'pino';
 import { ClusterNetwork } from '../common/local-cluster/network';
 import { CheckpointStore } from '../sidecar/src/store/checkpoint-store';
 import { TransferClient } from '../sidecar/src/transfer/client';
 import { TransferServer } from '../sidecar/src/transfer/server';
+import { StageTimes } from '../sidecar/src/transfer/stage-times';
 import { loadTransferTls } from '../sidecar/src/transfer/tls';
 import { makeCerts, mutate, removeAll, tempDir } from '../test/contract/transfer/fixtures';
 
@@ -31,7 +39,7 @@ function arg(name: string): string | undefined {
 }
 
 /** 4 MiB segments cycling zero pages, random pages and repetitive text: roughly a heap-heavy process image. */
-async function makeImage(dir: string, sizeBytes: number): Promise<string[]> {
+async function makeImage(dir: string, sizeBytes: number, data: string): Promise<string[]> {
   await mkdir(dir, { recursive: true });
   const text = Buffer.from(
     Array.from({ length: (4 * MiB) / 64 }, (_, i) =>
@@ -48,7 +56,7 @@ async function makeImage(dir: string, sizeBytes: number): Promise<string[]> {
   for (const file of files) {
     const handle = await open(join(dir, file.name), 'w');
     for (let off = 0, s = 0; off < file.bytes; off += segment.length, s += 1) {
-      const kind = s % 3;
+      const kind = data === 'random' ? 1 : s % 3;
       if (kind === 0) segment.fill(0);
       else if (kind === 1) randomFillSync(segment);
       else text.copy(segment);
@@ -85,6 +93,8 @@ function sinkServer(host: string): Promise<{ port: number; close: () => void }> 
 
 interface PushFigures {
   seconds: number;
+  stages: Record<string, unknown>;
+  cpuSeconds: number;
   plainBytes: number;
   wireBytes: number;
   sentChunks: number;
@@ -106,15 +116,21 @@ async function clientRun(opts: {
     certFile: join(opts.tlsDir, 'a.crt'),
     keyFile: join(opts.tlsDir, 'a.key'),
   });
-  const client = new TransferClient({ tls, logger: pino({ level: 'silent' }) });
+  const stages = new StageTimes();
+  const client = new TransferClient({ tls, logger: pino({ level: 'silent' }), stages });
   const files = (await readFile(join(opts.imageDir, '.files'), 'utf8')).split('\n');
   const peer = `${opts.host}:${opts.transferPort}`;
   const push = async (key: string): Promise<PushFigures> => {
+    stages.snapshot(true);
+    const cpu = process.cpuUsage();
     const started = process.hrtime.bigint();
     const r = await client.push(peer, { directory: opts.imageDir }, { handoverKey: key });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const used = process.cpuUsage(cpu);
     return {
       seconds,
+      stages: stages.snapshot(true),
+      cpuSeconds: +((used.user + used.system) / 1e6).toFixed(2),
       plainBytes: r.plainBytes,
       wireBytes: r.wireBytes,
       sentChunks: r.sentChunks,
@@ -130,7 +146,7 @@ async function clientRun(opts: {
   let changed = 0;
   for (const file of files)
     if (file.endsWith('.img')) changed += await mutate(file, 0.05, 256 * 1024, `bench-${Date.now()}`);
-  const second = await push('bench-1');
+  const second = await push('bench-2');
   const rawTcpMBps = (rawBefore + rawAfter) / 2;
   const protocolMBps = first.plainBytes / 1e6 / first.seconds;
   return {
@@ -141,6 +157,8 @@ async function clientRun(opts: {
     protocolWireMBps: +(first.wireBytes / 1e6 / first.seconds).toFixed(0),
     ratioOfRawTcp: +(protocolMBps / rawTcpMBps).toFixed(3),
     seconds: +first.seconds.toFixed(2),
+    senderCpuSeconds: first.cpuSeconds,
+    senderStages: first.stages,
     wireBytes: first.wireBytes,
     sentChunks: first.sentChunks,
     dedupedChunks: first.skippedChunks,
@@ -171,8 +189,56 @@ async function serverRun(
     keyFile: join(tlsDir, 'b.key'),
   });
   const logger = pino({ level: 'silent' });
-  const store = await CheckpointStore.open({ dir: storeDir, key: randomBytes(32), maxBytes: 8 * 1024 * MiB, logger });
-  const server = new TransferServer({ store, tls, logger });
+  const stages = new StageTimes();
+  const store = await CheckpointStore.open({
+    dir: storeDir,
+    key: randomBytes(32),
+    maxBytes: 8 * 1024 * MiB,
+    logger,
+    stages,
+  });
+  const server = new TransferServer({ store, tls, logger, stages });
+  // The receiver's account of a push runs from its first chunk query to its commit; one JSON line per commit.
+  let cpu: NodeJS.CpuUsage | undefined;
+  const claim = store.claimChunks.bind(store);
+  store.claimChunks = (digests) => {
+    if (cpu === undefined) {
+      stages.snapshot(true);
+      cpu = process.cpuUsage();
+    }
+    return claim(digests);
+  };
+  const commit = store.commit.bind(store);
+  store.commit = async (info, manifest) => {
+    const filed = await commit(info, manifest);
+    const used = process.cpuUsage(cpu);
+    cpu = undefined;
+    const line = { commit: info.handoverKey, cpuSeconds: +((used.user + used.system) / 1e6).toFixed(2) };
+    process.stdout.write(`${JSON.stringify({ ...line, stages: stages.snapshot(true) })}\n`);
+    return filed;
+  };
+  // "materialize KEY": writes that checkpoint out as a restore would, and reports where the time went.
+  const commands = createInterface({ input: process.stdin });
+  commands.on('line', (line) => {
+    const [verb, key] = line.split(' ');
+    if (verb !== 'materialize' || key === undefined) return;
+    void (async () => {
+      const info = await store.find(key, 0);
+      if (info === undefined) throw new Error(`no checkpoint under ${key}`);
+      const target = join(storeDir, `../materialized-${key}`);
+      stages.snapshot(true);
+      const used = process.cpuUsage();
+      const started = process.hrtime.bigint();
+      await store.materialize(info.checkpointId, target);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const cpuUsed = process.cpuUsage(used);
+      await removeAll(target);
+      const figures = { seconds: +seconds.toFixed(2), cpuSeconds: +((cpuUsed.user + cpuUsed.system) / 1e6).toFixed(2) };
+      process.stdout.write(`${JSON.stringify({ materialized: key, ...figures, stages: stages.snapshot(true) })}\n`);
+    })().catch((err: unknown) =>
+      process.stdout.write(`${JSON.stringify({ materialized: key, error: String(err) })}\n`),
+    );
+  });
   const transferPort = await server.start(`${host}:0`);
   const sink = await sinkServer(host);
   return {
@@ -190,14 +256,57 @@ async function serverRun(
 function nsNode(netns: string | undefined, args: string[]): ReturnType<typeof spawn> {
   const node = [process.execPath, '-r', join(REPO, 'scripts/register.js'), __filename, ...args];
   const argv = netns === undefined ? node : ['nsenter', `--net=/run/netns/${netns}`, ...node];
-  return spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+  return spawn(argv[0] as string, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
 }
 
 async function firstLine(child: ReturnType<typeof spawn>): Promise<Record<string, unknown>> {
-  if (child.stdout === null) throw new Error('child has no stdout');
-  const lines = createInterface({ input: child.stdout });
-  for await (const line of lines) return JSON.parse(line) as Record<string, unknown>;
-  throw new Error('child exited without output');
+  return new ChildLines(child).next();
+}
+
+/** A child's stdout as JSON lines, read one at a time. */
+class ChildLines {
+  private readonly queue: Record<string, unknown>[] = [];
+  private waiter: ((line: Record<string, unknown> | undefined) => void) | undefined;
+  private closed = false;
+
+  constructor(child: ReturnType<typeof spawn>) {
+    if (child.stdout === null) throw new Error('child has no stdout');
+    const lines = createInterface({ input: child.stdout });
+    lines.on('line', (line) => {
+      const parsed = JSON.parse(line) as Record<string, unknown>;
+      const waiter = this.waiter;
+      this.waiter = undefined;
+      if (waiter !== undefined) waiter(parsed);
+      else this.queue.push(parsed);
+    });
+    lines.on('close', () => {
+      this.closed = true;
+      this.waiter?.(undefined);
+    });
+  }
+
+  async next(): Promise<Record<string, unknown>> {
+    const queued = this.queue.shift();
+    if (queued !== undefined) return queued;
+    if (this.closed) throw new Error('child exited without output');
+    const line = await new Promise<Record<string, unknown> | undefined>((resolve) => (this.waiter = resolve));
+    if (line === undefined) throw new Error('child exited without output');
+    return line;
+  }
+}
+
+/** After a client run: the receiver's account of each push, then materialize of the first checkpoint. */
+async function receiverFigures(server: ReturnType<typeof spawn>, lines: ChildLines): Promise<Record<string, unknown>> {
+  const first = await lines.next();
+  const second = await lines.next();
+  server.stdin?.write('materialize bench-1\n');
+  const materialize = await lines.next();
+  return {
+    receiverCpuSeconds: first.cpuSeconds,
+    receiverStages: first.stages,
+    incrementalReceiverCpuSeconds: second.cpuSeconds,
+    materialize,
+  };
 }
 
 async function netnsRun(root: string, tlsDir: string, imageDir: string): Promise<Record<string, unknown>> {
@@ -212,18 +321,10 @@ async function netnsRun(root: string, tlsDir: string, imageDir: string): Promise
     const serverHost = network.addressOf(1);
     // The server's certificate must name the address the client dials.
     await makeCerts(tlsDir, [`b=${serverHost}`]);
-    const server = nsNode(nodes[1], [
-      '--role',
-      'server',
-      '--tls',
-      tlsDir,
-      '--store',
-      join(root, 'store-ns'),
-      '--host',
-      serverHost,
-    ]);
+    const server = nsNode(nodes[1], serverArgs(tlsDir, join(root, `store-ns-${tag}`), serverHost));
     try {
-      const ports = await firstLine(server);
+      const lines = new ChildLines(server);
+      const ports = await lines.next();
       const client = nsNode(nodes[0], [
         '--role',
         'client',
@@ -239,7 +340,8 @@ async function netnsRun(root: string, tlsDir: string, imageDir: string): Promise
         String(ports.sinkPort),
       ]);
       const figures = await firstLine(client);
-      return { path: `netns ${network.addressOf(0)} -> ${serverHost} (veth + bridge)`, ...figures };
+      const receiver = await receiverFigures(server, lines);
+      return { path: `netns ${network.addressOf(0)} -> ${serverHost} (veth + bridge)`, ...figures, ...receiver };
     } finally {
       server.kill('SIGTERM');
     }
@@ -247,6 +349,57 @@ async function netnsRun(root: string, tlsDir: string, imageDir: string): Promise
     for (let i = 0; i < nodes.length; i += 1) await network.removeNode(nodes[i] as string, veths[i] as string);
     await network.removeBridge();
   }
+}
+
+function serverArgs(tlsDir: string, storeDir: string, host: string): string[] {
+  return ['--role', 'server', '--tls', tlsDir, '--store', storeDir, '--host', host];
+}
+
+async function loopbackRun(root: string, tlsDir: string, imageDir: string): Promise<Record<string, unknown>> {
+  const server = nsNode(
+    undefined,
+    serverArgs(tlsDir, join(root, `store-lo-${randomBytes(2).toString('hex')}`), '127.0.0.1'),
+  );
+  try {
+    const lines = new ChildLines(server);
+    const ports = await lines.next();
+    const figures = await clientRun({
+      tlsDir,
+      imageDir,
+      host: '127.0.0.1',
+      transferPort: Number(ports.transferPort),
+      sinkPort: Number(ports.sinkPort),
+    });
+    const receiver = await receiverFigures(server, lines);
+    return { path: 'loopback 127.0.0.1, server in a child process', ...figures, ...receiver };
+  } finally {
+    server.kill('SIGTERM');
+  }
+}
+
+type StageAccount = Record<string, { ms: number; bytes: number; calls: number }>;
+
+/** The stage table: one row per stage, busy ms and MB/s through it while busy. */
+function stageTable(run: Record<string, unknown>): string {
+  const rows: string[] = [];
+  const add = (side: string, stages: unknown): void => {
+    for (const [stage, e] of Object.entries((stages ?? {}) as StageAccount)) {
+      const rate = e.bytes > 0 && e.ms > 0 ? (e.bytes / 1e6 / (e.ms / 1e3)).toFixed(0) : '';
+      rows.push(
+        `#   ${side.padEnd(12)} ${stage.padEnd(24)} ${e.ms.toFixed(0).padStart(7)} ms ${rate.padStart(7)} MB/s`,
+      );
+    }
+  };
+  const materialize = (run.materialize ?? {}) as { seconds?: number; cpuSeconds?: number; stages?: unknown };
+  rows.unshift(
+    `# ${String(run.data)} ${String(run.path)}: ${String(run.protocolMBps)} MB/s plain = ${String(run.ratioOfRawTcp)} of raw TCP ` +
+      `${String(run.rawTcpMBps)} MB/s; push ${String(run.seconds)} s wall, sender CPU ${String(run.senderCpuSeconds)} s, ` +
+      `receiver CPU ${String(run.receiverCpuSeconds)} s; materialize ${String(materialize.seconds)} s wall, CPU ${String(materialize.cpuSeconds)} s`,
+  );
+  add('sender', run.senderStages);
+  add('receiver', run.receiverStages);
+  add('materialize', materialize.stages);
+  return `${rows.join('\n')}\n`;
 }
 
 async function main(): Promise<void> {
@@ -270,52 +423,40 @@ async function main(): Promise<void> {
   }
 
   const sizeBytes = Number(arg('size-mib') ?? 512) * MiB;
+  const kinds = (arg('data') ?? 'random,mixed').split(',');
+  const netns = !process.argv.includes('--no-netns');
+  if (netns && process.getuid?.() !== 0) throw new Error('the network-namespace run needs root (or pass --no-netns)');
   const root = await tempDir('bench');
   try {
     const tlsDir = join(root, 'tls');
     await makeCerts(tlsDir, ['a', 'b']);
-    const make = async (name: string): Promise<string> => {
+    const make = async (name: string, data: string): Promise<string> => {
       const dir = join(root, name);
-      const files = await makeImage(dir, sizeBytes);
+      const files = await makeImage(dir, sizeBytes, data);
       await writeFile(join(dir, '.files'), files.join('\n'));
       await writeFile(join(dir, '.bytes'), String(sizeBytes));
       return dir;
     };
     const common = { bench: 'transfer', sizeMiB: sizeBytes / MiB, node: process.version, cpus: 2 };
-    {
-      const imageDir = await make('image-lo');
-      const server = nsNode(undefined, [
-        '--role',
-        'server',
-        '--tls',
-        tlsDir,
-        '--store',
-        join(root, 'store-lo'),
-        '--host',
-        '127.0.0.1',
-      ]);
-      try {
-        const ports = await firstLine(server);
-        const figures = await clientRun({
-          tlsDir,
-          imageDir,
-          host: '127.0.0.1',
-          transferPort: Number(ports.transferPort),
-          sinkPort: Number(ports.sinkPort),
-        });
-        process.stdout.write(
-          `${JSON.stringify({ ...common, path: 'loopback 127.0.0.1, server in a child process', ...figures })}\n`,
-        );
-      } finally {
-        server.kill('SIGTERM');
-        await removeAll(imageDir);
+    for (const data of kinds) {
+      const runs: [string, (tls: string, image: string) => Promise<Record<string, unknown>>][] = [];
+      if (!process.argv.includes('--no-loopback')) runs.push(['lo', (tls, image) => loopbackRun(root, tls, image)]);
+      if (netns) runs.push(['ns', (tls, image) => netnsRun(root, tls, image)]);
+      for (const [name, run] of runs) {
+        const imageDir = await make(`image-${name}-${data}`, data);
+        try {
+          const figures = {
+            ...common,
+            data,
+            loadAvg: loadavg().map((l) => +l.toFixed(2)),
+            ...(await run(tlsDir, imageDir)),
+          };
+          process.stdout.write(`${JSON.stringify(figures)}\n`);
+          process.stdout.write(stageTable(figures));
+        } finally {
+          await removeAll(imageDir);
+        }
       }
-    }
-    if (!process.argv.includes('--no-netns')) {
-      if (process.getuid?.() !== 0) throw new Error('the network-namespace run needs root (or pass --no-netns)');
-      const imageDir = await make('image-ns');
-      const figures = await netnsRun(root, tlsDir, imageDir);
-      process.stdout.write(`${JSON.stringify({ ...common, ...figures })}\n`);
     }
   } finally {
     await removeAll(root);

@@ -14,6 +14,8 @@ import { decompress } from '../transfer/codec';
 import { TransferError } from '../transfer/errors';
 import { ManifestBuilder, distinctChunks, fileChunks, openManifest } from '../transfer/manifest';
 import type { SealedManifest } from '../transfer/manifest';
+import type { StageTimes } from '../transfer/stage-times';
+import { timed, timedAsync } from '../transfer/stage-times';
 import { ChunkCipher } from './chunk-cipher';
 import { StoreError } from './errors';
 
@@ -29,6 +31,8 @@ export interface CheckpointStoreOptions {
   readonly clock?: Clock;
   /** How long a received chunk that no checkpoint uses yet is kept for the push to finish or resume. @default 10 min */
   readonly pendingTtlMs?: number;
+  /** Where the store's time goes, summed (for the bench). @default none */
+  readonly stages?: StageTimes;
 }
 
 /** What the sender (or the local checkpointer) says about a checkpoint; the store adds sizes and digests. */
@@ -88,6 +92,7 @@ export class CheckpointStore {
   private readonly writing = new Map<string, Promise<void>>();
   private readonly closing = new AbortController();
   private pendingBytes = 0;
+  private stages: StageTimes | undefined;
 
   private constructor(
     private readonly dir: string,
@@ -124,6 +129,7 @@ export class CheckpointStore {
       options.clock ?? new SystemClock(),
       options.pendingTtlMs ?? 10 * 60_000,
     );
+    store.stages = options.stages;
     await store.load();
     return store;
   }
@@ -174,7 +180,9 @@ export class CheckpointStore {
     const header = Buffer.alloc(CHUNK_HEADER_BYTES);
     header.writeUInt8(chunk.codec, 0);
     header.writeUInt32BE(chunk.rawSize, 1);
-    const sealed = this.cipher.seal([header, chunk.payload], digest);
+    const sealed = timed(this.stages, 'store-encrypt', chunk.payload.length, () =>
+      this.cipher.seal([header, chunk.payload], digest),
+    );
     this.reserve(sealed.length, hex);
     // Counted before the write, so concurrent writes cannot together pass the bound.
     this.pendingBytes += sealed.length;
@@ -183,7 +191,7 @@ export class CheckpointStore {
     // Written in place, not via a rename: a torn file fails GCM authentication when read, and the
     // in-memory index lists a chunk only once its file is complete.
     try {
-      await writeFile(path, sealed);
+      await timedAsync(this.stages, 'store-write', sealed.length, () => writeFile(path, sealed));
     } catch (cause) {
       this.pendingBytes -= sealed.length;
       await rm(path, { force: true });
@@ -354,7 +362,7 @@ export class CheckpointStore {
               reads.push(read);
             }
             const data = await (reads.shift() as Promise<Buffer>);
-            await handle.write(data);
+            await timedAsync(this.stages, 'materialize-write', data.length, () => handle.write(data));
           }
         } finally {
           await handle.close();
@@ -396,13 +404,18 @@ export class CheckpointStore {
     const stored = await this.readStoredChunk(digestHex);
     let plain: Buffer;
     try {
-      plain = await decompress(stored.codec, stored.payload, stored.rawSize);
+      plain = await timedAsync(this.stages, 'materialize-decompress', stored.payload.length, () =>
+        decompress(stored.codec, stored.payload, stored.rawSize),
+      );
     } catch (cause) {
       throw corruptChunk(digestHex, cause);
     }
     if (plain.length !== stored.rawSize || (expectedSize !== undefined && plain.length !== expectedSize))
       throw corruptChunk(digestHex);
-    if (createHash('sha256').update(plain).digest('hex') !== digestHex) throw corruptChunk(digestHex);
+    const actual = timed(this.stages, 'materialize-verify', plain.length, () =>
+      createHash('sha256').update(plain).digest('hex'),
+    );
+    if (actual !== digestHex) throw corruptChunk(digestHex);
     return plain;
   }
 
@@ -412,11 +425,13 @@ export class CheckpointStore {
       throw new StoreError('NC_STORE_NOT_FOUND', 'no such chunk', { context: { digest: digestHex } });
     let sealed: Buffer;
     try {
-      sealed = await readFile(this.chunkPath(digestHex));
+      sealed = await timedAsync(this.stages, 'materialize-read', 0, () => readFile(this.chunkPath(digestHex)));
     } catch (cause) {
       throw corruptChunk(digestHex, cause);
     }
-    const plain = this.cipher.open(sealed, Buffer.from(digestHex, 'hex'));
+    const plain = timed(this.stages, 'materialize-decrypt', sealed.length, () =>
+      this.cipher.open(sealed, Buffer.from(digestHex, 'hex')),
+    );
     if (plain === undefined || plain.length < CHUNK_HEADER_BYTES) throw corruptChunk(digestHex);
     return { codec: plain.readUInt8(0), rawSize: plain.readUInt32BE(1), payload: plain.subarray(CHUNK_HEADER_BYTES) };
   }
