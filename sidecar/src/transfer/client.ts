@@ -21,6 +21,8 @@ import { ManifestBuilder, fileChunks } from './manifest';
 import type { SealedManifest } from './manifest';
 import { FLOW_CONTROL_WINDOW_OPTION } from './http2-window';
 import { fromServiceError, isServiceError } from './status';
+import type { StageTimes } from './stage-times';
+import { timed, timedAsync } from './stage-times';
 import type { TransferTls } from './tls';
 import { channelCredentials } from './tls';
 import { PROTOCOL_VERSIONS, VERSION_HEADER } from './version';
@@ -38,6 +40,8 @@ export interface TransferClientOptions {
   /** Deadline of each unary call (Hello, HaveChunks, Commit). @default 60 s */
   readonly callTimeoutMs?: number;
   readonly codec?: CodecSelectorOptions;
+  /** Where each push's time goes, summed (for the bench). @default none */
+  readonly stages?: StageTimes;
 }
 
 /** A local checkpoint directory, or a checkpoint already staged in this node's store. */
@@ -82,6 +86,7 @@ export class TransferClient {
   private readonly queryBatchChunks: number;
   private readonly callTimeoutMs: number;
   private readonly codecOptions: CodecSelectorOptions;
+  private readonly stages: StageTimes | undefined;
 
   constructor(options: TransferClientOptions) {
     this.tls = options.tls;
@@ -91,6 +96,7 @@ export class TransferClient {
     this.queryBatchChunks = options.queryBatchChunks ?? 128;
     this.callTimeoutMs = options.callTimeoutMs ?? 60_000;
     this.codecOptions = options.codec ?? {};
+    this.stages = options.stages;
   }
 
   /**
@@ -131,6 +137,7 @@ export class TransferClient {
     queryBatchChunks: number;
     callTimeoutMs: number;
     codec: CodecSelectorOptions;
+    stages: StageTimes | undefined;
   } {
     return {
       versions: this.versions,
@@ -138,6 +145,7 @@ export class TransferClient {
       queryBatchChunks: this.queryBatchChunks,
       callTimeoutMs: this.callTimeoutMs,
       codec: this.codecOptions,
+      stages: this.stages,
     };
   }
 }
@@ -231,8 +239,8 @@ class PushSession {
   }
 
   private async sendDirectory(directory: string, maxChunkBytes: number): Promise<SealedManifest> {
-    const chunker = new ContentDefinedChunker();
-    if (maxChunkBytes > 0 && chunker.params.maxBytes > maxChunkBytes) {
+    const chunker = new ContentDefinedChunker(undefined, this.settings.stages);
+    if (maxChunkBytes > 0 && chunker.maxChunkBytes > maxChunkBytes) {
       throw new TransferError('NC_TRANSFER_PROTOCOL', 'peer accepts only smaller chunks than this node cuts', {
         context: { peer: this.peer, maxChunkBytes },
       });
@@ -288,7 +296,7 @@ class PushSession {
     query.catch(() => undefined);
     const previous = this.sending;
     this.sending = previous.then(async () => {
-      const { have } = await query;
+      const { have } = await timedAsync(this.settings.stages, 'wait-have', 0, () => query);
       if (have.length !== batch.length) {
         throw new TransferError('NC_TRANSFER_PROTOCOL', 'peer answered a chunk query with the wrong count', {
           context: { peer: this.peer },
@@ -305,23 +313,25 @@ class PushSession {
   }
 
   private async send(chunk: PendingChunk): Promise<void> {
-    const option = this.selector.optionFor(chunk.data);
+    const stages = this.settings.stages;
+    const option = timed(stages, 'compress', 0, () => this.selector.optionFor(chunk.data));
     let codec = option.codec;
     let payload = chunk.data;
     if (option !== NONE) {
-      const packed = await compress(option, chunk.data);
+      const packed = await timedAsync(stages, 'compress', chunk.data.length, () => compress(option, chunk.data));
       if (packed.length < chunk.data.length) payload = packed;
       else codec = ChunkCodec.CHUNK_CODEC_NONE;
     }
-    await this.window.acquire(payload.length);
+    await timedAsync(stages, 'wait-window', 0, () => this.window.acquire(payload.length));
     const upload = this.openUpload();
     const hex = chunk.digest.toString('hex');
     this.inFlight.set(hex, payload.length);
     this.counts.sent += 1;
     this.counts.sentPlain += chunk.data.length;
     this.counts.wire += payload.length;
-    if (!upload.write({ digest: chunk.digest, codec, rawSize: chunk.data.length, data: payload }))
-      await this.drained(upload);
+    const frame = { digest: chunk.digest, codec, rawSize: chunk.data.length, data: payload };
+    if (!timed(stages, 'send', payload.length, () => upload.write(frame)))
+      await timedAsync(stages, 'wait-drain', 0, () => this.drained(upload));
     const rate = this.window.takeWireRate(WIRE_SAMPLE_BYTES);
     if (rate !== undefined) this.selector.recordWireRate(rate);
   }

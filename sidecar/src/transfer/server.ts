@@ -16,12 +16,14 @@ import type {
   StateTransferServer,
 } from '../../../proto/gen/chain/v1/transfer';
 import type { CheckpointStore } from '../store/checkpoint-store';
-import { DEFAULT_CHUNKING } from './chunker';
+import { DEFAULT_CHUNKING, PAGE_CHUNK_BYTES } from './chunker';
 import { SUPPORTED_CODECS, decompress } from './codec';
 import { TransferError } from './errors';
 import { DIGEST_BYTES } from './manifest';
 import { FLOW_CONTROL_WINDOW_OPTION, widenServerWindows } from './http2-window';
 import { toStatus } from './status';
+import type { StageTimes } from './stage-times';
+import { timed, timedAsync } from './stage-times';
 import type { TransferTls } from './tls';
 import { peerNodeName, serverCredentials } from './tls';
 import { PROTOCOL_VERSIONS, VERSION_HEADER, negotiateVersion } from './version';
@@ -37,6 +39,8 @@ export interface TransferServerOptions {
   readonly maxInFlightBytes?: number;
   /** Chunks verified and stored at once per upload. @default 4 */
   readonly chunkConcurrency?: number;
+  /** Where the receiver's time goes, summed (for the bench). @default none */
+  readonly stages?: StageTimes;
 }
 
 const MAX_DIGESTS_PER_QUERY = 4096;
@@ -53,7 +57,8 @@ export class TransferServer {
   private readonly versions: VersionRange;
   private readonly maxInFlightBytes: number;
   private readonly chunkConcurrency: number;
-  private readonly maxChunkBytes = DEFAULT_CHUNKING.maxBytes;
+  private readonly maxChunkBytes = Math.max(DEFAULT_CHUNKING.maxBytes, PAGE_CHUNK_BYTES);
+  private readonly stages: StageTimes | undefined;
   private server: Server | undefined;
 
   constructor(options: TransferServerOptions) {
@@ -63,6 +68,7 @@ export class TransferServer {
     this.versions = options.versions ?? PROTOCOL_VERSIONS;
     this.maxInFlightBytes = options.maxInFlightBytes ?? 8 * 1024 * 1024;
     this.chunkConcurrency = options.chunkConcurrency ?? 4;
+    this.stages = options.stages;
   }
 
   /** Binds `address` ("host:port", port 0 = OS-chosen) with mutual TLS and resolves the bound port. */
@@ -226,8 +232,9 @@ export class TransferServer {
       this.store.claimChunks([digest]);
       return ack;
     }
-    const plain = await decompress(codec, data, rawSize);
-    if (plain.length !== rawSize || !createHash('sha256').update(plain).digest().equals(digest)) {
+    const plain = await timedAsync(this.stages, 'decompress', data.length, () => decompress(codec, data, rawSize));
+    const actual = timed(this.stages, 'verify', plain.length, () => createHash('sha256').update(plain).digest());
+    if (plain.length !== rawSize || !actual.equals(digest)) {
       throw new TransferError('NC_TRANSFER_CHUNK_CORRUPT', 'chunk does not match its digest', {
         context: { digest: digest.toString('hex'), rawSize, plainBytes: plain.length },
       });

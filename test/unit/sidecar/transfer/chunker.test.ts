@@ -95,3 +95,53 @@ describe('ContentDefinedChunker', () => {
     expect(() => new ContentDefinedChunker({ minBytes: 100, avgBytes: 3000, maxBytes: 9000 })).toThrow(RangeError);
   });
 });
+
+describe('page images', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await tempDir('pages');
+  });
+  afterEach(async () => removeAll(dir));
+
+  it('cuts pages-*.img into fixed-size chunks and other files by content', async () => {
+    const { isPageImage } = await import('../../../../sidecar/src/transfer/chunker');
+    expect(isPageImage('pages-1.img')).toBe(true);
+    expect(isPageImage('criu/pages-12.img')).toBe(true);
+    expect(isPageImage('pagemap-1.img')).toBe(false);
+    expect(isPageImage('pages-1.img.bak')).toBe(false);
+    const pages = pseudoRandom('pages', 5 * 16384 + 4096);
+    await writeFile(join(dir, 'pages-1.img'), pages);
+    await writeFile(join(dir, 'core-1.img'), pseudoRandom('core', 100_000));
+    const chunker = new ContentDefinedChunker(params, undefined, 16384);
+    expect(chunker.maxChunkBytes).toBe(params.maxBytes);
+    const events = await collect(dir, chunker);
+    const sizesOf = (name: string): number[] => {
+      const at = events.findIndex((e) => e.kind === 'file' && e.path === name);
+      const out: number[] = [];
+      for (const e of events.slice(at + 1)) {
+        if (e.kind !== 'chunk') break;
+        expect(e.digest.equals(sha256(e.data))).toBe(true);
+        out.push(e.data.length);
+      }
+      return out;
+    };
+    expect(sizesOf('pages-1.img')).toEqual([16384, 16384, 16384, 16384, 16384, 4096]);
+    expect(sizesOf('core-1.img').length).toBeGreaterThan(2);
+    expect(new Set(sizesOf('core-1.img').slice(0, -1)).size).toBeGreaterThan(1);
+  });
+
+  it('a changed page costs only the chunk that holds it', async () => {
+    const chunker = new ContentDefinedChunker(params, undefined, 16384);
+    const pages = pseudoRandom('pages', 8 * 16384);
+    await writeFile(join(dir, 'pages-1.img'), pages);
+    const before = (await collect(dir, chunker)).flatMap((e) => (e.kind === 'chunk' ? [e.digest.toString('hex')] : []));
+    pages.fill(7, 3 * 16384 + 100, 3 * 16384 + 4196);
+    await writeFile(join(dir, 'pages-1.img'), pages);
+    const after = (await collect(dir, chunker)).flatMap((e) => (e.kind === 'chunk' ? [e.digest.toString('hex')] : []));
+    expect(after.filter((d) => !before.includes(d))).toHaveLength(1);
+  });
+
+  it('refuses a page chunk size that is not whole pages', () => {
+    expect(() => new ContentDefinedChunker(params, undefined, 5000)).toThrow(RangeError);
+  });
+});
