@@ -94,14 +94,28 @@ export interface CodecMeasurement {
   readonly ratio: number;
 }
 
-/** Times each option on a real sample of the data being sent (synchronously, for a clean measurement). */
+/** Above this ratio on the first codec tried, the sample is taken as incompressible (random memory). */
+export const INCOMPRESSIBLE_RATIO = 0.97;
+
+/** The most bytes of a chunk a probe compresses: enough to judge, cheap next to sending the chunk. */
+export const PROBE_SAMPLE_BYTES = 32 * 1024;
+
+/**
+ * Times each option on a real sample of the data being sent (synchronously, for a clean measurement).
+ * Once one codec finds the sample incompressible, the others are not tried: they are charged its time and
+ * no gain, so random memory costs one small probe, not one per codec.
+ */
 export function measureCodecs(sample: Buffer, options: readonly CodecOption[] = CODEC_OPTIONS): CodecMeasurement[] {
+  let incompressible: number | undefined;
   return options.map((option) => {
     if (option.codec === ChunkCodec.CHUNK_CODEC_NONE) return { option, inputBytesPerSec: Infinity, ratio: 1 };
+    if (incompressible !== undefined) return { option, inputBytesPerSec: incompressible, ratio: 1 };
     const started = process.hrtime.bigint();
     const out = compressSync(option, sample);
     const seconds = Math.max(Number(process.hrtime.bigint() - started) / 1e9, 1e-7);
-    return { option, inputBytesPerSec: sample.length / seconds, ratio: Math.min(out.length / sample.length, 1) };
+    const ratio = Math.min(out.length / sample.length, 1);
+    if (ratio >= INCOMPRESSIBLE_RATIO) incompressible = sample.length / seconds;
+    return { option, inputBytesPerSec: sample.length / seconds, ratio };
   });
 }
 
@@ -164,7 +178,8 @@ export class CodecSelector {
   optionFor(chunk: Buffer): CodecOption {
     this.seenBytes += chunk.length;
     if (this.wireBytesPerSec !== undefined && this.seenBytes > this.warmupBytes && this.seenBytes >= this.nextProbeAt) {
-      this.current = chooseCodec(measureCodecs(chunk, this.options), this.wireBytesPerSec);
+      const sample = chunk.subarray(0, PROBE_SAMPLE_BYTES);
+      this.current = chooseCodec(measureCodecs(sample, this.options), this.wireBytesPerSec);
       this.nextProbeAt = this.seenBytes + this.reprobeBytes;
     }
     const name = this.current.option.name;

@@ -1,6 +1,7 @@
 import { ChunkCodec } from '../../../../proto/gen/chain/v1/transfer';
 import {
   CODEC_OPTIONS,
+  INCOMPRESSIBLE_RATIO,
   NONE,
   chooseCodec,
   compress,
@@ -51,5 +52,22 @@ describe('codec', () => {
       chooseCodec([measured[0] as (typeof measured)[0], { ...(measured[1] as (typeof measured)[1]), ratio: 1 }], 1e6)
         .option,
     ).toBe(NONE);
+  });
+});
+
+describe('codec probes on incompressible data', () => {
+  it('tries one codec on random bytes and charges the rest no gain', () => {
+    const measured = measureCodecs(pseudoRandom('probe', 32 * 1024));
+    const tried = measured.filter((m) => m.option !== NONE);
+    expect(tried.every((m) => m.ratio >= INCOMPRESSIBLE_RATIO)).toBe(true);
+    // Every codec after the first carries the first one's speed: none of them ran.
+    const speeds = new Set(tried.map((m) => m.inputBytesPerSec));
+    expect(speeds.size).toBe(1);
+    expect(chooseCodec(measured, 1e6).option).toBe(NONE);
+  });
+
+  it('still measures every codec on compressible data', () => {
+    const tried = measureCodecs(text).filter((m) => m.option !== NONE);
+    expect(tried.every((m) => m.ratio < 0.2)).toBe(true);
   });
 });
