@@ -80,6 +80,33 @@ describe('CheckpointStore', () => {
     expect((await readdir(root)).filter((n) => n.startsWith('out'))).toEqual([]);
   });
 
+  it('refuses chunk files swapped for each other: each is sealed for its own digest', async () => {
+    const src = await makeCheckpointDir(root, 256 * 1024);
+    const store = await open();
+    const info = await store.stageFromDirectory(src, { handoverKey: 'k' });
+    const chunkFiles = (await filesUnder(join(root, 'store', 'chunks'))).sort();
+    const [a, b] = [chunkFiles[0] as string, chunkFiles[1] as string];
+    const [bytesA, bytesB] = [await readFile(a), await readFile(b)];
+    await writeFile(a, bytesB);
+    await writeFile(b, bytesA);
+    await expect(store.materialize(info.checkpointId, join(root, 'out'))).rejects.toMatchObject({
+      code: 'NC_STORE_CHUNK_CORRUPT',
+    });
+    await expect(stat(join(root, 'out'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('refuses a truncated chunk file', async () => {
+    const src = await makeCheckpointDir(root, 256 * 1024);
+    const store = await open();
+    const info = await store.stageFromDirectory(src, { handoverKey: 'k' });
+    const [victim] = await filesUnder(join(root, 'store', 'chunks'));
+    const bytes = await readFile(victim as string);
+    await writeFile(victim as string, bytes.subarray(0, bytes.length - 1));
+    await expect(store.materialize(info.checkpointId, join(root, 'out'))).rejects.toMatchObject({
+      code: 'NC_STORE_CHUNK_CORRUPT',
+    });
+  });
+
   it('refuses a tampered checkpoint record', async () => {
     const src = await makeCheckpointDir(root, 128 * 1024);
     const store = await open();
