@@ -1,4 +1,4 @@
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import { criuTlsOptions, type CriuTls } from '../checkpoint/criu';
@@ -57,6 +57,9 @@ export async function buildHostRootfs(dir: string): Promise<void> {
   for (const sub of ['proc', 'dev', 'sys', 'tmp', 'run', 'usr', 'etc', 'alloc', 'local', 'secrets', 'var', 'root']) {
     await mkdir(join(dir, sub), { recursive: true });
   }
+  // runc gives a tmpfs the mode of the directory it is mounted on, whatever its mode= option says: a /tmp of
+  // 0755 refused every user but root (a database server running as its own user could not write its temp files).
+  await chmod(join(dir, 'tmp'), 0o1777);
   for (const link of ['bin', 'lib', 'lib64', 'sbin']) {
     await symlink(`usr/${link}`, join(dir, link)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'EEXIST') throw err;

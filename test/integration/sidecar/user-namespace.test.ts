@@ -130,6 +130,31 @@ describe('tasks in their own user namespace (real runc + CRIU)', () => {
     }
   });
 
+  // A server running as its own user keeps temp files in /tmp (MariaDB: "Can't create/write to file '/tmp/ib…'").
+  it('gives a task running as another user a /tmp it can write', async () => {
+    const alloc = await a.allocDir('tmpuser');
+    await a.runtime.start(
+      identity('tmpuser'),
+      TaskSpec.fromPartial({ argv: ['/bin/sleep', '600'], allocDir: alloc, user: 'nobody' }),
+    );
+    // exec enters the task's namespaces as their root: drop to the task's user as its own processes are.
+    const wrote = await a.runtime.exec(
+      'tmpuser',
+      [
+        '/usr/bin/setpriv',
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        '/bin/sh',
+        '-c',
+        'echo x > /tmp/f && id -u && stat -c %a /tmp',
+      ],
+      20_000,
+    );
+    expect([wrote.exitCode, String(wrote.stdout).trim().split('\n')]).toEqual([0, ['65534', '1777']]);
+    await a.runtime.stop('tmpuser', 'SIGKILL', 5000);
+  });
+
   it('refuses an unknown user with a coded error naming it', async () => {
     await expect(
       a.runtime.start(identity('ghost'), TaskSpec.fromPartial({ argv: ['/bin/true'], user: 'no-such-user' })),
