@@ -2,7 +2,8 @@ import { Metadata } from '@grpc/grpc-js';
 import type { CallOptions, ClientDuplexStream, ClientUnaryCall, ServiceError } from '@grpc/grpc-js';
 import type { Logger } from '../../../common/logging';
 import type { CheckpointInfo } from '../../../proto/gen/chain/v1/sidecar';
-import { ChunkCodec, StateTransferClient } from '../../../proto/gen/chain/v1/transfer';
+import { ChunkCodec } from '../../../proto/gen/chain/v1/transfer';
+import type { StateTransferClient } from '../../../proto/gen/chain/v1/transfer';
 import type {
   ChunkAck,
   ChunkFrame,
@@ -17,6 +18,7 @@ import { CodecSelector, NONE, compress } from './codec';
 import type { CodecSelectorOptions } from './codec';
 import { TransferError } from './errors';
 import { FlowWindow } from './flow-window';
+import { FastStateTransferClient } from './frame-encoding';
 import { ManifestBuilder, fileChunks } from './manifest';
 import type { SealedManifest } from './manifest';
 import { FLOW_CONTROL_WINDOW_OPTION } from './http2-window';
@@ -105,7 +107,7 @@ export class TransferClient {
    * resumes: chunks that arrived before are not sent twice. The source is only read.
    */
   async push(peerAddress: string, source: PushSource, meta: CheckpointMeta): Promise<PushResult> {
-    const client = new StateTransferClient(peerAddress, channelCredentials(this.tls), {
+    const client = new FastStateTransferClient(peerAddress, channelCredentials(this.tls), {
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
       'grpc.keepalive_time_ms': 10_000,
