@@ -3,7 +3,8 @@
  * repetitive text) between a client and a server over mutual TLS, beside raw TCP measured in the same run
  * between the same endpoints, then pushes again after 5 % of the bytes changed. One JSON line per run.
  *
- *   npm run bench:transfer -- [--size-mib 512] [--data random,mixed] [--no-netns]
+ *   npm run bench:transfer -- [--size-mib 512] [--data random,mixed] [--no-netns] [--no-loopback]
+ *     [--cpu-prof-dir DIR]   (each side's V8 CPU profile)
  *
  * `--data random` is incompressible memory (every page random: the 80 % of raw TCP target); `mixed` cycles
  * zero pages, random pages and repetitive text. Each run also prints where the time went, stage by stage:
@@ -254,7 +255,9 @@ async function serverRun(
 
 /** This script in another process (inside `netns` when given): each side of a push is its own sidecar. */
 function nsNode(netns: string | undefined, args: string[]): ReturnType<typeof spawn> {
-  const node = [process.execPath, '-r', join(REPO, 'scripts/register.js'), __filename, ...args];
+  const profile = arg('cpu-prof-dir');
+  const prof = profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`];
+  const node = [process.execPath, ...prof, '-r', join(REPO, 'scripts/register.js'), __filename, ...args];
   const argv = netns === undefined ? node : ['nsenter', `--net=/run/netns/${netns}`, ...node];
   return spawn(argv[0] as string, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
 }
