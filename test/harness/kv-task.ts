@@ -8,6 +8,20 @@ export async function kvCounter(address: string): Promise<number> {
   return ((await res.json()) as { counter: number }).counter;
 }
 
+/** Writes one key on one instance (appended to its journal under /alloc/data). */
+export async function kvPut(address: string, key: string, value: string): Promise<void> {
+  const res = await fetch(`http://${address}:${EXAMPLE_SERVICE.port}/kv/${key}`, { method: 'PUT', body: value });
+  if (!res.ok) throw new Error(`PUT ${key}: ${res.status}`);
+}
+
+/** Keys in memory, and the journal on disk: lines, and whether the open journal is the file at its path. */
+export async function kvState(address: string): Promise<{ keys: number; lines: number; sameFile: boolean }> {
+  const base = `http://${address}:${EXAMPLE_SERVICE.port}`;
+  const keys = Object.keys((await (await fetch(`${base}/keys`)).json()) as object).length;
+  const journal = (await (await fetch(`${base}/journal`)).json()) as { lines: number; sameFile: boolean };
+  return { keys, ...journal };
+}
+
 /** A task directory for the example service on a node: alloc/local/secrets, with the program in local/. */
 export function prepareKvTaskDir(dataDir: string, taskId: string): string {
   const dir = join(dataDir, 'allocs', taskId);

@@ -65,11 +65,18 @@ export class Dumper {
     const dir = join(this.config.checkpointsDir, checkpointId);
     const workPath = `${dir}.work`;
     const started = this.deps.clock.now();
+    let paused = false;
     try {
       // Before the freeze: a task whose files cannot move is refused while it still runs.
       const plan = await this.deps.files.plan(taskId, task.record.spec);
       await mkdir(imagesDir(dir), { recursive: true });
       await mkdir(workPath, { recursive: true });
+      // A task left running would write its files while they are copied after the dump: it stays frozen (the
+      // checkpoint keeps a paused container paused) until they are, so memory and files are of one instant.
+      if (request.leaveRunning && plan !== undefined) {
+        await this.deps.runc.pause(task.containerId);
+        paused = true;
+      }
       const args = this.deps.runc.checkpointArgs(
         task.containerId,
         { imagePath: imagesDir(dir), workPath, leaveRunning: request.leaveRunning },
@@ -85,9 +92,13 @@ export class Dumper {
         );
       }
       await removeCriuNetworkLock(task.networkNamespace);
-      // The processes are gone (or, left running, the files are copied): the files join the checkpoint.
+      // Nothing runs now (the processes are gone, or still frozen): the files join the checkpoint as they are.
       const fileTree =
         plan === undefined ? undefined : await this.deps.files.take(taskId, plan.roots, dir, !request.leaveRunning);
+      if (paused) {
+        await this.deps.runc.resume(task.containerId);
+        paused = false;
+      }
       const dumpMs = this.deps.clock.now() - started;
       const meta: CheckpointMeta = {
         version: CHECKPOINT_FORMAT_VERSION,
@@ -110,6 +121,7 @@ export class Dumper {
       );
       return { meta, dir, dumpMs };
     } catch (err) {
+      if (paused) await this.deps.runc.resume(task.containerId).catch(() => undefined);
       await this.deps.runtime.endCheckpoint(taskId, false);
       await rm(dir, { recursive: true, force: true });
       await rm(workPath, { recursive: true, force: true });

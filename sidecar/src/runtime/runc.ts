@@ -52,6 +52,8 @@ export interface Runc {
   /** Arguments of a foreground `runc restore`. */
   restoreArgs(id: string, args: RestoreArgs, logFile: string, pidFile: string): string[];
   checkpointArgs(id: string, args: CheckpointArgs, logFile: string): string[];
+  /** Freezes every process of the container (its freezer cgroup); a leave-running checkpoint keeps it so. */
+  pause(id: string): Promise<void>;
   resume(id: string): Promise<void>;
   /**
    * Makes every CRIU that runc starts for this container run inside `netnsPath` ('' or the sidecar's own
@@ -126,6 +128,10 @@ export class RuncCli implements Runc {
 
   async delete(id: string, force: boolean): Promise<void> {
     await this.run(['delete', ...(force ? ['--force'] : []), id], { id, op: 'delete' });
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.run(['pause', id], { id, op: 'pause' });
   }
 
   async resume(id: string): Promise<void> {

@@ -5,7 +5,7 @@ import { backgroundKey } from '../../../sidecar/src/background/background-checkp
 import { EXAMPLE_SERVICE } from '../../../sidecar/src/controller/local-mode';
 import { taskSpecFor } from '../../../sidecar/src/controller/service-definition';
 import { eventually } from '../../harness/eventually';
-import { kvCounter, prepareKvTaskDir } from '../../harness/kv-task';
+import { kvCounter, kvPut, kvState, prepareKvTaskDir } from '../../harness/kv-task';
 
 describe('incremental background checkpoints to a buddy (issue #4)', () => {
   let cluster: LocalCluster;
@@ -41,6 +41,16 @@ describe('incremental background checkpoints to a buddy (issue #4)', () => {
     expect(await kvCounter(a.address)).toBe(2);
     expect(await kvCounter(a.address)).toBe(3);
 
+    // Writes go on through the background checkpoints, so the journal the task holds open keeps growing.
+    let writing = true;
+    let written = 0;
+    const writer = (async () => {
+      while (writing) {
+        await kvPut(a.address, `k${written}`, 'v');
+        written += 1;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
     const first = await eventually(async () => {
       const found = await bApi.findCheckpoint({ handoverKey: backgroundKey(taskId), waitMs: 0 });
       if (!found.found || found.checkpoint === undefined) throw new Error('no background checkpoint on the buddy yet');
@@ -49,6 +59,13 @@ describe('incremental background checkpoints to a buddy (issue #4)', () => {
     expect(first.sourceNode).toBe(a.name);
     // The task kept running through its background checkpoints.
     expect((await aApi.inspectTask(taskId)).state).toBe(TaskState.TASK_STATE_RUNNING);
+    await eventually(async () => {
+      const found = await bApi.findCheckpoint({ handoverKey: backgroundKey(taskId), waitMs: 0 });
+      if (found.checkpoint?.checkpointId === first.checkpointId) throw new Error('no second checkpoint yet');
+    }, 60_000);
+    writing = false;
+    await writer;
+    expect(written).toBeGreaterThan(0);
     const beforeLoss = await kvCounter(a.address);
 
     await cluster.killNode(a.name);
@@ -66,5 +83,10 @@ describe('incremental background checkpoints to a buddy (issue #4)', () => {
     // A cold start would answer 1. The restored copy continues from its last checkpoint: at most one interval lost.
     expect(resumed).toBeGreaterThanOrEqual(4);
     expect(resumed).toBeLessThanOrEqual(beforeLoss + 1);
+    // Issue #10: memory and files of one instant, though the task ran on: every key it holds is in its journal.
+    const state = await kvState(b.address);
+    expect(state.sameFile).toBe(true);
+    expect(state.lines).toBe(state.keys);
+    expect(state.keys).toBeGreaterThan(0);
   });
 });
