@@ -23,6 +23,7 @@ import { RuncCli } from '../../../sidecar/src/runtime/runc';
 import { TaskRuntime } from '../../../sidecar/src/runtime/task-runtime';
 import { DEFAULT_ID_MAPPING } from '../../../sidecar/src/runtime/user-namespace';
 import type { TestNode } from './test-network';
+import { TestNetwork } from './test-network';
 
 export const RUNC_BIN = process.env.RUNC_BIN ?? '/usr/sbin/runc';
 export const CRIU_BIN = process.env.CRIU_BIN ?? '/usr/local/sbin/criu';
@@ -196,6 +197,44 @@ export async function teardownNode(node: HarnessNode | undefined): Promise<void>
   deleteAllContainers(join(node.root, 'runc'));
   await removeCgroupParent(node.cgroupParent);
   await rm(node.root, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/** Nodes A and B of one describe block: built before its first test, torn down after its last. */
+export interface TwoNodes {
+  readonly net: TestNetwork;
+  readonly a: HarnessNode;
+  readonly b: HarnessNode;
+}
+
+/** Registers a describe block's two nodes on a test network of their own; names are `<prefix>a`, `<prefix>b`. */
+export function useTwoNodes(prefix: string): TwoNodes {
+  const peers = new Map<string, DirectoryStagedCheckpoints>();
+  let nodes: TwoNodes | undefined;
+  beforeAll(async () => {
+    const net = TestNetwork.create(2);
+    const a = await makeNode(`${prefix}a`, net.node(0), peers);
+    nodes = { net, a, b: await makeNode(`${prefix}b`, net.node(1), peers) };
+  });
+  afterAll(async () => {
+    await teardownNode(nodes?.a);
+    await teardownNode(nodes?.b);
+    nodes?.net.destroy();
+  });
+  const get = (): TwoNodes => {
+    if (nodes === undefined) throw new Error('the two nodes exist only inside the tests of their describe block');
+    return nodes;
+  };
+  return {
+    get net() {
+      return get().net;
+    },
+    get a() {
+      return get().a;
+    },
+    get b() {
+      return get().b;
+    },
+  };
 }
 
 /** Runs a command inside a node's network namespace (a client on that node). */

@@ -1,10 +1,8 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MigrationMode, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
-import type { DirectoryStagedCheckpoints } from '../../../sidecar/src/checkpoint/staging';
 import type { HarnessNode } from './node-harness';
-import { eventually, identity, inNetns, makeNode, teardownNode } from './node-harness';
-import { TestNetwork } from './test-network';
+import { eventually, identity, inNetns, useTwoNodes } from './node-harness';
 
 const NODE_SERVER = `
 const http = require('http');
@@ -37,21 +35,11 @@ const SHELL_LOOP = 'i=0; while true; do i=$((i+1)); echo $i > /alloc/counter; sl
 jest.setTimeout(300_000);
 
 describe('real programs move between nodes unchanged (real runc + CRIU)', () => {
-  let net: TestNetwork;
+  const nodes = useTwoNodes('rp');
   let a: HarnessNode;
   let b: HarnessNode;
-  const peers = new Map<string, DirectoryStagedCheckpoints>();
-
-  beforeAll(async () => {
-    net = TestNetwork.create(2);
-    a = await makeNode('rpa', net.node(0), peers);
-    b = await makeNode('rpb', net.node(1), peers);
-  });
-
-  afterAll(async () => {
-    await teardownNode(a);
-    await teardownNode(b);
-    net?.destroy();
+  beforeAll(() => {
+    ({ a, b } = nodes);
   });
 
   /** Migrates a task from A to B through the shipper and restores it there with B's own /alloc. */

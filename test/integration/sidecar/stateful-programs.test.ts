@@ -9,13 +9,11 @@ import { shutdownServer } from '../../../common/grpc/server';
 import type { SidecarClient } from '../../../proto/gen/chain/v1/sidecar';
 import { MigrationMode, TaskSpec, TaskState } from '../../../proto/gen/chain/v1/sidecar';
 import type { MigrateResult } from '../../../sidecar/src/checkpoint/migrate-to-peer';
-import type { DirectoryStagedCheckpoints } from '../../../sidecar/src/checkpoint/staging';
 import { LocalApi } from '../../../sidecar/src/local-api/local-api';
 import { serveLocalApi } from '../../../sidecar/src/local-api/server';
 import { call, codeOf, localClient } from './grpc-client';
 import type { HarnessNode } from './node-harness';
-import { eventually, identity, inNetns, log, makeNode, teardownNode } from './node-harness';
-import { TestNetwork } from './test-network';
+import { eventually, identity, inNetns, log, useTwoNodes } from './node-harness';
 
 // Issue #10: a task's writable directories (/alloc, /local) travel with its memory, consistent at the
 // freeze. Each case runs a real program from Debian (or Python's sqlite3) that keeps state both in memory
@@ -219,21 +217,11 @@ async function taskProcesses(node: HarnessNode, taskId: string): Promise<TaskPro
 }
 
 describe('stateful programs move with their files (real runc + CRIU)', () => {
-  let net: TestNetwork;
+  const nodes = useTwoNodes('sp');
   let a: HarnessNode;
   let b: HarnessNode;
-  const peers = new Map<string, DirectoryStagedCheckpoints>();
-
-  beforeAll(async () => {
-    net = TestNetwork.create(2);
-    a = await makeNode('spa', net.node(0), peers);
-    b = await makeNode('spb', net.node(1), peers);
-  });
-
-  afterAll(async () => {
-    await teardownNode(a);
-    await teardownNode(b);
-    net?.destroy();
+  beforeAll(() => {
+    ({ a, b } = nodes);
   });
 
   /** A fresh empty directory on a node, for a task's /alloc or /local. */

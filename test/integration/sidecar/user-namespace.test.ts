@@ -2,10 +2,8 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
-import type { DirectoryStagedCheckpoints } from '../../../sidecar/src/checkpoint/staging';
 import type { HarnessNode } from './node-harness';
-import { eventually, identity, inNetns, makeNode, teardownNode } from './node-harness';
-import { TestNetwork } from './test-network';
+import { eventually, identity, inNetns, useTwoNodes } from './node-harness';
 
 // Issue #10: tasks run as their user in their own user namespace, and dump and restore there.
 
@@ -39,21 +37,11 @@ const ASK = (address: string) => [
 jest.setTimeout(300_000);
 
 describe('tasks in their own user namespace (real runc + CRIU)', () => {
-  let net: TestNetwork;
+  const nodes = useTwoNodes('us');
   let a: HarnessNode;
   let b: HarnessNode;
-  const peers = new Map<string, DirectoryStagedCheckpoints>();
-
-  beforeAll(async () => {
-    net = TestNetwork.create(2);
-    a = await makeNode('usa', net.node(0), peers);
-    b = await makeNode('usb', net.node(1), peers);
-  });
-
-  afterAll(async () => {
-    await teardownNode(a);
-    await teardownNode(b);
-    net?.destroy();
+  beforeAll(() => {
+    ({ a, b } = nodes);
   });
 
   async function ask(from: HarnessNode, to: HarnessNode): Promise<{ count: number; uid: number }> {
