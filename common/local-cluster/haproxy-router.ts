@@ -5,7 +5,10 @@ import { SLOTS_PER_SERVICE, type Haproxy } from './haproxy';
 /**
  * Local mode's router: each instance owns one server slot of its service's backend. Leaving rotation is
  * HAProxy's `maint`, which also closes its idle keep-alive connections to the instance — an open TCP
- * connection would otherwise fail the CRIU dump.
+ * connection would otherwise fail the CRIU dump — and lets requests in flight finish on it before it freezes.
+ * Leaving also holds the service: while no server is usable, a new request waits at HAProxy (at most
+ * `HOLD_MS`) instead of getting a 503, and goes on as soon as an instance joins (the restored one after a
+ * hand-over, the source after a rollback). Joining ends the hold.
  */
 export class HaproxyRouter implements Router {
   private readonly slots = new Map<string, number>();
@@ -45,14 +48,22 @@ export class HaproxyRouter implements Router {
 
   async joinRotation(instance: Instance): Promise<void> {
     await this.haproxy.setServer(instance.service, await this.slotFor(instance), instance.address, instance.port);
+    await this.haproxy.release(instance.service);
   }
 
   async leaveRotation(instance: Instance): Promise<void> {
     const slot = this.slots.get(this.key(instance)) ?? (await this.findSlot(instance));
     if (slot === undefined) return;
+    // Hold first: no request may see the service without a usable server and without the hold.
+    await this.haproxy.hold(instance.service);
     await this.haproxy.drainServer(instance.service, slot);
     this.slots.delete(this.key(instance));
-    await new Promise((r) => setTimeout(r, this.connectionsDrainedMs));
+    // Requests in flight finish on the instance and idle connections close (gone 50 ms after maint, measured),
+    // so nothing is lost when it freezes; bounded, as a request may take longer than a move can wait.
+    const deadline = Date.now() + this.connectionsDrainedMs;
+    while ((await this.haproxy.connections(instance.service, slot)) > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 
   /** After a controller restart the map is empty: find the instance's slot by its address. */

@@ -8,6 +8,38 @@ import { LocalClusterError } from './errors';
 /** How many server slots each service's backend has: instances are placed into free slots at run time. */
 export const SLOTS_PER_SERVICE = 8;
 
+/**
+ * How long a request waits at the router for an instance while its service is held (its last instance left
+ * rotation to be handed over): a frozen instance looks to a client like a slow server, bounded by the same
+ * `timeout server`. Past it, HAProxy answers 503 as it would without the hold.
+ */
+export const HOLD_MS = 30_000;
+
+/** How often a held request looks again for a usable server: the most a hold adds to the freeze. */
+const HOLD_POLL_MS = 10;
+
+/**
+ * A request action: waits while `backend` has no usable server, at most `limit_ms`. HAProxy 2.6 has no
+ * native wait for a server: with none usable (maint, drain, weight 0) it answers 503 at once, and its
+ * queue (`maxconn`, `timeout queue`) only holds requests for a server that is up and full.
+ */
+const HOLD_LUA = `core.register_action("hold_for_server", { "http-req" }, function(txn, backend, limit_ms)
+  local function now_ms()
+    local t = core.now()
+    return t.sec * 1000 + t.usec / 1000
+  end
+  local deadline = now_ms() + tonumber(limit_ms)
+  while txn.f:nbsrv(backend) == 0 and now_ms() < deadline do
+    core.msleep(${HOLD_POLL_MS})
+  end
+end, 2)
+`;
+
+/** The runtime map naming the backends whose requests wait for an instance instead of a 503. */
+export function holdMapPath(runDir: string): string {
+  return join(runDir, 'hold.map');
+}
+
 export interface HaproxyServiceSpec {
   readonly name: string;
   readonly port: number;
@@ -30,6 +62,7 @@ export function haproxyConfig(runDir: string, services: readonly HaproxyServiceS
     'global',
     `  stats socket ${join(runDir, 'haproxy.sock')} mode 600 level admin`,
     '  log stderr format short local0 info',
+    `  lua-load ${join(runDir, 'hold.lua')}`,
     '',
     'defaults',
     '  mode http',
@@ -47,6 +80,8 @@ export function haproxyConfig(runDir: string, services: readonly HaproxyServiceS
     lines.push(
       `frontend fe_${service.name}`,
       `  bind 127.0.0.1:${service.port}`,
+      // Held (a hand-over in progress) and no usable server: wait for the restored instance.
+      `  http-request lua.hold_for_server be_${service.name} ${HOLD_MS} if { str(be_${service.name}),map(${holdMapPath(runDir)}) -m found } { nbsrv(be_${service.name}) eq 0 }`,
       `  default_backend be_${service.name}`,
       '',
     );
@@ -101,6 +136,8 @@ export class Haproxy {
     logFile: string,
   ): Promise<{ haproxy: Haproxy; pid: number }> {
     const configPath = join(runDir, 'haproxy.cfg');
+    writeFileSync(join(runDir, 'hold.lua'), HOLD_LUA);
+    writeFileSync(holdMapPath(runDir), '');
     writeFileSync(configPath, haproxyConfig(runDir, services));
     const log = openSync(logFile, 'a');
     const child = spawn(resolveBinary('haproxy'), ['-db', '-f', configPath], {
@@ -150,10 +187,14 @@ export class Haproxy {
     return runtimeCommand(this.socketPath, command);
   }
 
-  private async checked(command: string): Promise<void> {
+  private async checked(command: string, alsoFine?: RegExp): Promise<void> {
     const answer = (await this.command(command)).trim();
     // The runtime API answers an empty line on success, or a sentence on failure.
-    if (answer !== '' && !/^(done|Server .* state changed|IP changed|no need to change)/i.test(answer)) {
+    if (
+      answer !== '' &&
+      !/^(done|Server .* state changed|IP changed|no need to change)/i.test(answer) &&
+      alsoFine?.test(answer) !== true
+    ) {
       throw new LocalClusterError('NC_HAPROXY_RUNTIME', `haproxy refused "${command}": ${answer}`, {
         context: { command },
       });
@@ -169,6 +210,31 @@ export class Haproxy {
   /** Takes a slot out of rotation: HAProxy closes its idle connections to it (needed before a CRIU dump). */
   async drainServer(service: string, slot: number): Promise<void> {
     await this.checked(`set server be_${service}/s${slot} state maint`);
+  }
+
+  /**
+   * From now until `release`, a request finding no usable server of the service waits for one (at most
+   * `HOLD_MS`) instead of a 503 at once.
+   */
+  async hold(service: string): Promise<void> {
+    await this.checked(`del map ${holdMapPath(this.runDir)} be_${service}`, /^Key not found/i);
+    await this.checked(`add map ${holdMapPath(this.runDir)} be_${service} 1`);
+  }
+
+  /** Ends a hold: held requests already go on as soon as a server is usable; new ones no longer wait. */
+  async release(service: string): Promise<void> {
+    await this.checked(`del map ${holdMapPath(this.runDir)} be_${service}`, /^Key not found/i);
+  }
+
+  /** Connections HAProxy holds to a slot, in use or idle (`show servers conn`); 0 once maint closed them. */
+  async connections(service: string, slot: number): Promise<number> {
+    const answer = await this.command(`show servers conn be_${service}`);
+    for (const line of answer.split('\n')) {
+      // be/srv ids addr port - purge_delay used_cur used_max need_est unsafe_nb safe_nb idle_lim idle_cur ...
+      const f = line.trim().split(/\s+/);
+      if (f[0] === `be_${service}/s${slot}`) return Number(f[6] ?? 0) + Number(f[12] ?? 0);
+    }
+    return 0;
   }
 
   async servers(service: string): Promise<HaproxyServer[]> {

@@ -28,6 +28,7 @@ export interface Outcome {
   readonly stateIntact: boolean;
   readonly downtimeMs: number;
   readonly failedRequests: number;
+  readonly worstLatencyMs: number;
   readonly routerFollowed: boolean;
   readonly requests: number;
   readonly from: string;
@@ -94,6 +95,7 @@ async function measure(
     stateIntact: moved && load.counterContinuous && (await keysIntact(base)),
     downtimeMs: load.downtimeMs,
     failedRequests: load.failedRequests,
+    worstLatencyMs: load.worstLatencyMs,
     routerFollowed: (await servedFrom(base)).includes(target),
     requests: load.requests,
     from,
@@ -160,10 +162,10 @@ async function main(argv: readonly string[]): Promise<number> {
     await local.stop(true);
   }
   const row = (name: string, o: Outcome): string =>
-    `${name.padEnd(22)} ${String(o.stateIntact).padEnd(12)} ${String(o.downtimeMs).padStart(10)} ${String(o.failedRequests).padStart(8)}/${String(o.requests).padEnd(6)} ${String(o.routerFollowed).padEnd(8)} ${o.from} -> ${o.to}`;
+    `${name.padEnd(22)} ${String(o.stateIntact).padEnd(12)} ${String(o.downtimeMs).padStart(10)} ${String(o.failedRequests).padStart(8)}/${String(o.requests).padEnd(6)} ${String(o.worstLatencyMs).padStart(15)} ${String(o.routerFollowed).padEnd(8)} ${o.from} -> ${o.to}`;
   say('');
   say(
-    `${'run'.padEnd(22)} ${'stateIntact'.padEnd(12)} ${'downtimeMs'.padStart(10)} ${'failed/requests'.padEnd(15)} ${'router'.padEnd(8)} move`,
+    `${'run'.padEnd(22)} ${'stateIntact'.padEnd(12)} ${'downtimeMs'.padStart(10)} ${'failed/requests'.padEnd(15)} ${'worstLatencyMs'.padStart(15)} ${'router'.padEnd(8)} move`,
   );
   say(row('chained (nomad-chain)', chained));
   say(row('baseline (cold start)', baseline));

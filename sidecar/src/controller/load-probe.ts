@@ -3,6 +3,8 @@ import { request } from 'node:http';
 export interface ProbeSample {
   readonly atUnixMs: number;
   readonly ok: boolean;
+  /** From sending the request to its answer (or failure): what one client waited. */
+  readonly latencyMs: number;
   readonly counter?: number;
 }
 
@@ -11,6 +13,8 @@ export interface ProbeSummary {
   readonly failedRequests: number;
   /** The largest wall-clock gap between two successful answers: what a client saw as downtime. */
   readonly downtimeMs: number;
+  /** The longest a single request waited for its answer (or its failure). */
+  readonly worstLatencyMs: number;
   /** Whether the counter went up by exactly one per successful answer all along (no reset, no loss). */
   readonly counterContinuous: boolean;
   readonly lastCounter: number;
@@ -51,19 +55,30 @@ export class LoadProbe {
 
   private async run(): Promise<void> {
     while (this.running) {
+      const sentAt = Date.now();
       try {
         const res = await get(this.url, this.timeoutMs);
         const counter = res.status === 200 ? (JSON.parse(res.body) as { counter?: number }).counter : undefined;
+        const atUnixMs = Date.now();
         this.samples.push({
-          atUnixMs: Date.now(),
+          atUnixMs,
           ok: res.status === 200,
+          latencyMs: atUnixMs - sentAt,
           ...(counter !== undefined ? { counter } : {}),
         });
       } catch {
-        this.samples.push({ atUnixMs: Date.now(), ok: false });
+        const atUnixMs = Date.now();
+        this.samples.push({ atUnixMs, ok: false, latencyMs: atUnixMs - sentAt });
       }
       await new Promise((r) => setTimeout(r, this.intervalMs));
     }
+  }
+
+  /** Resolves once `count` more requests have been answered with 200 (or the probe stopped). */
+  async answered(count: number): Promise<void> {
+    const ok = (): number => this.samples.filter((s) => s.ok).length;
+    const wanted = ok() + count;
+    while (this.running && ok() < wanted) await new Promise((r) => setTimeout(r, this.intervalMs));
   }
 
   async stop(): Promise<ProbeSummary> {
@@ -89,6 +104,7 @@ export function summarize(samples: readonly ProbeSample[]): ProbeSummary {
     requests: samples.length,
     failedRequests: samples.filter((s) => !s.ok).length,
     downtimeMs,
+    worstLatencyMs: samples.reduce((worst, s) => Math.max(worst, s.latencyMs), 0),
     counterContinuous,
     lastCounter: lastOk?.counter ?? 0,
   };
