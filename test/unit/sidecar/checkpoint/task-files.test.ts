@@ -34,6 +34,35 @@ describe('TaskFiles', () => {
   });
   afterEach(() => rm(base, { recursive: true, force: true }));
 
+  /** Takes the task's files into `dir` and writes its metadata, listing whatever images `dir` already holds. */
+  async function checkpointWithFiles(
+    dir: string,
+    checkpointId: string,
+    mode: CheckpointMeta['mode'],
+  ): Promise<CheckpointMeta> {
+    const files = new TaskFiles({ maxBytes: 0, overLimit: 'cold-start' }, log);
+    const fileTree = await files.take(
+      't',
+      (await files.plan('t', spec))?.roots ?? new Map<string, string>(),
+      dir,
+      false,
+    );
+    const meta: CheckpointMeta = {
+      version: 1,
+      checkpointId,
+      handoverKey: mode === 'files' ? 'files-ahead/t' : 'k',
+      source: { taskId: 't', allocId: 'a', taskName: 'n', jobId: 'j', namespace: 'default' },
+      spec,
+      sourceNode: 'n1',
+      createdAtMs: 1,
+      mode,
+      files: await describeImages(dir),
+      fileTree,
+    };
+    await writeMeta(dir, meta);
+    return meta;
+  }
+
   it('refuses a task over the limit before anything is frozen, naming the option', async () => {
     const files = new TaskFiles({ maxBytes: 1000, overLimit: 'cold-start' }, log);
     await expect(files.plan('t', spec)).rejects.toMatchObject({
@@ -83,26 +112,9 @@ describe('TaskFiles', () => {
     const dir = join(base, 'ckpt');
     await mkdir(join(dir, 'images'), { recursive: true });
     await writeFile(join(dir, 'images', 'pages-1.img'), 'pages');
-    const files = new TaskFiles({ maxBytes: 0, overLimit: 'cold-start' }, log);
-    const fileTree = await files.take(
-      't',
-      (await files.plan('t', spec))?.roots ?? new Map<string, string>(),
-      dir,
-      false,
-    );
-    const meta: CheckpointMeta = {
-      version: 1,
-      checkpointId: 'c1',
-      handoverKey: 'k',
-      source: { taskId: 't', allocId: 'a', taskName: 'n', jobId: 'j', namespace: 'default' },
-      spec,
-      sourceNode: 'n1',
-      createdAtMs: 1,
-      mode: 'stop-and-copy',
-      files: await describeImages(dir),
-      fileTree,
-    };
-    await writeMeta(dir, meta);
+    const meta = await checkpointWithFiles(dir, 'c1', 'stop-and-copy');
+    const fileTree = meta.fileTree;
+    if (fileTree === undefined) throw new Error('no file tree');
     expect(manifestDigest(meta)).not.toBe(
       manifestDigest({ ...meta, fileTree: { ...fileTree, sha256: '0'.repeat(64) } }),
     );
@@ -116,25 +128,7 @@ describe('TaskFiles', () => {
   it('never restores a files-only round sent ahead of a freeze: it holds no process', async () => {
     const dir = join(base, 'ahead');
     await mkdir(join(dir, 'images'), { recursive: true });
-    const files = new TaskFiles({ maxBytes: 0, overLimit: 'cold-start' }, log);
-    const fileTree = await files.take(
-      't',
-      (await files.plan('t', spec))?.roots ?? new Map<string, string>(),
-      dir,
-      false,
-    );
-    await writeMeta(dir, {
-      version: 1,
-      checkpointId: 'ahead-1',
-      handoverKey: 'files-ahead/t',
-      source: { taskId: 't', allocId: 'a', taskName: 'n', jobId: 'j', namespace: 'default' },
-      spec,
-      sourceNode: 'n1',
-      createdAtMs: 1,
-      mode: 'files',
-      files: [],
-      fileTree,
-    });
+    await checkpointWithFiles(dir, 'ahead-1', 'files');
     const runtime = { prepareDirs: jest.fn(), startFromImages: jest.fn() };
     const restorer = new Restorer({ runtime: runtime as unknown as TaskRuntime, log });
     await expect(
