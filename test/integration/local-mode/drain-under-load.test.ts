@@ -1,26 +1,10 @@
-import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import pino from 'pino';
 import { LoadProbe } from '../../../sidecar/src/controller/load-probe';
 import { EXAMPLE_SERVICE, startLocalMode, type LocalMode } from '../../../sidecar/src/controller/local-mode';
 import type { MigrationRecord } from '../../../sidecar/src/migration/migration-record';
-import { runKv, runningCopies } from './kv-service';
+import { corruptStore, runKv, runningCopies } from './kv-service';
 
 const log = pino({ level: process.env.NOMAD_CHAIN_TEST_LOG ?? 'silent' });
-
-/** Flips a byte in every chunk a node's store holds: whatever it then materialises fails its integrity check. */
-async function corruptStore(dataDir: string): Promise<void> {
-  const chunks = join(dataDir, 'store', 'chunks');
-  for (const sub of await readdir(chunks)) {
-    for (const name of await readdir(join(chunks, sub))) {
-      const path = join(chunks, sub, name);
-      const bytes = await readFile(path);
-      if (bytes.length === 0) continue;
-      bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
-      await writeFile(path, bytes);
-    }
-  }
-}
 
 /** Sequential requests through HAProxy, from before the drain until after it: how many, and how many failed. */
 async function drainUnderLoad(local: LocalMode) {

@@ -1,5 +1,3 @@
-import { readFile, readdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import pino from 'pino';
 import { GrpcSidecarApi } from '../../../common/sidecar-api/grpc-sidecar-api';
 import {
@@ -9,24 +7,10 @@ import {
   type LocalMode,
 } from '../../../sidecar/src/controller/local-mode';
 import type { MigrationRecord } from '../../../sidecar/src/migration/migration-record';
-import { call, counter, journal, runKv, runningCopies } from './kv-service';
+import { call, corruptStore, counter, journal, runKv, runningCopies } from './kv-service';
 
 const log = pino({ level: process.env.NOMAD_CHAIN_TEST_LOG ?? 'silent' });
 const KEYS = 20;
-
-/** Flips a byte in every chunk a node's store holds: whatever it then materialises fails its integrity check. */
-async function corruptStore(dataDir: string): Promise<void> {
-  const chunks = join(dataDir, 'store', 'chunks');
-  for (const sub of await readdir(chunks)) {
-    for (const name of await readdir(join(chunks, sub))) {
-      const path = join(chunks, sub, name);
-      const bytes = await readFile(path);
-      if (bytes.length === 0) continue;
-      bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
-      await writeFile(path, bytes);
-    }
-  }
-}
 
 const whoami = async (base: string): Promise<string[]> =>
   (JSON.parse(await call(base, '/whoami')) as { addresses: string[] }).addresses;

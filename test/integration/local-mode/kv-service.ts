@@ -1,3 +1,5 @@
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { GrpcSidecarApi } from '../../../common/sidecar-api/grpc-sidecar-api';
 import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
 import { EXAMPLE_SERVICE, waitForPort, type LocalMode } from '../../../sidecar/src/controller/local-mode';
@@ -37,4 +39,18 @@ export async function runningCopies(local: LocalMode, killed: readonly string[] 
     }
   }
   return found;
+}
+
+/** Flips a byte in every chunk a node's store holds: whatever it then materialises fails its integrity check. */
+export async function corruptStore(dataDir: string): Promise<void> {
+  const chunks = join(dataDir, 'store', 'chunks');
+  for (const sub of await readdir(chunks)) {
+    for (const name of await readdir(join(chunks, sub))) {
+      const path = join(chunks, sub, name);
+      const bytes = await readFile(path);
+      if (bytes.length === 0) continue;
+      bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
+      await writeFile(path, bytes);
+    }
+  }
 }
