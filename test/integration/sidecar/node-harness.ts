@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { SystemClock } from '../../../common/clock';
+import { MigrationMode, type TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import { CriuCli } from '../../../sidecar/src/checkpoint/criu';
 import { Dumper } from '../../../sidecar/src/checkpoint/dump';
 import type { Features } from '../../../sidecar/src/checkpoint/features';
@@ -11,6 +12,7 @@ import { probeFeatures } from '../../../sidecar/src/checkpoint/features';
 import type { CheckpointMeta } from '../../../sidecar/src/checkpoint/manifest';
 import { checkpointSizeBytes } from '../../../sidecar/src/checkpoint/manifest';
 import { LazyDumper } from '../../../sidecar/src/checkpoint/lazy-dump';
+import type { MigrateResult } from '../../../sidecar/src/checkpoint/migrate-to-peer';
 import { PeerMigrator } from '../../../sidecar/src/checkpoint/migrate-to-peer';
 import { TaskPrestager } from '../../../sidecar/src/checkpoint/prestager';
 import { TaskFiles } from '../../../sidecar/src/checkpoint/file-tree/task-files';
@@ -235,6 +237,34 @@ export function useTwoNodes(prefix: string): TwoNodes {
       return get().b;
     },
   };
+}
+
+/**
+ * Hands a running task from `from` to `to` (stop-and-copy through `from`'s shipper) and restores it there as
+ * `<taskId>-b` with `spec` (the target's own directories); the staged copy and its scratch directory go.
+ */
+export async function handOverAndRestore(
+  from: HarnessNode,
+  to: HarnessNode,
+  taskId: string,
+  spec: TaskSpec,
+): Promise<MigrateResult> {
+  const handoverKey = `${taskId}-next`;
+  const handedOver = await from.migrator.migrate({
+    taskId,
+    peerAddress: `${to.net?.address ?? ''}:7450`,
+    mode: MigrationMode.MIGRATION_MODE_STOP_AND_COPY,
+    handoverKey,
+  });
+  expect((await from.runtime.inspect(taskId)).record.phase).toBe('migrated');
+  const staged = await to.staged.find(handoverKey, 0);
+  if (!staged) throw new Error('checkpoint did not arrive');
+  const dir = join(to.root, 'restore', staged.checkpointId);
+  await to.staged.materialize(staged.checkpointId, dir);
+  await to.restorer.restore({ identity: identity(`${taskId}-b`), checkpointDir: dir, spec });
+  await to.staged.delete(staged.checkpointId);
+  await rm(dir, { recursive: true, force: true });
+  return handedOver;
 }
 
 /** Runs a command inside a node's network namespace (a client on that node). */

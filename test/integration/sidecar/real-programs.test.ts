@@ -1,8 +1,8 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MigrationMode, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
+import { TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import type { HarnessNode } from './node-harness';
-import { eventually, identity, inNetns, useTwoNodes } from './node-harness';
+import { eventually, handOverAndRestore, identity, inNetns, useTwoNodes } from './node-harness';
 
 const NODE_SERVER = `
 const http = require('http');
@@ -44,26 +44,8 @@ describe('real programs move between nodes unchanged (real runc + CRIU)', () => 
 
   /** Migrates a task from A to B through the shipper and restores it there with B's own /alloc. */
   async function move(taskId: string): Promise<string> {
-    const handoverKey = `${taskId}-next`;
-    await a.migrator.migrate({
-      taskId,
-      peerAddress: `${b.net?.address ?? ''}:7450`,
-      mode: MigrationMode.MIGRATION_MODE_STOP_AND_COPY,
-      handoverKey,
-    });
-    expect((await a.runtime.inspect(taskId)).record.phase).toBe('migrated');
-    const meta = await b.staged.find(handoverKey, 0);
-    if (!meta) throw new Error('checkpoint did not arrive');
-    const dir = join(b.root, 'restore', meta.checkpointId);
-    await b.staged.materialize(meta.checkpointId, dir);
     const alloc = await b.allocDir(`${taskId}-b`);
-    await b.restorer.restore({
-      identity: identity(`${taskId}-b`),
-      checkpointDir: dir,
-      spec: TaskSpec.fromPartial({ allocDir: alloc }),
-    });
-    await b.staged.delete(meta.checkpointId);
-    await rm(dir, { recursive: true, force: true });
+    await handOverAndRestore(a, b, taskId, TaskSpec.fromPartial({ allocDir: alloc }));
     return alloc;
   }
 

@@ -13,7 +13,7 @@ import { LocalApi } from '../../../sidecar/src/local-api/local-api';
 import { serveLocalApi } from '../../../sidecar/src/local-api/server';
 import { call, codeOf, localClient } from './grpc-client';
 import type { HarnessNode } from './node-harness';
-import { eventually, identity, inNetns, log, useTwoNodes } from './node-harness';
+import { eventually, handOverAndRestore, identity, inNetns, log, useTwoNodes } from './node-harness';
 
 // Issue #10: a task's writable directories (/alloc, /local) travel with its memory, consistent at the
 // freeze. Each case runs a real program from Debian (or Python's sqlite3) that keeps state both in memory
@@ -256,27 +256,14 @@ describe('stateful programs move with their files (real runc + CRIU)', () => {
    * whatever the program finds in them on B came in the checkpoint.
    */
   async function move(taskId: string): Promise<Moved> {
-    const handoverKey = `${taskId}-next`;
-    const handedOver = await a.migrator.migrate({
-      taskId,
-      peerAddress: `${b.net?.address ?? ''}:7450`,
-      mode: MigrationMode.MIGRATION_MODE_STOP_AND_COPY,
-      handoverKey,
-    });
-    expect((await a.runtime.inspect(taskId)).record.phase).toBe('migrated');
-    const staged = await b.staged.find(handoverKey, 0);
-    if (!staged) throw new Error('checkpoint did not arrive');
-    const dir = join(b.root, 'restore', staged.checkpointId);
-    await b.staged.materialize(staged.checkpointId, dir);
     const alloc = await freshDir(b, 'allocs', `${taskId}-b`);
     const local = await freshDir(b, 'locals', `${taskId}-b`);
-    await b.restorer.restore({
-      identity: identity(`${taskId}-b`),
-      checkpointDir: dir,
-      spec: TaskSpec.fromPartial({ allocDir: alloc, localDir: local }),
-    });
-    await b.staged.delete(staged.checkpointId);
-    await rm(dir, { recursive: true, force: true });
+    const handedOver = await handOverAndRestore(
+      a,
+      b,
+      taskId,
+      TaskSpec.fromPartial({ allocDir: alloc, localDir: local }),
+    );
     // The target runs the task: the source's copy for a rollback has served its purpose (the migration's
     // clean-up does the same).
     await a.retained.release(handedOver.meta.checkpointId);
