@@ -2,7 +2,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { TaskIdentity, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import { errorMessage } from '../../../common/errors';
-import { RestoreError } from '../errors';
+import { FileTreeError, RestoreError } from '../errors';
 import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
 import type { Criu } from './criu';
 import { criuLogTail } from './dump';
@@ -97,6 +97,9 @@ export class Restorer {
       daemon?.kill();
       const criu = await criuLogTail(`${workPath}/restore.log`);
       await rm(workPath, { recursive: true, force: true }).catch(() => undefined);
+      // The files could not be laid down (corrupt content, full disk): their own code says which, and no
+      // process was started.
+      if (cause instanceof FileTreeError) throw cause;
       throw new RestoreError('NC_RESTORE_FAILED', `restore failed: ${criu || errorMessage(cause)}`, {
         cause,
         context: { checkpointId, taskId },

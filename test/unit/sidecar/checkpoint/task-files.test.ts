@@ -1,4 +1,4 @@
-import { appendFile, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -123,6 +123,30 @@ describe('TaskFiles', () => {
     await expect(verifyCheckpoint(dir)).rejects.toMatchObject({ code: 'NC_CHECKPOINT_CORRUPT' });
     await rm(treePath(dir));
     await expect(verifyCheckpoint(dir)).rejects.toMatchObject({ code: 'NC_CHECKPOINT_TRUNCATED' });
+  });
+
+  // The README's NC_FILES_CORRUPT reaches whoever asked for the restore, not a generic NC_RESTORE_FAILED.
+  it('refuses a checkpoint whose file content does not match its digest, with the files code, before any process', async () => {
+    const dir = join(base, 'corrupt');
+    await mkdir(join(dir, 'images'), { recursive: true });
+    await checkpointWithFiles(dir, 'c2', 'stop-and-copy');
+    const data = join(dir, 'files', 'data');
+    const [first] = await readdir(data);
+    if (first === undefined) throw new Error('no file content in the checkpoint');
+    const bytes = await readFile(join(data, first));
+    bytes[0] = (bytes[0] ?? 0) ^ 0xff;
+    await writeFile(join(data, first), bytes);
+    const target = TaskSpec.fromPartial({ allocDir: join(base, 'b-alloc'), localDir: join(base, 'b-local') });
+    const runtime = { prepareDirs: jest.fn().mockResolvedValue(target), startFromImages: jest.fn() };
+    const restorer = new Restorer({ runtime: runtime as unknown as TaskRuntime, log });
+    await expect(
+      restorer.restore({
+        identity: { taskId: 'x', allocId: 'a', taskName: 'n', jobId: 'j', namespace: 'default' },
+        checkpointDir: dir,
+        spec,
+      }),
+    ).rejects.toMatchObject({ code: 'NC_FILES_CORRUPT' });
+    expect(runtime.startFromImages).not.toHaveBeenCalled();
   });
 
   it('never restores a files-only round sent ahead of a freeze: it holds no process', async () => {
