@@ -12,6 +12,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -23,7 +24,10 @@ import type { NodeListStub } from '../../common/nomad-api';
 
 const execFileAsync = promisify(execFile);
 export const REPO = path.resolve(__dirname, '..', '..');
-/** Prefix of every name this tier creates (nodes, cgroups, temp dirs), so cleanup never touches others'. */
+/**
+ * Prefix of every name this tier creates (nodes, cgroups, temp dirs), so cleanup never touches others'; each
+ * cluster adds its own random part so two clusters on one host (parallel runs) never share a node or cgroup.
+ */
 const PREFIX = 'ncb2';
 
 const CACHE = process.env.NOMAD_CHAIN_CACHE ?? '/var/cache/nomad-chain';
@@ -153,13 +157,14 @@ export class NomadCluster {
     const consulBin = requireConsulBin();
     requireBuiltPlugin();
     const dir = mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-nomad-`));
+    const prefix = `${PREFIX}${randomBytes(2).toString('hex')}`;
     const consulServerSerf = await freePort();
-    const consulServer = await writeConsulConfig(dir, `${PREFIX}-consul-server`, consulServerSerf, true);
+    const consulServer = await writeConsulConfig(dir, `${prefix}-consul-server`, consulServerSerf, true);
     const [http, rpc, serf] = [await freePort(), await freePort(), await freePort()];
     const serverConfig = path.join(dir, 'server.hcl');
     writeFileSync(
       serverConfig,
-      `name = "${PREFIX}-server"
+      `name = "${prefix}-server"
 data_dir = "${dir}/server"
 bind_addr = "127.0.0.1"
 disable_update_check = true
@@ -188,7 +193,7 @@ consul {
     symlinkSync(path.join(REPO, 'plugin', 'bin', 'chain'), path.join(pluginDir, 'chain'));
     const clients: ClientNode[] = [];
     for (let i = 1; i <= clientCount; i++) {
-      const name = `${PREFIX}-c${i}`;
+      const name = `${prefix}-c${i}`;
       const httpPort = await freePort();
       const sidecarDir = path.join(dir, name, 'sidecar');
       mkdirSync(sidecarDir, { recursive: true });
@@ -240,7 +245,7 @@ plugin "chain" {
         agent: { name, configPath, logPath: path.join(dir, `${name}.log`) },
       });
     }
-    const server = { name: `${PREFIX}-server`, configPath: serverConfig, logPath: path.join(dir, 'server.log') };
+    const server = { name: `${prefix}-server`, configPath: serverConfig, logPath: path.join(dir, 'server.log') };
     return new NomadCluster(nomadBin, consulBin, dir, http, consulServer.httpPort, server, consulServer.agent, clients);
   }
 
