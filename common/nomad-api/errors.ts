@@ -5,6 +5,7 @@ import type { ErrorContext } from '../errors';
 export type NomadApiErrorCode =
   | 'NC_NOMAD_API_STATUS'
   | 'NC_NOMAD_API_NOT_FOUND'
+  | 'NC_NOMAD_API_ACL_DENIED'
   | 'NC_NOMAD_API_UNREACHABLE'
   | 'NC_NOMAD_API_TIMEOUT'
   | 'NC_NOMAD_API_BAD_RESPONSE'

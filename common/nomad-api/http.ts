@@ -165,7 +165,7 @@ export class NomadHttp {
         }
         settle();
         readBody(res, path, undefined).then(
-          (text) => reject(statusError(status, text, context)),
+          (text) => reject(statusError(status, text, { ...context, tokenSent: this.config.token !== undefined })),
           (err: Error) => reject(err),
         );
       });
@@ -174,8 +174,23 @@ export class NomadHttp {
   }
 }
 
-function statusError(status: number, body: string, context: { method: string; path: string }): NomadApiError {
+function statusError(
+  status: number,
+  body: string,
+  context: { method: string; path: string; tokenSent: boolean },
+): NomadApiError {
   const detail = body.trim().slice(0, MAX_ERROR_BODY_CHARS);
+  if (status === 403) {
+    // Nomad answers 403 for all three ACL failures; its text tells them apart ("ACL token not found",
+    // "Permission denied"), and whether a token was sent at all is ours to say.
+    const problem = context.tokenSent
+      ? 'the ACL token is unknown to Nomad or its policies do not allow this call'
+      : 'no ACL token was sent and the anonymous policy does not allow this call';
+    return new NomadApiError('NC_NOMAD_API_ACL_DENIED', `Nomad refused the call: ${problem}`, {
+      status,
+      context: { ...context, detail },
+    });
+  }
   return new NomadApiError(
     status === 404 ? 'NC_NOMAD_API_NOT_FOUND' : 'NC_NOMAD_API_STATUS',
     'Nomad API refused the call',

@@ -165,7 +165,7 @@ export class NomadSchedulerActions implements SchedulerActions {
       config = (await this.nomad.schedulerConfiguration()).value.SchedulerConfig;
     } catch (err) {
       // Not knowing is treated as off: a placeholder that might not yield is worse than none.
-      if (errorCode(err) === 'NC_NOMAD_API_STATUS' && (err as { status?: number }).status === 403) {
+      if (errorCode(err) === 'NC_NOMAD_API_ACL_DENIED') {
         return "the forecaster's Nomad token lacks operator:read, so whether replacements may preempt is unknown";
       }
       throw err;

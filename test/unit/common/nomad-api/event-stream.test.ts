@@ -113,7 +113,7 @@ test('a silent stream is presumed dead and reopened', async () => {
 test('a refusal (403) is not retried', async () => {
   server.handler = scripted([{ status: 403, chunks: ['Permission denied'] }]);
   const err = await collect({}, 1).catch((e: unknown) => e);
-  expect(errorCode(err)).toBe('NC_NOMAD_API_STATUS');
+  expect(errorCode(err)).toBe('NC_NOMAD_API_ACL_DENIED');
   expect(server.seen).toHaveLength(1);
 });
 

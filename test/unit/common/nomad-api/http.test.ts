@@ -87,7 +87,7 @@ test('blocking query passes index and wait as a Go duration', async () => {
 test.each([
   [404, 'NC_NOMAD_API_NOT_FOUND', false],
   [400, 'NC_NOMAD_API_STATUS', false],
-  [403, 'NC_NOMAD_API_STATUS', false],
+  [403, 'NC_NOMAD_API_ACL_DENIED', false],
   [500, 'NC_NOMAD_API_STATUS', true],
 ])('HTTP %i becomes %s (recoverable %s) with status and Nomad text', async (status, code, recoverable) => {
   server.handler = (_req, res) => {
@@ -96,6 +96,24 @@ test.each([
   const [got, err] = await codeOf(new NomadHttp({ address: server.address }).query('/v1/node/x'));
   expect(got).toBe(code);
   expect(err).toMatchObject({ status, recoverable, context: { detail: 'Permission denied', path: '/v1/node/x' } });
+});
+
+test('a 403 says whether a token was sent, and keeps Nomad\'s reason', async () => {
+  server.handler = (_req, res) => {
+    res.writeHead(403).end('ACL token not found');
+  };
+  const [, withToken] = await codeOf(new NomadHttp({ address: server.address, token: 'wrong' }).query('/v1/x'));
+  expect(withToken).toMatchObject({
+    code: 'NC_NOMAD_API_ACL_DENIED',
+    message: expect.stringContaining('ACL token is unknown') as unknown,
+    context: { tokenSent: true, detail: 'ACL token not found' },
+  });
+  const [, without] = await codeOf(new NomadHttp({ address: server.address }).query('/v1/x'));
+  expect(without).toMatchObject({
+    code: 'NC_NOMAD_API_ACL_DENIED',
+    message: expect.stringContaining('no ACL token was sent') as unknown,
+    context: { tokenSent: false },
+  });
 });
 
 test('invalid JSON is NC_NOMAD_API_BAD_RESPONSE', async () => {

@@ -116,7 +116,7 @@ describe('NomadSchedulerActions.reserve and service-job preemption', () => {
 
   it('treats an unreadable configuration (token without operator:read) as off', async () => {
     const { nomad, actions } = setup();
-    nomad.config = new NomadApiError('NC_NOMAD_API_STATUS', 'Nomad API refused the call', { status: 403 });
+    nomad.config = new NomadApiError('NC_NOMAD_API_ACL_DENIED', 'Nomad refused the call', { status: 403 });
     const reservation = await actions.reserve('a', 'risk high');
     expect(reservation.skipped).toMatch(/operator:read/);
     expect(nomad.registered).toEqual([]);
