@@ -6,6 +6,8 @@ import { FileTreeError, RestoreError } from '../errors';
 import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
 import type { Criu } from './criu';
 import { criuLogTail } from './dump';
+import type { EnvironmentReport, EnvironmentRewrite } from './environ/environment-rewriter';
+import { EnvironmentRewriter } from './environ/environment-rewriter';
 import type { CheckpointMeta } from './manifest';
 import { imagesDir, verifyCheckpoint } from './manifest';
 import { restoreTaskFiles } from './file-tree/task-files';
@@ -24,6 +26,9 @@ export interface RestorerDeps {
 export interface RestoreResult {
   readonly view: TaskView;
   readonly meta: CheckpointMeta;
+  /** Which variables the restored processes now hold with the new value, and which kept the checkpoint's;
+   * `undefined` when the images could not be rewritten (every process kept the checkpoint's environment). */
+  readonly environment: EnvironmentReport | undefined;
   /**
    * Settles when the restored task no longer depends on the source: at once for a full checkpoint; for a lazy
    * one when the daemon has pulled every page (and rejects if it failed: the task then lacks memory).
@@ -32,11 +37,13 @@ export interface RestoreResult {
 }
 
 /**
- * The restored task's spec: program, environment and working directory are the checkpoint's (the process
- * already runs them); directories, network, logs and limits are the new node's.
+ * The restored task's spec: program and working directory are the checkpoint's (the process already runs
+ * them); environment, directories, network, logs and limits are the new allocation's. The bundle's environment
+ * is what `runc exec` (and so `nomad alloc exec`) gives commands run in the task; the restored processes get it
+ * from the images' rewrite (EnvironmentRewriter), where it fits in place.
  */
 export function restoredSpec(meta: CheckpointMeta, local: TaskSpec): TaskSpec {
-  return { ...local, argv: meta.spec.argv, env: meta.spec.env, cwd: meta.spec.cwd, binds: meta.spec.binds };
+  return { ...local, argv: meta.spec.argv, cwd: meta.spec.cwd, binds: meta.spec.binds };
 }
 
 export interface RestoreRequest {
@@ -48,6 +55,7 @@ export interface RestoreRequest {
 /** Restores verified checkpoints as new tasks; each checkpoint at most once per sidecar. */
 export class Restorer {
   private readonly used = new Set<string>();
+  private readonly environment = new EnvironmentRewriter();
 
   constructor(private readonly deps: RestorerDeps) {}
 
@@ -71,10 +79,13 @@ export class Restorer {
     const workPath = `${request.checkpointDir}.restore-work`;
     await mkdir(workPath, { recursive: true });
     let daemon: LazyDaemon | undefined;
+    let rewrite: EnvironmentRewrite | undefined;
     try {
       const spec = await this.deps.runtime.prepareDirs(request.identity, restoredSpec(meta, request.spec));
       const placed = await restoreTaskFiles(request.checkpointDir, meta.fileTree, spec);
       if (placed !== undefined) this.deps.log.info({ taskId, checkpointId, ...placed }, 'task files restored');
+      // The checkpoint was verified above; from here its pages image holds the new environment until undone.
+      rewrite = await this.rewriteEnvironment(meta, request);
       if (meta.mode === 'lazy') daemon = await this.startDaemon(meta, request.checkpointDir, workPath);
       const view = await this.deps.runtime.startFromImages(request.identity, spec, {
         imagePath: imagesDir(request.checkpointDir),
@@ -90,11 +101,19 @@ export class Restorer {
       complete.catch((err: unknown) =>
         this.deps.log.error({ err, taskId, checkpointId }, 'lazy pages did not all arrive'),
       );
-      return { view, meta, complete };
+      return { view, meta, environment: rewrite?.report, complete };
     } catch (cause) {
       // Nothing runs from it: the checkpoint may be tried again (here, or on another node).
       this.used.delete(checkpointId);
       daemon?.kill();
+      await rewrite
+        ?.undo()
+        .catch((err: unknown) =>
+          this.deps.log.warn(
+            { err, taskId, checkpointId },
+            'environment rewrite not undone; the checkpoint fails its digests',
+          ),
+        );
       const criu = await criuLogTail(`${workPath}/restore.log`);
       await rm(workPath, { recursive: true, force: true }).catch(() => undefined);
       // The files could not be laid down (corrupt content, full disk): their own code says which, and no
@@ -105,6 +124,32 @@ export class Restorer {
         context: { checkpointId, taskId },
       });
     }
+  }
+
+  /**
+   * Rewrites the checkpoint's environment to the new allocation's where it fits in place. Names are logged,
+   * never values (they may be secrets). Images that cannot be rewritten do not stop the restore: the task then
+   * runs with the environment it had.
+   */
+  private async rewriteEnvironment(
+    meta: CheckpointMeta,
+    request: RestoreRequest,
+  ): Promise<EnvironmentRewrite | undefined> {
+    const context = { taskId: request.identity.taskId, checkpointId: meta.checkpointId };
+    let rewrite: EnvironmentRewrite;
+    try {
+      rewrite = await this.environment.rewrite(imagesDir(request.checkpointDir), meta.spec.env, request.spec.env);
+    } catch (err) {
+      this.deps.log.warn({ err, ...context }, 'environment not rewritten; the task keeps its checkpoint environment');
+      return undefined;
+    }
+    const { rewritten, kept, processes } = rewrite.report;
+    if (kept.length > 0) {
+      this.deps.log.warn({ ...context, processes, rewritten, kept }, 'environment variables kept their old values');
+    } else if (rewritten.length > 0) {
+      this.deps.log.info({ ...context, processes, rewritten }, 'environment rewritten');
+    }
+    return rewrite;
   }
 
   /** Starts the lazy-pages daemon and waits for its status byte: only then may the restore begin. */

@@ -308,7 +308,7 @@ export interface FindCheckpointResponse {
 export interface RestoreTaskRequest {
   identity: TaskIdentity | undefined;
   checkpointId: string;
-  /** The new task's own directories and network; argv and env are the checkpoint's. */
+  /** The new task's own environment, directories and network; argv and cwd are the checkpoint's. */
   spec: TaskSpec | undefined;
 }
 
