@@ -11,6 +11,8 @@ export interface CommandResult {
 export interface CommandOptions {
   readonly timeoutMs?: number;
   readonly cwd?: string;
+  /** The program's whole environment; the caller's when absent. */
+  readonly env?: NodeJS.ProcessEnv;
   /** Extra file descriptors beyond stdio, as Node's `stdio` array entries from index 3 on. */
   readonly extraStdio?: readonly ('pipe' | 'ignore')[];
 }
@@ -27,6 +29,7 @@ export function runCommand(
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, {
       cwd: options.cwd,
+      env: options.env,
       stdio: ['ignore', 'pipe', 'pipe', ...(options.extraStdio ?? [])],
     });
     const stdout: Buffer[] = [];

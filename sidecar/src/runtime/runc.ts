@@ -44,7 +44,8 @@ export interface Runc {
   state(id: string): Promise<ContainerState | undefined>;
   kill(id: string, signal: string): Promise<void>;
   delete(id: string, force: boolean): Promise<void>;
-  exec(id: string, argv: readonly string[], timeoutMs: number): Promise<CommandResult>;
+  /** `env`: the task's process environment (`NAME=value`), as its bundle's config.json holds it. */
+  exec(id: string, argv: readonly string[], timeoutMs: number, env: readonly string[]): Promise<CommandResult>;
   stats(id: string): Promise<ContainerStats>;
   pids(id: string): Promise<number[]>;
   /** Arguments of a foreground `runc run` (the task shim runs it, so the sidecar may die meanwhile). */
@@ -138,13 +139,17 @@ export class RuncCli implements Runc {
     await this.run(['resume', id], { id, op: 'resume' });
   }
 
-  async exec(id: string, argv: readonly string[], timeoutMs: number): Promise<CommandResult> {
+  async exec(id: string, argv: readonly string[], timeoutMs: number, env: readonly string[]): Promise<CommandResult> {
     const pid = (await this.state(id))?.pid ?? 0;
     if (pid > 0 && !(await sameNamespace(`/proc/${pid}/ns/user`, '/proc/self/ns/user'))) {
       // runc joins the user namespace first and then cannot enter a network namespace owned by the node's
       // root ("failed to setns into net namespace: Operation not permitted"); nsenter enters the others first.
       const nsenter = ['--target', String(pid), '--all', '--root', '--wdns=/', '--'];
-      return runCommand(resolveBinary('nsenter'), [...nsenter, ...argv], { timeoutMs });
+      // nsenter passes on its own environment: the task's, not the sidecar's (runc exec takes the bundle's).
+      const taskEnv = Object.fromEntries(
+        env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+      );
+      return runCommand(resolveBinary('nsenter'), [...nsenter, ...argv], { timeoutMs, env: taskEnv });
     }
     return runCommand(this.bin, [...this.global(), 'exec', id, ...argv], { timeoutMs });
   }

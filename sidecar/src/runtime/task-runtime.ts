@@ -405,7 +405,10 @@ export class TaskRuntime {
   ): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }> {
     const handle = this.running(taskId);
     if (argv.length === 0) throw new TaskError('NC_TASK_SPEC_INVALID', 'exec needs a command', { context: { taskId } });
-    const result = await this.deps.runc.exec(handle.record.containerId, argv, timeoutMs);
+    const bundle = JSON.parse(await readFile(join(handle.dir, 'bundle', 'config.json'), 'utf8')) as {
+      process: { env: string[] };
+    };
+    const result = await this.deps.runc.exec(handle.record.containerId, argv, timeoutMs, bundle.process.env);
     if (result.timedOut || result.exitCode === null) {
       throw new TaskError('NC_TASK_EXEC_FAILED', 'exec did not finish in time', { context: { taskId, timeoutMs } });
     }

@@ -151,12 +151,15 @@ describe('a restored task runs with the new allocation’s environment (real run
       expect(env).toMatchObject({ NOMAD_ALLOC_ID: newId, NOMAD_SHORT_ALLOC_ID: newId.slice(0, 8), NOMAD_DC: 'dc1' });
     }
 
-    // The bundle's environment (what `runc exec` gives a command run in the task) is the new allocation's, all of it.
-    const bundle = JSON.parse(await readFile(join(restored.view.dir, 'bundle', 'config.json'), 'utf8')) as {
-      process: { env: string[]; args: string[] };
-    };
-    expect(bundle.process.env).toEqual(expect.arrayContaining([`NOMAD_ALLOC_ID=${newId}`, 'NOMAD_DC=europe-west']));
-    expect(bundle.process.args).toEqual(['/usr/bin/node', '/alloc/server.js']);
+    // A command run in the task (`runc exec`, `nomad alloc exec`) gets the bundle's environment: the new
+    // allocation's, all of it, and nothing of the sidecar's own.
+    const exec = await b.runtime.exec('env-b', ['/usr/bin/env'], 20_000);
+    const execEnv = exec.stdout.toString('utf8').split('\n').filter(Boolean);
+    expect(execEnv.filter((kv) => !kv.startsWith('PATH=')).sort()).toEqual(
+      Object.entries(newEnv)
+        .map(([k, v]) => `${k}=${v}`)
+        .sort(),
+    );
     await b.runtime.stop('env-b', 'SIGKILL', 5000);
   });
 });
