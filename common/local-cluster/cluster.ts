@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -240,6 +240,8 @@ export class LocalCluster {
     }
     const id = randomBytes(2).toString('hex');
     const runDir = options.runDir ?? mkdtempSync(join(tmpdir(), `nomad-chain-${id}-`));
+    // mkdtemp makes it 0700; tasks run in their own user namespace and must search down to their roots.
+    chmodSync(runDir, 0o711);
     mkdirSync(join(runDir, 'logs'), { recursive: true });
     const subnetIndex = registry.claimSubnet(id);
     const network = new ClusterNetwork(`ncb-${id}`, subnetPrefix(subnetIndex));

@@ -2,7 +2,7 @@
 // memory and appends every write to a journal it holds open under /alloc/data (replayed on a cold start),
 // and a request counter kept in memory only. GET /kv/KEY, PUT /kv/KEY (body = value), GET /keys,
 // GET /counter (increments), GET /journal (lines on disk, and whether the open journal is the file at its
-// path), GET /whoami (this instance's addresses and uptime).
+// path), GET /whoami (this instance's addresses, uptime and user-namespace id map).
 'use strict';
 const fs = require('fs');
 const http = require('http');
@@ -67,7 +67,8 @@ http
         .filter((l) => l !== '').length;
       res.end(JSON.stringify({ lines, sameFile: fs.fstatSync(journal).ino === fs.statSync(JOURNAL).ino }));
     } else if (route === 'whoami') {
-      res.end(JSON.stringify({ addresses: addresses(), pid: process.pid, startedAt }));
+      const uidMap = fs.readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/).join(' ');
+      res.end(JSON.stringify({ addresses: addresses(), pid: process.pid, startedAt, uidMap }));
     } else {
       res.statusCode = 404;
       res.end('{}');

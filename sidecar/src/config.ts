@@ -8,6 +8,7 @@ import {
 } from '../../common/config';
 import { ConfigError } from '../../common/config-error';
 import type { FilesOverLimit } from './checkpoint/file-tree/task-files';
+import { DEFAULT_ID_MAPPING, type IdMapping } from './runtime/user-namespace';
 import { parseTelemetryConfig, type TelemetryConfig, type TelemetryOptions } from './telemetry/telemetry-config';
 
 /** What an operator may set (file or environment). Every field documents its default. */
@@ -82,7 +83,19 @@ export interface SidecarOptions {
   filesOverLimit?: string;
   /** How long the source keeps its own copy of a handed-over checkpoint, to restore the task here if the target cannot. @default "10m" */
   handoverRetention?: string | number;
+  /**
+   * Tasks run in their own user namespace: "auto" when the kernel lets the sidecar make one, "on" refuses to
+   * start without it, "off" never. Without one, CRIU (lacking CAP_SYS_RESOURCE) cannot dump a task whose
+   * processes run as another user, and root in a task is root on the node. @default "auto"
+   */
+  userNamespace?: string;
+  /** First host id of the tasks' id range; the same on every node, so moved files keep their owners. @default 100000 */
+  userNamespaceHostId?: number;
+  /** How many ids (from 0 inside) the range maps. @default 65536 */
+  userNamespaceSize?: number;
 }
+
+export type UserNamespaceMode = 'auto' | 'on' | 'off';
 
 export interface SidecarConfig {
   readonly nodeName: string;
@@ -116,6 +129,8 @@ export interface SidecarConfig {
   readonly filesMaxBytes: number;
   readonly filesOverLimit: FilesOverLimit;
   readonly handoverRetentionMs: number;
+  readonly userNamespace: UserNamespaceMode;
+  readonly idMapping: IdMapping;
 }
 
 const FIELDS = [
@@ -150,8 +165,12 @@ const FIELDS = [
   'filesMaxSize',
   'filesOverLimit',
   'handoverRetention',
+  'userNamespace',
+  'userNamespaceHostId',
+  'userNamespaceSize',
 ] as const;
 const OVER_LIMIT: readonly FilesOverLimit[] = ['cold-start', 'memory-only'];
+const USER_NAMESPACE_MODES: readonly UserNamespaceMode[] = ['auto', 'on', 'off'];
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
 function absolutePath(field: string, value: unknown): string {
@@ -205,6 +224,17 @@ export function parseConfig(raw: Record<string, unknown>, hostname: string): Sid
   if (!OVER_LIMIT.includes(filesOverLimit)) {
     throw new ConfigError('filesOverLimit', `expected one of ${OVER_LIMIT.join(', ')}`);
   }
+  const userNamespace = requireString('userNamespace', raw.userNamespace ?? 'auto') as UserNamespaceMode;
+  if (!USER_NAMESPACE_MODES.includes(userNamespace)) {
+    throw new ConfigError('userNamespace', `expected one of ${USER_NAMESPACE_MODES.join(', ')}`);
+  }
+  const idMapping: IdMapping = {
+    hostId: requireInt('userNamespaceHostId', raw.userNamespaceHostId ?? DEFAULT_ID_MAPPING.hostId, 1, 2 ** 32 - 2),
+    size: requireInt('userNamespaceSize', raw.userNamespaceSize ?? DEFAULT_ID_MAPPING.size, 1, 2 ** 32 - 1),
+  };
+  if (idMapping.hostId + idMapping.size > 2 ** 32 - 1) {
+    throw new ConfigError('userNamespaceSize', 'userNamespaceHostId + userNamespaceSize must stay below 2^32 - 1');
+  }
   return deepFreeze({
     nodeName,
     listenAddress,
@@ -242,6 +272,8 @@ export function parseConfig(raw: Record<string, unknown>, hostname: string): Sid
     filesMaxBytes: parseSizeBytes('filesMaxSize', raw.filesMaxSize ?? '1GiB'),
     filesOverLimit,
     handoverRetentionMs: parseDurationMs('handoverRetention', raw.handoverRetention ?? '10m'),
+    userNamespace,
+    idMapping,
   });
 }
 
@@ -276,6 +308,9 @@ const ENV: Readonly<Record<string, (typeof FIELDS)[number]>> = {
   NOMAD_CHAIN_FILES_MAX_SIZE: 'filesMaxSize',
   NOMAD_CHAIN_FILES_OVER_LIMIT: 'filesOverLimit',
   NOMAD_CHAIN_HANDOVER_RETENTION: 'handoverRetention',
+  NOMAD_CHAIN_USER_NAMESPACE: 'userNamespace',
+  NOMAD_CHAIN_USER_NAMESPACE_HOST_ID: 'userNamespaceHostId',
+  NOMAD_CHAIN_USER_NAMESPACE_SIZE: 'userNamespaceSize',
 };
 
 /** Reads options from a JSON file (`--config FILE`) overlaid by environment variables. */

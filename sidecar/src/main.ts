@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Server } from '@grpc/grpc-js';
 import { SystemClock } from '../../common/clock';
+import { ConfigError } from '../../common/config-error';
 import { NomadChainError, errorCode } from '../../common/errors';
 import { HealthStatus, healthService } from '../../common/grpc/health-service';
 import { bindServer, shutdownServer } from '../../common/grpc/server';
@@ -25,7 +26,10 @@ import { DirectoryStagedCheckpoints } from './checkpoint/staging';
 import { parseConfig, rawOptionsFrom } from './config';
 import { LocalApi } from './local-api/local-api';
 import { serveLocalApi } from './local-api/server';
+import { chooseIdMapping } from './runtime/id-mapping-choice';
 import { RuncCli } from './runtime/runc';
+import { unsearchableAncestor } from './runtime/searchable-path';
+import { probeUserNamespaceSupport } from './runtime/user-namespace';
 import { createTelemetryAgent } from './telemetry/create-telemetry-agent';
 import { TaskRuntime } from './runtime/task-runtime';
 import { CheckpointStore } from './store/checkpoint-store';
@@ -52,17 +56,33 @@ async function main(argv: readonly string[]): Promise<void> {
     commandTimeoutMs: config.commandTimeoutMs,
   });
   const criu = new CriuCli(config.criuBin, config.commandTimeoutMs, config.tls);
-  const features = await probeFeatures(criu, runc);
-  log.info(features, 'features probed');
+  const { idMapping, withoutReason } = chooseIdMapping(
+    config.userNamespace,
+    config.idMapping,
+    config.userNamespace === 'off' ? undefined : await probeUserNamespaceSupport(config.commandTimeoutMs),
+  );
+  if (withoutReason !== undefined) log.warn({ reason: withoutReason }, 'tasks run without their own user namespace');
+  const features = await probeFeatures(criu, runc, { userNamespace: idMapping !== undefined });
+  log.info({ ...features, idMapping: idMapping ?? null }, 'features probed');
 
   const tasksDir = join(config.dataDir, 'tasks');
   await mkdir(tasksDir, { recursive: true });
+  if (idMapping !== undefined) {
+    const blocked = await unsearchableAncestor(tasksDir);
+    if (blocked !== undefined) {
+      throw new ConfigError(
+        'dataDir',
+        `${blocked.dir} (mode ${blocked.mode.toString(8)}) is not searchable by the tasks' user namespace: give it o+x (0711) or set userNamespace to "off"`,
+      );
+    }
+  }
   const runtime = await TaskRuntime.create(
     {
       nodeName: config.nodeName,
       tasksDir,
       taskNetworkNamespace: config.taskNetworkNamespace,
       cgroupParent: config.cgroupParent,
+      ...(idMapping !== undefined ? { idMapping } : {}),
       ...(config.tls !== undefined ? { criuTls: config.tls } : {}),
       startTimeoutMs: config.startTimeoutMs,
       exitPollMs: 250,

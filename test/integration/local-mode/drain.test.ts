@@ -14,6 +14,10 @@ const KEYS = 20;
 
 const whoami = async (base: string): Promise<string[]> =>
   (JSON.parse(await call(base, '/whoami')) as { addresses: string[] }).addresses;
+const uidMap = async (base: string): Promise<string> =>
+  (JSON.parse(await call(base, '/whoami')) as { uidMap: string }).uidMap;
+/** The sidecar's default: tasks' ids 0-65535 are 100000-165535 on the node, the same on every node. */
+const TASK_UID_MAP = '0 100000 65536';
 
 async function withService(local: LocalMode): Promise<{ base: string; node: string }> {
   const { placed, base } = await runKv(local);
@@ -33,6 +37,7 @@ describe('local mode: a drain chains the service to another node (issue #5)', ()
     expect(await counter(base)).toBe(1);
     expect(await counter(base)).toBe(2);
     expect(await whoami(base)).toEqual([local.cluster.node(node).address]);
+    expect(await uidMap(base)).toBe(TASK_UID_MAP);
 
     const [outcome] = await local.controller.drainNode(node, 'test');
     expect(outcome).toMatchObject({ outcome: 'moved' });
@@ -41,6 +46,7 @@ describe('local mode: a drain chains the service to another node (issue #5)', ()
     expect(target).not.toBe(node);
 
     expect(await whoami(base)).toEqual([local.cluster.node(target ?? '').address]);
+    expect(await uidMap(base)).toBe(TASK_UID_MAP);
     expect(await counter(base)).toBe(3);
     const keys = JSON.parse(await call(base, '/keys')) as Record<string, string>;
     expect(Object.keys(keys)).toHaveLength(KEYS);

@@ -100,7 +100,7 @@ export async function makeNode(
     commandTimeoutMs: 60_000,
   });
   const criu = new CriuCli(CRIU_BIN, 60_000);
-  const features = await probeFeatures(criu, runc);
+  const features = await probeFeatures(criu, runc, { userNamespace: options.userNamespace !== false });
   const runtime = await TaskRuntime.create(
     {
       nodeName: name,

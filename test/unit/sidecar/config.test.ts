@@ -51,6 +51,25 @@ describe('sidecar config', () => {
     );
   });
 
+  it('gives tasks their own user namespace unless told otherwise, with one id range on every node', () => {
+    expect(parseConfig({}, 'h')).toMatchObject({ userNamespace: 'auto', idMapping: { hostId: 100_000, size: 65_536 } });
+    const raw = rawOptionsFrom(
+      {
+        NOMAD_CHAIN_USER_NAMESPACE: 'on',
+        NOMAD_CHAIN_USER_NAMESPACE_HOST_ID: '200000',
+        NOMAD_CHAIN_USER_NAMESPACE_SIZE: '1000',
+      },
+      undefined,
+    );
+    expect(parseConfig(raw, 'h')).toMatchObject({ userNamespace: 'on', idMapping: { hostId: 200_000, size: 1000 } });
+    expect(() => parseConfig({ userNamespace: 'yes' }, 'h')).toThrow(
+      expect.objectContaining({ field: 'userNamespace' }) as Error,
+    );
+    expect(() => parseConfig({ userNamespaceHostId: 2 ** 32 - 10, userNamespaceSize: 100 }, 'h')).toThrow(
+      expect.objectContaining({ field: 'userNamespaceSize' }) as Error,
+    );
+  });
+
   it('names the field of a bad value', () => {
     const failure = (raw: Record<string, unknown>): unknown => {
       try {

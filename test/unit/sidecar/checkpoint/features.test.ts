@@ -27,7 +27,31 @@ describe('feature probe and mode choice', () => {
     expect(await probeFeatures(fakeCriu(['uffd', 'mem_dirty_track']), runc)).toMatchObject({
       preCopy: true,
       lazyPages: false,
+      lazyPagesUnavailable: expect.stringContaining('uffd-noncoop') as unknown,
     });
+  });
+
+  it('offers lazy pages to user-namespaced tasks only with unprivileged userfaultfd and CAP_SYS_RESOURCE', async () => {
+    const criu = fakeCriu(['uffd', 'uffd-noncoop']);
+    const proc = (sysctl: string, capEff: string) => (path: string) =>
+      Promise.resolve(path.endsWith('unprivileged_userfaultfd') ? `${sysctl}\n` : `Name:\tnode\nCapEff:\t${capEff}\n`);
+    const all = '000001ffffffffff';
+    const noSysResource = '000001fffeffffff';
+    expect(await probeFeatures(criu, runc, { userNamespace: true, readProcFile: proc('1', all) })).toMatchObject({
+      lazyPages: true,
+    });
+    const blocked = await probeFeatures(criu, runc, { userNamespace: true, readProcFile: proc('0', all) });
+    expect(blocked).toMatchObject({ lazyPages: false });
+    expect(blocked.lazyPagesUnavailable).toContain('vm.unprivileged_userfaultfd = 1');
+    expect(chooseMode(MigrationMode.MIGRATION_MODE_LAZY, blocked)).toEqual({
+      mode: MigrationMode.MIGRATION_MODE_STOP_AND_COPY,
+      fallbackReason: blocked.lazyPagesUnavailable,
+    });
+    const noCap = await probeFeatures(criu, runc, { userNamespace: true, readProcFile: proc('1', noSysResource) });
+    expect(noCap.lazyPagesUnavailable).toContain('CAP_SYS_RESOURCE');
+    expect(
+      await probeFeatures(criu, runc, { userNamespace: false, readProcFile: proc('0', noSysResource) }),
+    ).toMatchObject({ lazyPages: true });
   });
 
   it('falls back from pre-copy to stop-and-copy and says why', () => {
