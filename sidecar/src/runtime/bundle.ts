@@ -95,9 +95,21 @@ function sysMounts(userNamespace: boolean): Record<string, unknown>[] {
   ];
 }
 
-function bind(source: string, destination: string, readonly: boolean): Record<string, unknown> {
-  return { destination, type: 'bind', source, options: ['rbind', 'rprivate', readonly ? 'ro' : 'rw'] };
+function bind(
+  source: string,
+  destination: string,
+  readonly: boolean,
+  flags: readonly string[] = [],
+): Record<string, unknown> {
+  return { destination, type: 'bind', source, options: ['rbind', 'rprivate', ...flags, readonly ? 'ro' : 'rw'] };
 }
+
+/**
+ * Nomad mounts a task's secrets dir as a noexec tmpfs. Inside the task's user namespace that flag is locked: the
+ * read-only remount of the bind must repeat it or the kernel refuses it ("mount … /secrets: operation not
+ * permitted", seen on the real-Nomad tier), so the bind asks for every restrictive flag such a dir may have.
+ */
+const SECRETS_FLAGS = ['nosuid', 'nodev', 'noexec'];
 
 /** The OCI runtime config (config.json) of one task. */
 export function ociConfig(input: BundleInput, rootfs: string): Record<string, unknown> {
@@ -126,7 +138,7 @@ export function ociConfig(input: BundleInput, rootfs: string): Record<string, un
   if (hostRoot) mounts.push(bind('/usr', '/usr', true), bind('/etc', '/etc', true));
   if (spec.allocDir !== '') mounts.push(bind(spec.allocDir, ALLOC_PATH, false));
   if (spec.localDir !== '') mounts.push(bind(spec.localDir, LOCAL_PATH, false));
-  if (spec.secretsDir !== '') mounts.push(bind(spec.secretsDir, SECRETS_PATH, true));
+  if (spec.secretsDir !== '') mounts.push(bind(spec.secretsDir, SECRETS_PATH, true, SECRETS_FLAGS));
   for (const [source, destination] of Object.entries(spec.binds).sort()) mounts.push(bind(source, destination, false));
 
   const namespaces: Record<string, string>[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];

@@ -35,7 +35,7 @@ describe('OCI bundle', () => {
       source: '/data/alloc',
       options: expect.arrayContaining(['rw']) as unknown,
     });
-    expect(byDest.get('/secrets')?.options).toContain('ro');
+    expect(byDest.get('/secrets')?.options).toEqual(expect.arrayContaining(['ro', 'noexec', 'nosuid', 'nodev']));
     expect(byDest.get('/usr')?.options).toContain('ro');
     expect(byDest.get('/x')?.source).toBe('/host/x');
     expect(config.process.env).toEqual(expect.arrayContaining(['A=1', expect.stringMatching(/^PATH=/) as unknown]));
