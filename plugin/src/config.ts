@@ -58,14 +58,20 @@ export interface PluginOptions {
   sidecar_timeout?: string;
   /** Nomad HTTP API used to read allocation lineage; "" turns chaining of stops off. @default "http://127.0.0.1:4646" */
   nomad_address?: string;
-  /** ACL token for nomad_address (needs read-job and node:read). @default "" */
+  /** ACL token for nomad_address, of the least policy jobs/chain-plugin.policy.hcl. @default "" */
   nomad_token?: string;
+  /** PEM CA file that signs the certificate of an https nomad_address (Nomad's own tls ca_file); "" = system roots. @default "" */
+  nomad_ca_file?: string;
   /** How long a replacement's start waits for its predecessor's checkpoint. @default "30s" */
   checkpoint_wait?: string;
   /** How a migrating task is moved: auto, stop-and-copy, pre-copy or lazy. @default "auto" */
   migration_mode?: MigrationModeName;
   /** How often the sidecar's health is re-read for the fingerprint. @default "15s" */
   fingerprint_period?: string;
+  /** The Consul agent Nomad registers this client's services with (Nomad's consul.address); "" = none. @default "http://127.0.0.1:8500" */
+  consul_address?: string;
+  /** ACL token for consul_address (service:write on the services of chained jobs). @default "" */
+  consul_token?: string;
 }
 
 export interface PluginConfig {
@@ -73,9 +79,14 @@ export interface PluginConfig {
   readonly sidecarTimeoutMs: number;
   readonly nomadAddress: string;
   readonly nomadToken: string;
+  /** "" = the system's roots. */
+  readonly nomadCaFile: string;
   readonly checkpointWaitMs: number;
   readonly migrationMode: MigrationModeName;
   readonly fingerprintPeriodMs: number;
+  /** "" = no Consul: a restored task is listed by Nomad's registration alone. */
+  readonly consulAddress: string;
+  readonly consulToken: string;
 }
 
 export const PLUGIN_DEFAULTS = deepFreeze({
@@ -83,9 +94,12 @@ export const PLUGIN_DEFAULTS = deepFreeze({
   sidecar_timeout: '30s',
   nomad_address: 'http://127.0.0.1:4646',
   nomad_token: '',
+  nomad_ca_file: '',
   checkpoint_wait: '30s',
   migration_mode: 'auto',
   fingerprint_period: '15s',
+  consul_address: 'http://127.0.0.1:8500',
+  consul_token: '',
 } satisfies Required<PluginOptions>);
 
 /** The ConfigSchema answer: every attribute optional, defaults filled in by Nomad's decoder. */
@@ -123,18 +137,37 @@ export function parsePluginConfig(msgpack: Uint8Array): PluginConfig {
   }
   const nomadToken = str('nomad_token');
   if (nomadToken !== '' && nomadAddress === '') throw fail('nomad_token', 'is set but nomad_address is empty');
+  const nomadCaFile = str('nomad_ca_file');
+  if (nomadCaFile !== '' && !isAbsolute(nomadCaFile)) {
+    throw fail('nomad_ca_file', `expected an absolute path, got ${quoted(nomadCaFile)}`);
+  }
+  if (nomadCaFile !== '' && !nomadAddress.startsWith('https://')) {
+    throw fail('nomad_ca_file', 'is set but nomad_address is not an https:// URL');
+  }
   const checkpointWaitMs = duration(str('checkpoint_wait'), 'checkpoint_wait', fail);
   if (checkpointWaitMs > MAX_CHECKPOINT_WAIT_MS) throw fail('checkpoint_wait', 'must be at most "10m"');
   const fingerprintPeriodMs = duration(str('fingerprint_period'), 'fingerprint_period', fail);
   if (fingerprintPeriodMs < 1000) throw fail('fingerprint_period', 'must be at least "1s"');
+  const consulAddress = str('consul_address').replace(/\/+$/, '');
+  if (consulAddress !== '' && !/^https?:\/\/[^/]+$/.test(consulAddress)) {
+    throw fail(
+      'consul_address',
+      `expected "" or an http(s) URL such as "http://127.0.0.1:8500", got ${quoted(consulAddress)}`,
+    );
+  }
+  const consulToken = str('consul_token');
+  if (consulToken !== '' && consulAddress === '') throw fail('consul_token', 'is set but consul_address is empty');
   return deepFreeze({
     sidecarSocket,
     sidecarTimeoutMs,
     nomadAddress,
     nomadToken,
+    nomadCaFile,
     checkpointWaitMs,
     migrationMode: migrationMode(str('migration_mode'), fail),
     fingerprintPeriodMs,
+    consulAddress,
+    consulToken,
   });
 }
 

@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server } from '@grpc/grpc-js';
 import { SystemClock } from '../../common/clock';
+import { ConsulRouter } from '../../common/consul';
 import { errorCode, errorMessage } from '../../common/errors';
 import { bindServer, shutdownServer } from '../../common/grpc/server';
 import { createRootLogger } from '../../common/logging';
@@ -9,6 +10,7 @@ import { HttpNomadApi } from '../../common/nomad-api';
 import { BasePlugin, PLUGIN_VERSION } from './base-plugin';
 import type { RuntimeFactory } from './base-plugin';
 import { Chaining } from './chaining';
+import { ConsulHandover } from './consul-handover';
 import { APP_PROTOCOL_VERSION, parseLaunchEnv } from './config';
 import type { LaunchConfig } from './config';
 import { ChainDriver } from './driver';
@@ -18,6 +20,18 @@ import { NomadAllocationLookup } from './nomad-allocation-lookup';
 import { GrpcSidecarApi } from '../../common/sidecar-api/grpc-sidecar-api';
 import { TaskEventBus } from './task-events';
 import { TaskStore } from './task-store';
+import { HclConfigError } from './errors';
+
+/** Read at SetConfig, so a missing or unreadable CA fails the agent's start naming the attribute. */
+function readNomadCa(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new HclConfigError('NC_PLUGIN_CONFIG_INVALID', 'nomad_ca_file', `cannot be read: ${errorMessage(err)}`, {
+      cause: err,
+    });
+  }
+}
 
 /** go-plugin's host waits 2 s after its Shutdown call before it kills the process. */
 const SHUTDOWN_GRACE_MS = 500;
@@ -41,6 +55,7 @@ async function main(launch: LaunchConfig): Promise<void> {
             new HttpNomadApi({
               address: config.nomadAddress,
               token: config.nomadToken === '' ? undefined : config.nomadToken,
+              tls: config.nomadCaFile === '' ? undefined : { ca: readNomadCa(config.nomadCaFile) },
             }),
           ),
   });
@@ -50,7 +65,15 @@ async function main(launch: LaunchConfig): Promise<void> {
   const driver = new ChainDriver({
     base,
     store: new TaskStore(),
-    chaining: new Chaining(events, driverLog),
+    chaining: new Chaining(events, driverLog, (config) =>
+      config.consulAddress === ''
+        ? undefined
+        : new ConsulHandover(
+            new ConsulRouter({ address: config.consulAddress, token: config.consulToken }),
+            clock,
+            log.child({ component: 'consul-handover' }),
+          ),
+    ),
     fingerprinter: new Fingerprinter(base, PLUGIN_VERSION, clock, driverLog),
     events,
     clock,
