@@ -1,23 +1,29 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import { chmod, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { Clock } from '../../../common/clock';
 import { SystemClock } from '../../../common/clock';
-import { errorCode } from '../../../common/errors';
 import type { Logger } from '../../../common/logging';
 import { CheckpointInfo } from '../../../proto/gen/chain/v1/sidecar';
 import type { TaskIdentity, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
-import { ChunkCodec, CommitRequest } from '../../../proto/gen/chain/v1/transfer';
+import { ChunkCodec } from '../../../proto/gen/chain/v1/transfer';
 import { ContentDefinedChunker } from '../transfer/chunker';
 import { decompress } from '../transfer/codec';
 import { TransferError } from '../transfer/errors';
-import { ManifestBuilder, distinctChunks, fileChunks, openManifest } from '../transfer/manifest';
+import { ManifestBuilder, distinctChunks, openManifest } from '../transfer/manifest';
 import type { SealedManifest } from '../transfer/manifest';
 import type { StageTimes } from '../transfer/stage-times';
 import { timed, timedAsync } from '../transfer/stage-times';
+import { CheckpointRecords } from './checkpoint-records';
+import type { CheckpointRecord } from './checkpoint-records';
 import { ChunkCipher } from './chunk-cipher';
-import { StoreError } from './errors';
+import { StoreError, storeIoError } from './errors';
+import { materializeTree } from './materializer';
+import { SegmentFiles } from './segment-files';
+import type { ChunkLocation, SegmentWriter } from './segment-files';
+
+export type { SegmentWriter } from './segment-files';
 
 export interface CheckpointStoreOptions {
   /** Directory the store owns (created if missing). */
@@ -56,7 +62,7 @@ export interface StoredChunk {
 }
 
 interface ChunkEntry {
-  readonly storedBytes: number;
+  readonly location: ChunkLocation;
   /** Committed checkpoints that use it. */
   refs: number;
   /** When a push last wrote or claimed it; keeps an unreferenced chunk alive for pendingTtlMs. */
@@ -71,41 +77,42 @@ interface CheckpointEntry {
 }
 
 const CHUNK_HEADER_BYTES = 5;
-const MATERIALIZE_READ_AHEAD = 8;
 
 /**
- * Staged checkpoints on disk. Chunks are content-addressed (shared by every checkpoint that has them, so
- * incremental rounds store only what changed), sealed with AES-256-GCM under the node key, and bounded by
- * an LRU over checkpoints by bytes. `materialize` verifies every chunk and the manifest digest before a
- * directory appears; nothing is written into place from bad data.
+ * Staged checkpoints on disk, behind one facade over three mechanisms: segment files (sealed chunks
+ * appended per transfer, `segment-files.ts`), checkpoint records (`checkpoint-records.ts`) and the
+ * materializer (`materializer.ts`). Here: the chunk index (content-addressed, shared by every checkpoint
+ * that has them, so incremental rounds store only what changed), claims of chunks a push is about to
+ * commit, the LRU bound over checkpoints by bytes, and lookup by handover key. Each chunk is sealed with
+ * AES-256-GCM under the node key, bound to its digest; nothing is written into place from bad data.
  */
 export class CheckpointStore {
   private readonly cipher: ChunkCipher;
-  private readonly clock: Clock;
+  private readonly records: CheckpointRecords;
   private readonly log: Logger;
-  private readonly pendingTtlMs: number;
   private readonly chunks = new Map<string, ChunkEntry>();
   private readonly checkpoints: LRUCache<string, CheckpointEntry>;
   private readonly byHandoverKey = new Map<string, string>();
   private readonly waiters = new Map<string, Set<(info: CheckpointInfo) => void>>();
-  private readonly deleting = new Map<string, Promise<void>>();
   private readonly writing = new Map<string, Promise<void>>();
+  /** Record deletions under way, by path: a checkpoint filed again under the same id waits for them. */
+  private readonly deletingRecords = new Map<string, Promise<void>>();
   private readonly closing = new AbortController();
+  private segments!: SegmentFiles;
   private pendingBytes = 0;
-  private stages: StageTimes | undefined;
 
   private constructor(
     private readonly dir: string,
     readonly maxBytes: number,
     key: Buffer,
     logger: Logger,
-    clock: Clock,
-    pendingTtlMs: number,
+    private readonly clock: Clock,
+    private readonly pendingTtlMs: number,
+    private readonly stages: StageTimes | undefined,
   ) {
     this.cipher = new ChunkCipher(key);
-    this.clock = clock;
+    this.records = new CheckpointRecords(join(dir, 'checkpoints'), this.cipher);
     this.log = logger.child({ component: 'checkpoint-store' });
-    this.pendingTtlMs = pendingTtlMs;
     this.checkpoints = new LRUCache<string, CheckpointEntry>({
       maxSize: maxBytes,
       sizeCalculation: (entry) => Math.max(1, entry.sizeBytes),
@@ -128,8 +135,8 @@ export class CheckpointStore {
       options.logger,
       options.clock ?? new SystemClock(),
       options.pendingTtlMs ?? 10 * 60_000,
+      options.stages,
     );
-    store.stages = options.stages;
     await store.load();
     return store;
   }
@@ -151,13 +158,19 @@ export class CheckpointStore {
     return this.chunks.has(digestHex);
   }
 
+  /** Where one transfer's chunks go (a segment file of their own); `close` it when the transfer ends. */
+  openWriter(): SegmentWriter {
+    return this.segments.writer();
+  }
+
   /**
-   * Stores a chunk the caller has verified against its digest. Makes room by evicting least recently
-   * used checkpoints; fails with NC_STORE_FULL when even that is not enough or the disk is full.
+   * Stores a chunk the caller has verified against its digest, appended through `writer`. Makes room by
+   * evicting least recently used checkpoints; fails with NC_STORE_FULL when even that is not enough or
+   * the disk is full.
    */
-  async putChunk(digest: Buffer, chunk: StoredChunk): Promise<number> {
+  async putChunk(digest: Buffer, chunk: StoredChunk, writer: SegmentWriter): Promise<number> {
     const hex = digest.toString('hex');
-    // Two pushes may bring the same chunk at once: the second waits for the first's file.
+    // Two pushes may bring the same chunk at once: the second waits for the first's append.
     for (let writing = this.writing.get(hex); writing !== undefined; writing = this.writing.get(hex)) {
       await writing.catch(() => undefined);
     }
@@ -166,17 +179,17 @@ export class CheckpointStore {
       existing.claimedAt = this.clock.now();
       return 0;
     }
-    const done = this.writeChunk(hex, digest, chunk);
+    const done = this.writeChunk(hex, digest, chunk, writer);
     this.writing.set(hex, done);
     try {
       await done;
     } finally {
       this.writing.delete(hex);
     }
-    return this.chunks.get(hex)?.storedBytes ?? 0;
+    return this.chunks.get(hex)?.location.length ?? 0;
   }
 
-  private async writeChunk(hex: string, digest: Buffer, chunk: StoredChunk): Promise<void> {
+  private async writeChunk(hex: string, digest: Buffer, chunk: StoredChunk, writer: SegmentWriter): Promise<void> {
     const header = Buffer.alloc(CHUNK_HEADER_BYTES);
     header.writeUInt8(chunk.codec, 0);
     header.writeUInt32BE(chunk.rawSize, 1);
@@ -186,18 +199,16 @@ export class CheckpointStore {
     this.reserve(sealed.length, hex);
     // Counted before the write, so concurrent writes cannot together pass the bound.
     this.pendingBytes += sealed.length;
-    const path = this.chunkPath(hex);
-    await this.deleting.get(path);
-    // Written in place, not via a rename: a torn file fails GCM authentication when read, and the
-    // in-memory index lists a chunk only once its file is complete.
+    let location: ChunkLocation;
+    // A torn append fails GCM authentication when read (the blob is bound to its digest), and the index
+    // lists a chunk only once its append is complete; records name chunks only after that.
     try {
-      await timedAsync(this.stages, 'store-write', sealed.length, () => writeFile(path, sealed));
+      location = await timedAsync(this.stages, 'store-write', sealed.length, () => writer.append(sealed));
     } catch (cause) {
       this.pendingBytes -= sealed.length;
-      await rm(path, { force: true });
-      throw ioError(cause, 'cannot write chunk', { digest: hex });
+      throw storeIoError(cause, 'cannot write chunk', { digest: hex });
     }
-    this.chunks.set(hex, { storedBytes: sealed.length, refs: 0, claimedAt: this.clock.now() });
+    this.chunks.set(hex, { location, refs: 0, claimedAt: this.clock.now() });
   }
 
   /**
@@ -231,31 +242,27 @@ export class CheckpointStore {
       sizeBytes: sealed.manifest.totalBytes,
       createdAtUnixMs: info.createdAtUnixMs > 0 ? info.createdAtUnixMs : this.clock.now(),
     };
-    const recordFile = this.recordPath(id);
-    const record = this.cipher.seal(
-      [CommitRequest.encode({ info: full, manifest: manifestBytes }).finish()],
-      recordAad(recordFile),
-    );
-    const sizeBytes = record.length + needed.reduce((sum, hex) => sum + (this.chunks.get(hex)?.storedBytes ?? 0), 0);
+    const locations = needed.map((hex) => (this.chunks.get(hex) as ChunkEntry).location);
+    const recordFile = this.records.pathFor(id);
+    const record = this.records.seal(recordFile, { info: full, manifest: manifestBytes, locations });
+    const sizeBytes = record.length + locations.reduce((sum, l) => sum + l.length, 0);
     if (sizeBytes > this.maxBytes) {
       throw new StoreError('NC_STORE_FULL', 'checkpoint is larger than the store', {
         context: { checkpointId: id, sizeBytes, maxBytes: this.maxBytes },
       });
     }
+    await this.deletingRecords.get(recordFile);
     try {
-      await mkdir(dirname(recordFile), { recursive: true });
-      await writeFile(`${recordFile}.tmp`, record);
-      await rename(`${recordFile}.tmp`, recordFile);
+      await this.records.write(recordFile, record);
     } catch (cause) {
-      await rm(`${recordFile}.tmp`, { force: true });
-      throw ioError(cause, 'cannot write checkpoint record', { checkpointId: id });
+      throw storeIoError(cause, 'cannot write checkpoint record', { checkpointId: id });
     }
-    const missingNow = needed.filter((hex) => !this.chunks.has(hex));
-    if (missingNow.length > 0) {
+    const changed = needed.filter((hex, i) => this.chunks.get(hex)?.location !== locations[i]);
+    if (changed.length > 0) {
       // Chunks aged out while the record was written: nothing may be filed that cannot be restored.
       await rm(recordFile, { force: true });
       throw new TransferError('NC_TRANSFER_CHUNKS_MISSING', 'chunks expired before the commit', {
-        context: { checkpointId: id, missingChunks: missingNow.length },
+        context: { checkpointId: id, missingChunks: changed.length },
       });
     }
     this.file({ info: full, chunks: needed, recordFile, sizeBytes });
@@ -272,17 +279,17 @@ export class CheckpointStore {
   async stageFromDirectory(dir: string, meta: CheckpointMeta): Promise<CheckpointInfo> {
     const chunker = new ContentDefinedChunker();
     const builder = new ManifestBuilder();
-    for await (const event of chunker.chunkDirectory(dir)) {
-      builder.add(event);
-      if (event.kind === 'chunk') {
-        if (this.claimChunks([event.digest])[0] !== true) {
-          await this.putChunk(event.digest, {
-            codec: ChunkCodec.CHUNK_CODEC_NONE,
-            rawSize: event.data.length,
-            payload: event.data,
-          });
+    const writer = this.openWriter();
+    try {
+      for await (const event of chunker.chunkDirectory(dir)) {
+        builder.add(event);
+        if (event.kind === 'chunk' && this.claimChunks([event.digest])[0] !== true) {
+          const chunk = { codec: ChunkCodec.CHUNK_CODEC_NONE, rawSize: event.data.length, payload: event.data };
+          await this.putChunk(event.digest, chunk, writer);
         }
       }
+    } finally {
+      writer.close();
     }
     const sealed = builder.seal();
     return this.commit(infoFromMeta(meta, sealed.digest), sealed.bytes);
@@ -329,52 +336,13 @@ export class CheckpointStore {
 
   /**
    * Writes the checkpoint's files to `targetDir` (which must not exist, or be empty). Everything is
-   * written beside it and renamed into place only after every chunk and the manifest digest verified.
+   * written beside it and renamed into place only after every chunk authenticated.
    */
   async materialize(checkpointId: string, targetDir: string): Promise<void> {
-    const entry = this.checkpoints.get(checkpointId);
-    if (entry === undefined)
+    if (!this.checkpoints.has(checkpointId))
       throw new StoreError('NC_STORE_NOT_FOUND', 'no such staged checkpoint', { context: { checkpointId } });
     const { manifest } = await this.readManifest(checkpointId);
-    await ensureVacant(targetDir);
-    const partial = `${targetDir}.partial-${randomBytes(6).toString('hex')}`;
-    try {
-      await mkdir(partial, { recursive: true, mode: 0o700 });
-      for (const file of manifest.files) {
-        const path = join(partial, ...file.path.split('/'));
-        if (file.directory) {
-          await mkdir(path, { recursive: true });
-          await chmod(path, file.mode);
-          continue;
-        }
-        await mkdir(dirname(path), { recursive: true });
-        const handle = await open(path, 'wx', 0o600);
-        try {
-          const pieces = [...fileChunks(file)];
-          const reads: Promise<Buffer>[] = [];
-          for (let i = 0; i < pieces.length; i += 1) {
-            while (reads.length < MATERIALIZE_READ_AHEAD && i + reads.length < pieces.length) {
-              const piece = pieces[i + reads.length];
-              if (piece === undefined) break;
-              const read = this.readPlainChunk(piece.digest.toString('hex'), piece.size);
-              // Reads ahead of a failing one are abandoned; they must not surface as unhandled.
-              read.catch(() => undefined);
-              reads.push(read);
-            }
-            const data = await (reads.shift() as Promise<Buffer>);
-            await timedAsync(this.stages, 'materialize-write', data.length, () => handle.write(data));
-          }
-        } finally {
-          await handle.close();
-        }
-        await chmod(path, file.mode);
-      }
-      await rename(partial, targetDir);
-    } catch (err) {
-      await rm(partial, { recursive: true, force: true });
-      if (errorCode(err)?.startsWith('NC_') === true) throw err;
-      throw ioError(err, 'cannot materialize checkpoint', { checkpointId, targetDir });
-    }
+    await materializeTree(manifest, targetDir, (hex, size) => this.readPlainChunk(hex, size), this.stages);
     this.log.info({ checkpointId, targetDir }, 'checkpoint materialized');
   }
 
@@ -388,7 +356,19 @@ export class CheckpointStore {
     const entry = this.checkpoints.peek(checkpointId);
     if (entry === undefined)
       throw new StoreError('NC_STORE_NOT_FOUND', 'no such staged checkpoint', { context: { checkpointId } });
-    const record = await this.readRecord(entry.recordFile, checkpointId);
+    let record: CheckpointRecord | undefined;
+    try {
+      record = await this.records.read(entry.recordFile);
+    } catch (cause) {
+      throw new StoreError('NC_STORE_MANIFEST_CORRUPT', 'staged checkpoint record unreadable', {
+        cause,
+        context: { checkpointId },
+      });
+    }
+    if (record === undefined)
+      throw new StoreError('NC_STORE_MANIFEST_CORRUPT', 'staged checkpoint record fails authentication', {
+        context: { checkpointId },
+      });
     try {
       return openManifest(record.manifest, entry.info.manifestDigest);
     } catch (cause) {
@@ -403,7 +383,7 @@ export class CheckpointStore {
    * A chunk's plain bytes, authenticated and decompressed. The bytes are not hashed again: a chunk is
    * sealed only after its plain bytes hashed to its digest (on receipt, or when staged from a directory),
    * and AES-GCM authenticates the sealed blob with that digest as associated data, so a blob that opens
-   * is the one sealed for this digest (a flipped bit, a truncated or swapped file fails to open).
+   * is the one sealed for this digest (a flipped bit, a truncated or swapped blob fails to open).
    */
   async readPlainChunk(digestHex: string, expectedSize?: number): Promise<Buffer> {
     const stored = await this.readStoredChunk(digestHex);
@@ -422,11 +402,14 @@ export class CheckpointStore {
 
   /** A chunk as stored (still compressed), authenticated. */
   async readStoredChunk(digestHex: string): Promise<StoredChunk> {
-    if (!this.chunks.has(digestHex))
+    const entry = this.chunks.get(digestHex);
+    if (entry === undefined)
       throw new StoreError('NC_STORE_NOT_FOUND', 'no such chunk', { context: { digest: digestHex } });
     let sealed: Buffer;
     try {
-      sealed = await timedAsync(this.stages, 'materialize-read', 0, () => readFile(this.chunkPath(digestHex)));
+      sealed = await timedAsync(this.stages, 'materialize-read', entry.location.length, () =>
+        this.segments.read(entry.location),
+      );
     } catch (cause) {
       throw corruptChunk(digestHex, cause);
     }
@@ -437,11 +420,13 @@ export class CheckpointStore {
     return { codec: plain.readUInt8(0), rawSize: plain.readUInt32BE(1), payload: plain.subarray(CHUNK_HEADER_BYTES) };
   }
 
-  /** Bytes the store holds on disk, at most maxBytes. */
-  usage(): { usedBytes: number; pendingBytes: number; checkpoints: number; chunks: number } {
+  /** Bytes the store holds on disk, at most maxBytes (dead bytes: dropped chunks in segments still in use). */
+  usage(): { usedBytes: number; pendingBytes: number; deadBytes: number; checkpoints: number; chunks: number } {
+    const { deadBytes } = this.segments.usage();
     return {
-      usedBytes: this.checkpoints.calculatedSize + this.pendingBytes,
+      usedBytes: this.checkpoints.calculatedSize + this.pendingBytes + deadBytes,
       pendingBytes: this.pendingBytes,
+      deadBytes,
       checkpoints: this.checkpoints.size,
       chunks: this.chunks.size,
     };
@@ -450,7 +435,8 @@ export class CheckpointStore {
   /** Releases waiters (they get undefined) and lets in-flight deletions finish. */
   async close(): Promise<void> {
     this.closing.abort();
-    await Promise.all(this.deleting.values());
+    await Promise.all(this.deletingRecords.values());
+    await this.segments.close();
   }
 
   // ---- internals ---------------------------------------------------------------------------------
@@ -459,7 +445,7 @@ export class CheckpointStore {
     for (const hex of entry.chunks) {
       const chunk = this.chunks.get(hex);
       if (chunk === undefined) continue;
-      if (chunk.refs === 0) this.pendingBytes -= chunk.storedBytes;
+      if (chunk.refs === 0) this.pendingBytes -= chunk.location.length;
       chunk.refs += 1;
       // The commit consumes the push's claim; a later push claims the chunk again through HaveChunks.
       chunk.claimedAt = 0;
@@ -484,17 +470,24 @@ export class CheckpointStore {
       if (chunk.refs > 0) continue;
       // An explicit delete (the checkpoint was restored) frees its chunks at once; an eviction keeps the
       // ones a push has just claimed, so that push can still commit.
-      if (reason !== 'delete' && now - chunk.claimedAt < this.pendingTtlMs) this.pendingBytes += chunk.storedBytes;
+      if (reason !== 'delete' && now - chunk.claimedAt < this.pendingTtlMs) this.pendingBytes += chunk.location.length;
       else this.dropChunk(hex, chunk, false);
     }
-    this.unlinkLater(entry.recordFile);
+    const path = entry.recordFile;
+    const done = (this.deletingRecords.get(path) ?? Promise.resolve())
+      .then(() => rm(path, { force: true }))
+      .catch((err: unknown) => this.log.warn({ err, path }, 'cannot delete checkpoint record'))
+      .finally(() => {
+        if (this.deletingRecords.get(path) === done) this.deletingRecords.delete(path);
+      });
+    this.deletingRecords.set(path, done);
     this.log.info({ checkpointId: entry.info.checkpointId, reason }, 'checkpoint removed');
   }
 
   private dropChunk(hex: string, chunk: ChunkEntry, pending: boolean): void {
     this.chunks.delete(hex);
-    if (pending) this.pendingBytes -= chunk.storedBytes;
-    this.unlinkLater(this.chunkPath(hex));
+    if (pending) this.pendingBytes -= chunk.location.length;
+    this.segments.release(chunk.location);
   }
 
   /** Drops unreferenced chunks whose claim expired. */
@@ -505,10 +498,14 @@ export class CheckpointStore {
     }
   }
 
+  private usedBytes(): number {
+    return this.checkpoints.calculatedSize + this.pendingBytes + this.segments.usage().deadBytes;
+  }
+
   private reserve(bytes: number, digestHex: string): void {
-    if (this.checkpoints.calculatedSize + this.pendingBytes + bytes <= this.maxBytes) return;
+    if (this.usedBytes() + bytes <= this.maxBytes) return;
     this.sweep();
-    while (this.checkpoints.calculatedSize + this.pendingBytes + bytes > this.maxBytes) {
+    while (this.usedBytes() + bytes > this.maxBytes) {
       if (this.checkpoints.size === 0 || this.checkpoints.pop() === undefined) {
         throw new StoreError('NC_STORE_FULL', 'checkpoint store is full', {
           recoverable: true,
@@ -519,111 +516,58 @@ export class CheckpointStore {
   }
 
   private enforceBound(): void {
-    while (this.checkpoints.calculatedSize + this.pendingBytes > this.maxBytes && this.checkpoints.size > 1)
-      this.checkpoints.pop();
-  }
-
-  private unlinkLater(path: string): void {
-    const previous = this.deleting.get(path) ?? Promise.resolve();
-    const done = previous
-      .then(() => unlink(path))
-      .catch((err: unknown) => {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ err, path }, 'cannot delete store file');
-      })
-      .finally(() => {
-        if (this.deleting.get(path) === done) this.deleting.delete(path);
-      });
-    this.deleting.set(path, done);
-  }
-
-  private chunkPath(hex: string): string {
-    const name = this.cipher.nameFor('chunk', hex);
-    return join(this.dir, 'chunks', name.slice(0, 2), name);
-  }
-
-  private recordPath(checkpointId: string): string {
-    return join(this.dir, 'checkpoints', `${this.cipher.nameFor('checkpoint', checkpointId)}.rec`);
-  }
-
-  private async readRecord(path: string, checkpointId: string): Promise<CommitRequest> {
-    let sealed: Buffer;
-    try {
-      sealed = await readFile(path);
-    } catch (cause) {
-      throw new StoreError('NC_STORE_MANIFEST_CORRUPT', 'staged checkpoint record unreadable', {
-        cause,
-        context: { checkpointId },
-      });
-    }
-    const plain = this.cipher.open(sealed, recordAad(path));
-    if (plain === undefined)
-      throw new StoreError('NC_STORE_MANIFEST_CORRUPT', 'staged checkpoint record fails authentication', {
-        context: { checkpointId },
-      });
-    return CommitRequest.decode(plain);
+    while (this.usedBytes() > this.maxBytes && this.checkpoints.size > 1) this.checkpoints.pop();
   }
 
   private async load(): Promise<void> {
-    await mkdir(join(this.dir, 'checkpoints'), { recursive: true, mode: 0o700 });
-    await mkdir(join(this.dir, 'chunks'), { recursive: true, mode: 0o700 });
-    await Promise.all(
-      Array.from({ length: 256 }, (_, i) =>
-        mkdir(join(this.dir, 'chunks', i.toString(16).padStart(2, '0')), { recursive: true }),
-      ),
-    );
-    const records: { entry: CheckpointEntry; createdAt: number }[] = [];
-    for (const name of await readdir(join(this.dir, 'checkpoints'))) {
-      const path = join(this.dir, 'checkpoints', name);
-      if (!name.endsWith('.rec')) {
-        await rm(path, { force: true });
-        continue;
-      }
-      const loaded = await this.loadRecord(path);
-      if (loaded !== undefined) records.push(loaded);
+    const chunksDir = join(this.dir, 'chunks');
+    await mkdir(chunksDir, { recursive: true, mode: 0o700 });
+    // Anything else there is the layout before segment files (a file per chunk): its records are dropped too.
+    for (const name of await readdir(chunksDir))
+      if (name !== 'segments') await rm(join(chunksDir, name), { recursive: true, force: true });
+    this.segments = await SegmentFiles.open(join(chunksDir, 'segments'), this.log);
+    const loaded: { entry: CheckpointEntry; locations: readonly ChunkLocation[] }[] = [];
+    for (const path of await this.records.list()) {
+      const entry = await this.loadRecord(path);
+      if (entry !== undefined) loaded.push(entry);
     }
-    const wanted = new Map<string, string>();
-    for (const { entry } of records) for (const hex of entry.chunks) wanted.set(this.cipher.nameFor('chunk', hex), hex);
-    for (const sub of await readdir(join(this.dir, 'chunks'))) {
-      for (const name of await readdir(join(this.dir, 'chunks', sub))) {
-        const path = join(this.dir, 'chunks', sub, name);
-        const hex = wanted.get(name);
-        if (hex === undefined) {
-          await rm(path, { force: true });
-          continue;
-        }
-        this.chunks.set(hex, { storedBytes: (await stat(path)).size, refs: 0, claimedAt: 0 });
-      }
-    }
-    records.sort((a, b) => a.createdAt - b.createdAt);
-    for (const { entry } of records) {
-      const complete = entry.chunks.every((hex) => this.chunks.has(hex));
+    loaded.sort((a, b) => a.entry.info.createdAtUnixMs - b.entry.info.createdAtUnixMs);
+    for (const { entry, locations } of loaded) {
+      const complete = locations.every((l, i) => this.chunks.has(entry.chunks[i] as string) || this.segments.holds(l));
       if (!complete) {
         this.log.warn({ checkpointId: entry.info.checkpointId }, 'staged checkpoint lost chunks; dropped');
         await rm(entry.recordFile, { force: true });
         continue;
       }
+      entry.chunks.forEach((hex, i) => {
+        const location = locations[i] as ChunkLocation;
+        if (this.chunks.has(hex)) return;
+        this.segments.adopt(location);
+        this.chunks.set(hex, { location, refs: 0, claimedAt: 0 });
+        // Unreferenced until filed just below, like a chunk a push has just written.
+        this.pendingBytes += location.length;
+      });
       const recordBytes = (await stat(entry.recordFile)).size;
       const sizeBytes =
-        recordBytes + entry.chunks.reduce((sum, hex) => sum + (this.chunks.get(hex)?.storedBytes ?? 0), 0);
+        recordBytes + entry.chunks.reduce((sum, hex) => sum + (this.chunks.get(hex)?.location.length ?? 0), 0);
       this.file({ ...entry, sizeBytes });
     }
-    for (const [hex, chunk] of this.chunks) if (chunk.refs === 0) this.dropChunk(hex, chunk, false);
-    this.log.info(
-      { checkpoints: this.checkpoints.size, usedBytes: this.checkpoints.calculatedSize },
-      'checkpoint store opened',
-    );
+    await this.segments.removeUnused();
+    this.log.info({ checkpoints: this.checkpoints.size, usedBytes: this.usedBytes() }, 'checkpoint store opened');
   }
 
-  private async loadRecord(path: string): Promise<{ entry: CheckpointEntry; createdAt: number } | undefined> {
-    const plain = this.cipher.open(await readFile(path), recordAad(path));
-    const record = plain === undefined ? undefined : CommitRequest.decode(plain);
+  private async loadRecord(
+    path: string,
+  ): Promise<{ entry: CheckpointEntry; locations: readonly ChunkLocation[] } | undefined> {
+    const record = await this.records.read(path).catch(() => undefined);
     const info = record?.info;
     // The name is a keyed hash of the id: a record renamed to stand for another checkpoint is refused.
-    if (record !== undefined && info !== undefined && this.recordPath(info.checkpointId) === path) {
+    if (record !== undefined && info !== undefined && this.records.pathFor(info.checkpointId) === path) {
       try {
         const { manifest } = openManifest(record.manifest, info.manifestDigest);
-        const entry = { info, chunks: [...distinctChunks(manifest).keys()], recordFile: path, sizeBytes: 0 };
-        return { entry, createdAt: info.createdAtUnixMs };
+        const chunks = [...distinctChunks(manifest).keys()];
+        if (chunks.length === record.locations.length)
+          return { entry: { info, chunks, recordFile: path, sizeBytes: 0 }, locations: record.locations };
       } catch (err) {
         this.log.warn({ err, path }, 'staged checkpoint record invalid; dropped');
       }
@@ -632,10 +576,6 @@ export class CheckpointStore {
     await rm(path, { force: true });
     return undefined;
   }
-}
-
-function recordAad(recordFile: string): Buffer {
-  return Buffer.from(`checkpoint\0${basename(recordFile)}`);
 }
 
 export function infoFromMeta(meta: CheckpointMeta, manifestDigest: string): CheckpointInfo {
@@ -655,32 +595,4 @@ function corruptChunk(digestHex: string, cause?: unknown): StoreError {
     cause,
     context: { digest: digestHex },
   });
-}
-
-function ioError(cause: unknown, message: string, context: Record<string, string>): StoreError {
-  const code = (cause as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new StoreError('NC_STORE_FULL', 'disk under the checkpoint store is full', {
-      cause,
-      recoverable: true,
-      context: { ...context, reason: 'disk' },
-    });
-  }
-  return new StoreError('NC_STORE_IO', message, { cause, context });
-}
-
-async function ensureVacant(targetDir: string): Promise<void> {
-  let entries: string[];
-  try {
-    entries = await readdir(targetDir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw new StoreError('NC_STORE_TARGET_EXISTS', 'materialize target is not a usable directory', {
-      cause: err,
-      context: { targetDir },
-    });
-  }
-  if (entries.length > 0)
-    throw new StoreError('NC_STORE_TARGET_EXISTS', 'materialize target is not empty', { context: { targetDir } });
-  await rmdir(targetDir);
 }

@@ -19,3 +19,16 @@ export class StoreError extends NomadChainError {
     super(code, message, options);
   }
 }
+
+/** An I/O failure under the store: a full disk is NC_STORE_FULL (recoverable), anything else NC_STORE_IO. */
+export function storeIoError(cause: unknown, message: string, context: Record<string, string>): StoreError {
+  const code = (cause as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new StoreError('NC_STORE_FULL', 'disk under the checkpoint store is full', {
+      cause,
+      recoverable: true,
+      context: { ...context, reason: 'disk' },
+    });
+  }
+  return new StoreError('NC_STORE_IO', message, { cause, context });
+}

@@ -15,7 +15,7 @@ import type {
   HelloResponse,
   StateTransferServer,
 } from '../../../proto/gen/chain/v1/transfer';
-import type { CheckpointStore } from '../store/checkpoint-store';
+import type { CheckpointStore, SegmentWriter } from '../store/checkpoint-store';
 import { DEFAULT_CHUNKING, PAGE_CHUNK_BYTES } from './chunker';
 import { SUPPORTED_CODECS, decompress } from './codec';
 import { TransferError } from './errors';
@@ -183,8 +183,14 @@ export class TransferServer {
       fail(err);
       return;
     }
+    // This upload's chunks go to a segment of their own, closed once the stream is over and nothing is under way.
+    const writer = this.store.openWriter();
+    const closeWriterWhenIdle = (): void => {
+      if ((ended || failed) && active === 0) writer.close();
+    };
     const settle = (): void => {
       active -= 1;
+      closeWriterWhenIdle();
       if (failed) return;
       if (active < this.chunkConcurrency) call.resume();
       if (ended && active === 0) call.end();
@@ -193,7 +199,7 @@ export class TransferServer {
       if (failed) return;
       active += 1;
       if (active >= this.chunkConcurrency) call.pause();
-      this.receive(frame)
+      this.receive(frame, writer)
         .then((ack) => {
           if (!failed) call.write(ack);
           log.debug({ digest: frame.digest.toString('hex'), wireBytes: frame.data.length }, 'chunk stored');
@@ -203,19 +209,22 @@ export class TransferServer {
     });
     call.on('end', () => {
       ended = true;
+      closeWriterWhenIdle();
       if (active === 0 && !failed) call.end();
     });
     call.on('cancelled', () => {
       failed = true;
+      closeWriterWhenIdle();
       log.info('chunk upload cancelled by the sender');
     });
     call.on('error', (err: unknown) => {
       if (!failed) log.warn({ err }, 'chunk upload stream failed');
       failed = true;
+      closeWriterWhenIdle();
     });
   }
 
-  private async receive(frame: ChunkFrame): Promise<ChunkAck> {
+  private async receive(frame: ChunkFrame, writer: SegmentWriter): Promise<ChunkAck> {
     const { digest, codec, rawSize, data } = frame;
     if (
       digest.length !== DIGEST_BYTES ||
@@ -239,7 +248,7 @@ export class TransferServer {
         context: { digest: digest.toString('hex'), rawSize, plainBytes: plain.length },
       });
     }
-    await this.store.putChunk(digest, { codec, rawSize, payload: data });
+    await this.store.putChunk(digest, { codec, rawSize, payload: data }, writer);
     return ack;
   }
 }

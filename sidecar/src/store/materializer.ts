@@ -1,0 +1,114 @@
+import { randomBytes } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { errorCode } from '../../../common/errors';
+import type { Manifest } from '../../../proto/gen/chain/v1/transfer';
+import { fileChunks } from '../transfer/manifest';
+import type { StageTimes } from '../transfer/stage-times';
+import { timedAsync } from '../transfer/stage-times';
+import { StoreError, storeIoError } from './errors';
+
+/** A chunk's plain bytes, checked; throws a coded error otherwise. */
+export type ChunkReader = (digestHex: string, size: number) => Promise<Buffer>;
+
+const READ_AHEAD_CHUNKS = 8;
+/** Chunks ready in order are written together, up to this many bytes per call. */
+const WRITE_BATCH_BYTES = 1024 * 1024;
+
+/**
+ * Lays a manifest's tree down in `targetDir` (absent or empty). Everything is written beside it and
+ * renamed into place only once every chunk read back whole, so a failure leaves no target directory.
+ */
+export async function materializeTree(
+  manifest: Manifest,
+  targetDir: string,
+  readChunk: ChunkReader,
+  stages: StageTimes | undefined,
+): Promise<void> {
+  await ensureVacant(targetDir);
+  const partial = `${targetDir}.partial-${randomBytes(6).toString('hex')}`;
+  try {
+    await mkdir(partial, { recursive: true, mode: 0o700 });
+    for (const file of manifest.files) {
+      const path = join(partial, ...file.path.split('/'));
+      if (file.directory) {
+        await mkdir(path, { recursive: true });
+        await chmod(path, file.mode);
+        continue;
+      }
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(path, [...fileChunks(file)], readChunk, stages);
+      await chmod(path, file.mode);
+    }
+    await rename(partial, targetDir);
+  } catch (err) {
+    await rm(partial, { recursive: true, force: true });
+    if (errorCode(err)?.startsWith('NC_') === true) throw err;
+    throw storeIoError(err, 'cannot materialize checkpoint', { targetDir });
+  }
+}
+
+async function writeFile(
+  path: string,
+  pieces: readonly { digest: Buffer; size: number }[],
+  readChunk: ChunkReader,
+  stages: StageTimes | undefined,
+): Promise<void> {
+  const handle = await open(path, 'wx', 0o600);
+  try {
+    const reads: Promise<Buffer>[] = [];
+    let next = 0;
+    const fill = (): void => {
+      while (reads.length < READ_AHEAD_CHUNKS && next < pieces.length) {
+        const piece = pieces[next] as { digest: Buffer; size: number };
+        next += 1;
+        const read = readChunk(piece.digest.toString('hex'), piece.size);
+        // Reads ahead of a failing one are abandoned; they must not surface as unhandled.
+        read.catch(() => undefined);
+        reads.push(read);
+      }
+    };
+    fill();
+    while (reads.length > 0) {
+      const batch = [await (reads.shift() as Promise<Buffer>)];
+      let bytes = batch[0]?.length ?? 0;
+      fill();
+      // Whatever else has already arrived goes out in the same call.
+      while (reads.length > 0 && bytes < WRITE_BATCH_BYTES) {
+        const ready = await Promise.race([reads[0] as Promise<Buffer>, Promise.resolve(undefined)]);
+        if (ready === undefined) break;
+        void reads.shift();
+        batch.push(ready);
+        bytes += ready.length;
+        fill();
+      }
+      await timedAsync(stages, 'materialize-write', bytes, () => writeAll(handle, batch, bytes));
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+async function writeAll(handle: FileHandle, batch: Buffer[], bytes: number): Promise<void> {
+  let { bytesWritten } = await handle.writev(batch);
+  if (bytesWritten === bytes) return;
+  const rest = Buffer.concat(batch);
+  while (bytesWritten < bytes) bytesWritten += (await handle.write(rest, bytesWritten)).bytesWritten;
+}
+
+async function ensureVacant(targetDir: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(targetDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new StoreError('NC_STORE_TARGET_EXISTS', 'materialize target is not a usable directory', {
+      cause: err,
+      context: { targetDir },
+    });
+  }
+  if (entries.length > 0)
+    throw new StoreError('NC_STORE_TARGET_EXISTS', 'materialize target is not empty', { context: { targetDir } });
+  await rmdir(targetDir);
+}

@@ -1,0 +1,215 @@
+import type { FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../../../common/logging';
+
+/** Where a sealed chunk lies: its segment, the offset there and its length. */
+export interface ChunkLocation {
+  readonly segment: number;
+  readonly offset: number;
+  readonly length: number;
+}
+
+interface Segment {
+  readonly id: number;
+  readonly path: string;
+  /** Bytes appended, or reserved by an append under way. */
+  size: number;
+  /** Bytes of the chunks the store indexes in it, and of appends under way. */
+  liveBytes: number;
+  /** A writer still appends to it, so it stays even while nothing in it is live. */
+  writable: boolean;
+  handle: Promise<FileHandle> | undefined;
+}
+
+const SEGMENT_NAME = /^([0-9]{1,15})\.seg$/;
+/** Offsets travel in records as 32-bit numbers. */
+export const MAX_SEGMENT_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * Append-only segment files holding sealed chunks back to back: a transfer appends to its own segment
+ * (one file, positioned writes) instead of creating a file per chunk, and a segment is deleted once none
+ * of its chunks is indexed any more. Bytes are never overwritten in place, so a location a record names
+ * holds exactly what was appended there, or the segment is gone or shorter (then reads come back short).
+ */
+export class SegmentFiles {
+  private readonly segments = new Map<number, Segment>();
+  private readonly removing = new Set<Promise<void>>();
+  private nextId = 1;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly maxSegmentBytes: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Opens `dir` (created if missing) with the segments found there; none is live until `adopt`ed. */
+  static async open(dir: string, log: Logger, maxSegmentBytes = MAX_SEGMENT_BYTES): Promise<SegmentFiles> {
+    const files = new SegmentFiles(dir, Math.min(maxSegmentBytes, MAX_SEGMENT_BYTES), log);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    for (const name of await readdir(dir)) {
+      const match = SEGMENT_NAME.exec(name);
+      if (match === null) {
+        await rm(join(dir, name), { recursive: true, force: true });
+        continue;
+      }
+      const id = Number(match[1]);
+      const path = join(dir, name);
+      const { size } = await stat(path);
+      files.segments.set(id, { id, path, size, liveBytes: 0, writable: false, handle: undefined });
+      files.nextId = Math.max(files.nextId, id + 1);
+    }
+    return files;
+  }
+
+  /** A writer appending to segments of its own. */
+  writer(): SegmentWriter {
+    return new SegmentWriter(this, this.maxSegmentBytes);
+  }
+
+  /** Whether `location` lies inside a segment on disk (at load: a record whose chunks are all there). */
+  holds(location: ChunkLocation): boolean {
+    const segment = this.segments.get(location.segment);
+    return segment !== undefined && location.offset + location.length <= segment.size;
+  }
+
+  /** Counts a chunk found at load as live. */
+  adopt(location: ChunkLocation): void {
+    const segment = this.segments.get(location.segment);
+    if (segment !== undefined) segment.liveBytes += location.length;
+  }
+
+  /** After load: deletes the segments no adopted chunk lies in. */
+  async removeUnused(): Promise<void> {
+    for (const segment of [...this.segments.values()]) this.removeIfDead(segment);
+    await Promise.all(this.removing);
+  }
+
+  /** The chunk at `location` is no longer indexed; its segment goes once nothing in it is. */
+  release(location: ChunkLocation): void {
+    const segment = this.segments.get(location.segment);
+    if (segment === undefined) return;
+    segment.liveBytes -= location.length;
+    this.removeIfDead(segment);
+  }
+
+  /** The sealed bytes at `location`; shorter than asked when the segment was cut short or is gone. */
+  async read(location: ChunkLocation): Promise<Buffer> {
+    const segment = this.segments.get(location.segment);
+    if (segment === undefined) return Buffer.alloc(0);
+    const handle = await this.handleOf(segment);
+    const out = Buffer.allocUnsafe(location.length);
+    let filled = 0;
+    while (filled < out.length) {
+      const { bytesRead } = await handle.read(out, filled, out.length - filled, location.offset + filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return out.subarray(0, filled);
+  }
+
+  /** Bytes on disk in segments, and the part of them no indexed chunk uses (kept until the segment goes). */
+  usage(): { totalBytes: number; deadBytes: number; segments: number } {
+    let totalBytes = 0;
+    let deadBytes = 0;
+    for (const segment of this.segments.values()) {
+      totalBytes += segment.size;
+      deadBytes += segment.size - segment.liveBytes;
+    }
+    return { totalBytes, deadBytes, segments: this.segments.size };
+  }
+
+  /** Lets deletions finish and closes every open segment. */
+  async close(): Promise<void> {
+    await Promise.all(this.removing);
+    const handles = [...this.segments.values()].map((s) => s.handle).filter((h) => h !== undefined);
+    await Promise.all(handles.map((h) => h.then((fh) => fh.close()).catch(() => undefined)));
+  }
+
+  /** @internal a writer's new segment. */
+  create(): Segment {
+    const id = this.nextId;
+    this.nextId += 1;
+    const path = join(this.dir, `${id}.seg`);
+    const segment: Segment = { id, path, size: 0, liveBytes: 0, writable: true, handle: open(path, 'wx+', 0o600) };
+    segment.handle?.catch(() => undefined);
+    this.segments.set(id, segment);
+    return segment;
+  }
+
+  /** @internal a writer is done with `segment`. */
+  retire(segment: Segment): void {
+    segment.writable = false;
+    this.removeIfDead(segment);
+  }
+
+  /** @internal */
+  handleOf(segment: Segment): Promise<FileHandle> {
+    segment.handle ??= open(segment.path, 'r');
+    return segment.handle;
+  }
+
+  private removeIfDead(segment: Segment): void {
+    if (segment.writable || segment.liveBytes > 0 || this.segments.get(segment.id) !== segment) return;
+    this.segments.delete(segment.id);
+    // Unlinked first: a read under way on the open handle still completes; close waits for it.
+    const done = rm(segment.path, { force: true })
+      .then(() => segment.handle?.then((h) => h.close()))
+      .catch((err: unknown) => this.log.warn({ err, path: segment.path }, 'cannot delete store segment'))
+      .finally(() => this.removing.delete(done));
+    this.removing.add(done);
+  }
+}
+
+/**
+ * Appends sealed chunks for one transfer: each append reserves its offset at once, so appends under way
+ * together write disjoint ranges of one file. `close` when the transfer ends.
+ */
+export class SegmentWriter {
+  private current: Segment | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly files: SegmentFiles,
+    private readonly maxSegmentBytes: number,
+  ) {}
+
+  async append(sealed: Buffer): Promise<ChunkLocation> {
+    if (this.closed) throw new Error('segment writer is closed');
+    let segment = this.current;
+    if (segment === undefined || segment.size + sealed.length > this.maxSegmentBytes) {
+      if (segment !== undefined) this.files.retire(segment);
+      segment = this.files.create();
+      this.current = segment;
+    }
+    const location: ChunkLocation = { segment: segment.id, offset: segment.size, length: sealed.length };
+    segment.size += sealed.length;
+    segment.liveBytes += sealed.length;
+    try {
+      const handle = await this.files.handleOf(segment);
+      let written = 0;
+      while (written < sealed.length) {
+        const { bytesWritten } = await handle.write(
+          sealed,
+          written,
+          sealed.length - written,
+          location.offset + written,
+        );
+        written += bytesWritten;
+      }
+    } catch (err) {
+      // The range stays as dead bytes; a segment that failed once takes no more appends.
+      if (this.current === segment) this.current = undefined;
+      this.files.retire(segment);
+      this.files.release(location);
+      throw err;
+    }
+    return location;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.current !== undefined) this.files.retire(this.current);
+    this.current = undefined;
+  }
+}
