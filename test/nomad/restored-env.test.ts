@@ -1,0 +1,89 @@
+import type { Allocation } from '../../common/nomad-api';
+import { httpGet } from '../harness/programs';
+import { GiveUp, NomadCluster, freePort, waitFor } from './nomad-cluster';
+
+// Issue #11, defect 4: after a drain the CRIU-restored task kept its predecessor's NOMAD_ALLOC_ID (the
+// environment is memory, and CRIU restores memory). jobs/example-env serves process.env.NOMAD_ALLOC_ID on each
+// request from a Node.js process; after `nomad node drain` the same process (pid, start time and hit count
+// carried over) must answer with the replacement allocation's id.
+const JOB = 'example-env';
+const TASK = 'server';
+
+interface EnvStatus {
+  allocId: string;
+  shortAllocId: string;
+  hits: number;
+  pid: number;
+  started: number;
+}
+
+let cluster: NomadCluster;
+
+async function status(port: number): Promise<EnvStatus> {
+  const res = await httpGet(`http://127.0.0.1:${port}/`, 10_000);
+  return JSON.parse(res.body) as EnvStatus;
+}
+
+function messages(alloc: Allocation): string[] {
+  return (alloc.TaskStates?.[TASK]?.Events ?? []).map((e) => `${e.Type}: ${e.DisplayMessage}`);
+}
+
+async function allocsOfJob(): Promise<Allocation[]> {
+  const { value } = await cluster.api.listAllocations({ filter: `JobID == "${JOB}"` });
+  return Promise.all(value.map(async (stub) => (await cluster.api.getAllocation(stub.ID)).value));
+}
+
+async function runningAlloc(predicate: (a: Allocation) => boolean = () => true): Promise<Allocation> {
+  return waitFor(`a running ${JOB} allocation`, 300_000, async () => {
+    const states: string[] = [];
+    for (const alloc of (await allocsOfJob()).filter(predicate)) {
+      if (alloc.ClientStatus === 'running' && alloc.DesiredStatus === 'run') return alloc;
+      const line = `${alloc.ID.slice(0, 8)} on ${alloc.NodeName} ${alloc.ClientStatus}/${alloc.DesiredStatus}: ${JSON.stringify(messages(alloc))}`;
+      const failing = alloc.ClientStatus === 'failed' || messages(alloc).some((m) => m.startsWith('Restarting'));
+      if (alloc.DesiredStatus === 'run' && failing) throw new GiveUp(line);
+      states.push(line);
+    }
+    throw new Error(states.join('; ') || 'no matching allocation yet');
+  });
+}
+
+beforeAll(async () => {
+  cluster = await NomadCluster.create(2);
+  await cluster.start();
+  await cluster.waitForHealthyChainDriver(300_000);
+});
+
+afterAll(async () => {
+  if (cluster === undefined) return;
+  await cluster.nomad(['job', 'stop', '-purge', JOB]).catch(() => undefined);
+  await cluster.teardown();
+});
+
+test('drain: the restored task reads the new allocation’s NOMAD_ALLOC_ID (issue #11)', async () => {
+  const port = await freePort();
+  await cluster.nomad(['job', 'run', '-detach', '-var', `port=${port}`, `jobs/${JOB}.nomad.hcl`]);
+  const old = await runningAlloc();
+  const before = await waitFor('the server to answer', 120_000, () => status(port).catch(() => undefined));
+  expect(before.allocId).toBe(old.ID);
+  expect(before.shortAllocId).toBe(old.ID.slice(0, 8));
+
+  await cluster.api.drainNode(old.NodeID, { deadlineMs: 120_000, meta: { test: 'restored-env' } });
+  const replacement = await runningAlloc((a) => a.PreviousAllocation === old.ID);
+  expect(replacement.NodeID).not.toBe(old.NodeID);
+  expect(replacement.ID).not.toBe(old.ID);
+
+  // Restored from the drained allocation's checkpoint, not started cold.
+  const restored = messages(replacement);
+  process.stdout.write(`${replacement.ID.slice(0, 8)} on ${replacement.NodeName}: ${JSON.stringify(restored)}\n`);
+  expect(restored.some((m) => m.startsWith('Driver: Restored from checkpoint') && m.endsWith(old.ID))).toBe(true);
+  expect(restored.filter((m) => /started cold/.test(m))).toEqual([]);
+
+  const after = await waitFor('the restored server to answer', 120_000, () => status(port).catch(() => undefined));
+  // The same process with its memory...
+  expect(after.pid).toBe(before.pid);
+  expect(after.started).toBe(before.started);
+  expect(after.hits).toBeGreaterThan(before.hits);
+  // ...reading the replacement's identity from its environment.
+  expect(after.allocId).toBe(replacement.ID);
+  expect(after.shortAllocId).toBe(replacement.ID.slice(0, 8));
+});
