@@ -32,13 +32,35 @@ export type HealthCheck =
 
 export interface RegisterOptions {
   readonly check: HealthCheck;
+  /** The check's status until it first runs (Consul's own default is critical). @default 'critical' */
+  readonly initialStatus?: 'passing' | 'warning' | 'critical';
   /** Consul removes the instance after its check stays critical this long. @default never */
   readonly deregisterCriticalAfterMs?: number;
   readonly tags?: readonly string[];
+  /** Service meta besides `nomad-chain-node`. @default none */
+  readonly meta?: Readonly<Record<string, string>>;
+}
+
+/** A service as the local agent holds it (`/v1/agent/services`). */
+export interface AgentService {
+  readonly id: string;
+  readonly service: string;
+  /** "" = the node's address. */
+  readonly address: string;
+  readonly port: number;
+  readonly tags: readonly string[];
 }
 
 interface PapiExtensible {
   _ext(event: 'onResponse', fn: (request: { err?: unknown }, next: () => void) => void): void;
+}
+
+interface AgentServiceBody {
+  ID?: unknown;
+  Service?: unknown;
+  Address?: unknown;
+  Port?: unknown;
+  Tags?: unknown;
 }
 
 interface HealthServiceEntry {
@@ -92,8 +114,13 @@ export class ConsulRouter implements Router {
         address: instance.address,
         port: instance.port,
         tags: options.tags === undefined ? undefined : [...options.tags],
-        meta: { 'nomad-chain-node': instance.node },
-        check: { name: `${instance.service} health`, ...checkDefinition(instance, options.check), ...deregister },
+        meta: { ...options.meta, 'nomad-chain-node': instance.node },
+        check: {
+          name: `${instance.service} health`,
+          ...checkDefinition(instance, options.check),
+          ...(options.initialStatus === undefined ? {} : { status: options.initialStatus }),
+          ...deregister,
+        },
       }),
     );
   }
@@ -120,6 +147,50 @@ export class ConsulRouter implements Router {
   /** Reports a TTL check critical (`/v1/agent/check/fail/:id`). */
   async failCheck(instance: Instance, note?: string): Promise<void> {
     await this.call('check-fail', () => this.consul.agent.check.fail({ id: serviceCheckId(instance.id), note }));
+  }
+
+  /** The services this agent holds that match a Consul filter expression (`/v1/agent/services?filter=`). */
+  async agentServices(filter: string): Promise<AgentService[]> {
+    const body = await this.call('agent-services', () => this.consul.agent.service.list({ filter }));
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new ConsulApiError('NC_CONSUL_BAD_RESPONSE', 'Consul agent services answer is not a map', {
+        context: { filter },
+      });
+    }
+    return Object.values(body as Record<string, AgentServiceBody>).map((svc) => {
+      const { ID: id, Service: service, Address: address, Port: port, Tags: tags } = svc;
+      if (typeof id !== 'string' || typeof service !== 'string' || typeof port !== 'number') {
+        throw new ConsulApiError('NC_CONSUL_BAD_RESPONSE', 'Consul agent service lacks ID, Service or Port', {
+          context: { filter },
+        });
+      }
+      return {
+        id,
+        service,
+        address: typeof address === 'string' ? address : '',
+        port,
+        tags: Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [],
+      };
+    });
+  }
+
+  /** The statuses of the checks this agent runs for one service (`/v1/agent/checks?filter=`). */
+  async serviceCheckStatuses(serviceId: string): Promise<string[]> {
+    const filter = `ServiceID == ${JSON.stringify(serviceId)}`;
+    const body = await this.call('agent-checks', () => this.consul.agent.check.list({ filter }));
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new ConsulApiError('NC_CONSUL_BAD_RESPONSE', 'Consul agent checks answer is not a map', {
+        context: { serviceId },
+      });
+    }
+    return Object.values(body as Record<string, { Status?: unknown }>).map((check) => {
+      if (typeof check.Status !== 'string') {
+        throw new ConsulApiError('NC_CONSUL_BAD_RESPONSE', 'Consul agent check lacks Status', {
+          context: { serviceId },
+        });
+      }
+      return check.Status;
+    });
   }
 
   async healthyInstances(service: string): Promise<Instance[]> {

@@ -4,7 +4,8 @@ import { MigrationMode } from '../../proto/gen/chain/v1/sidecar';
 import type { TaskIdentity, TaskInfo, TaskSpec } from '../../proto/gen/chain/v1/sidecar';
 import type { AllocationLookup } from './allocation-lookup';
 import type { PluginRuntime } from './base-plugin';
-import type { MigrationModeName, TaskDriverConfig } from './config';
+import type { MigrationModeName, PluginConfig, TaskDriverConfig } from './config';
+import type { ConsulHandover } from './consul-handover';
 import { DriverError } from './errors';
 import { TRANSFER_ADDRESS_ATTRIBUTE } from './fingerprint';
 import type { TaskEventBus } from './task-events';
@@ -39,9 +40,14 @@ export interface StartOutcome {
  * checkpoint, a failed hand-over) ends where any driver would, and a task event says why.
  */
 export class Chaining {
+  /**
+   * @param consulHandover for the plugin's configuration, what lists a restored task in Consul ahead of its
+   *   check; undefined (or none) leaves that to Nomad's registration alone.
+   */
   constructor(
     private readonly events: TaskEventBus,
     private readonly log: Logger,
+    private readonly consulHandover: (config: PluginConfig) => ConsulHandover | undefined = () => undefined,
   ) {}
 
   /** Restores the predecessor's checkpoint when one arrives within the bounded wait, else starts cold. */
@@ -82,6 +88,8 @@ export class Chaining {
         message: `Restored from checkpoint ${checkpoint.checkpointId} of allocation ${checkpoint.source?.allocId ?? 'unknown'}`,
         annotations: { checkpoint_id: checkpoint.checkpointId, source_node: checkpoint.sourceNode },
       });
+      // Not awaited: StartTask returns now, and Nomad registers task-level services only after it does.
+      void this.consulHandover(runtime.config)?.bridge(identity.allocId);
       return { info, restoredFromCheckpoint: checkpoint.checkpointId };
     } catch (err) {
       this.log.warn(

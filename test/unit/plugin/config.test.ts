@@ -32,6 +32,8 @@ describe('plugin (agent) config', () => {
       checkpointWaitMs: 30_000,
       migrationMode: 'auto',
       fingerprintPeriodMs: 15_000,
+      consulAddress: 'http://127.0.0.1:8500',
+      consulToken: '',
     });
     expect(Object.isFrozen(config)).toBe(true);
     expect(parsePluginConfig(new Uint8Array()).sidecarSocket).toBe('/var/lib/nomad-chain/sidecar.sock');
@@ -48,6 +50,8 @@ describe('plugin (agent) config', () => {
     ['checkpoint_wait', { checkpoint_wait: '1h' }],
     ['migration_mode', { migration_mode: 'teleport' }],
     ['fingerprint_period', { fingerprint_period: 'often' }],
+    ['consul_address', { consul_address: '127.0.0.1:8500' }],
+    ['consul_token', { consul_address: '', consul_token: 'secret' }],
     ['sidecar_socket', { sidecar_socket: 5 }],
     ['socket', { socket: '/x' }],
   ])('names the attribute %s when it is wrong', (attribute, values) => {
@@ -63,6 +67,8 @@ describe('plugin (agent) config', () => {
     const attributes = spec.block?.$case === 'object' ? spec.block.object.attributes : [];
     expect(attributes.map((a) => a.key).sort()).toEqual([
       'checkpoint_wait',
+      'consul_address',
+      'consul_token',
       'fingerprint_period',
       'migration_mode',
       'nomad_address',

@@ -17,6 +17,8 @@ export const silent = pino({ level: 'silent' });
 
 const PLUGIN_ATTRIBUTES = [
   'checkpoint_wait',
+  'consul_address',
+  'consul_token',
   'fingerprint_period',
   'migration_mode',
   'nomad_address',
@@ -48,6 +50,8 @@ export function pluginConfig(values: Record<string, unknown> = {}): Uint8Array {
     checkpoint_wait: '30s',
     migration_mode: 'auto',
     fingerprint_period: '15s',
+    consul_address: 'http://127.0.0.1:8500',
+    consul_token: '',
     ...values,
   });
 }

@@ -89,6 +89,48 @@ test('register sends the service with its check; TCP and TTL checks too', async 
   expect(last().body).toMatchObject({ Check: { HTTP: 'http://[::1]:8080/h' } });
 });
 
+test('register can start the check passing and add service meta', async () => {
+  await router.register(web, {
+    check: { kind: 'ttl', ttlMs: 30_000 },
+    initialStatus: 'passing',
+    deregisterCriticalAfterMs: 60_000,
+    meta: { 'nomad-chain-stand-in-for': '_nomad-task-x' },
+  });
+  expect(last().body).toMatchObject({
+    Meta: { 'nomad-chain-stand-in-for': '_nomad-task-x', 'nomad-chain-node': 'n1' },
+    Check: { TTL: '30000ms', Status: 'passing', DeregisterCriticalServiceAfter: '60000ms' },
+  });
+});
+
+test("the agent's services and a service's check statuses are read with a filter", async () => {
+  server.handler = server.json(200, {
+    'svc-1': { ID: 'svc-1', Service: 'web', Address: '198.18.0.2', Port: 8080, Tags: ['a'] },
+    'svc-2': { ID: 'svc-2', Service: 'web', Port: 81 },
+  });
+  expect(await router.agentServices('ID contains "abc"')).toEqual([
+    { id: 'svc-1', service: 'web', address: '198.18.0.2', port: 8080, tags: ['a'] },
+    { id: 'svc-2', service: 'web', address: '', port: 81, tags: [] },
+  ]);
+  expect(last()).toMatchObject({ method: 'GET', path: '/v1/agent/services', token: 't0k' });
+  expect(new URLSearchParams(last().query).get('filter')).toBe('ID contains "abc"');
+
+  server.handler = server.json(200, { c1: { CheckID: 'c1', Status: 'critical' }, c2: { Status: 'passing' } });
+  expect(await router.serviceCheckStatuses('svc-1')).toEqual(['critical', 'passing']);
+  expect(last()).toMatchObject({ method: 'GET', path: '/v1/agent/checks' });
+  expect(new URLSearchParams(last().query).get('filter')).toBe('ServiceID == "svc-1"');
+});
+
+test('malformed agent answers are NC_CONSUL_BAD_RESPONSE', async () => {
+  server.handler = server.json(200, []);
+  expect(errorCode(await router.agentServices('x').catch((e: unknown) => e))).toBe('NC_CONSUL_BAD_RESPONSE');
+  server.handler = server.json(200, { s: { ID: 's', Service: 'web' } });
+  expect(errorCode(await router.agentServices('x').catch((e: unknown) => e))).toBe('NC_CONSUL_BAD_RESPONSE');
+  server.handler = server.json(200, null);
+  expect(errorCode(await router.serviceCheckStatuses('s').catch((e: unknown) => e))).toBe('NC_CONSUL_BAD_RESPONSE');
+  server.handler = server.json(200, { c: { CheckID: 'c' } });
+  expect(errorCode(await router.serviceCheckStatuses('s').catch((e: unknown) => e))).toBe('NC_CONSUL_BAD_RESPONSE');
+});
+
 test('rotation is maintenance mode; TTL pass/fail address the service check', async () => {
   await router.leaveRotation(web);
   expect(last()).toMatchObject({
