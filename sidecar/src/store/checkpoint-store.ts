@@ -531,7 +531,10 @@ export class CheckpointStore {
       const entry = await this.loadRecord(path);
       if (entry !== undefined) loaded.push(entry);
     }
-    loaded.sort((a, b) => a.entry.info.createdAtUnixMs - b.entry.info.createdAtUnixMs);
+    // Indexed newest first: where two records name one chunk at different places (the older record outlived a
+    // crash while it was being deleted), the chunk is read where the newest says; filed oldest first, for the LRU.
+    loaded.sort((a, b) => b.entry.info.createdAtUnixMs - a.entry.info.createdAtUnixMs);
+    const kept: CheckpointEntry[] = [];
     for (const { entry, locations } of loaded) {
       const complete = locations.every((l, i) => this.chunks.has(entry.chunks[i] as string) || this.segments.holds(l));
       if (!complete) {
@@ -547,6 +550,9 @@ export class CheckpointStore {
         // Unreferenced until filed just below, like a chunk a push has just written.
         this.pendingBytes += location.length;
       });
+      kept.push(entry);
+    }
+    for (const entry of kept.reverse()) {
       const recordBytes = (await stat(entry.recordFile)).size;
       const sizeBytes =
         recordBytes + entry.chunks.reduce((sum, hex) => sum + (this.chunks.get(hex)?.location.length ?? 0), 0);

@@ -131,6 +131,48 @@ describe('CheckpointStore', () => {
     expect(await treeDigest(join(root, 'out'))).toEqual(await treeDigest(src));
   });
 
+  it('a record that outlived a crash mid-deletion does not cost a newer checkpoint its chunks', async () => {
+    const dir = async (name: string, files: Record<string, string>): Promise<string> => {
+      const path = join(root, name);
+      await mkdir(path);
+      for (const [file, seed] of Object.entries(files))
+        await writeFile(join(path, file), pseudoRandom(seed, 128 * 1024));
+      return path;
+    };
+    const store = await open();
+    const x = await store.stageFromDirectory(await dir('x', { 'pages-1.img': 'f', 'pages-2.img': 'g' }), {
+      handoverKey: 'x',
+      createdAtUnixMs: 1,
+    });
+    const z = await store.stageFromDirectory(await dir('z', { 'pages-2.img': 'g' }), {
+      handoverKey: 'z',
+      createdAtUnixMs: 2,
+    });
+    const recordsDir = join(root, 'store', 'checkpoints');
+    const before = new Set(await readdir(recordsDir));
+    const [xRecord] = [...before];
+    const saved = new Map<string, Buffer>();
+    for (const name of before) saved.set(name, await readFile(join(recordsDir, name)));
+    store.delete(x.checkpointId);
+    const y = await store.stageFromDirectory(await dir('y', { 'pages-1.img': 'f' }), {
+      handoverKey: 'y',
+      createdAtUnixMs: 3,
+    });
+    await store.close();
+    // X's record comes back, as if the sidecar died before its deletion reached the disk.
+    for (const [name, bytes] of saved) await writeFile(join(recordsDir, name), bytes);
+    expect(xRecord).toBeDefined();
+    const reopened = await open();
+    expect(new Set(reopened.list().map((c) => c.checkpointId))).toEqual(
+      new Set([x.checkpointId, y.checkpointId, z.checkpointId]),
+    );
+    reopened.delete(x.checkpointId);
+    await reopened.close();
+    const again = await open();
+    await again.materialize(y.checkpointId, join(root, 'out'));
+    expect(await treeDigest(join(root, 'out'))).toEqual(await treeDigest(join(root, 'y')));
+  });
+
   it('refuses a tampered checkpoint record', async () => {
     const src = await makeCheckpointDir(root, 128 * 1024);
     const store = await open();
