@@ -1,7 +1,8 @@
 # Nightly retrain of the forecaster's model (`npm run forecast -- retrain`): train on the trace without its last
 # hours, then promote the candidate into the registry only if it beats the serving model on those held-out
 # hours. The forecaster follows the registry's current version by itself. Run it where the forecaster's
-# data_dir and model_registry are (the same host, or shared storage).
+# data_dir and model_registry are (the same host, or shared storage). It calls no Nomad API, so it needs no
+# ACL token or policy: with ACLs on it runs with none.
 #
 #   nomad job run -var repo_dir=/opt/nomad-chain -var trace=/data/spot-trace.csv jobs/forecaster-retrain.nomad.hcl
 

@@ -1,8 +1,12 @@
 # The forecaster: ingests sidecar telemetry, scores drain risk with the served ONNX model, and fences,
 # reserves and drains nodes through Nomad's API. One instance per cluster.
 #
-#   nomad var put nomad/jobs/forecaster token=<ACL token with node:write, submit-job and operator:read>
-#   (operator:read: placeholders are placed only while service-job preemption is on; forecaster/README.md)
+# With ACLs on (as production runs), its token carries only jobs/forecaster.policy.hcl; a wrong or missing
+# token stops its start with NC_NOMAD_API_ACL_DENIED:
+#
+#   nomad acl policy apply -description "nomad-chain forecaster" forecaster jobs/forecaster.policy.hcl
+#   nomad var put nomad/jobs/forecaster \
+#     token="$(nomad acl token create -name forecaster -policy forecaster -json | jq -r .SecretID)"
 #   nomad job run -var repo_dir=/opt/nomad-chain jobs/forecaster.nomad.hcl
 
 variable "repo_dir" {

@@ -54,6 +54,8 @@ async function main(argv: readonly string[]): Promise<void> {
       clock,
     );
     const nomadActions = new NomadSchedulerActions(nomad, log.child({ component: 'nomad-actions' }));
+    // A wrong or missing token stops the start here, with its code, before anything could be half done.
+    await nomadActions.checkAccess();
     // Said once at start so an operator sees at once why no placeholders appear (Nomad's default is off).
     await nomadActions.checkPreemption();
     actions = nomadActions;

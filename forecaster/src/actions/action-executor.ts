@@ -106,10 +106,20 @@ export class ActionExecutor {
   }
 
   private async drain(decision: Decision, reason: string): Promise<void> {
+    const { node } = decision;
     const deadlineMs = decision.deadlineMs ?? 0;
     // A drain straight from healthy (an interruption notice) still fences first, so nothing new lands meanwhile.
-    await this.actions.fence(decision.node, reason);
-    await this.actions.drain(decision.node, { deadlineMs, reason, decisionId: decision.id });
+    await this.actions.fence(node, reason);
+    // ...and reserves: Nomad moves a group's allocations a few at a time (migrate.max_parallel), so the later
+    // replacements need room held from the start. A node that is leaving drains whether or not room was found.
+    if (!this.reservations.has(node)) {
+      try {
+        this.reservations.set(node, await this.actions.reserve(node, reason));
+      } catch (err) {
+        this.log.warn({ err, node }, 'capacity not reserved: the drain goes ahead');
+      }
+    }
+    await this.actions.drain(node, { deadlineMs, reason, decisionId: decision.id });
   }
 
   private async undo(node: string, reason: string): Promise<void> {

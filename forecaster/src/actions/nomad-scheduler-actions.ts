@@ -1,5 +1,6 @@
 import { errorCode, errorMessage } from '../../../common/errors';
 import type { Logger } from '../../../common/logging';
+import { NomadApiError } from '../../../common/nomad-api';
 import type { Allocation, Job, NomadApi } from '../../../common/nomad-api';
 import { SchedulerActionError } from '../errors';
 import type { DrainRequest, Reservation, SchedulerActions } from './scheduler-actions';
@@ -33,6 +34,8 @@ const PREEMPTION_PRIORITY_GAP = 10;
 /** A job without a priority runs at Nomad's default (structs.JobDefaultPriority). */
 const DEFAULT_JOB_PRIORITY = 50;
 const ENABLE_PREEMPTION = 'nomad operator scheduler set-config -preempt-service-scheduler=true';
+/** The least ACL policy the forecaster runs with. */
+const POLICY_FILE = 'jobs/forecaster.policy.hcl';
 
 interface ChainedGroup {
   readonly alloc: Allocation;
@@ -111,6 +114,26 @@ export class NomadSchedulerActions implements SchedulerActions {
   }
 
   /**
+   * Start-up check of the token: lists the nodes (node:read, which every action and the event stream need). A
+   * refusal stops the start with NC_NOMAD_API_ACL_DENIED, naming the policy: a forecaster that cannot see the
+   * cluster must not run as if it could act on it.
+   */
+  async checkAccess(): Promise<void> {
+    let nodes;
+    try {
+      nodes = await this.nomad.listNodes();
+    } catch (err) {
+      if (errorCode(err) !== 'NC_NOMAD_API_ACL_DENIED') throw err;
+      throw new NomadApiError(
+        'NC_NOMAD_API_ACL_DENIED',
+        `${describe(err)}; the forecaster needs a token of ${POLICY_FILE}`,
+        { cause: err, status: 403 },
+      );
+    }
+    for (const n of nodes.value) this.ids.set(n.Name, n.ID);
+  }
+
+  /**
    * Start-up check: warns, with the fix, when placeholders would not be placed. Never throws: reserve checks
    * again each time, so enabling preemption later takes effect without a restart.
    */
@@ -151,7 +174,7 @@ export class NomadSchedulerActions implements SchedulerActions {
     } catch (err) {
       // Already gone is released.
       if ((err as { code?: string }).code === 'NC_NOMAD_API_NOT_FOUND') return;
-      throw new SchedulerActionError(`release of ${reservation.id} failed: ${errorMessage(err)}`, {
+      throw new SchedulerActionError(`release of ${reservation.id} failed: ${describe(err)}`, {
         cause: err,
         context: { node: reservation.node, job: reservation.id },
       });
@@ -166,7 +189,7 @@ export class NomadSchedulerActions implements SchedulerActions {
     } catch (err) {
       // Not knowing is treated as off: a placeholder that might not yield is worse than none.
       if (errorCode(err) === 'NC_NOMAD_API_ACL_DENIED') {
-        return "the forecaster's Nomad token lacks operator:read, so whether replacements may preempt is unknown";
+        return `the forecaster's Nomad token lacks operator:read (${POLICY_FILE}), so whether replacements may preempt is unknown`;
       }
       throw err;
     }
@@ -257,13 +280,21 @@ export class NomadSchedulerActions implements SchedulerActions {
     try {
       return await fn();
     } catch (err) {
-      throw new SchedulerActionError(`${action} on ${node} failed: ${errorMessage(err)}`, {
+      throw new SchedulerActionError(`${action} on ${node} failed: ${describe(err)}`, {
         cause: err,
         context: { node, action },
         recoverable: (err as { recoverable?: boolean }).recoverable === true,
       });
     }
   }
+}
+
+/** An error's message with what Nomad itself answered (a refusal's body), which says what really went wrong. */
+function describe(err: unknown): string {
+  const said = (err as { context?: { detail?: unknown } }).context?.detail;
+  return typeof said === 'string' && said !== ''
+    ? `${errorMessage(err)} (Nomad: ${JSON.stringify(said)})`
+    : errorMessage(err);
 }
 
 function jobPriority(alloc: Allocation): number {

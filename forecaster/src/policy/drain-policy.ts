@@ -42,6 +42,8 @@ interface MutableState {
   decisions: Decision[];
   /** Reasons of the last hold, so an unchanged hold is not recorded again every tick. */
   lastHold: string;
+  /** The notice (source/kind) the node was last drained for: one drain per notice. */
+  drainedFor: string;
 }
 
 /** Notice kinds that mean the node is leaving (as opposed to advice such as a rebalance recommendation). */
@@ -120,6 +122,11 @@ export class DrainPolicy {
     if (state.phase === 'draining') return undefined;
     const notice = r.notices.find((n) => TERMINAL_NOTICES.has(n.kind));
     if (notice !== undefined) {
+      // Nomad leaves a drained node ineligible: a second drain for the same notice would only repeat the first
+      // (and undo an operator's cancel), once per tick for as long as the node lingers.
+      const key = `${notice.source}/${notice.kind}`;
+      if (state.drainedFor === key) return undefined;
+      state.drainedFor = key;
       const left = notice.deadlineMs > 0 ? Math.max(0, notice.deadlineMs - nowMs) : rule.drainDeadlineMs;
       const reasons = [
         `interruption notice from ${notice.source}: ${notice.kind}` +
@@ -264,6 +271,7 @@ export class DrainPolicy {
         nodeClass: r.nodeClass,
         decisions: [],
         lastHold: '',
+        drainedFor: '',
       };
       this.states.set(r.node, state);
     }

@@ -65,7 +65,12 @@ export class TelemetryAgent {
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {
-    this.client = new TelemetryClient(config.forecasterAddress, credentials.createInsecure());
+    // grpc-js keeps its own reconnect backoff (up to 120 s) under ours and fails calls at once meanwhile: a
+    // sidecar started before its forecaster connected minutes late (issue #11). Its backoff follows ours.
+    this.client = new TelemetryClient(config.forecasterAddress, credentials.createInsecure(), {
+      'grpc.initial_reconnect_backoff_ms': config.reconnectMinMs,
+      'grpc.max_reconnect_backoff_ms': config.reconnectMaxMs,
+    });
   }
 
   start(): void {

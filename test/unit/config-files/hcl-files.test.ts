@@ -56,7 +56,7 @@ test('the parser refuses broken HCL, so the gate can fail', async () => {
 });
 
 test('every job file holds exactly one job, named after its file', async () => {
-  for (const file of hclFiles().filter((f) => f.startsWith('jobs/'))) {
+  for (const file of hclFiles().filter((f) => f.startsWith('jobs/') && f.endsWith('.nomad.hcl'))) {
     const jobs = (await load(file)).job as Record<string, unknown>;
     expect([file, Object.keys(jobs)]).toEqual([file, [file.slice('jobs/'.length, -'.nomad.hcl'.length)]]);
   }

@@ -54,3 +54,25 @@ describe('ActionExecutor pre-staging (issue #6)', () => {
     expect(actions.calls).toEqual(['fence hot', 'reserve hot', 'unfence hot']);
   });
 });
+
+describe('ActionExecutor drain straight from healthy (an interruption notice)', () => {
+  it('fences, reserves, then drains, and releases the reservation once the drain ends', async () => {
+    const { actions, executor } = setup();
+    const drained = await executor.submit(decision(1, 'leaving', 'drain'));
+    expect(drained.ok).toBe(true);
+    expect(actions.calls).toEqual(['fence leaving', 'reserve leaving', 'drain leaving']);
+    expect(executor.reservationFor('leaving')).toMatchObject({ id: 'reserve-leaving', tasks: 1 });
+    await executor.drainEnded('leaving');
+    expect(actions.calls.at(-1)).toBe('release leaving');
+    expect(executor.reservationFor('leaving')).toBeUndefined();
+  });
+
+  it('a failed reservation does not hold up the drain of a node that is leaving', async () => {
+    const { actions, executor } = setup();
+    actions.failOn = 'reserve';
+    const drained = await executor.submit(decision(1, 'leaving', 'drain'));
+    expect(drained.ok).toBe(true);
+    expect(actions.calls).toEqual(['fence leaving', 'reserve leaving', 'drain leaving']);
+    expect(actions.drains.map((d) => d.node)).toEqual(['leaving']);
+  });
+});

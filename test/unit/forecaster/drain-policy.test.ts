@@ -111,6 +111,21 @@ describe('DrainPolicy', () => {
     expect(p.evaluate([node('n2', 0.1, { notices: [advice] })], 0)).toEqual([]);
   });
 
+  it('drains once per notice: after that drain ended, the same notice drains the node no more (issue #11)', () => {
+    const p = policyWith();
+    const notice = { source: 'aws-imds', kind: 'spot-interruption', deadlineMs: 5 * MINUTE };
+    const noticed = node('n1', 0.1, { notices: [notice] });
+    expect(p.evaluate([noticed, ...healthy(3)], 0).map((d) => d.action)).toEqual(['drain']);
+    p.observeDrainEnded('n1', MINUTE);
+    expect(p.evaluate([noticed, ...healthy(3)], MINUTE + 1000)).toEqual([]);
+    expect(p.evaluate([noticed, ...healthy(3)], 2 * MINUTE)).toEqual([]);
+    expect(p.state('n1')?.decisions.map((d) => d.action)).toEqual(['drain']);
+    // Another kind of notice is news.
+    const maintenance = { source: 'aws-imds', kind: 'scheduled-maintenance', deadlineMs: 0 };
+    const [again] = p.evaluate([node('n1', 0.1, { notices: [maintenance] }), ...healthy(3)], 3 * MINUTE);
+    expect(again).toMatchObject({ action: 'drain' });
+  });
+
   it('uses the class rule over the pool rule over the defaults', () => {
     const p = policyWith({
       pools: { spot: { enterThreshold: 0.9, exitThreshold: 0.5 } },

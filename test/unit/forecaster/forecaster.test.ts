@@ -187,6 +187,6 @@ describe('Forecaster tick', () => {
     expect(forecaster.stats.lastNodes).toBe(1);
     expect(runner.calls).toBe(1);
     expect(decisions).toEqual([expect.objectContaining({ node: 'noticed', action: 'drain', deadlineMs: 30_000 })]);
-    expect(actions.calls).toEqual(['fence noticed', 'drain noticed']);
+    expect(actions.calls).toEqual(['fence noticed', 'reserve noticed', 'drain noticed']);
   });
 });

@@ -56,8 +56,10 @@ class FakeNomadApi implements Partial<NomadApi> {
   config: SchedulerConfigurationResponse | Error = { SchedulerConfig: schedulerConfig(true) };
   allocs: Allocation[] = [chainedAlloc('alloc-1', 50)];
   readonly registered: Job[] = [];
+  nodesRefusal: Error | undefined;
 
   listNodes(): Promise<QueryResult<NodeListStub[]>> {
+    if (this.nodesRefusal !== undefined) return Promise.reject(this.nodesRefusal);
     return Promise.resolve({ value: [{ ID: NODE_A, Name: 'a' } as NodeListStub], lastIndex: 1 });
   }
 
@@ -137,6 +139,16 @@ describe('NomadSchedulerActions.reserve and service-job preemption', () => {
     expect(nomad.registered).toEqual([]);
   });
 
+  it("says in a failed action's message what Nomad answered", async () => {
+    const { nomad, actions } = setup();
+    nomad.config = new NomadApiError('NC_NOMAD_API_STATUS', 'Nomad API refused the call', {
+      status: 500,
+      context: { detail: 'error looking up ACL token' },
+    });
+    const err = (await actions.reserve('a', 'risk high').catch((e: unknown) => e)) as { message: string };
+    expect(err.message).toBe('reserve on a failed: Nomad API refused the call (Nomad: "error looking up ACL token")');
+  });
+
   it('reserves only for jobs at least 10 priorities above the placeholder (Nomad preempts no closer)', async () => {
     const { nomad, actions, lines } = setup();
     nomad.allocs = [
@@ -183,5 +195,30 @@ describe('NomadSchedulerActions.checkPreemption', () => {
     nomad.config = new NomadApiError('NC_NOMAD_API_UNREACHABLE', 'Nomad API unreachable');
     await actions.checkPreemption();
     expect(lines.at(-1)).toMatchObject({ level: 40, msg: 'scheduler configuration not checked' });
+  });
+});
+
+describe('NomadSchedulerActions.checkAccess', () => {
+  it("stops the start on a refused token with the ACL code, Nomad's reason and the policy to use", async () => {
+    const { nomad, actions } = setup();
+    await expect(actions.checkAccess()).resolves.toBeUndefined();
+    nomad.nodesRefusal = new NomadApiError(
+      'NC_NOMAD_API_ACL_DENIED',
+      'Nomad refused the call: the ACL token is unknown',
+      {
+        status: 403,
+        context: { detail: 'ACL token not found' },
+      },
+    );
+    const err = (await actions.checkAccess().catch((e: unknown) => e)) as { code: string; message: string };
+    expect(err.code).toBe('NC_NOMAD_API_ACL_DENIED');
+    expect(err.message).toContain('"ACL token not found"');
+    expect(err.message).toContain('jobs/forecaster.policy.hcl');
+  });
+
+  it('lets other failures through unchanged', async () => {
+    const { nomad, actions } = setup();
+    nomad.nodesRefusal = new NomadApiError('NC_NOMAD_API_UNREACHABLE', 'Nomad API unreachable');
+    await expect(actions.checkAccess()).rejects.toMatchObject({ code: 'NC_NOMAD_API_UNREACHABLE' });
   });
 });
