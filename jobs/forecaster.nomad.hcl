@@ -8,6 +8,8 @@
 #   nomad var put nomad/jobs/forecaster \
 #     token="$(nomad acl token create -name forecaster -policy forecaster -json | jq -r .SecretID)"
 #   nomad job run -var repo_dir=/opt/nomad-chain jobs/forecaster.nomad.hcl
+#
+# With TLS on Nomad's HTTP API, make the template's NOMAD_ADDR https:// and add NOMAD_CACERT=<the agents' CA>.
 
 variable "repo_dir" {
   type    = string

@@ -107,6 +107,8 @@ export interface ForecasterOptions {
   nomadAddress?: string;
   /** Nomad ACL token. @default "" */
   nomadToken?: string;
+  /** PEM CA file that signs Nomad's HTTPS certificate (as NOMAD_CACERT for the CLI). @default "" (Node's roots) */
+  nomadCaFile?: string;
   /** Local mode: follow and act through the local controller's HTTP API at this address. @default "" */
   controllerAddress?: string;
   /** Act on decisions (false = observe only: decisions are recorded, never carried out). @default true */
@@ -149,6 +151,7 @@ export interface ForecasterConfig {
   readonly staleAfterMs: number;
   readonly nomadAddress: string;
   readonly nomadToken: string;
+  readonly nomadCaFile: string;
   readonly controllerAddress: string;
   readonly act: boolean;
   readonly policy: PolicyConfig;
@@ -180,6 +183,7 @@ const FIELDS = [
   'staleAfter',
   'nomadAddress',
   'nomadToken',
+  'nomadCaFile',
   'controllerAddress',
   'act',
   'policy',
@@ -342,6 +346,7 @@ export function parseConfig(raw: Record<string, unknown>): ForecasterConfig {
     controllerAddress,
     nomadToken:
       raw.nomadToken === undefined || raw.nomadToken === '' ? '' : requireString('nomadToken', raw.nomadToken),
+    nomadCaFile: optionalString('nomadCaFile', raw.nomadCaFile),
     act: requireBool('act', raw.act ?? true),
     policy: parsePolicy(asObject('policy', raw.policy)),
     logLevel,
@@ -381,6 +386,7 @@ const ENV: Readonly<Record<string, (typeof FIELDS)[number]>> = {
   NOMAD_CHAIN_FORECASTER_LOG_LEVEL: 'logLevel',
   NOMAD_ADDR: 'nomadAddress',
   NOMAD_TOKEN: 'nomadToken',
+  NOMAD_CACERT: 'nomadCaFile',
   NOMAD_CHAIN_CONTROLLER_ADDR: 'controllerAddress',
 };
 

@@ -50,7 +50,11 @@ async function main(argv: readonly string[]): Promise<void> {
   let events: SchedulerEvents;
   if (config.nomadAddress !== '') {
     const nomad = new HttpNomadApi(
-      { address: config.nomadAddress, ...(config.nomadToken === '' ? {} : { token: config.nomadToken }) },
+      {
+        address: config.nomadAddress,
+        ...(config.nomadToken === '' ? {} : { token: config.nomadToken }),
+        ...(config.nomadCaFile === '' ? {} : { tls: { ca: readNomadCa(config.nomadCaFile) } }),
+      },
       clock,
     );
     const nomadActions = new NomadSchedulerActions(nomad, log.child({ component: 'nomad-actions' }));
@@ -91,6 +95,15 @@ async function main(argv: readonly string[]): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+}
+
+/** Read once at start; a missing file stops the start naming the option. */
+function readNomadCa(file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (cause) {
+    throw new ConfigError('nomadCaFile', `cannot read ${file}: ${errorMessage(cause)}`, { cause });
+  }
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

@@ -117,4 +117,13 @@ describe('forecaster parseConfig', () => {
     expect(parseConfig(raw)).toMatchObject({ modelDir: '/m', tickMs: 5000, nomadAddress: 'http://127.0.0.1:4646' });
     expect(() => rawOptionsFrom({}, '{')).toThrow(expect.objectContaining({ field: '--config' }) as Error);
   });
+
+  it("takes Nomad's CA from NOMAD_CACERT, as Nomad's CLI does (an https:// Nomad with its own CA)", () => {
+    expect(parseConfig({ modelDir: '/m' }).nomadCaFile).toBe('');
+    const raw = rawOptionsFrom({ NOMAD_ADDR: 'https://127.0.0.1:4646', NOMAD_CACERT: '/etc/nomad/ca.pem' }, undefined);
+    expect(parseConfig({ ...raw, modelDir: '/m' })).toMatchObject({
+      nomadAddress: 'https://127.0.0.1:4646',
+      nomadCaFile: '/etc/nomad/ca.pem',
+    });
+  });
 });
