@@ -11,7 +11,8 @@ export interface Instance {
 
 /**
  * Sends traffic only to instances that can serve it. A migration takes the old instance out before it
- * freezes and puts the restored one in as soon as it serves. Consul in Nomad mode, HAProxy in local mode.
+ * freezes and puts the restored one in as soon as it serves: HAProxy in local mode. (In Nomad mode Nomad's
+ * own Consul registration does this, helped by plugin/src/consul-handover.ts.)
  */
 export interface Router {
   leaveRotation(instance: Instance): Promise<void>;

@@ -1,5 +1,7 @@
-# Consul client agent beside each Nomad client: Nomad registers chained services here, and the sidecar's
-# Consul router puts an instance in maintenance (out of /v1/health/service/NAME?passing) before it freezes.
+# Consul client agent beside each Nomad client: Nomad registers chained services here (provider = "consul").
+# On a drain Nomad deregisters the source instance itself before the driver freezes it; after the restore
+# the chain plugin (its consul_address, consul_token: service:write on those services) lists the moved
+# instance here as passing until Nomad's own check passes (README, Nomad mode).
 #
 #   consul agent -config-file=hcl/consul.hcl -retry-join=<consul server>
 

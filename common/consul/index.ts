@@ -1,10 +1,4 @@
-export { ConsulRouter, resolveConsulRouterConfig, serviceCheckId } from './consul-router';
-export type {
-  AgentService,
-  ConsulRouterOptions,
-  ConsulRouterConfig,
-  HealthCheck,
-  RegisterOptions,
-} from './consul-router';
+export { ConsulAgent, resolveConsulAgentConfig } from './consul-agent';
+export type { AgentService, ConsulAgentOptions, ConsulAgentConfig, HealthCheck, RegisterOptions } from './consul-agent';
 export { ConsulApiError, toConsulApiError } from './errors';
 export type { ConsulApiErrorCode } from './errors';

@@ -1,11 +1,11 @@
 import net from 'node:net';
 import { hostname } from 'node:os';
 import type { Clock } from '../../common/clock';
-import type { AgentService, ConsulRouter } from '../../common/consul';
+import type { AgentService, ConsulAgent } from '../../common/consul';
 import type { Logger } from '../../common/logging';
 
 /** What the stand-in needs from the node's Consul agent. */
-export type ConsulAgentApi = Pick<ConsulRouter, 'agentServices' | 'serviceCheckStatuses' | 'register' | 'deregister'>;
+export type ConsulAgentApi = Pick<ConsulAgent, 'agentServices' | 'serviceCheckStatuses' | 'register' | 'deregister'>;
 
 export interface ConsulHandoverOptions {
   /** How often Nomad's own check is read while the stand-in is listed. @default 100 */

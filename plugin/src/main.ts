@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server } from '@grpc/grpc-js';
 import { SystemClock } from '../../common/clock';
-import { ConsulRouter } from '../../common/consul';
+import { ConsulAgent } from '../../common/consul';
 import { errorCode, errorMessage } from '../../common/errors';
 import { bindServer, shutdownServer } from '../../common/grpc/server';
 import { createRootLogger } from '../../common/logging';
@@ -69,7 +69,7 @@ async function main(launch: LaunchConfig): Promise<void> {
       config.consulAddress === ''
         ? undefined
         : new ConsulHandover(
-            new ConsulRouter({ address: config.consulAddress, token: config.consulToken }),
+            new ConsulAgent({ address: config.consulAddress, token: config.consulToken }),
             clock,
             log.child({ component: 'consul-handover' }),
           ),

@@ -3,8 +3,8 @@ package httpapi
 import (
 	"io"
 	"net/http"
-	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,29 +16,25 @@ const (
 	ConsulAuth = "consul-contract-token"
 )
 
-// ConsulStandIn plays one Consul agent: service registration with one check, maintenance mode, TTL
-// updates, and /v1/health/service answered from that state with marshalled consul/api structs.
+// ConsulStandIn plays one Consul agent: service registration with one check, deregistration, and the
+// agent's own service and check lists answered from that state with marshalled consul/api structs.
 type ConsulStandIn struct {
 	rec         *Recorder
 	mu          sync.Mutex
 	services    map[string]*consul.AgentServiceRegistration
 	checkStatus map[string]string // check ID -> passing|warning|critical
-	maintenance map[string]string // service ID -> reason
 }
 
 func NewConsulStandIn(rec *Recorder) *ConsulStandIn {
-	return &ConsulStandIn{rec: rec, services: map[string]*consul.AgentServiceRegistration{}, checkStatus: map[string]string{}, maintenance: map[string]string{}}
+	return &ConsulStandIn{rec: rec, services: map[string]*consul.AgentServiceRegistration{}, checkStatus: map[string]string{}}
 }
 
 func (c *ConsulStandIn) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/agent/service/register", c.register)
 	mux.HandleFunc("PUT /v1/agent/service/deregister/{id}", c.deregister)
-	mux.HandleFunc("PUT /v1/agent/service/maintenance/{id}", c.setMaintenance)
-	mux.HandleFunc("PUT /v1/agent/check/pass/{id}", c.ttl(consul.HealthPassing))
-	mux.HandleFunc("PUT /v1/agent/check/warn/{id}", c.ttl(consul.HealthWarning))
-	mux.HandleFunc("PUT /v1/agent/check/fail/{id}", c.ttl(consul.HealthCritical))
-	mux.HandleFunc("GET /v1/health/service/{name}", c.healthService)
+	mux.HandleFunc("GET /v1/agent/services", c.agentServices)
+	mux.HandleFunc("GET /v1/agent/checks", c.agentChecks)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.rec.fail("consul", r, "no such endpoint or method on Consul's agent API")
 		http.Error(w, "Not found", http.StatusNotFound)
@@ -130,97 +126,56 @@ func (c *ConsulStandIn) deregister(w http.ResponseWriter, r *http.Request) {
 	}
 	delete(c.services, id)
 	delete(c.checkStatus, "service:"+id)
-	delete(c.maintenance, id)
 	w.WriteHeader(http.StatusOK)
 }
 
-func (c *ConsulStandIn) setMaintenance(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if !q.Has("enable") {
-		c.rec.fail("consul", r, "maintenance without enable")
-		http.Error(w, "Missing value for enable", http.StatusBadRequest)
-		return
+// filterValue reads the one quoted value of a filter expression of the form `<field> <op> "<value>"`; the
+// stand-in evaluates no other filter (Consul's go-bexpr would), and a request with another fails.
+func (c *ConsulStandIn) filterValue(r *http.Request, field, op string) (string, bool) {
+	filter := r.URL.Query().Get("filter")
+	prefix := field + " " + op + " "
+	if !strings.HasPrefix(filter, prefix) {
+		c.rec.fail("consul", r, "filter %q is not %s %s \"...\"", filter, field, op)
+		return "", false
 	}
-	enable, err := strconv.ParseBool(q.Get("enable"))
+	value, err := strconv.Unquote(strings.TrimPrefix(filter, prefix))
 	if err != nil {
-		c.rec.fail("consul", r, "enable %q is not a bool", q.Get("enable"))
-		http.Error(w, "Invalid value for enable", http.StatusBadRequest)
+		c.rec.fail("consul", r, "filter %q: the value is not a quoted string", filter)
+		return "", false
+	}
+	return value, true
+}
+
+func (c *ConsulStandIn) agentServices(w http.ResponseWriter, r *http.Request) {
+	part, ok := c.filterValue(r, "ID", "contains")
+	if !ok {
+		http.Error(w, "Failed to create boolean expression evaluator", http.StatusBadRequest)
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	id := r.PathValue("id")
-	if _, ok := c.services[id]; !ok {
-		http.Error(w, "Unknown service ID "+strconv.Quote(id), http.StatusNotFound)
+	out := map[string]*consul.AgentService{}
+	for id, reg := range c.services {
+		if strings.Contains(id, part) {
+			out[id] = &consul.AgentService{ID: id, Service: reg.Name, Tags: reg.Tags, Meta: reg.Meta, Port: reg.Port, Address: reg.Address, Weights: consul.AgentWeights{Passing: 1, Warning: 1}, Datacenter: "dc1"}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (c *ConsulStandIn) agentChecks(w http.ResponseWriter, r *http.Request) {
+	serviceID, ok := c.filterValue(r, "ServiceID", "==")
+	if !ok {
+		http.Error(w, "Failed to create boolean expression evaluator", http.StatusBadRequest)
 		return
 	}
-	if enable {
-		c.maintenance[id] = q.Get("reason")
-	} else {
-		delete(c.maintenance, id)
-	}
-	w.WriteHeader(http.StatusOK)
-}
-
-func (c *ConsulStandIn) ttl(status string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		id := r.PathValue("id")
-		if _, ok := c.checkStatus[id]; !ok {
-			http.Error(w, "Unknown check ID "+strconv.Quote(id), http.StatusNotFound)
-			return
-		}
-		c.checkStatus[id] = status
-		w.WriteHeader(http.StatusOK)
-	}
-}
-
-func (c *ConsulStandIn) healthService(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	passingOnly := false
-	if q.Has("passing") {
-		v := q.Get("passing")
-		if v == "" {
-			v = "true"
-		}
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			c.rec.fail("consul", r, "passing %q is not a bool", q.Get("passing"))
-			http.Error(w, "Invalid value for ?passing", http.StatusBadRequest)
-			return
-		}
-		passingOnly = b
-	}
-	name := r.PathValue("name")
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ids := make([]string, 0, len(c.services))
-	for id := range c.services {
-		ids = append(ids, id)
+	out := map[string]*consul.AgentCheck{}
+	if reg, found := c.services[serviceID]; found {
+		id := "service:" + serviceID
+		out[id] = &consul.AgentCheck{Node: ConsulNode, CheckID: id, Name: reg.Check.Name, Status: c.checkStatus[id], ServiceID: serviceID, ServiceName: reg.Name, Type: checkType(reg.Check)}
 	}
-	sort.Strings(ids)
-	out := []*consul.ServiceEntry{}
-	for _, id := range ids {
-		reg := c.services[id]
-		if reg.Name != name {
-			continue
-		}
-		checks := consul.HealthChecks{{Node: ConsulNode, CheckID: "serfHealth", Name: "Serf Health Status", Status: consul.HealthPassing}}
-		checks = append(checks, &consul.HealthCheck{Node: ConsulNode, CheckID: "service:" + id, Name: reg.Check.Name, Status: c.checkStatus["service:"+id], ServiceID: id, ServiceName: reg.Name, Type: checkType(reg.Check)})
-		if reason, ok := c.maintenance[id]; ok {
-			checks = append(checks, &consul.HealthCheck{Node: ConsulNode, CheckID: "_service_maintenance:" + id, Name: "Service Maintenance Mode", Notes: reason, Status: consul.HealthMaint, ServiceID: id, ServiceName: reg.Name})
-		}
-		if passingOnly && checks.AggregatedStatus() != consul.HealthPassing {
-			continue
-		}
-		out = append(out, &consul.ServiceEntry{
-			Node:    &consul.Node{ID: "c0a5a1e0-0000-4000-8000-000000000001", Node: ConsulNode, Address: "127.0.0.1", Datacenter: "dc1"},
-			Service: &consul.AgentService{ID: id, Service: reg.Name, Tags: reg.Tags, Meta: reg.Meta, Port: reg.Port, Address: reg.Address, Weights: consul.AgentWeights{Passing: 1, Warning: 1}},
-			Checks:  checks,
-		})
-	}
-	w.Header().Set("X-Consul-Index", "42")
 	writeJSON(w, http.StatusOK, out)
 }
 

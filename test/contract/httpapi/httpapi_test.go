@@ -100,25 +100,23 @@ func TestStandInsAcceptHashiCorpClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := &consul.AgentServiceRegistration{ID: "c1", Name: "counter", Port: 8080, Address: "127.0.0.1", Check: &consul.AgentServiceCheck{TTL: "10s"}}
+	reg := &consul.AgentServiceRegistration{ID: "c1", Name: "counter", Port: 8080, Address: "127.0.0.1", Meta: map[string]string{"k": "v"}, Check: &consul.AgentServiceCheck{TTL: "10s", Status: consul.HealthPassing}}
 	if err := cc.Agent().ServiceRegister(reg); err != nil {
 		t.Fatalf("register: %v", err)
 	}
-	if err := cc.Agent().PassTTL("service:c1", "ok"); err != nil {
-		t.Fatalf("pass: %v", err)
+	services, err := cc.Agent().ServicesWithFilter(`ID contains "c1"`)
+	if err != nil || len(services) != 1 || services["c1"].Service != "counter" || services["c1"].Meta["k"] != "v" {
+		t.Fatalf("agent services: %v %+v", err, services)
 	}
-	if err := cc.Agent().EnableServiceMaintenance("c1", "migrating"); err != nil {
-		t.Fatalf("maintenance: %v", err)
+	checks, err := cc.Agent().ChecksWithFilter(`ServiceID == "c1"`)
+	if err != nil || len(checks) != 1 || checks["service:c1"].Status != consul.HealthPassing {
+		t.Fatalf("agent checks: %v %+v", err, checks)
 	}
-	entries, _, err := cc.Health().Service("counter", "", true, nil)
-	if err != nil || len(entries) != 0 {
-		t.Fatalf("passing during maintenance: %v %d entries", err, len(entries))
+	if err := cc.Agent().ServiceDeregister("c1"); err != nil {
+		t.Fatalf("deregister: %v", err)
 	}
-	if err := cc.Agent().DisableServiceMaintenance("c1"); err != nil {
-		t.Fatalf("maintenance off: %v", err)
-	}
-	if entries, _, err = cc.Health().Service("counter", "", true, nil); err != nil || len(entries) != 1 {
-		t.Fatalf("passing after maintenance: %v %d entries", err, len(entries))
+	if services, err = cc.Agent().ServicesWithFilter(`ID contains "c1"`); err != nil || len(services) != 0 {
+		t.Fatalf("agent services after deregister: %v %+v", err, services)
 	}
 
 	if failures, _ := rec.Snapshot(); len(failures) != 0 {

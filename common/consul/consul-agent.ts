@@ -1,30 +1,27 @@
 import Consul from 'consul';
 import { deepFreeze } from '../config';
 import { ConfigError } from '../config-error';
-import type { Instance, Router } from '../router';
+import type { Instance } from '../router';
 import { ConsulApiError, toConsulApiError } from './errors';
 
-export interface ConsulRouterOptions {
-  /** Consul agent HTTP address. In Nomad mode, the agent on this node: maintenance mode is per agent. @default 'http://127.0.0.1:8500' */
+export interface ConsulAgentOptions {
+  /** Consul agent HTTP address: the agent on this node, where Nomad registers its services. @default 'http://127.0.0.1:8500' */
   readonly address?: string;
   /** ACL token, sent as `X-Consul-Token`. @default none */
   readonly token?: string;
   /** Limit for one call. @default 5000 */
   readonly timeoutMs?: number;
-  /** Reason shown in Consul while an instance is out of rotation. @default 'nomad-chain: migrating' */
-  readonly maintenanceReason?: string;
 }
 
-export interface ConsulRouterConfig {
+export interface ConsulAgentConfig {
   readonly host: string;
   readonly port: number;
   readonly secure: boolean;
   readonly token: string | undefined;
   readonly timeoutMs: number;
-  readonly maintenanceReason: string;
 }
 
-/** How Consul decides an instance is healthy. `ttl`: the sidecar reports with passCheck/failCheck. */
+/** How Consul decides an instance is healthy. `ttl`: passing only while someone renews it (nobody here does). */
 export type HealthCheck =
   | { readonly kind: 'http'; readonly path: string; readonly intervalMs: number; readonly timeoutMs: number }
   | { readonly kind: 'tcp'; readonly intervalMs: number; readonly timeoutMs: number }
@@ -63,26 +60,16 @@ interface AgentServiceBody {
   Tags?: unknown;
 }
 
-interface HealthServiceEntry {
-  Node?: { Node?: string; Address?: string };
-  Service?: { ID?: string; Service?: string; Address?: string; Port?: number };
-}
-
-/** Consul's own check IDs: `service:<id>` for a service's single check (agent/structs). */
-export function serviceCheckId(instanceId: string): string {
-  return `service:${instanceId}`;
-}
-
 /**
- * Router over Consul service health. Leaving rotation is Consul's maintenance mode: it adds a critical
- * check at once, so `/v1/health/service/NAME?passing` drops the instance without waiting a check interval.
+ * The HTTP API of one Consul agent, the one a Nomad client registers its services with: what the chain
+ * plugin needs to list a restored instance ahead of its check (plugin/src/consul-handover.ts).
  */
-export class ConsulRouter implements Router {
-  readonly config: ConsulRouterConfig;
+export class ConsulAgent {
+  readonly config: ConsulAgentConfig;
   private readonly consul: Consul;
 
-  constructor(options: ConsulRouterOptions = {}) {
-    this.config = resolveConsulRouterConfig(options);
+  constructor(options: ConsulAgentOptions = {}) {
+    this.config = resolveConsulAgentConfig(options);
     this.consul = new Consul({
       host: this.config.host,
       port: this.config.port,
@@ -129,26 +116,6 @@ export class ConsulRouter implements Router {
     await this.call('deregister', () => this.consul.agent.service.deregister({ id: instance.id }));
   }
 
-  async leaveRotation(instance: Instance): Promise<void> {
-    await this.call('maintenance-on', () =>
-      this.consul.agent.service.maintenance({ id: instance.id, enable: true, reason: this.config.maintenanceReason }),
-    );
-  }
-
-  async joinRotation(instance: Instance): Promise<void> {
-    await this.call('maintenance-off', () => this.consul.agent.service.maintenance({ id: instance.id, enable: false }));
-  }
-
-  /** Reports a TTL check healthy (`/v1/agent/check/pass/:id`). */
-  async passCheck(instance: Instance, note?: string): Promise<void> {
-    await this.call('check-pass', () => this.consul.agent.check.pass({ id: serviceCheckId(instance.id), note }));
-  }
-
-  /** Reports a TTL check critical (`/v1/agent/check/fail/:id`). */
-  async failCheck(instance: Instance, note?: string): Promise<void> {
-    await this.call('check-fail', () => this.consul.agent.check.fail({ id: serviceCheckId(instance.id), note }));
-  }
-
   /** The services this agent holds that match a Consul filter expression (`/v1/agent/services?filter=`). */
   async agentServices(filter: string): Promise<AgentService[]> {
     const body = await this.call('agent-services', () => this.consul.agent.service.list({ filter }));
@@ -193,27 +160,6 @@ export class ConsulRouter implements Router {
     });
   }
 
-  async healthyInstances(service: string): Promise<Instance[]> {
-    const entries = await this.call('health-service', () => this.consul.health.service({ service, passing: true }));
-    if (!Array.isArray(entries)) {
-      throw new ConsulApiError('NC_CONSUL_BAD_RESPONSE', 'Consul health answer is not a list', {
-        context: { service },
-      });
-    }
-    return (entries as HealthServiceEntry[]).map((entry) => {
-      const svc = entry.Service;
-      const node = entry.Node;
-      if (svc?.ID === undefined || typeof svc.Port !== 'number' || node?.Node === undefined) {
-        throw new ConsulApiError('NC_CONSUL_BAD_RESPONSE', 'Consul health entry lacks Service or Node', {
-          context: { service },
-        });
-      }
-      // An empty service address means "the node's address" in Consul.
-      const address = svc.Address !== undefined && svc.Address !== '' ? svc.Address : (node.Address ?? '');
-      return { service: svc.Service ?? service, id: svc.ID, address, port: svc.Port, node: node.Node };
-    });
-  }
-
   private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
@@ -243,7 +189,7 @@ function checkDefinition(
   }
 }
 
-export function resolveConsulRouterConfig(options: ConsulRouterOptions): ConsulRouterConfig {
+export function resolveConsulAgentConfig(options: ConsulAgentOptions): ConsulAgentConfig {
   let url: URL;
   try {
     url = new URL(options.address ?? 'http://127.0.0.1:8500');
@@ -263,6 +209,5 @@ export function resolveConsulRouterConfig(options: ConsulRouterOptions): ConsulR
     secure,
     token: options.token === '' ? undefined : options.token,
     timeoutMs,
-    maintenanceReason: options.maintenanceReason ?? 'nomad-chain: migrating',
   });
 }
