@@ -12,7 +12,7 @@ export interface ActionOutcome {
 export interface ActionListener {
   /** Fence, reserve and pre-stage all completed. */
   prepared(node: string): void;
-  /** A fence could not be completed; whatever was done has been undone. */
+  /** A fence or drain could not be completed; whatever was done has been undone. */
   failed(node: string, reason: string): void;
 }
 
@@ -79,11 +79,13 @@ export class ActionExecutor {
     } catch (err) {
       this.counts.failed += 1;
       log.error({ err }, 'decision could not be carried out');
-      if (decision.action === 'fence') {
+      // A drain that never started is undone like a fence, so the policy decides again on the next tick (a
+      // leaving node's notice retries at once) instead of waiting for a drain that will never end.
+      if (decision.action === 'fence' || decision.action === 'drain') {
         await this.undo(decision.node, `${reason}; undone: ${errorMessage(err)}`).catch((undoErr: unknown) => {
-          log.error({ err: undoErr }, 'undoing a failed fence failed too');
+          log.error({ err: undoErr }, `undoing a failed ${decision.action} failed too`);
         });
-        this.listener.failed(decision.node, `fence could not be completed: ${errorMessage(err)}`);
+        this.listener.failed(decision.node, `${decision.action} could not be completed: ${errorMessage(err)}`);
       }
       return { decision, ok: false, error: errorMessage(err) };
     }

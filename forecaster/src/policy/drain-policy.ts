@@ -206,10 +206,14 @@ export class DrainPolicy {
     if (state !== undefined && state.phase === 'fenced') state.prepared = true;
   }
 
-  /** A fence could not be completed (no capacity to reserve, scheduler refused): back to healthy, cooling down. */
+  /**
+   * A fence or our drain could not be completed (no capacity to reserve, scheduler refused): back to healthy,
+   * cooling down; a notice's drain is decided again on the next tick.
+   */
   abandon(node: string, reason: string, nowMs: number): Decision | undefined {
     const state = this.states.get(node);
-    if (state === undefined || state.phase !== 'fenced') return undefined;
+    if (state === undefined || state.phase === 'healthy') return undefined;
+    state.drainedFor = '';
     return this.transition(
       { node, pool: state.pool, nodeClass: state.nodeClass, risk: state.risk, notices: [] },
       state,

@@ -75,4 +75,20 @@ describe('ActionExecutor drain straight from healthy (an interruption notice)', 
     expect(actions.calls).toEqual(['fence leaving', 'reserve leaving', 'drain leaving']);
     expect(actions.drains.map((d) => d.node)).toEqual(['leaving']);
   });
+
+  it('a drain that could not be started is undone and reported, so the policy decides again', async () => {
+    const { actions, executor, failed } = setup();
+    actions.failOn = 'drain';
+    const drained = await executor.submit(decision(1, 'leaving', 'drain'));
+    expect(drained.ok).toBe(false);
+    expect(actions.calls).toEqual([
+      'fence leaving',
+      'reserve leaving',
+      'drain leaving',
+      'release leaving',
+      'unfence leaving',
+    ]);
+    expect(failed).toEqual(['leaving']);
+    expect(executor.reservationFor('leaving')).toBeUndefined();
+  });
 });

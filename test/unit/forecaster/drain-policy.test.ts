@@ -126,6 +126,17 @@ describe('DrainPolicy', () => {
     expect(again).toMatchObject({ action: 'drain' });
   });
 
+  it("a notice's drain that could not be started is decided again on the next tick (issue #11)", () => {
+    const p = policyWith();
+    const noticed = node('n1', 0.1, {
+      notices: [{ source: 'aws-imds', kind: 'spot-interruption', deadlineMs: 5 * MINUTE }],
+    });
+    expect(p.evaluate([noticed, ...healthy(3)], 0).map((d) => d.action)).toEqual(['drain']);
+    expect(p.abandon('n1', 'drain could not be completed: Permission denied', 10)).toMatchObject({ action: 'undo' });
+    expect(p.state('n1')?.phase).toBe('healthy');
+    expect(p.evaluate([noticed, ...healthy(3)], 1000).map((d) => d.action)).toEqual(['drain']);
+  });
+
   it('uses the class rule over the pool rule over the defaults', () => {
     const p = policyWith({
       pools: { spot: { enterThreshold: 0.9, exitThreshold: 0.5 } },
