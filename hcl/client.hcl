@@ -7,6 +7,23 @@ datacenter = "dc1"
 data_dir   = "/var/lib/nomad"
 plugin_dir = "/opt/nomad-chain/plugin/bin"
 
+acl {
+  enabled = true
+}
+
+# TLS on HTTP and RPC, certificates named by role (scripts/gen-certs.sh DIR server.global.nomad
+# client.global.nomad makes a test set; production uses the operator's PKI). HTTP callers authenticate with
+# their ACL token, so they need only the CA.
+tls {
+  http                   = true
+  rpc                    = true
+  ca_file                = "/etc/nomad.d/tls/ca.crt"
+  cert_file              = "/etc/nomad.d/tls/client.global.nomad.crt"
+  key_file               = "/etc/nomad.d/tls/client.global.nomad.key"
+  verify_server_hostname = true
+  verify_https_client    = false
+}
+
 client {
   enabled = true
   servers = ["127.0.0.1:4647"]
@@ -21,8 +38,10 @@ plugin "chain" {
     sidecar_socket  = "/var/lib/nomad-chain/sidecar.sock"
     sidecar_timeout = "30s"
 
-    # Where the driver reads PreviousAllocation / NextAllocation; "" turns chaining of stops off.
-    nomad_address = "http://127.0.0.1:4646"
+    # Where the driver reads PreviousAllocation / NextAllocation; "" turns chaining of stops off. The token
+    # is one of the least policy jobs/chain-plugin.policy.hcl (ACLs on); the CA is the agents' tls ca_file.
+    nomad_address = "https://127.0.0.1:4646"
+    nomad_ca_file = "/etc/nomad.d/tls/ca.crt"
     nomad_token   = ""
 
     # How long a replacement waits for its predecessor's checkpoint before a cold start.

@@ -20,6 +20,22 @@ server {
   }
 }
 
+# ACLs on: bootstrap once (nomad acl bootstrap); nomad-chain's parts get tokens of the least policies in jobs/.
+acl {
+  enabled = true
+}
+
+# As on the clients (hcl/client.hcl), with the server's certificate.
+tls {
+  http                   = true
+  rpc                    = true
+  ca_file                = "/etc/nomad.d/tls/ca.crt"
+  cert_file              = "/etc/nomad.d/tls/server.global.nomad.crt"
+  key_file               = "/etc/nomad.d/tls/server.global.nomad.key"
+  verify_server_hostname = true
+  verify_https_client    = false
+}
+
 consul {
   address = "127.0.0.1:8500"
 }

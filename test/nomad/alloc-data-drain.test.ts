@@ -34,10 +34,9 @@ async function journalStatus(port: number): Promise<JournalStatus> {
 
 /** GET on the server's client file-system API (`nomad alloc fs`), forwarded to the allocation's node. */
 async function allocFs(verb: 'cat' | 'ls', allocId: string, file: string): Promise<string> {
-  const url = `http://127.0.0.1:${cluster.serverHttpPort}/v1/client/fs/${verb}/${allocId}?path=${encodeURIComponent(file)}`;
-  const res = await fetch(url);
-  const body = await res.text();
-  if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status} ${body}`);
+  const url = `/v1/client/fs/${verb}/${allocId}?path=${encodeURIComponent(file)}`;
+  const { status, body } = await cluster.nomadGet(url);
+  if (status !== 200) throw new Error(`GET ${url}: HTTP ${status} ${body}`);
   return body;
 }
 

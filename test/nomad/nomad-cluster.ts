@@ -2,6 +2,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import {
   accessSync,
+  chmodSync,
   constants,
   createWriteStream,
   mkdirSync,
@@ -13,6 +14,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import https from 'node:https';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -135,21 +137,52 @@ export interface ClientNode {
  * temp dir; logs stay there for the report.
  */
 export class NomadCluster {
-  readonly api: HttpNomadApi;
+  /** Nomad's CLI environment: NOMAD_ADDR, and NOMAD_TOKEN (the management token) once start() bootstrapped ACLs. */
   readonly env: NodeJS.ProcessEnv;
+  private managementToken = '';
+  private serverApi: HttpNomadApi;
 
   private constructor(
     readonly nomadBin: string,
     readonly consulBin: string,
     readonly dir: string,
     readonly serverHttpPort: number,
+    private readonly serverRpcPort: number,
+    private readonly pluginDir: string,
     readonly consulHttpPort: number,
     private readonly server: Agent,
     private readonly consulServer: Agent,
     readonly clients: ClientNode[],
   ) {
-    this.api = new HttpNomadApi({ address: `http://127.0.0.1:${serverHttpPort}`, timeoutMs: 30_000 });
-    this.env = { ...process.env, NOMAD_ADDR: `http://127.0.0.1:${serverHttpPort}` };
+    this.serverApi = this.apiFor(serverHttpPort, undefined);
+    this.env = {
+      ...process.env,
+      NOMAD_ADDR: `https://127.0.0.1:${serverHttpPort}`,
+      NOMAD_CACERT: this.nomadCaFile,
+      // Node programs of the tier (the forecaster) trust the agents' CA without a setting of their own.
+      NODE_EXTRA_CA_CERTS: this.nomadCaFile,
+    };
+    delete this.env.NOMAD_TOKEN;
+  }
+
+  /** The CA of the Nomad agents' certificates (HTTP and RPC run over TLS, as production clusters do). */
+  get nomadCaFile(): string {
+    return path.join(this.dir, 'nomad-tls', 'ca.crt');
+  }
+
+  /** The server's HTTP API with the management token (after start()). */
+  get api(): HttpNomadApi {
+    return this.serverApi;
+  }
+
+  /** An HTTP API client of an agent of this cluster with the given token. */
+  apiFor(httpPort: number, token: string | undefined): HttpNomadApi {
+    return new HttpNomadApi({
+      address: `https://127.0.0.1:${httpPort}`,
+      token,
+      tls: { ca: readFileSync(this.nomadCaFile) },
+      timeoutMs: 30_000,
+    });
   }
 
   static async create(clientCount: number): Promise<NomadCluster> {
@@ -157,6 +190,16 @@ export class NomadCluster {
     const consulBin = requireConsulBin();
     requireBuiltPlugin();
     const dir = mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-nomad-`));
+    // Like /var/lib on a host: tasks run as their own user in their own user namespace, and runc mounts their
+    // root from under this dir, which mkdtemp's 0700 would hide from them.
+    chmodSync(dir, 0o755);
+    const nomadTls = path.join(dir, 'nomad-tls');
+    // Nomad's agents verify each other by role: server.<region>.nomad and client.<region>.nomad.
+    await execFileAsync(
+      'bash',
+      [path.join(REPO, 'scripts', 'gen-certs.sh'), nomadTls, 'server.global.nomad', 'client.global.nomad'],
+      { env: { ...process.env, GEN_CERTS_CA_NAME: 'nomad-chain test Nomad CA' } },
+    );
     const prefix = `${PREFIX}${randomBytes(2).toString('hex')}`;
     const consulServerSerf = await freePort();
     const consulServer = await writeConsulConfig(dir, `${prefix}-consul-server`, consulServerSerf, true);
@@ -182,6 +225,10 @@ server {
   enabled          = true
   bootstrap_expect = 1
 }
+acl {
+  enabled = true
+}
+${nomadTlsBlock(nomadTls, 'server')}
 consul {
   address          = "127.0.0.1:${consulServer.httpPort}"
   server_auto_join = false
@@ -199,43 +246,6 @@ consul {
       mkdirSync(sidecarDir, { recursive: true });
       const consul = await writeConsulConfig(dir, `${name}-consul`, consulServerSerf, false);
       const configPath = path.join(dir, `${name}.hcl`);
-      writeFileSync(
-        configPath,
-        `name = "${name}"
-data_dir = "${dir}/${name}/nomad"
-bind_addr = "127.0.0.1"
-plugin_dir = "${pluginDir}"
-disable_update_check = true
-log_level = "DEBUG"
-advertise {
-  http = "127.0.0.1"
-  rpc  = "127.0.0.1"
-  serf = "127.0.0.1"
-}
-ports {
-  http = ${httpPort}
-}
-client {
-  enabled           = true
-  servers           = ["127.0.0.1:${rpc}"]
-  network_interface = "lo"
-  cgroup_parent     = "${name}"
-  max_kill_timeout  = "2m"
-}
-consul {
-  address          = "127.0.0.1:${consul.httpPort}"
-  client_auto_join = false
-}
-plugin "chain" {
-  config {
-    sidecar_socket     = "${sidecarDir}/sidecar.sock"
-    nomad_address      = "http://127.0.0.1:${httpPort}"
-    checkpoint_wait    = "30s"
-    fingerprint_period = "5s"
-  }
-}
-`,
-      );
       clients.push({
         name,
         httpPort,
@@ -246,7 +256,18 @@ plugin "chain" {
       });
     }
     const server = { name: `${prefix}-server`, configPath: serverConfig, logPath: path.join(dir, 'server.log') };
-    return new NomadCluster(nomadBin, consulBin, dir, http, consulServer.httpPort, server, consulServer.agent, clients);
+    return new NomadCluster(
+      nomadBin,
+      consulBin,
+      dir,
+      http,
+      rpc,
+      pluginDir,
+      consulServer.httpPort,
+      server,
+      consulServer.agent,
+      clients,
+    );
   }
 
   async start(): Promise<void> {
@@ -264,10 +285,16 @@ plugin "chain" {
     });
     this.launch(this.server);
     await waitFor('a Nomad leader', 60_000, async () => {
-      const res = await fetch(`http://127.0.0.1:${this.serverHttpPort}/v1/status/leader`);
-      const leader = (await res.json()) as string;
+      const { status, body } = await this.nomadGet('/v1/status/leader');
+      const leader = status === 200 ? (JSON.parse(body) as string) : '';
       return leader === '' ? undefined : leader;
     });
+    await this.bootstrapAcl();
+    const pluginToken = await this.createToken(
+      'chain-plugin',
+      readFileSync(path.join(REPO, 'jobs', 'chain-plugin.policy.hcl'), 'utf8'),
+    );
+    for (const client of this.clients) this.writeClientConfig(client, pluginToken);
     // The sidecars' State Transfer Protocol runs over mutual TLS: one CA, one certificate per node.
     await execFileAsync('bash', [
       path.join(REPO, 'scripts', 'gen-certs.sh'),
@@ -278,6 +305,94 @@ plugin "chain" {
       await this.startSidecar(client);
       this.launch(client.agent);
     }
+  }
+
+  /**
+   * Production clusters run with ACLs: one bootstrap (retried while the new leader settles), whose management
+   * token the CLI (env) and `api` use from then on.
+   */
+  private async bootstrapAcl(): Promise<void> {
+    const { stdout } = await waitFor('the ACL bootstrap', 60_000, () => this.nomad(['acl', 'bootstrap', '-json']));
+    this.managementToken = (JSON.parse(stdout) as { SecretID: string }).SecretID;
+    this.env.NOMAD_TOKEN = this.managementToken;
+    this.serverApi = this.apiFor(this.serverHttpPort, this.managementToken);
+  }
+
+  /** Writes `rules` as ACL policy `name` and returns the secret of a new client token of that policy only. */
+  async createToken(name: string, rules: string): Promise<string> {
+    const aclDir = path.join(this.dir, 'acl');
+    mkdirSync(aclDir, { recursive: true });
+    const file = path.join(aclDir, `${name}.policy.hcl`);
+    writeFileSync(file, rules);
+    await this.nomad(['acl', 'policy', 'apply', '-description', `nomad-chain test: ${name}`, name, file]);
+    const { stdout } = await this.nomad(['acl', 'token', 'create', '-name', name, '-policy', name, '-json']);
+    return (JSON.parse(stdout) as { SecretID: string }).SecretID;
+  }
+
+  private writeClientConfig(client: ClientNode, pluginToken: string): void {
+    writeFileSync(
+      client.agent.configPath,
+      `name = "${client.name}"
+data_dir = "${this.dir}/${client.name}/nomad"
+bind_addr = "127.0.0.1"
+plugin_dir = "${this.pluginDir}"
+disable_update_check = true
+log_level = "DEBUG"
+advertise {
+  http = "127.0.0.1"
+  rpc  = "127.0.0.1"
+  serf = "127.0.0.1"
+}
+ports {
+  http = ${client.httpPort}
+}
+acl {
+  enabled = true
+}
+${nomadTlsBlock(path.join(this.dir, 'nomad-tls'), 'client')}
+client {
+  enabled           = true
+  servers           = ["127.0.0.1:${this.serverRpcPort}"]
+  network_interface = "lo"
+  cgroup_parent     = "${client.name}"
+  max_kill_timeout  = "2m"
+}
+consul {
+  address          = "127.0.0.1:${client.consulHttpPort}"
+  client_auto_join = false
+}
+plugin "chain" {
+  config {
+    sidecar_socket     = "${client.sidecarDir}/sidecar.sock"
+    nomad_address      = "https://127.0.0.1:${client.httpPort}"
+    nomad_ca_file      = "${this.nomadCaFile}"
+    nomad_token        = "${pluginToken}"
+    checkpoint_wait    = "30s"
+    fingerprint_period = "5s"
+  }
+}
+`,
+    );
+  }
+
+  /**
+   * GET on an agent's HTTP API (the server's, or a client's own: client endpoints answer from that client's
+   * state) with the management token; the body as text (some endpoints, like `/v1/client/fs/cat`, are not JSON).
+   */
+  async nomadGet(urlPath: string, client?: ClientNode): Promise<{ status: number; body: string }> {
+    const port = client === undefined ? this.serverHttpPort : client.httpPort;
+    const ca = readFileSync(this.nomadCaFile);
+    const headers = this.managementToken === '' ? {} : { 'X-Nomad-Token': this.managementToken };
+    return new Promise((resolve, reject) => {
+      const req = https.get(`https://127.0.0.1:${port}${urlPath}`, { ca, headers, timeout: 30_000 }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error(`GET ${urlPath}: no answer within 30 s`)));
+      req.on('error', reject);
+    });
   }
 
   /** GET on the Consul server's HTTP API. */
@@ -353,9 +468,8 @@ plugin "chain" {
   }
 
   /** GET on a client agent's own HTTP API (client endpoints answer from that client's state). */
-  async clientGet(client: ClientNode, path: string): Promise<{ status: number; body: string }> {
-    const res = await fetch(`http://127.0.0.1:${client.httpPort}${path}`);
-    return { status: res.status, body: await res.text() };
+  async clientGet(client: ClientNode, urlPath: string): Promise<{ status: number; body: string }> {
+    return this.nomadGet(urlPath, client);
   }
 
   restartClient(client: ClientNode): void {
@@ -432,6 +546,23 @@ plugin "chain" {
     await this.cleanup();
     process.stdout.write(`real-Nomad tier logs: ${this.dir}\n`);
   }
+}
+
+/**
+ * TLS between the agents and on their HTTP APIs, as Nomad's production guide has it. verify_https_client stays
+ * off: HTTP callers are authenticated by their ACL token (the plugin, the forecaster and the CLI need only the
+ * CA), and Consul's checks of the agents' HTTP endpoints cannot present a client certificate.
+ */
+function nomadTlsBlock(tlsDir: string, role: 'server' | 'client'): string {
+  return `tls {
+  http                   = true
+  rpc                    = true
+  ca_file                = "${tlsDir}/ca.crt"
+  cert_file              = "${tlsDir}/${role}.global.nomad.crt"
+  key_file               = "${tlsDir}/${role}.global.nomad.key"
+  verify_server_hostname = true
+  verify_https_client    = false
+}`;
 }
 
 /**

@@ -1,5 +1,7 @@
-import { readdirSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
+import { errorMessage } from '../../common/errors';
 import type { Allocation } from '../../common/nomad-api';
 import { httpGet } from '../harness/programs';
 import { GiveUp, NomadCluster, REPO, freePort, waitFor } from './nomad-cluster';
@@ -79,6 +81,32 @@ test('both clients register with the chain driver detected and healthy', async (
   expect(nodes.map((n) => n.Name).sort()).toEqual(cluster.clients.map((c) => c.name));
   const node = (await cluster.api.getNode(nodes[0]?.ID ?? '')).value;
   expect(node.Attributes?.['driver.chain']).toBe('1');
+});
+
+test('ACLs are on: a missing or wrong token is NC_NOMAD_API_ACL_DENIED; the plugin policy reads lineage only', async () => {
+  const [node] = (await cluster.api.listNodes()).value;
+  if (node === undefined) throw new Error('no client registered');
+  const denied = async (call: Promise<unknown>): Promise<unknown> =>
+    call.then(
+      () => {
+        throw new Error('Nomad allowed the call');
+      },
+      (err: unknown) => err,
+    );
+  const anonymous = await denied(cluster.apiFor(cluster.serverHttpPort, undefined).getNode(node.ID));
+  expect(anonymous).toMatchObject({ code: 'NC_NOMAD_API_ACL_DENIED', status: 403, context: { tokenSent: false } });
+  expect(errorMessage(anonymous)).toContain('no ACL token was sent');
+  const wrong = await denied(cluster.apiFor(cluster.serverHttpPort, randomUUID()).getNode(node.ID));
+  expect(wrong).toMatchObject({ code: 'NC_NOMAD_API_ACL_DENIED', status: 403, context: { tokenSent: true } });
+  expect(errorMessage(wrong)).toContain('the ACL token is unknown to Nomad or its policies do not allow this call');
+
+  // The plugin's policy (jobs/chain-plugin.policy.hcl) reads nodes and allocations, and may change nothing.
+  const policy = readFileSync(path.join(REPO, 'jobs', 'chain-plugin.policy.hcl'), 'utf8');
+  const plugin = cluster.apiFor(cluster.serverHttpPort, await cluster.createToken('plugin-policy-check', policy));
+  expect((await plugin.getNode(node.ID)).value.ID).toBe(node.ID);
+  await expect(plugin.listAllocations()).resolves.toBeDefined();
+  const drain = await denied(plugin.setEligibility(node.ID, false));
+  expect(drain).toMatchObject({ code: 'NC_NOMAD_API_ACL_DENIED', context: { detail: 'Permission denied' } });
 });
 
 test('common/nomad-api against the real server: blocking read, node meta, eligibility, event stream', async () => {

@@ -83,9 +83,9 @@ async function running(jobId: string, predicate: (a: Allocation) => boolean = ()
 }
 
 async function serverGet<T>(urlPath: string): Promise<T> {
-  const res = await fetch(`http://127.0.0.1:${cluster.serverHttpPort}${urlPath}`);
-  if (!res.ok) throw new Error(`GET ${urlPath}: ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
+  const { status, body } = await cluster.nomadGet(urlPath);
+  if (status !== 200) throw new Error(`GET ${urlPath}: ${status} ${body}`);
+  return JSON.parse(body) as T;
 }
 
 async function setServicePreemption(enabled: boolean): Promise<void> {
@@ -271,6 +271,6 @@ test("with preemption on, the placeholder holds B and the drain's replacement pr
   expect(evicted.ClientStatus).not.toBe('running');
 
   await adapter.release(reservation);
-  const gone = await fetch(`http://127.0.0.1:${cluster.serverHttpPort}/v1/job/${reservation.id}`);
+  const gone = await cluster.nomadGet(`/v1/job/${reservation.id}`);
   expect(gone.status).toBe(404);
 });
