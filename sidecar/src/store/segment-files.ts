@@ -161,6 +161,31 @@ export class SegmentFiles {
   }
 }
 
+interface PendingAppend {
+  readonly segment: Segment;
+  readonly offset: number;
+  readonly buffer: Buffer;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+const WRITE_BATCH_BYTES = 4 * 1024 * 1024;
+
+async function writeAllAt(handle: FileHandle, buffers: Buffer[], bytes: number, position: number): Promise<void> {
+  let { bytesWritten } = await handle.writev(buffers, position);
+  if (bytesWritten === bytes) return;
+  const rest = Buffer.concat(buffers);
+  while (bytesWritten < bytes) {
+    const { bytesWritten: more } = await handle.write(
+      rest,
+      bytesWritten,
+      bytes - bytesWritten,
+      position + bytesWritten,
+    );
+    bytesWritten += more;
+  }
+}
+
 /**
  * Appends sealed chunks for one transfer: each append reserves its offset at once, so appends under way
  * together write disjoint ranges of one file. `close` when the transfer ends.
@@ -168,6 +193,8 @@ export class SegmentFiles {
 export class SegmentWriter {
   private current: Segment | undefined;
   private closed = false;
+  private readonly queue: PendingAppend[] = [];
+  private flushing = false;
 
   constructor(
     private readonly files: SegmentFiles,
@@ -186,17 +213,10 @@ export class SegmentWriter {
     segment.size += sealed.length;
     segment.liveBytes += sealed.length;
     try {
-      const handle = await this.files.handleOf(segment);
-      let written = 0;
-      while (written < sealed.length) {
-        const { bytesWritten } = await handle.write(
-          sealed,
-          written,
-          sealed.length - written,
-          location.offset + written,
-        );
-        written += bytesWritten;
-      }
+      await new Promise<void>((resolve, reject) => {
+        this.queue.push({ segment, offset: location.offset, buffer: sealed, resolve, reject });
+        if (!this.flushing) void this.flush();
+      });
     } catch (err) {
       // The range stays as dead bytes; a segment that failed once takes no more appends.
       if (this.current === segment) this.current = undefined;
@@ -205,6 +225,44 @@ export class SegmentWriter {
       throw err;
     }
     return location;
+  }
+
+  /**
+   * Writes what is queued, a batch per call: appends that arrive while a write is under way go out together
+   * in the next one (their ranges follow each other), so a transfer costs a write call per batch, not per
+   * chunk. On two busy cores each call is a hand-off to a libuv thread and back, which measured about as
+   * dear as the copy itself.
+   */
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    while (this.queue.length > 0) {
+      const first = this.queue[0] as PendingAppend;
+      let count = 1;
+      let bytes = first.buffer.length;
+      for (
+        let next = this.queue[count];
+        next !== undefined && next.segment === first.segment;
+        next = this.queue[count]
+      ) {
+        if (bytes + next.buffer.length > WRITE_BATCH_BYTES) break;
+        bytes += next.buffer.length;
+        count += 1;
+      }
+      const batch = this.queue.splice(0, count);
+      try {
+        const handle = await this.files.handleOf(first.segment);
+        await writeAllAt(
+          handle,
+          batch.map((a) => a.buffer),
+          bytes,
+          first.offset,
+        );
+        for (const append of batch) append.resolve();
+      } catch (err) {
+        for (const append of batch) append.reject(err);
+      }
+    }
+    this.flushing = false;
   }
 
   close(): void {
