@@ -33,8 +33,9 @@ export function standInId(nomadServiceId: string): string {
  * within the interval (1 s at the least), so up to an interval passes with the process already serving.
  * The plugin has seen the restore complete, so it lists the instance itself, under a stand-in ID with a
  * check that starts passing, once the restored port accepts a connection; it removes the stand-in as soon
- * as Nomad's own registration passes. The stand-in's check is a TTL that nothing renews: if the plugin dies
- * first, Consul drops it from ?passing after `maxStandInMs` and deregisters it a minute later.
+ * as Nomad's own registration passes, or the port stops answering. The stand-in's check is a TTL that nothing
+ * renews: if the plugin dies first, Consul drops it from ?passing after `maxStandInMs` and deregisters it a
+ * minute later.
  */
 export class ConsulHandover {
   private readonly pollMs: number;
@@ -90,7 +91,12 @@ export class ConsulHandover {
     });
     const listedAt = this.clock.now();
     try {
-      while (this.clock.now() - listedAt < this.maxStandInMs && !(await this.passing(service.id))) {
+      // It goes early if the restored port stops answering: a stand-in must not outlive its process.
+      while (
+        this.clock.now() - listedAt < this.maxStandInMs &&
+        !(await this.passing(service.id)) &&
+        (await this.portAnswers(service.address, service.port))
+      ) {
         await this.clock.sleep(this.pollMs);
       }
     } finally {

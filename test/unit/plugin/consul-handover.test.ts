@@ -51,14 +51,15 @@ let agent: FakeAgent;
 let clock: FakeClock;
 let probed: string[];
 
-function handover(answers = true, maxStandInMs = 30_000): ConsulHandover {
+/** The restored port answers the first `answers` probes. */
+function handover(answers = Number.POSITIVE_INFINITY, maxStandInMs = 30_000): ConsulHandover {
   return new ConsulHandover(
     agent,
     clock,
     silent,
     async (address, port) => {
       probed.push(`${address}:${port}`);
-      return answers;
+      return probed.length <= answers;
     },
     { pollMs: 100, maxStandInMs },
   );
@@ -72,7 +73,8 @@ beforeEach(() => {
 
 test("a restored instance is listed passing under a stand-in until Nomad's own check passes", async () => {
   await handover().bridge(ALLOC, 'node-b');
-  expect(probed).toEqual(['127.0.0.1:18082']);
+  // Once before registering, then beside each read of Nomad's check until it passes.
+  expect(probed).toEqual(['127.0.0.1:18082', '127.0.0.1:18082', '127.0.0.1:18082']);
   expect(agent.registered).toEqual([
     {
       instance: {
@@ -119,7 +121,7 @@ test('only the allocation’s own Nomad services are bridged; one already passin
 });
 
 test('a port that does not answer, or no address, gets no stand-in', async () => {
-  await handover(false).bridge(ALLOC, 'node-b');
+  await handover(0).bridge(ALLOC, 'node-b');
   expect(agent.registered).toEqual([]);
   agent.services = [{ ...service, address: '' }];
   await handover().bridge(ALLOC, 'node-b');
@@ -129,9 +131,18 @@ test('a port that does not answer, or no address, gets no stand-in', async () =>
 test("the stand-in goes after maxStandInMs even if Nomad's check never passes", async () => {
   agent.passAfterReads = Number.POSITIVE_INFINITY;
   const started = clock.now();
-  await handover(true, 1000).bridge(ALLOC, 'node-b');
+  await handover(Number.POSITIVE_INFINITY, 1000).bridge(ALLOC, 'node-b');
   expect(agent.calls.at(-1)).toBe(`deregister ${standInId(NOMAD_ID)}`);
   expect(clock.now() - started).toBe(1000);
+});
+
+test('the stand-in goes as soon as the restored port stops answering', async () => {
+  agent.passAfterReads = Number.POSITIVE_INFINITY;
+  const started = clock.now();
+  await handover(3).bridge(ALLOC, 'node-b');
+  expect(agent.calls.at(-1)).toBe(`deregister ${standInId(NOMAD_ID)}`);
+  expect(probed).toHaveLength(4);
+  expect(clock.now() - started).toBe(200);
 });
 
 test('a Consul failure is logged, never thrown', async () => {
