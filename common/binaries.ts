@@ -10,6 +10,7 @@ export const BINARIES = {
   iptables: { env: 'IPTABLES_BIN', paths: ['/usr/sbin/iptables'] },
   ip: { env: 'IP_BIN', paths: ['/usr/sbin/ip', '/sbin/ip'] },
   nsenter: { env: 'NSENTER_BIN', paths: ['/usr/bin/nsenter'] },
+  setfacl: { env: 'SETFACL_BIN', paths: ['/usr/bin/setfacl', '/bin/setfacl'] },
   go: { env: 'GO_BIN', paths: ['/usr/local/go/bin/go'] },
   // The builds scripts/setup.sh caches (scripts/hashicorp-build/).
   nomad: { env: 'NOMAD_BIN', paths: ['/var/cache/nomad-chain/bin/nomad-1.6.3'] },

@@ -212,6 +212,7 @@ async function main(): Promise<number> {
   await checkBinary(lines, 'haproxy', ['-v'], /HAProxy version (\S+)/);
   await checkBinary(lines, 'iptables', ['--version'], /iptables (v\S+)/);
   await checkBinary(lines, 'ip', ['-V'], /(iproute2-[^,\s]+)/);
+  await checkBinary(lines, 'setfacl', ['--version'], /setfacl (\S+)/);
   await checkNamespaces(lines);
   await checkUserIds(lines);
   await checkOnnx(lines);

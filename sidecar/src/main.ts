@@ -28,6 +28,7 @@ import { LocalApi } from './local-api/local-api';
 import { serveLocalApi } from './local-api/server';
 import { chooseIdMapping } from './runtime/id-mapping-choice';
 import { RuncCli } from './runtime/runc';
+import { SearchGrant } from './runtime/search-grant';
 import { unsearchableAncestor } from './runtime/searchable-path';
 import { probeUserNamespaceSupport } from './runtime/user-namespace';
 import { createTelemetryAgent } from './telemetry/create-telemetry-agent';
@@ -103,6 +104,9 @@ async function main(argv: readonly string[]): Promise<void> {
   const restorer = new Restorer({
     runtime,
     log: checkpointLog,
+    ...(idMapping !== undefined
+      ? { searchGrant: new SearchGrant({ hostRootUid: idMapping.hostId, commandTimeoutMs: config.commandTimeoutMs }) }
+      : {}),
     criu,
     lazyPagesNetns: config.lazyPagesNetns,
     daemonStartTimeoutMs: config.commandTimeoutMs,

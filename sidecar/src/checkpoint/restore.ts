@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { TaskIdentity, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import { errorMessage } from '../../../common/errors';
 import { FileTreeError, RestoreError } from '../errors';
+import type { SearchGrant } from '../runtime/search-grant';
 import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
 import type { Criu } from './criu';
 import { criuLogTail } from './dump';
@@ -21,6 +22,8 @@ export interface RestorerDeps {
   /** Network namespace the lazy-pages daemon runs in ('' = the sidecar's); never the restored task's. */
   readonly lazyPagesNetns?: string;
   readonly daemonStartTimeoutMs?: number;
+  /** Set when tasks run in their own user namespace: lets its root reach the task's directories for CRIU. */
+  readonly searchGrant?: SearchGrant;
 }
 
 export interface RestoreResult {
@@ -82,6 +85,14 @@ export class Restorer {
     let rewrite: EnvironmentRewrite | undefined;
     try {
       const spec = await this.deps.runtime.prepareDirs(request.identity, restoredSpec(meta, request.spec));
+      const granted = await this.deps.searchGrant?.allow([
+        spec.allocDir,
+        spec.localDir,
+        spec.secretsDir,
+        ...Object.keys(spec.binds),
+      ]);
+      if (granted !== undefined && granted.length > 0)
+        this.deps.log.info({ taskId, dirs: granted }, "granted the task's root search on directories above its binds");
       const placed = await restoreTaskFiles(request.checkpointDir, meta.fileTree, spec);
       if (placed !== undefined) this.deps.log.info({ taskId, checkpointId, ...placed }, 'task files restored');
       // The checkpoint was verified above; from here its pages image holds the new environment until undone.

@@ -22,6 +22,7 @@ import type { CheckpointShipper } from '../../../sidecar/src/checkpoint/staging'
 import { DirectoryStagedCheckpoints } from '../../../sidecar/src/checkpoint/staging';
 import { TaskLockTable } from '../../../sidecar/src/background/background-checkpointer';
 import { RuncCli } from '../../../sidecar/src/runtime/runc';
+import { SearchGrant } from '../../../sidecar/src/runtime/search-grant';
 import { TaskRuntime } from '../../../sidecar/src/runtime/task-runtime';
 import { DEFAULT_ID_MAPPING } from '../../../sidecar/src/runtime/user-namespace';
 import type { TestNode } from './test-network';
@@ -119,7 +120,16 @@ export async function makeNode(
     { runtime, runc, files, clock, log },
   );
   const retained = new RetainedCheckpoints({ dir: join(root, 'retained'), retentionMs: 600_000 }, clock, log);
-  const restorer = new Restorer({ runtime, log, criu, lazyPagesNetns: '', daemonStartTimeoutMs: 30_000 });
+  const restorer = new Restorer({
+    runtime,
+    log,
+    criu,
+    lazyPagesNetns: '',
+    daemonStartTimeoutMs: 30_000,
+    ...(options.userNamespace === false
+      ? {}
+      : { searchGrant: new SearchGrant({ hostRootUid: DEFAULT_ID_MAPPING.hostId, commandTimeoutMs: 30_000 }) }),
+  });
   const lazyDumper = new LazyDumper(
     {
       checkpointsDir: join(root, 'dumps'),

@@ -1,9 +1,12 @@
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import type { HarnessNode } from './node-harness';
-import { eventually, identity, inNetns, useTwoNodes } from './node-harness';
+import { eventually, handOverAndRestore, identity, inNetns, useTwoNodes } from './node-harness';
+
+const getfacl = (dir: string): string => execFileSync('getfacl', ['-p', dir], { encoding: 'utf8' });
 
 // Issue #10: tasks run as their user in their own user namespace, and dump and restore there.
 
@@ -94,6 +97,37 @@ describe('tasks in their own user namespace (real runc + CRIU)', () => {
 
   it('moves a root task whose server child dropped to uid 70', async () => {
     await moveAndCheck('dropper', '', 70, 70);
+  });
+
+  // Nomad keeps its data_dir (above every allocation dir) at 0700: runc starts such a task, but CRIU restores
+  // its binds from inside its user namespace and read "Permission denied" there.
+  it('moves a task whose directories sit below a 0700 directory, as Nomad allocation dirs do', async () => {
+    const privateA = await mkdtemp(join(tmpdir(), 'userns-private-a-'));
+    const privateB = await mkdtemp(join(tmpdir(), 'userns-private-b-'));
+    try {
+      expect((await stat(privateB)).mode & 0o777).toBe(0o700);
+      const [allocA, allocB] = [join(privateA, 'alloc'), join(privateB, 'alloc')];
+      await mkdir(allocA);
+      await mkdir(allocB);
+      await writeFile(join(allocA, 'server.py'), SERVER(undefined));
+      await a.runtime.start(
+        identity('private'),
+        TaskSpec.fromPartial({ argv: ['/usr/bin/python3', '/alloc/server.py'], allocDir: allocA }),
+      );
+      const before = await eventually(() => ask(b, a));
+      await handOverAndRestore(a, b, 'private', TaskSpec.fromPartial({ allocDir: allocB }));
+      const after = await eventually(() => ask(a, b));
+      expect(after.count).toBeGreaterThanOrEqual(before.count);
+      // Search for the task's root only, by an ACL entry: the owning group and others still have no access.
+      const acl = getfacl(privateB);
+      expect(acl).toContain('user:100000:--x');
+      expect(acl).toMatch(/^group::---$/m);
+      expect(acl).toMatch(/^other::---$/m);
+      await b.runtime.stop('private-b', 'SIGKILL', 5000);
+    } finally {
+      await rm(privateA, { recursive: true, force: true });
+      await rm(privateB, { recursive: true, force: true });
+    }
   });
 
   it("keeps root in the task from writing a host directory owned by the node's root", async () => {
