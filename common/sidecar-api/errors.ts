@@ -12,7 +12,11 @@ export class SidecarError extends NomadChainError {
     grpcCode: status,
     options: ErrorOptions & { context?: ErrorContext } = {},
   ) {
-    super(code, message, { ...options, recoverable: code === 'NC_SIDECAR_UNREACHABLE' });
+    // Both pass: a sidecar restarting, or one busy past a call's deadline; Nomad retries the call.
+    super(code, message, {
+      ...options,
+      recoverable: code === 'NC_SIDECAR_UNREACHABLE' || code === 'NC_SIDECAR_TIMEOUT',
+    });
     this.grpcCode = grpcCode;
   }
 }

@@ -1,4 +1,4 @@
-import { credentials, Metadata, status } from '@grpc/grpc-js';
+import { connectivityState, credentials, Metadata, status } from '@grpc/grpc-js';
 import type { CallOptions, ClientUnaryCall, ServiceError } from '@grpc/grpc-js';
 import { SidecarClient } from '../../proto/gen/chain/v1/sidecar';
 import type {
@@ -172,19 +172,38 @@ export class GrpcSidecarApi implements SidecarApi {
       const call = invoke(new Metadata(), options, (err, response) => {
         signal?.removeEventListener('abort', onAbort);
         if (err === null) resolve(response);
-        else reject(fromServiceError(rpc, this.options.socketPath, err));
+        else {
+          // Read at once: whether the channel was up tells a slow answer from an absent sidecar.
+          const connected = this.client.getChannel().getConnectivityState(false) === connectivityState.READY;
+          reject(fromServiceError(rpc, this.options.socketPath, err, { connected, timeoutMs }));
+        }
       });
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 }
 
-const UNREACHABLE = new Set<number>([status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.CANCELLED]);
+const UNREACHABLE = new Set<number>([status.UNAVAILABLE, status.CANCELLED]);
 /** Metadata key under which the sidecar sends its own error's stable code (sidecar/src/local-api/grpc-status.ts). */
 export const ERROR_CODE_METADATA = 'nc-error-code';
 
-function fromServiceError(rpc: string, socketPath: string, err: ServiceError): SidecarError {
-  if (UNREACHABLE.has(err.code)) {
+function fromServiceError(
+  rpc: string,
+  socketPath: string,
+  err: ServiceError,
+  call: { connected: boolean; timeoutMs: number | undefined },
+): SidecarError {
+  // A deadline on a connected channel is a sidecar that answers but had not finished this call (issue #11: a
+  // stop reported as "unreachable … Deadline exceeded" while the sidecar was serving every other call).
+  if (err.code === status.DEADLINE_EXCEEDED && call.connected) {
+    return new SidecarError(
+      'NC_SIDECAR_TIMEOUT',
+      `sidecar at ${socketPath} is up but did not finish ${rpc} within ${call.timeoutMs ?? 0} ms`,
+      err.code,
+      { cause: err, context: { rpc, socketPath, timeoutMs: call.timeoutMs } },
+    );
+  }
+  if (UNREACHABLE.has(err.code) || err.code === status.DEADLINE_EXCEEDED) {
     return new SidecarError(
       'NC_SIDECAR_UNREACHABLE',
       `sidecar at ${socketPath} unreachable (${rpc}): ${err.details}`,

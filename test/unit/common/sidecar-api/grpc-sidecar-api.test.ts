@@ -1,0 +1,54 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import { FeaturesResponse, SidecarService } from '../../../../proto/gen/chain/v1/sidecar';
+import { GrpcSidecarApi } from '../../../../common/sidecar-api/grpc-sidecar-api';
+
+let dir: string;
+let server: Server | undefined;
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'nc-sidecar-api-'));
+});
+
+afterEach(() => {
+  server?.forceShutdown();
+  server = undefined;
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A sidecar that answers Features at once and never finishes InspectTask. */
+async function slowSidecar(socketPath: string): Promise<void> {
+  server = new Server();
+  const handlers: UntypedServiceImplementation = {
+    features: (_call: unknown, callback: (err: null, res: object) => void) =>
+      callback(null, FeaturesResponse.fromPartial({ healthy: true })),
+    inspectTask: () => undefined,
+  };
+  server.addService(SidecarService, handlers);
+  await new Promise<void>((resolve, reject) =>
+    server?.bindAsync(`unix:${socketPath}`, ServerCredentials.createInsecure(), (err) =>
+      err === null ? resolve() : reject(err),
+    ),
+  );
+}
+
+test('a call that outlives its deadline on a connected sidecar is NC_SIDECAR_TIMEOUT, not unreachable', async () => {
+  const socketPath = path.join(dir, 'sidecar.sock');
+  await slowSidecar(socketPath);
+  const api = new GrpcSidecarApi({ socketPath, timeoutMs: 300 });
+  await api.features();
+  const err = await api.inspectTask('t1').catch((e: unknown) => e);
+  api.close();
+  expect(err).toMatchObject({ code: 'NC_SIDECAR_TIMEOUT', recoverable: true });
+  expect((err as Error).message).toContain('is up but did not finish InspectTask within 300 ms');
+});
+
+test('a sidecar that is not there is NC_SIDECAR_UNREACHABLE', async () => {
+  const api = new GrpcSidecarApi({ socketPath: path.join(dir, 'absent.sock'), timeoutMs: 300 });
+  const err = await api.inspectTask('t1').catch((e: unknown) => e);
+  api.close();
+  expect(err).toMatchObject({ code: 'NC_SIDECAR_UNREACHABLE', recoverable: true });
+});
