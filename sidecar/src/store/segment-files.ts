@@ -35,6 +35,8 @@ export const MAX_SEGMENT_BYTES = 1024 * 1024 * 1024;
 export class SegmentFiles {
   private readonly segments = new Map<number, Segment>();
   private readonly removing = new Set<Promise<void>>();
+  private readonly readQueue: PendingRead[] = [];
+  private readsUnderWay = 0;
   private nextId = 1;
 
   private constructor(
@@ -93,19 +95,58 @@ export class SegmentFiles {
     this.removeIfDead(segment);
   }
 
-  /** The sealed bytes at `location`; shorter than asked when the segment was cut short or is gone. */
-  async read(location: ChunkLocation): Promise<Buffer> {
-    const segment = this.segments.get(location.segment);
-    if (segment === undefined) return Buffer.alloc(0);
-    const handle = await this.handleOf(segment);
-    const out = Buffer.allocUnsafe(location.length);
-    let filled = 0;
-    while (filled < out.length) {
-      const { bytesRead } = await handle.read(out, filled, out.length - filled, location.offset + filled);
-      if (bytesRead === 0) break;
-      filled += bytesRead;
+  /**
+   * The sealed bytes at `location`; shorter than asked when the segment was cut short or is gone. Reads asked
+   * for while others are under way are served together: runs of neighbouring locations (a file's chunks as
+   * one transfer appended them) become one read call each, as appends become one write.
+   */
+  read(location: ChunkLocation): Promise<Buffer> {
+    return new Promise<Buffer>((resolve, reject) => {
+      this.readQueue.push({ location, resolve, reject });
+      if (this.readsUnderWay === 0) this.startReads();
+    });
+  }
+
+  private startReads(): void {
+    const queued = this.readQueue.splice(0);
+    queued.sort((x, y) => x.location.segment - y.location.segment || x.location.offset - y.location.offset);
+    for (let i = 0; i < queued.length;) {
+      const run = [queued[i] as PendingRead];
+      let end = run[0]!.location.offset + run[0]!.location.length;
+      for (i += 1; i < queued.length; i += 1) {
+        const next = (queued[i] as PendingRead).location;
+        if (
+          next.segment !== run[0]!.location.segment ||
+          next.offset !== end ||
+          end - run[0]!.location.offset >= READ_BATCH_BYTES
+        )
+          break;
+        run.push(queued[i] as PendingRead);
+        end += next.length;
+      }
+      this.readsUnderWay += 1;
+      void this.readRun(run, end).finally(() => {
+        this.readsUnderWay -= 1;
+        if (this.readsUnderWay === 0 && this.readQueue.length > 0) this.startReads();
+      });
     }
-    return out.subarray(0, filled);
+  }
+
+  private async readRun(run: readonly PendingRead[], end: number): Promise<void> {
+    const first = (run[0] as PendingRead).location;
+    try {
+      const segment = this.segments.get(first.segment);
+      const span =
+        segment === undefined
+          ? Buffer.alloc(0)
+          : await readAt(await this.handleOf(segment), first.offset, end - first.offset);
+      for (const { location, resolve } of run) {
+        const from = location.offset - first.offset;
+        resolve(span.subarray(Math.min(from, span.length), Math.min(from + location.length, span.length)));
+      }
+    } catch (err) {
+      for (const { reject } of run) reject(err);
+    }
   }
 
   /** Bytes on disk in segments, and the part of them no indexed chunk uses (kept until the segment goes). */
@@ -159,6 +200,26 @@ export class SegmentFiles {
       .finally(() => this.removing.delete(done));
     this.removing.add(done);
   }
+}
+
+interface PendingRead {
+  readonly location: ChunkLocation;
+  readonly resolve: (bytes: Buffer) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+const READ_BATCH_BYTES = 4 * 1024 * 1024;
+
+/** Up to `length` bytes at `position`; fewer where the file ends first. */
+async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await handle.read(out, filled, length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return out.subarray(0, filled);
 }
 
 interface PendingAppend {

@@ -25,6 +25,10 @@ describe('SegmentFiles', () => {
       offset += location.length;
       expect((await files.read(location)).equals(blobs[i] as Buffer)).toBe(true);
     }
+    // Asked for at once, in any order: served by a few reads of neighbouring runs, each blob still its own.
+    const shuffled = [...locations.keys()].sort((x, y) => ((x * 7) % 24) - ((y * 7) % 24));
+    const read = await Promise.all(shuffled.map((i) => files.read(locations[i] as ChunkLocation)));
+    shuffled.forEach((i, k) => expect((read[k] as Buffer).equals(blobs[i] as Buffer)).toBe(true));
     expect(files.usage()).toEqual({ totalBytes: offset, deadBytes: 0, segments: 1 });
     await files.close();
   });
