@@ -70,7 +70,10 @@ export class ConsulHandover {
   }
 
   private async bridgeOne(service: AgentService, nodeName: string, log: Logger): Promise<void> {
-    if (await this.passing(service.id)) return;
+    if (await this.passing(service.id)) {
+      log.info({ serviceId: service.id }, 'restored instance already passing in Consul');
+      return;
+    }
     if (service.address === '' || !(await this.portAnswers(service.address, service.port))) {
       log.debug({ serviceId: service.id }, 'restored port not answering: left to its Consul check');
       return;

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Allocation, TaskEvent } from '../../common/nomad-api';
 import { ConsulProbe, pluginUsesClientConsul } from './consul-probe';
 import { GiveUp, NomadCluster, freePort, waitFor } from './nomad-cluster';
@@ -136,6 +138,20 @@ test('drain: every instance Consul lists as passing answers, and the moved one p
       `restore to passing ${newPassedAt === undefined ? '?' : Math.round(newPassedAt - restoredAt)} ms; ` +
       `out of rotation before the freeze ${oldDroppedAt === undefined ? '?' : Math.round(handedOverAt - freezeMs - oldDroppedAt)} ms`,
   );
+
+  // The plugin's Consul hand-over ran on the target against its real agent and found the service Nomad
+  // registered: it listed a stand-in, or found Nomad's own check already passing.
+  const bridged = await waitFor("the plugin's Consul hand-over on the target", 60_000, async () => {
+    const lines = readFileSync(path.join(cluster.dir, `${replacement.NodeName}.log`), 'utf8')
+      .split('\n')
+      .filter(
+        (line) =>
+          line.includes(replacement.ID) && /restored instance (listed ahead of its check|already passing)/.test(line),
+      );
+    return lines.length === 0 ? undefined : lines;
+  });
+  print(`  plugin: ${bridged.map((line) => line.replace(/^.*client\.driver_mgr\.chain: /, '')).join(' | ')}`);
+  expect(bridged).toHaveLength(1);
 
   expect(probe.pollErrors).toEqual([]);
   expect(probe.failures).toEqual([]);
