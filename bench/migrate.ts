@@ -11,7 +11,10 @@
  * every row shows both.
  *
  * downtimeMs is the largest gap in a wall-clock (CLOCK_REALTIME) heartbeat the task writes every 10 ms into
- * /alloc (CRIU's time namespace hides the freeze from CLOCK_MONOTONIC). Root, runc and CRIU >= 4.2 needed.
+ * /alloc (CRIU's time namespace hides the freeze from CLOCK_MONOTONIC). Beside it: CRIU alone (the same dump,
+ * restored on the other node straight from its directory: the floor the 1.5x target is about), and where the
+ * protocol path's time went (dump + push until the checkpoint is filed, materialize, restore). Root, runc and
+ * CRIU >= 4.2 needed.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -89,6 +92,10 @@ interface Row {
   wireBytes: number;
   stateIntact: boolean;
   baselineDowntimeMs: number;
+  /** The floor: the project's dump (runc + CRIU) on A, restore on B straight from that directory, no transfer. */
+  criuAloneDowntimeMs: number;
+  /** Where the protocol path's time went, from the migration's start (the freeze starts with the dump). */
+  stagesMs: { dumpAndPush: number; materialize: number; restore: number };
   rawTcpMBps: number;
   note?: string;
 }
@@ -319,7 +326,7 @@ async function viaProtocol(
   peer: string,
   mode: MigrationMode,
   sizeMiB: number,
-): Promise<Omit<Row, 'baselineDowntimeMs' | 'rawTcpMBps'>> {
+): Promise<Omit<Row, 'baselineDowntimeMs' | 'criuAloneDowntimeMs' | 'rawTcpMBps'>> {
   const taskId = `${mode === MigrationMode.MIGRATION_MODE_LAZY ? 'lazy' : 'sac'}-${sizeMiB}`;
   const allocA = await startTask(a, taskId, sizeMiB);
   const allocB = join(b.root, 'allocs', `${taskId}-b`);
@@ -333,8 +340,10 @@ async function viaProtocol(
     migration.then(() => staged.find(`${taskId}-next`, 0)),
   ]);
   if (!info) throw new Error('checkpoint never arrived');
+  const arrived = Date.now();
   const dir = join(b.root, 'restore', info.checkpointId);
   await staged.materialize(info.checkpointId, dir);
+  const materialized = Date.now();
   const restored = await b.restorer.restore({
     identity: {
       taskId: `${taskId}-b`,
@@ -346,6 +355,7 @@ async function viaProtocol(
     checkpointDir: dir,
     spec: TaskSpec.fromPartial({ allocDir: allocB }),
   });
+  const restoredAt = Date.now();
   const result = await migration;
   await restored.complete;
   const totalMs = Date.now() - started;
@@ -360,6 +370,11 @@ async function viaProtocol(
     fileBytes: result.meta.fileTree?.totalBytes ?? 0,
     downtimeMs,
     totalMs,
+    stagesMs: {
+      dumpAndPush: arrived - started,
+      materialize: materialized - arrived,
+      restore: restoredAt - materialized,
+    },
     wireBytes: result.wireBytes,
     stateIntact: intact,
     ...(mode === MigrationMode.MIGRATION_MODE_LAZY
@@ -410,6 +425,31 @@ async function baseline(
   return { downtimeMs, intact, totalMs, wireBytes };
 }
 
+/** CRIU alone: the same dump on A, restored on B straight from its directory (same machine, no copy). */
+async function criuAlone(a: Node, b: Node, sizeMiB: number): Promise<{ downtimeMs: number; intact: boolean }> {
+  const taskId = `criu-${sizeMiB}`;
+  const allocA = await startTask(a, taskId, sizeMiB);
+  const allocB = join(b.root, 'allocs', `${taskId}-b`);
+  await mkdir(allocB, { recursive: true });
+  const dumped = await a.dumper.dump({ taskId, leaveRunning: false, handoverKey: taskId });
+  await b.restorer.restore({
+    identity: {
+      taskId: `${taskId}-b`,
+      allocId: `${taskId}-b`,
+      taskName: 'bench',
+      jobId: 'bench',
+      namespace: 'default',
+    },
+    checkpointDir: dumped.dir,
+    spec: TaskSpec.fromPartial({ allocDir: allocB }),
+  });
+  const measured = await measure(b, `${taskId}-b`, allocA, allocB);
+  await b.runtime.destroy(`${taskId}-b`, true);
+  await a.runtime.destroy(taskId, true);
+  await rm(dumped.dir, { recursive: true, force: true });
+  return measured;
+}
+
 async function main(): Promise<void> {
   const json = process.argv.includes('--json');
   const sizes = arg('sizes', '64,512,2048').split(',').map(Number);
@@ -454,6 +494,8 @@ async function main(): Promise<void> {
     for (const size of sizes) {
       const base = await baseline(a, b, net, size);
       debug('baseline done');
+      const floor = await criuAlone(a, b, size);
+      debug('criu alone done');
       for (const mode of modes) {
         const row: Row = {
           ...(await viaProtocol(
@@ -465,12 +507,14 @@ async function main(): Promise<void> {
             size,
           )),
           baselineDowntimeMs: base.downtimeMs,
+          criuAloneDowntimeMs: floor.downtimeMs,
           rawTcpMBps: raw,
         };
         if (json) process.stdout.write(`${JSON.stringify(row)}\n`);
         else
           process.stdout.write(
-            `${row.mode.padEnd(14)} ${String(size).padStart(5)} MiB  files ${(row.fileBytes / 2 ** 20).toFixed(1).padStart(6)} MiB  downtime ${String(row.downtimeMs).padStart(6)} ms  total ${String(row.totalMs).padStart(6)} ms  wire ${(row.wireBytes / 2 ** 20).toFixed(1).padStart(7)} MiB  intact ${String(row.stateIntact)}  baseline ${base.downtimeMs} ms (${(base.wireBytes / 2 ** 20).toFixed(1)} MiB)  raw TCP ${raw} MB/s\n`,
+            `${row.mode.padEnd(14)} ${String(size).padStart(5)} MiB  files ${(row.fileBytes / 2 ** 20).toFixed(1).padStart(6)} MiB  downtime ${String(row.downtimeMs).padStart(6)} ms  total ${String(row.totalMs).padStart(6)} ms  wire ${(row.wireBytes / 2 ** 20).toFixed(1).padStart(7)} MiB  intact ${String(row.stateIntact)}  baseline ${base.downtimeMs} ms (${(base.wireBytes / 2 ** 20).toFixed(1)} MiB)  CRIU alone ${floor.downtimeMs} ms (x${(row.downtimeMs / Math.max(1, floor.downtimeMs)).toFixed(1)}, intact ${String(floor.intact)})  raw TCP ${raw} MB/s\n` +
+              `               stages: dump+push ${row.stagesMs.dumpAndPush} ms, materialize ${row.stagesMs.materialize} ms, restore ${row.stagesMs.restore} ms\n`,
           );
       }
     }
