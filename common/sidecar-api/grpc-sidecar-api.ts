@@ -169,7 +169,11 @@ export class GrpcSidecarApi implements SidecarApi {
     return new Promise((resolve, reject) => {
       const options: Partial<CallOptions> = timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs };
       const onAbort = (): void => call.cancel();
-      const call = invoke(new Metadata(), options, (err, response) => {
+      // A bounded call waits for the channel rather than failing at once while it reconnects: right after the
+      // sidecar restarts (its system job restarted or upgraded) the channel is still in its reconnect backoff,
+      // and `nomad alloc signal` failed with "No connection established" although the sidecar was back.
+      const metadata = new Metadata(timeoutMs === undefined ? {} : { waitForReady: true });
+      const call = invoke(metadata, options, (err, response) => {
         signal?.removeEventListener('abort', onAbort);
         if (err === null) resolve(response);
         else {

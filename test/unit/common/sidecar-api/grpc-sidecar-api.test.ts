@@ -52,3 +52,14 @@ test('a sidecar that is not there is NC_SIDECAR_UNREACHABLE', async () => {
   api.close();
   expect(err).toMatchObject({ code: 'NC_SIDECAR_UNREACHABLE', recoverable: true });
 });
+
+test('a bounded call made while the sidecar restarts waits for it instead of failing at once', async () => {
+  const socketPath = path.join(dir, 'sidecar.sock');
+  const api = new GrpcSidecarApi({ socketPath, timeoutMs: 3000 });
+  // The channel has failed to connect (nothing listens yet), as it has just after a sidecar exited.
+  await expect(api.features()).rejects.toMatchObject({ code: 'NC_SIDECAR_UNREACHABLE' });
+  const call = api.features();
+  await slowSidecar(socketPath);
+  await expect(call).resolves.toMatchObject({ healthy: true });
+  api.close();
+});
