@@ -22,7 +22,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { errorMessage } from '../../common/errors';
 import { HttpNomadApi } from '../../common/nomad-api';
-import type { NodeListStub } from '../../common/nomad-api';
+import type { AllocationListStub, NodeListStub } from '../../common/nomad-api';
+import { GrpcSidecarApi } from '../../common/sidecar-api/grpc-sidecar-api';
 
 const execFileAsync = promisify(execFile);
 export const REPO = path.resolve(__dirname, '..', '..');
@@ -64,21 +65,27 @@ export function requireConsulBin(): string {
 /**
  * Nomad launches the plugin three times at every client start; from the TypeScript sources that took ~14 s,
  * past the server's 10 s heartbeat grace (a restarted client's allocations were marked lost). The tier
- * therefore runs the built plugin only, as production does: `npm run test:nomad` builds it first.
+ * therefore runs the built plugin only, as production does, and the built sidecar of the system job (its
+ * start from the sources took 7-8 s): `npm run test:nomad` builds both first.
  */
-function requireBuiltPlugin(): void {
-  const built = path.join(REPO, 'dist', 'plugin', 'src', 'main.js');
-  try {
-    accessSync(built);
-  } catch {
-    throw new Error(`${built} is missing: run npm run build (npm run test:nomad does) before the real-Nomad tier`);
+function requireBuilt(): void {
+  for (const [entry, sources] of [
+    ['plugin', 'plugin/src'],
+    ['sidecar', 'sidecar/src'],
+  ] as const) {
+    const built = path.join(REPO, 'dist', entry, 'src', 'main.js');
+    try {
+      accessSync(built);
+    } catch {
+      throw new Error(`${built} is missing: run npm run build (npm run test:nomad does) before the real-Nomad tier`);
+    }
+    const stale = execFileSync(
+      'sh',
+      ['-c', `find ${sources} common proto/gen -name '*.ts' -newer "$1" | head -n 1`, 'sh', built],
+      { cwd: REPO, encoding: 'utf8' },
+    ).trim();
+    if (stale !== '') throw new Error(`${built} is older than ${stale}: run npm run build before the real-Nomad tier`);
   }
-  const stale = execFileSync(
-    'sh',
-    ['-c', `find plugin/src common proto/gen -name '*.ts' -newer "$1" | head -n 1`, 'sh', built],
-    { cwd: REPO, encoding: 'utf8' },
-  ).trim();
-  if (stale !== '') throw new Error(`${built} is older than ${stale}: run npm run build before the real-Nomad tier`);
 }
 
 export async function freePort(): Promise<number> {
@@ -127,8 +134,21 @@ export interface ClientNode {
   readonly consul: Agent;
   readonly sidecarDir: string;
   readonly agent: Agent;
+  /** The sidecar process, when the cluster spawns it (`sidecar: 'process'`). */
   sidecar?: ChildProcess;
 }
+
+export interface NomadClusterOptions {
+  /**
+   * How each client gets its sidecar: 'job' = the documented system job jobs/chain-sidecar.nomad.hcl (built
+   * sidecar, raw_exec), as production runs it; 'process' = a process this harness spawns from the sources, for
+   * tests that replace it with their own (forecaster-harness). @default 'job'
+   */
+  readonly sidecar?: 'job' | 'process';
+}
+
+/** The system job that runs every client's sidecar. */
+export const SIDECAR_JOB = 'chain-sidecar';
 
 /**
  * One Nomad server and N clients on loopback, each client with the `chain` plugin in its plugin_dir and its
@@ -153,6 +173,7 @@ export class NomadCluster {
     private readonly server: Agent,
     private readonly consulServer: Agent,
     readonly clients: ClientNode[],
+    readonly sidecarMode: 'job' | 'process',
   ) {
     this.serverApi = this.apiFor(serverHttpPort, undefined);
     this.env = {
@@ -185,10 +206,10 @@ export class NomadCluster {
     });
   }
 
-  static async create(clientCount: number): Promise<NomadCluster> {
+  static async create(clientCount: number, options: NomadClusterOptions = {}): Promise<NomadCluster> {
     const nomadBin = requireNomadBin();
     const consulBin = requireConsulBin();
-    requireBuiltPlugin();
+    requireBuilt();
     const dir = mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-nomad-`));
     // Like /var/lib on a host: tasks run as their own user in their own user namespace, and runc mounts their
     // root from under this dir, which mkdtemp's 0700 would hide from them.
@@ -267,6 +288,7 @@ consul {
       server,
       consulServer.agent,
       clients,
+      options.sidecar ?? 'job',
     );
   }
 
@@ -301,10 +323,76 @@ consul {
       path.join(this.dir, 'tls'),
       ...this.clients.map((c) => c.name),
     ]);
-    for (const client of this.clients) {
-      await this.startSidecar(client);
-      this.launch(client.agent);
+    if (this.sidecarMode === 'process') {
+      for (const client of this.clients) {
+        await this.startSidecar(client);
+        this.launch(client.agent);
+      }
+      return;
     }
+    for (const client of this.clients) this.launch(client.agent);
+    await waitFor('every client ready with raw_exec', 120_000, async () => {
+      const { value } = await this.api.listNodes();
+      const ready = value.filter(
+        (n) => this.clients.some((c) => c.name === n.Name) && n.Status === 'ready' && n.Drivers?.raw_exec?.Healthy,
+      );
+      return ready.length === this.clients.length ? true : undefined;
+    });
+    await this.runSidecarJob();
+    await this.waitForSidecars();
+  }
+
+  /**
+   * Runs (or re-runs, which replaces every sidecar allocation when a variable changed) the sidecar system job
+   * with this cluster's paths; `vars` adds or overrides job variables. Returns once Nomad accepted it.
+   */
+  async runSidecarJob(vars: Readonly<Record<string, string>> = {}): Promise<void> {
+    const all: Record<string, string> = {
+      repo_dir: REPO,
+      // Interpolated by each client: every node has its own data dir, as the plugin's sidecar_socket says.
+      data_dir: `${this.dir}/\${node.unique.name}/sidecar`,
+      tls_dir: path.join(this.dir, 'tls'),
+      grpc_port: '0',
+      transfer_port: '0',
+      log_level: 'debug',
+      ...vars,
+    };
+    const flags = Object.entries(all).flatMap(([k, v]) => ['-var', `${k}=${v}`]);
+    await this.nomad(['job', 'run', '-detach', ...flags, path.join(REPO, 'jobs', `${SIDECAR_JOB}.nomad.hcl`)]);
+  }
+
+  /** The running allocation of the sidecar job on each client, by client name. */
+  async sidecarAllocations(): Promise<Map<string, AllocationListStub>> {
+    const { value } = await this.api.listAllocations({ filter: `JobID == "${SIDECAR_JOB}"` });
+    const running = new Map<string, AllocationListStub>();
+    for (const alloc of value) {
+      if (alloc.ClientStatus === 'running' && alloc.DesiredStatus === 'run') running.set(alloc.NodeName, alloc);
+    }
+    return running;
+  }
+
+  /**
+   * Waits until every client has a running sidecar allocation, other than those in `except` (the ones a restart
+   * replaces), whose sidecar answers on its local socket.
+   */
+  async waitForSidecars(except: ReadonlySet<string> = new Set()): Promise<Map<string, AllocationListStub>> {
+    return waitFor('a serving sidecar on every client', 180_000, async () => {
+      const allocs = await this.sidecarAllocations();
+      const missing = this.clients.filter((c) => {
+        const alloc = allocs.get(c.name);
+        return alloc === undefined || except.has(alloc.ID);
+      });
+      if (missing.length > 0) throw new Error(`no new running sidecar on ${missing.map((c) => c.name).join(', ')}`);
+      for (const client of this.clients) {
+        const sidecar = new GrpcSidecarApi({ socketPath: path.join(client.sidecarDir, 'sidecar.sock'), timeoutMs: 5000 });
+        try {
+          await sidecar.features();
+        } finally {
+          sidecar.close();
+        }
+      }
+      return allocs;
+    });
   }
 
   /**
@@ -360,6 +448,11 @@ client {
 consul {
   address          = "127.0.0.1:${client.consulHttpPort}"
   client_auto_join = false
+}
+plugin "raw_exec" {
+  config {
+    enabled = true
+  }
 }
 plugin "chain" {
   config {
@@ -503,11 +596,40 @@ plugin "chain" {
   }
 
   async stop(): Promise<void> {
+    // Nomad's clients leave their tasks running when they stop, the sidecar job's too: stop it first.
+    if (this.sidecarMode === 'job' && this.managementToken !== '') {
+      await this.nomad(['job', 'stop', '-purge', SIDECAR_JOB]).catch(() => undefined);
+      await waitFor('the sidecar job to stop', 60_000, async () =>
+        (await this.sidecarAllocations()).size === 0 ? true : undefined,
+      ).catch(() => undefined);
+    }
     for (const client of this.clients) await stopProcess(client.agent.process, 'SIGINT');
     await stopProcess(this.server.process, 'SIGINT');
     for (const client of this.clients) await stopProcess(client.sidecar, 'SIGTERM');
     for (const client of this.clients) await stopProcess(client.consul.process, 'SIGINT');
     await stopProcess(this.consulServer.process, 'SIGINT');
+  }
+
+  /**
+   * A sidecar job whose stop did not finish (a failed test) outlives the Nomad clients: ends the processes whose
+   * data dir is under this cluster's dir, and no other.
+   */
+  private killStraySidecars(): void {
+    for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+      let environ: string;
+      try {
+        environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+      } catch {
+        continue;
+      }
+      if (environ.split('\0').some((kv) => kv.startsWith(`NOMAD_CHAIN_DATA_DIR=${this.dir}/`))) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // Gone meanwhile.
+        }
+      }
+    }
   }
 
   /**
@@ -532,6 +654,7 @@ plugin "chain" {
    */
   async teardown(): Promise<void> {
     await this.stop();
+    this.killStraySidecars();
     for (const client of this.clients) {
       const root = path.join(client.sidecarDir, 'runc');
       let ids: string[] = [];
