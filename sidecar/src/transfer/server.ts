@@ -48,6 +48,8 @@ const MAX_DIGESTS_PER_QUERY = 4096;
 const FRAME_SLACK_BYTES = 1024;
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 const HTTP2_WINDOW_BYTES = 4 * 1024 * 1024;
+/** HTTP/2 allows up to 16 MiB - 1; a page chunk and its frame header fit in one. */
+const HTTP2_MAX_FRAME_BYTES = 1024 * 1024;
 
 /** Receives checkpoints from peer sidecars into the store: the State Transfer Protocol's server. */
 export class TransferServer {
@@ -82,7 +84,7 @@ export class TransferServer {
     });
     server.addService(StateTransferService, this.handlers());
     const port = await bindServer(server, address, serverCredentials(this.tls));
-    if (!widenServerWindows(server, HTTP2_WINDOW_BYTES)) {
+    if (!widenServerWindows(server, HTTP2_WINDOW_BYTES, HTTP2_MAX_FRAME_BYTES)) {
       this.log.warn('cannot raise the HTTP/2 receive window of this grpc-js version; uploads will be slow');
     }
     this.server = server;
