@@ -331,7 +331,61 @@ export class LocalCluster {
     this.registry.save(this.record);
   }
 
-  /** Brings a killed node back: a fresh sidecar in the same namespace, resolved once it serves. */
+  /** What a crashed sidecar leaves behind: its process dies at once (SIGKILL); its tasks keep running. */
+  async killSidecar(name: string): Promise<void> {
+    const node = this.recordOf(name);
+    if (node.sidecarPid !== 0 && alive(node.sidecarPid)) {
+      process.kill(node.sidecarPid, 'SIGKILL');
+      while (alive(node.sidecarPid)) await new Promise((r) => setTimeout(r, 20));
+    }
+    node.sidecarPid = 0;
+    this.registry.save(this.record);
+  }
+
+  /**
+   * Drops (never refuses) every packet between two nodes, both ways, as a broken link would: peers see
+   * silence until their own timeouts. `heal` removes exactly these rules.
+   */
+  async partition(a: string, b: string): Promise<void> {
+    await this.linkRules('-I', a, b);
+  }
+
+  async heal(a: string, b: string): Promise<void> {
+    await this.linkRules('-D', a, b);
+  }
+
+  private async linkRules(action: '-I' | '-D', a: string, b: string): Promise<void> {
+    for (const [self, other] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const peer = this.node(other).address;
+      for (const [chain, side] of [
+        ['INPUT', '-s'],
+        ['OUTPUT', '-d'],
+      ] as const) {
+        // Adding must work (a partition that is not there proves nothing); removing is best effort.
+        await run(
+          [
+            resolveBinary('nsenter'),
+            `--net=${this.node(self).netnsPath}`,
+            '--',
+            resolveBinary('iptables'),
+            '-w',
+            action,
+            chain,
+            side,
+            peer,
+            '-j',
+            'DROP',
+          ],
+          { timeoutMs: 30_000, allowFailure: action === '-D' },
+        );
+      }
+    }
+  }
+
+  /** Brings a killed node (or a killed sidecar) back: a fresh sidecar in the same namespace, resolved once it serves. */
   async restartNode(
     name: string,
     options: Pick<LocalClusterOptions, 'sidecarCommand' | 'sidecarEnv' | 'readyTimeoutMs'> = {},

@@ -59,15 +59,38 @@ export class MigrationSequence {
     return current;
   }
 
-  /** Finishes every migration a crash left half-done. */
+  /**
+   * Finishes every migration a crash left half-done, and retries those that failed only because a node's
+   * sidecar could not be reached: a sidecar that crashed comes back with its tasks (they outlive it), so a
+   * restarted controller resumes them from the step that failed instead of leaving them to an operator
+   * (a source left out of rotation, a source never cleaned up).
+   */
   async resumeAll(): Promise<MigrationRecord[]> {
-    const unfinished = this.deps.journal.list().filter((r) => !isFinished(r));
+    const pending = this.deps.journal.list().filter((r) => !isFinished(r) || retryable(r));
     const results: MigrationRecord[] = [];
-    for (const record of unfinished) {
-      this.deps.log.warn({ migrationId: record.id, step: record.step }, 'resuming migration after restart');
+    for (const found of pending) {
+      const record = retryable(found) ? this.reopen(found) : found;
+      this.deps.log.warn(
+        { migrationId: record.id, step: record.step, ...(found.step === 'failed' ? { error: found.error } : {}) },
+        found.step === 'failed'
+          ? 'retrying migration that failed on an unreachable sidecar'
+          : 'resuming migration after restart',
+      );
       results.push(await this.run(record));
     }
     return results;
+  }
+
+  /** A retryable failure back at the step it failed at, journaled, with its error kept for the record. */
+  private reopen(record: MigrationRecord): MigrationRecord {
+    const { error, ...rest } = record;
+    const reopened: MigrationRecord = {
+      ...rest,
+      step: error?.step ?? 'planned',
+      updatedAtUnixMs: this.deps.clock.now(),
+    };
+    this.deps.journal.save(reopened);
+    return reopened;
   }
 
   private next(record: MigrationRecord, step: MigrationStep, update: RecordUpdate = {}): MigrationRecord {
@@ -285,6 +308,16 @@ export class MigrationSequence {
       log.warn({ err, node: record.target.node }, 'could not remove the staged copy on the target');
     }
   }
+}
+
+/** Failed only because a sidecar did not answer, at a step the sequence can take again. */
+function retryable(record: MigrationRecord): boolean {
+  return (
+    record.step === 'failed' &&
+    record.error?.code === 'NC_SIDECAR_UNREACHABLE' &&
+    record.error.step !== 'failed' &&
+    record.error.step !== 'rolled-back'
+  );
 }
 
 function failureError(failure: RecordUpdate): MigrationError {

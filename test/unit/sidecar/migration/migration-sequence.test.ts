@@ -247,6 +247,49 @@ describe('MigrationSequence', () => {
     expectOneInstance(env, 'b');
   });
 
+  it('retries, once restarted, a rollback that failed on a dead source sidecar: the source serves again or moves', async () => {
+    const env = setup();
+    const record = await plan(env);
+    const failed = await sequence(env, (r) => {
+      if (r.step === 'left-rotation') env.cluster.sidecar('a').dead = true;
+    }).run(record);
+    expect(failed).toMatchObject({ step: 'failed', error: { code: 'NC_SIDECAR_UNREACHABLE', step: 'left-rotation' } });
+    // Out of rotation while its sidecar is down: the task itself still runs there.
+    expect(env.router.inRotation.size).toBe(0);
+    env.cluster.sidecar('a').dead = false;
+    const [resumed] = await sequence(env).resumeAll();
+    expect(resumed?.step).toBe('done');
+    expect(resumed?.error).toBeUndefined();
+    expectOneInstance(env, 'b');
+    expect(env.cluster.restores).toBe(1);
+  });
+
+  it('retries, once restarted, a clean-up that failed on a dead source sidecar', async () => {
+    const env = setup();
+    const record = await plan(env);
+    const failed = await sequence(env, (r) => {
+      if (r.step === 'joined-rotation') env.cluster.sidecar('a').dead = true;
+    }).run(record);
+    expect(failed).toMatchObject({
+      step: 'failed',
+      error: { code: 'NC_SIDECAR_UNREACHABLE', step: 'joined-rotation' },
+    });
+    env.cluster.sidecar('a').dead = false;
+    const [resumed] = await sequence(env).resumeAll();
+    expect(resumed?.step).toBe('done');
+    expectOneInstance(env, 'b');
+    expect(env.cluster.sidecar('a').tasks.size).toBe(0);
+  });
+
+  it('leaves any other failure to an operator, even after a restart', async () => {
+    const env = setup();
+    const record = await plan(env);
+    env.router.failJoins = 10;
+    expect((await sequence(env).run(record)).step).toBe('failed');
+    env.router.failJoins = 0;
+    expect(await sequence(env).resumeAll()).toEqual([]);
+  });
+
   it('calls an operator when a post-restore step keeps failing, with the target still running', async () => {
     const env = setup();
     const record = await plan(env);
