@@ -1,6 +1,7 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Clock } from '../../../common/clock';
+import { ConfigError } from '../../../common/config-error';
 import { errorCode, errorMessage, NomadChainError } from '../../../common/errors';
 import type { Logger } from '../../../common/logging';
 import type { Instance, Router } from '../../../common/router';
@@ -46,6 +47,12 @@ export interface LocalControllerDeps {
   readonly eventClock?: Clock;
   /** Announce every node as joined at start. A replay does not: its trace says when nodes join. @default true */
   readonly announceNodes?: boolean;
+  /**
+   * How many of a draining node's tasks move at once. Each move freezes its task only for its own dump and
+   * restore, so a node with many tasks empties in fewer rounds; the bound keeps the node's disk, CPU and link
+   * (and its peers') from serving every dump at once. @default 1
+   */
+  readonly drainConcurrency?: number;
 }
 
 export interface NodeMachines {
@@ -121,8 +128,14 @@ export class LocalController implements SchedulerAdapter {
   private readonly virtualNodes = new Set<string>();
   /** Replay: trace nodes that have left; a watcher may still act on them, and that too does nothing. */
   private readonly departed = new Set<string>();
+  /** Moves under way per target node: counted against its room until the task is placed there. */
+  private readonly inbound = new Map<string, number>();
+  private readonly drainLimit: number;
 
   private constructor(private readonly deps: LocalControllerDeps) {
+    this.drainLimit = deps.drainConcurrency ?? 1;
+    if (!Number.isInteger(this.drainLimit) || this.drainLimit < 1)
+      throw new ConfigError('drainConcurrency', `expected a whole number of at least 1, got ${this.drainLimit}`);
     this.sequence = new MigrationSequence({
       journal: deps.journal,
       sidecars: deps.sidecars,
@@ -303,15 +316,38 @@ export class LocalController implements SchedulerAdapter {
     this.save();
     this.deps.log.info({ node, reason }, 'node drain started');
     this.emit({ type: 'drain-started', node, timeMs: this.eventNow(), detail: reason });
-    const outcomes: DrainOutcome[] = [];
-    for (const [taskKey, task] of Object.entries(this.state.tasks)) {
-      if (task.node === node) outcomes.push(await this.migrateTask(taskKey));
-    }
+    const keys = Object.entries(this.state.tasks)
+      .filter(([, task]) => task.node === node)
+      .map(([taskKey]) => taskKey);
+    const outcomes = await this.moveAll(keys, this.drainLimit);
     this.deps.log.info(
       { node, moved: outcomes.filter((o) => o.outcome === 'moved').length, tasks: outcomes.length },
       'node drain finished',
     );
     this.emit({ type: 'drain-complete', node, timeMs: this.eventNow() });
+    return outcomes;
+  }
+
+  /**
+   * Migrates the tasks, at most `limit` at a time, outcomes in the tasks' order. A migration that throws
+   * stops new ones from starting; those under way finish (a task is never left mid-move), then it is rethrown.
+   */
+  private async moveAll(keys: readonly string[], limit: number): Promise<DrainOutcome[]> {
+    const outcomes: DrainOutcome[] = [];
+    let next = 0;
+    let failure: { err: unknown } | undefined;
+    const worker = async (): Promise<void> => {
+      while (failure === undefined && next < keys.length) {
+        const index = next++;
+        try {
+          outcomes[index] = await this.migrateTask(keys[index] ?? '');
+        } catch (err) {
+          failure ??= { err };
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, keys.length) }, worker));
+    if (failure !== undefined) throw failure.err;
     return outcomes;
   }
 
@@ -405,7 +441,15 @@ export class LocalController implements SchedulerAdapter {
     if (task === undefined)
       throw new NomadChainError('NC_TASK_NOT_FOUND', `no task ${JSON.stringify(taskKey)}`, { context: { taskKey } });
     const nodes = await this.nodes();
-    const target = this.reservedTarget(nodes, taskKey, task.node) ?? pickTarget(nodes, task.node);
+    const reserved = this.reservedTarget(nodes, taskKey, task.node);
+    // Moves under way count against their targets' room (no await from here to the count), so concurrent
+    // moves of a drain spread out instead of all picking the emptiest node.
+    const target =
+      reserved ??
+      pickTarget(
+        nodes.map((n) => ({ ...n, tasks: n.tasks + (this.inbound.get(n.name) ?? 0) })),
+        task.node,
+      );
     if (target === undefined) {
       const reason = 'no healthy eligible node with room: the task keeps running where it is';
       this.deps.log.warn({ taskKey, node: task.node }, 'drain cannot move task: no healthy target');
@@ -443,6 +487,8 @@ export class LocalController implements SchedulerAdapter {
       stepsAtUnixMs: { planned: now },
     };
     let result: MigrationRecord;
+    // A reserved slot is already counted against its node.
+    if (reserved === undefined) this.inbound.set(targetNode.name, (this.inbound.get(targetNode.name) ?? 0) + 1);
     try {
       result = await this.sequence.run(record);
     } catch (err) {
@@ -450,6 +496,8 @@ export class LocalController implements SchedulerAdapter {
       throw new NomadChainError('NC_MIGRATION_STEP_FAILED', `migration of ${taskKey} aborted: ${errorMessage(err)}`, {
         cause: err,
       });
+    } finally {
+      if (reserved === undefined) this.inbound.set(targetNode.name, (this.inbound.get(targetNode.name) ?? 1) - 1);
     }
     if (result.step === 'done') {
       this.consumeReservation(taskKey, task.node, targetNode.name);

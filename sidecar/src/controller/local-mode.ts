@@ -57,6 +57,8 @@ export interface LocalModeOptions {
   readonly eventClock?: Clock;
   /** Announce every node as joined at start (a replay's trace says when nodes join). @default true */
   readonly announceNodes?: boolean;
+  /** How many of a draining node's tasks move at once. @default 1 */
+  readonly drainConcurrency?: number;
 }
 
 export interface LocalMode {
@@ -123,5 +125,6 @@ export function connectController(
     ...(options.afterStep !== undefined ? { afterStep: options.afterStep } : {}),
     ...(options.eventClock !== undefined ? { eventClock: options.eventClock } : {}),
     ...(options.announceNodes !== undefined ? { announceNodes: options.announceNodes } : {}),
+    ...(options.drainConcurrency !== undefined ? { drainConcurrency: options.drainConcurrency } : {}),
   });
 }

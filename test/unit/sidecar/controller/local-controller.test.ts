@@ -1,3 +1,4 @@
+import { isFinished } from '../../../../sidecar/src/migration/migration-record';
 import { FAKE_SERVICE, fakeLocalController } from '../../../fakes/fake-local-controller';
 
 const setup = (nodes = 3, capacity = 2): ReturnType<typeof fakeLocalController> =>
@@ -130,5 +131,60 @@ describe('LocalController', () => {
     expect(controller.events.since(last)).toEqual([]);
     await controller.drainNode('n2', 'test');
     expect(controller.events.since(last).map((e) => e.event.type)).toEqual(['drain-started', 'drain-complete']);
+  });
+
+  /** Four chained services, all on n1 (the other nodes are fenced while they start). */
+  async function fourOnN1(options: Partial<Parameters<typeof fakeLocalController>[0]>) {
+    const built = await fakeLocalController({ nodes: 3, capacity: 4, ...options });
+    await built.controller.setEligibility('n2', false, 'test');
+    await built.controller.setEligibility('n3', false, 'test');
+    for (const name of ['a', 'b', 'c', 'd'])
+      await built.controller.runService({ ...FAKE_SERVICE, name }, async () => undefined);
+    await built.controller.setEligibility('n2', true, 'test');
+    await built.controller.setEligibility('n3', true, 'test');
+    return built;
+  }
+
+  it('drains a node at most drainConcurrency tasks at a time', async () => {
+    const limit = 2;
+    let active = 0;
+    let most = 0;
+    let open: () => void = () => undefined;
+    let gate = new Promise<void>((r) => (open = r));
+    const { controller, cluster } = await fourOnN1({
+      drainConcurrency: limit,
+      afterStep: async (record) => {
+        // A move is under way from leaving rotation until it is finished.
+        if (isFinished(record)) active -= 1;
+        if (record.step !== 'left-rotation') return;
+        active += 1;
+        most = Math.max(most, active);
+        // Hold every move out of rotation until `limit` are under way: an unbounded drain starts more meanwhile.
+        if (active >= limit) {
+          open();
+          gate = new Promise<void>((r) => (open = r));
+        } else await gate;
+      },
+    });
+    expect(Object.values(controller.tasks()).map((t) => t.node)).toEqual(['n1', 'n1', 'n1', 'n1']);
+    const outcomes = await controller.drainNode('n1', 'test');
+    expect(outcomes.map((o) => `${o.taskKey}:${o.outcome}`)).toEqual(['a:moved', 'b:moved', 'c:moved', 'd:moved']);
+    expect(most).toBe(limit);
+    for (const name of ['a', 'b', 'c', 'd']) expect(cluster.running(name)).toHaveLength(1);
+  });
+
+  it('counts moves under way against their targets, so a concurrent drain spreads its tasks', async () => {
+    const { controller } = await fourOnN1({ drainConcurrency: 4 });
+    await controller.drainNode('n1', 'test');
+    const on = Object.values(controller.tasks()).map((t) => t.node);
+    expect(on.filter((n) => n === 'n2')).toHaveLength(2);
+    expect(on.filter((n) => n === 'n3')).toHaveLength(2);
+  });
+
+  it('refuses a drainConcurrency below 1', async () => {
+    await expect(fakeLocalController({ nodes: 2, capacity: 1, drainConcurrency: 0 })).rejects.toMatchObject({
+      code: 'NC_CONFIG_INVALID',
+      field: 'drainConcurrency',
+    });
   });
 });
