@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../../common/errors';
 import type { Allocation } from '../../common/nomad-api';
@@ -18,6 +18,30 @@ let allocId = '';
 async function count(): Promise<number> {
   const res = await httpGet(`http://127.0.0.1:${counterPort}/`, 10_000);
   return (JSON.parse(res.body) as { count: number }).count;
+}
+
+/**
+ * How long each launch of the chain plugin took from process start to the end of its handshake, read from the
+ * client agent's own log lines: the loader's launches ("agent.plugin_loader: plugin started: … /chain" then
+ * "using plugin") and the long-lived one ("client.driver_mgr: plugin started: driver=chain" then "using plugin").
+ */
+function pluginLaunches(log: string): number[] {
+  const started = new Map<string, number>();
+  const durations: number[] = [];
+  for (const line of log.split('\n')) {
+    const event = /(agent\.plugin_loader|client\.driver_mgr): (plugin started|using plugin): (.*)/.exec(line);
+    const [, logger, what, fields] = event ?? [];
+    if (logger === undefined || fields === undefined) continue;
+    const at = Date.parse(line.trim().split(' ')[0] ?? '');
+    const chain = logger === 'client.driver_mgr' ? fields.includes('driver=chain') : true;
+    if (what === 'plugin started' && chain && /path=\S+\/chain /.test(fields)) started.set(logger, at);
+    const from = started.get(logger);
+    if (what === 'using plugin' && chain && from !== undefined) {
+      durations.push(at - from);
+      started.delete(logger);
+    }
+  }
+  return durations;
 }
 
 function taskEvents(alloc: Allocation): string[] {
@@ -194,7 +218,25 @@ test('client restart: the task keeps running and is recovered, not restarted', a
   await cluster.stopClient(client);
   // The task lives in the sidecar, not in the Nomad client.
   expect(await count()).toBe(before + 1);
+  const logOffset = statSync(client.agent.logPath).size;
+  const restartedAt = Date.now();
   cluster.restartClient(client);
+  // Issue #11 defect 2: the plugin must be up well within the server's heartbeat grace after every client start.
+  const healthyMs = await waitFor('the restarted client to fingerprint a healthy chain driver', 120_000, async () => {
+    const node = (await cluster.api.listNodes()).value.find((n) => n.Name === client.name);
+    const chain = node?.Drivers?.chain;
+    const fresh = chain !== undefined && Date.parse(chain.UpdateTime) > restartedAt;
+    return node?.Status === 'ready' && fresh && chain.Healthy ? Date.now() - restartedAt : undefined;
+  });
+  const restartLog = readFileSync(client.agent.logPath, 'utf8').slice(logOffset);
+  const launches = pluginLaunches(restartLog);
+  // plugin/bin/chain says so when it fell back to the sources (dist/ went stale under the run).
+  const fromSources = restartLog.split('chain plugin running from its TypeScript sources').length - 1;
+  process.stdout.write(
+    `plugin after a client restart: ${launches.length} launches (${fromSources} from sources), handshake ` +
+      `${launches.join('/')} ms each; chain driver fingerprinted healthy ${healthyMs} ms after the agent started\n`,
+  );
+  expect(launches.length).toBeGreaterThanOrEqual(3);
   // The restarted client answers for the allocation only once its task runner holds a driver handle again:
   // recovered (RecoverTask) or, if recovery failed, started anew, which the events below tell apart.
   await waitFor('the restarted client to report task stats', 180_000, async () => {

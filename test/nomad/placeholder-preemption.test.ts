@@ -106,8 +106,8 @@ async function forecasterStartLine(msg: string): Promise<Record<string, unknown>
     ['-r', path.join(REPO, 'scripts', 'register.js'), path.join(REPO, 'forecaster', 'src', 'main.ts')],
     {
       env: {
-        ...process.env,
-        NOMAD_ADDR: `http://127.0.0.1:${cluster.serverHttpPort}`,
+        // The cluster's https address, CA and management token (ACLs and TLS are on).
+        ...cluster.env,
         NOMAD_CHAIN_FORECASTER_MODEL_DIR: model.dir,
         NOMAD_CHAIN_FORECASTER_TELEMETRY_PORT: '0',
         NOMAD_CHAIN_FORECASTER_HTTP_PORT: '0',

@@ -42,6 +42,16 @@ function pidsWithEnv(key: string, value: string): number[] {
   return pids;
 }
 
+function subdirs(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => path.join(dir, e.name));
+  } catch {
+    return [];
+  }
+}
+
 function cmdline(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
@@ -81,6 +91,19 @@ async function expectObserved(): Promise<void> {
 
   const exec = await cluster.nomad(['alloc', 'exec', '-task', 'counter', allocId, '/bin/cat', '/proc/1/cmdline']);
   expect(exec.stdout).toContain('counter.py');
+
+  // Stats come from the sidecar that runs the task now (a fresh sample, the task's memory).
+  const asked = Date.now();
+  const stats = await waitFor('fresh task stats', 60_000, async () => {
+    const { status, body } = await cluster.nomadGet(`/v1/client/allocation/${allocId}/stats`, client);
+    if (status !== 200) throw new Error(`stats: HTTP ${status} ${body}`);
+    const usage = JSON.parse(body) as {
+      Tasks?: Record<string, { Timestamp: number; ResourceUsage?: { MemoryStats?: { RSS?: number } } }>;
+    };
+    const task = usage.Tasks?.counter;
+    return task !== undefined && task.Timestamp / 1e6 > asked ? task : undefined;
+  });
+  expect(stats.ResourceUsage?.MemoryStats?.RSS ?? 0).toBeGreaterThan(0);
 }
 
 beforeAll(async () => {
@@ -160,6 +183,10 @@ test('nomad job stop then stops the task cleanly and leaves nothing behind', asy
   const seen = events(stopped);
   expect(stopped.ClientStatus).toBe('complete');
   expect(seen.map((e) => e.type)).toContain('Killed');
+  // The task's own exit was seen: the issue's stop recorded a made-up exit code 255 once the task was gone.
+  const terminated = stopped.TaskStates?.counter?.Events?.find((e) => e.Type === 'Terminated');
+  expect(terminated?.Details?.exit_code).toBeDefined();
+  expect(terminated?.Details?.exit_code).not.toBe('255');
   expect(seen.filter((e) => /ignored|NC_SIDECAR|Deadline exceeded/i.test(e.message))).toEqual([]);
   await expect(httpGet(`http://127.0.0.1:${counterPort}/`, 2000)).rejects.toThrow();
 
@@ -177,14 +204,13 @@ test('nomad job stop then stops the task cleanly and leaves nothing behind', asy
     .map((l) => l.split(' '))
     .filter(([, mountPoint, type]) => mountPoint?.startsWith('/sys/fs/cgroup') && /^cgroup2?$/.test(type ?? ''))
     .flatMap(([, mountPoint]) => {
-      const dir = path.join(mountPoint ?? '', 'nomad-chain', client.name);
-      try {
-        return readdirSync(dir, { withFileTypes: true })
-          .filter((e) => e.isDirectory())
-          .map((e) => path.join(dir, e.name));
-      } catch {
-        return [];
-      }
+      // The sidecar's cgroup parent (its default, /nomad-chain/<node>) and the Nomad client's (cgroup_parent).
+      const sidecarParent = path.join(mountPoint ?? '', 'nomad-chain', client.name);
+      const clientParent = path.join(mountPoint ?? '', client.name);
+      return [
+        ...subdirs(sidecarParent),
+        ...subdirs(clientParent).filter((dir) => path.basename(dir).includes(allocId)),
+      ];
     });
   expect(cgroups).toEqual([]);
   // Once the client collected the allocation (Nomad unmounts its own secrets dir then), nothing holds a mount.
