@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Allocation } from '../../common/nomad-api';
 import { httpGet } from '../harness/programs';
+import { JobAllocations } from './job-allocations';
 import { GiveUp, NomadCluster, freePort, waitFor } from './nomad-cluster';
 
 // Issue 10, "done when": in Nomad mode a task writing into alloc/data survives a drain with its data. One
@@ -26,6 +27,10 @@ interface FsEntry {
 }
 
 let cluster: NomadCluster;
+let job: JobAllocations;
+const messages = (alloc: Allocation) => job.messages(alloc);
+const allocsOfJob = () => job.all();
+const runningAlloc = (predicate?: (a: Allocation) => boolean) => job.running(predicate);
 
 async function journalStatus(port: number): Promise<JournalStatus> {
   const res = await httpGet(`http://127.0.0.1:${port}/`, 10_000);
@@ -43,30 +48,6 @@ async function allocFs(verb: 'cat' | 'ls', allocId: string, file: string): Promi
 async function listing(allocId: string, dir: string): Promise<string> {
   const entries = JSON.parse(await allocFs('ls', allocId, dir)) as FsEntry[] | null;
   return (entries ?? []).map((e) => `${e.Name} (${e.FileMode}, ${e.Size} B)`).join(', ');
-}
-
-function messages(alloc: Allocation): string[] {
-  return (alloc.TaskStates?.[TASK]?.Events ?? []).map((e) => `${e.Type}: ${e.DisplayMessage}`);
-}
-
-async function allocsOfJob(): Promise<Allocation[]> {
-  const { value } = await cluster.api.listAllocations({ filter: `JobID == "${JOB}"` });
-  return Promise.all(value.map(async (stub) => (await cluster.api.getAllocation(stub.ID)).value));
-}
-
-/** Waits for a running allocation matching `predicate`; gives up once a wanted one fails or restarts instead. */
-async function runningAlloc(predicate: (a: Allocation) => boolean = () => true): Promise<Allocation> {
-  return waitFor(`a running ${JOB} allocation`, 300_000, async () => {
-    const states: string[] = [];
-    for (const alloc of (await allocsOfJob()).filter(predicate)) {
-      if (alloc.ClientStatus === 'running' && alloc.DesiredStatus === 'run') return alloc;
-      const line = `${alloc.ID.slice(0, 8)} on ${alloc.NodeName} ${alloc.ClientStatus}/${alloc.DesiredStatus}: ${JSON.stringify(messages(alloc))}`;
-      const failing = alloc.ClientStatus === 'failed' || messages(alloc).some((m) => m.startsWith('Restarting'));
-      if (alloc.DesiredStatus === 'run' && failing) throw new GiveUp(line);
-      states.push(line);
-    }
-    throw new Error(states.join('; ') || 'no matching allocation yet');
-  });
 }
 
 /** The journal's lines as [seq, started]; a torn or foreign line fails the parse loudly. */
@@ -181,6 +162,7 @@ async function resetCluster(): Promise<void> {
 
 beforeAll(async () => {
   cluster = await NomadCluster.create(2);
+  job = new JobAllocations(cluster, JOB, TASK);
   await cluster.start();
   await cluster.waitForHealthyChainDriver(300_000);
 });

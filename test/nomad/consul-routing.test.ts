@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Allocation, TaskEvent } from '../../common/nomad-api';
 import { ConsulProbe, pluginUsesClientConsul } from './consul-probe';
+import { JobAllocations } from './job-allocations';
 import { GiveUp, NomadCluster, freePort, waitFor } from './nomad-cluster';
 
 // Issue 11 item 3 (defect 3): traffic follows a chained service through real Consul. Nomad registers the
@@ -14,34 +15,11 @@ const SERVICE = 'example-consul';
 const TASK = 'web';
 
 let cluster: NomadCluster;
-
-function events(alloc: Allocation): TaskEvent[] {
-  return alloc.TaskStates?.[TASK]?.Events ?? [];
-}
-
-function messages(alloc: Allocation): string[] {
-  return events(alloc).map((e) => `${e.Type}: ${e.DisplayMessage}`);
-}
-
-async function allocsOfJob(): Promise<Allocation[]> {
-  const { value } = await cluster.api.listAllocations({ filter: `JobID == "${JOB}"` });
-  return Promise.all(value.map(async (stub) => (await cluster.api.getAllocation(stub.ID)).value));
-}
-
-/** Waits for a running allocation matching `predicate`; gives up once a wanted one fails or restarts instead. */
-async function runningAlloc(predicate: (a: Allocation) => boolean = () => true): Promise<Allocation> {
-  return waitFor(`a running ${JOB} allocation`, 300_000, async () => {
-    const states: string[] = [];
-    for (const alloc of (await allocsOfJob()).filter(predicate)) {
-      if (alloc.ClientStatus === 'running' && alloc.DesiredStatus === 'run') return alloc;
-      const line = `${alloc.ID.slice(0, 8)} on ${alloc.NodeName} ${alloc.ClientStatus}/${alloc.DesiredStatus}: ${JSON.stringify(messages(alloc))}`;
-      const failing = alloc.ClientStatus === 'failed' || messages(alloc).some((m) => m.startsWith('Restarting'));
-      if (alloc.DesiredStatus === 'run' && failing) throw new GiveUp(line);
-      states.push(line);
-    }
-    throw new Error(states.join('; ') || 'no matching allocation yet');
-  });
-}
+let job: JobAllocations;
+const events = (alloc: Allocation) => job.events(alloc);
+const messages = (alloc: Allocation) => job.messages(alloc);
+const allocsOfJob = () => job.all();
+const runningAlloc = (predicate?: (a: Allocation) => boolean) => job.running(predicate);
 
 /** The passing instances of the service as the Consul server lists them. */
 async function passingIds(): Promise<string[]> {
@@ -55,6 +33,7 @@ function print(text: string): void {
 
 beforeAll(async () => {
   cluster = await NomadCluster.create(2);
+  job = new JobAllocations(cluster, JOB, TASK);
   await cluster.start();
   await pluginUsesClientConsul(cluster);
   await cluster.waitForHealthyChainDriver(300_000);

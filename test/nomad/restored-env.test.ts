@@ -1,6 +1,7 @@
 import type { Allocation } from '../../common/nomad-api';
 import { httpGet } from '../harness/programs';
-import { GiveUp, NomadCluster, freePort, waitFor } from './nomad-cluster';
+import { JobAllocations } from './job-allocations';
+import { NomadCluster, freePort, waitFor } from './nomad-cluster';
 
 // Issue #11, defect 4: after a drain the CRIU-restored task kept its predecessor's NOMAD_ALLOC_ID (the
 // environment is memory, and CRIU restores memory). jobs/example-env serves process.env.NOMAD_ALLOC_ID on each
@@ -18,37 +19,18 @@ interface EnvStatus {
 }
 
 let cluster: NomadCluster;
+let job: JobAllocations;
+const messages = (alloc: Allocation) => job.messages(alloc);
+const runningAlloc = (predicate?: (a: Allocation) => boolean) => job.running(predicate);
 
 async function status(port: number): Promise<EnvStatus> {
   const res = await httpGet(`http://127.0.0.1:${port}/`, 10_000);
   return JSON.parse(res.body) as EnvStatus;
 }
 
-function messages(alloc: Allocation): string[] {
-  return (alloc.TaskStates?.[TASK]?.Events ?? []).map((e) => `${e.Type}: ${e.DisplayMessage}`);
-}
-
-async function allocsOfJob(): Promise<Allocation[]> {
-  const { value } = await cluster.api.listAllocations({ filter: `JobID == "${JOB}"` });
-  return Promise.all(value.map(async (stub) => (await cluster.api.getAllocation(stub.ID)).value));
-}
-
-async function runningAlloc(predicate: (a: Allocation) => boolean = () => true): Promise<Allocation> {
-  return waitFor(`a running ${JOB} allocation`, 300_000, async () => {
-    const states: string[] = [];
-    for (const alloc of (await allocsOfJob()).filter(predicate)) {
-      if (alloc.ClientStatus === 'running' && alloc.DesiredStatus === 'run') return alloc;
-      const line = `${alloc.ID.slice(0, 8)} on ${alloc.NodeName} ${alloc.ClientStatus}/${alloc.DesiredStatus}: ${JSON.stringify(messages(alloc))}`;
-      const failing = alloc.ClientStatus === 'failed' || messages(alloc).some((m) => m.startsWith('Restarting'));
-      if (alloc.DesiredStatus === 'run' && failing) throw new GiveUp(line);
-      states.push(line);
-    }
-    throw new Error(states.join('; ') || 'no matching allocation yet');
-  });
-}
-
 beforeAll(async () => {
   cluster = await NomadCluster.create(2);
+  job = new JobAllocations(cluster, JOB, TASK);
   await cluster.start();
   await cluster.waitForHealthyChainDriver(300_000);
 });
