@@ -267,9 +267,7 @@ async function leaks(local: LocalMode): Promise<string[]> {
     if (rules.stdout.includes('CRIU')) found.push(`${n.name}: CRIU's iptables chain left`);
   }
   const criu = await run(['pgrep', '-a', 'criu'], { allowFailure: true });
-  const ours = criu.stdout
-    .split('\n')
-    .filter((line) => local.cluster.nodes.some((n) => line.includes(n.dataDir)));
+  const ours = criu.stdout.split('\n').filter((line) => local.cluster.nodes.some((n) => line.includes(n.dataDir)));
   if (ours.length > 0) found.push(`CRIU processes left: ${ours.join('; ')}`);
   return found;
 }

@@ -55,9 +55,10 @@ export async function probeFeatures(criu: Criu, runc: Runc, options: FeatureProb
       lazyPagesUnavailable: 'lazy pages need userfaultfd (criu check --feature uffd-noncoop failed)',
     };
   }
-  const blocker = options.userNamespace === true
-    ? await userNamespaceLazyBlocker(options.readProcFile ?? ((path) => readFile(path, 'utf8')))
-    : undefined;
+  const blocker =
+    options.userNamespace === true
+      ? await userNamespaceLazyBlocker(options.readProcFile ?? ((path) => readFile(path, 'utf8')))
+      : undefined;
   return blocker === undefined
     ? { ...base, lazyPages: true }
     : { ...base, lazyPages: false, lazyPagesUnavailable: `${blocker}; stop-and-copy used` };
