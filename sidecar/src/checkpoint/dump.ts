@@ -11,6 +11,8 @@ import type { TaskFiles } from './file-tree/task-files';
 import { removeCriuNetworkLock } from './iptables';
 import type { CheckpointMeta } from './manifest';
 import { CHECKPOINT_FORMAT_VERSION, describeImages, imagesDir, writeMeta } from './manifest';
+import type { StepsMs } from './step-times';
+import { StepTimes } from './step-times';
 
 export interface DumperConfig {
   /** Where new checkpoints are written, one directory each. */
@@ -39,6 +41,10 @@ export interface DumpResult {
   readonly dir: string;
   /** From the dump's start to its end: what the task spent frozen in a stop-and-copy dump. */
   readonly dumpMs: number;
+  /** Clock time the task stopped (its freeze began); absent = when the dump began. */
+  readonly frozenAtMs?: number;
+  /** Where the dump's time went, step by step. */
+  readonly stepsMs?: StepsMs;
 }
 
 /** Below this, a task's files travel inside the freeze at no cost worth a separate round. */
@@ -58,23 +64,44 @@ export class Dumper {
     private readonly deps: DumperDeps,
   ) {}
 
+  /** A dump whose source-side housekeeping is done when it returns. */
   async dump(request: DumpRequest): Promise<DumpResult> {
+    const { released, ...dumped } = await this.dumpReleasingLater(request);
+    try {
+      return { ...dumped, stepsMs: { ...dumped.stepsMs, ...(await released) } };
+    } catch (err) {
+      await rm(dumped.dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * Returns as soon as the checkpoint is complete. For a task that stopped (`leaveRunning` false), what is
+   * left to do about the source (runc's container record, CRIU's network lock, the work directory) runs
+   * meanwhile, so that a hand-over ships while it does: `released` settles once it is done, with its steps'
+   * times. The caller awaits `released` before it acts on the task again (a restore here reuses the
+   * container's id).
+   */
+  async dumpReleasingLater(request: DumpRequest): Promise<DumpResult & { released: Promise<StepsMs> }> {
     const { taskId } = request;
     const task = this.deps.runtime.beginCheckpoint(taskId);
     const checkpointId = randomUUID();
     const dir = join(this.config.checkpointsDir, checkpointId);
     const workPath = `${dir}.work`;
     const started = this.deps.clock.now();
+    const steps = new StepTimes(this.deps.clock);
     let paused = false;
+    let released: Promise<StepsMs> | undefined;
     try {
       // Before the freeze: a task whose files cannot move is refused while it still runs.
-      const plan = await this.deps.files.plan(taskId, task.record.spec);
+      const plan = await steps.time('plan', () => this.deps.files.plan(taskId, task.record.spec));
       await mkdir(imagesDir(dir), { recursive: true });
       await mkdir(workPath, { recursive: true });
+      const frozenAtMs = this.deps.clock.now();
       // A task left running would write its files while they are copied after the dump: it stays frozen (the
       // checkpoint keeps a paused container paused) until they are, so memory and files are of one instant.
       if (request.leaveRunning && plan !== undefined) {
-        await this.deps.runc.pause(task.containerId);
+        await steps.time('pause', () => this.deps.runc.pause(task.containerId));
         paused = true;
       }
       const args = this.deps.runc.checkpointArgs(
@@ -82,7 +109,9 @@ export class Dumper {
         { imagePath: imagesDir(dir), workPath, leaveRunning: request.leaveRunning },
         join(workPath, 'runc.log'),
       );
-      const result = await runCommand(this.deps.runc.bin, args, { timeoutMs: this.config.dumpTimeoutMs });
+      const result = await steps.time('runcCheckpoint', () =>
+        runCommand(this.deps.runc.bin, args, { timeoutMs: this.config.dumpTimeoutMs }),
+      );
       if (result.exitCode !== 0) {
         const sourceRunning = await this.recoverSource(task.containerId, task.networkNamespace);
         throw new CheckpointError(
@@ -91,15 +120,19 @@ export class Dumper {
           { context: { taskId, sourceRunning, timedOut: result.timedOut } },
         );
       }
-      await removeCriuNetworkLock(task.networkNamespace);
+      // The task goes on in its namespace: unlocked before it resumes.
+      if (request.leaveRunning) await steps.time('networkUnlock', () => removeCriuNetworkLock(task.networkNamespace));
       // Nothing runs now (the processes are gone, or still frozen): the files join the checkpoint as they are.
-      const fileTree =
-        plan === undefined ? undefined : await this.deps.files.take(taskId, plan.roots, dir, !request.leaveRunning);
+      const [fileTree, images] = await Promise.all([
+        plan === undefined
+          ? undefined
+          : steps.time('files', () => this.deps.files.take(taskId, plan.roots, dir, !request.leaveRunning)),
+        steps.time('hashImages', () => describeImages(dir)),
+      ]);
       if (paused) {
-        await this.deps.runc.resume(task.containerId);
+        await steps.time('resume', () => this.deps.runc.resume(task.containerId));
         paused = false;
       }
-      const dumpMs = this.deps.clock.now() - started;
       const meta: CheckpointMeta = {
         version: CHECKPOINT_FORMAT_VERSION,
         checkpointId,
@@ -109,24 +142,56 @@ export class Dumper {
         sourceNode: this.config.nodeName,
         createdAtMs: this.deps.clock.now(),
         mode: 'stop-and-copy',
-        files: await describeImages(dir),
+        files: images,
         ...(fileTree !== undefined ? { fileTree } : {}),
       };
-      await writeMeta(dir, meta);
-      await this.deps.runtime.endCheckpoint(taskId, !request.leaveRunning);
-      await rm(workPath, { recursive: true, force: true });
+      await steps.time('writeMeta', () => writeMeta(dir, meta));
+      if (request.leaveRunning) {
+        await this.deps.runtime.endCheckpoint(taskId, false);
+        await rm(workPath, { recursive: true, force: true });
+      } else {
+        // Not before: runc's own teardown of the stopped container (its `runc run`) is given the time the
+        // files and digests take, as it always had; a delete racing it has left the shim's cgroup busy.
+        released = this.release(taskId, task.networkNamespace, workPath);
+        released.catch(() => undefined);
+      }
+      const dumpMs = this.deps.clock.now() - started;
+      const stepsMs = steps.ms;
       this.deps.log.info(
-        { taskId, checkpointId, dumpMs, leaveRunning: request.leaveRunning, fileBytes: fileTree?.totalBytes ?? 0 },
+        {
+          taskId,
+          checkpointId,
+          dumpMs,
+          stepsMs,
+          leaveRunning: request.leaveRunning,
+          fileBytes: fileTree?.totalBytes ?? 0,
+        },
         'task checkpointed',
       );
-      return { meta, dir, dumpMs };
+      return { meta, dir, dumpMs, frozenAtMs, stepsMs, released: released ?? Promise.resolve({}) };
     } catch (err) {
       if (paused) await this.deps.runc.resume(task.containerId).catch(() => undefined);
+      await released?.catch(() => undefined);
       await this.deps.runtime.endCheckpoint(taskId, false);
       await rm(dir, { recursive: true, force: true });
       await rm(workPath, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** What a stopped task leaves to do on its node; on failure the task is left as a failed dump leaves it. */
+  private async release(taskId: string, networkNamespace: string, workPath: string): Promise<StepsMs> {
+    const steps = new StepTimes(this.deps.clock);
+    try {
+      await steps.time('networkUnlock', () => removeCriuNetworkLock(networkNamespace));
+      await steps.time('endCheckpoint', () => this.deps.runtime.endCheckpoint(taskId, true));
+      await steps.time('cleanUp', () => rm(workPath, { recursive: true, force: true }));
+    } catch (err) {
+      await this.deps.runtime.endCheckpoint(taskId, false).catch(() => undefined);
+      await rm(workPath, { recursive: true, force: true });
+      throw err;
+    }
+    return steps.ms;
   }
 
   /**
@@ -135,7 +200,10 @@ export class Dumper {
    * be worth a round, or the task moves memory only.
    */
   async copyFiles(taskId: string, handoverKey: string): Promise<DumpResult | undefined> {
-    const { record } = await this.deps.runtime.inspect(taskId);
+    // The record alone (not `inspect`, which asks runc for the pid): this runs while the task is out of rotation.
+    const record =
+      this.deps.runtime.list().find((r) => r.identity.taskId === taskId) ??
+      (await this.deps.runtime.inspect(taskId)).record;
     const plan = await this.deps.files.plan(taskId, record.spec);
     if (plan === undefined || plan.totalBytes < FILES_PREROUND_MIN_BYTES) return undefined;
     const checkpointId = randomUUID();

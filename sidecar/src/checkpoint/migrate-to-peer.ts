@@ -13,6 +13,8 @@ import type { CheckpointMeta } from './manifest';
 import type { Restorer } from './restore';
 import type { RetainedCheckpoints } from './retained';
 import type { CheckpointShipper } from './staging';
+import type { StepsMs } from './step-times';
+import { StepTimes } from './step-times';
 
 /** The key a task's files sent ahead are filed under on the peer: a newer round replaces the older one. */
 export function filesAheadKey(taskId: string): string {
@@ -33,6 +35,8 @@ export interface MigrateResult {
   readonly wireBytes: number;
   /** From the freeze to the moment the peer holds the checkpoint. */
   readonly freezeMs: number;
+  /** Where the hand-over's time went: the dump's steps, then the ship and the retained copy. */
+  readonly stepsMs: StepsMs;
 }
 
 export interface PeerMigratorDeps {
@@ -62,23 +66,27 @@ export class PeerMigrator {
     if (choice.fallbackReason !== undefined) log.warn({ reason: choice.fallbackReason }, 'migration mode fell back');
     await this.sendFilesAhead(request, log);
     if (choice.mode === MigrationMode.MIGRATION_MODE_LAZY) return this.migrateLazy(request, log);
-    const before = await this.deps.runtime.inspect(request.taskId);
     const started = this.deps.clock.now();
-    const dumped = await this.deps.dumper.dump({
+    // The source's housekeeping (runc, CRIU's network lock) runs while the checkpoint travels.
+    const { released, ...dumped } = await this.deps.dumper.dumpReleasingLater({
       taskId: request.taskId,
       leaveRunning: false,
       handoverKey: request.handoverKey,
     });
+    const steps = new StepTimes(this.deps.clock);
     let wireBytes: number;
     try {
-      ({ wireBytes } = await this.deps.shipper.ship(dumped.dir, dumped.meta, request.peerAddress));
+      ({ wireBytes } = await steps.time('ship', () =>
+        this.deps.shipper.ship(dumped.dir, dumped.meta, request.peerAddress),
+      ));
     } catch (shipError) {
       log.error({ err: shipError, checkpointId: dumped.meta.checkpointId }, 'ship failed; restoring the task here');
+      await released.catch((err: unknown) => log.warn({ err }, 'the dumped task was not released cleanly'));
       try {
         await this.deps.restorer.restore({
-          identity: before.record.identity,
+          identity: dumped.meta.source,
           checkpointDir: dumped.dir,
-          spec: before.record.spec,
+          spec: dumped.meta.spec,
         });
       } catch (restoreError) {
         // The dump stays on disk: restorable by hand or by a retry, never lost.
@@ -91,18 +99,28 @@ export class PeerMigrator {
       await rm(dumped.dir, { recursive: true, force: true });
       throw shipError;
     }
-    const freezeMs = this.deps.clock.now() - started;
+    const freezeMs = this.deps.clock.now() - (dumped.frozenAtMs ?? started);
     const { checkpointId } = dumped.meta;
+    // The peer holds the checkpoint: a source not cleanly released is the clean-up's to finish, not a failure.
+    const releaseSteps = await steps.time('releaseWait', () =>
+      released.catch((err: unknown) => {
+        log.warn({ err, checkpointId }, 'the dumped task was not released cleanly');
+        return {};
+      }),
+    );
     // The peer holds the checkpoint now: failing to keep a copy here only loses the rollback, never the task.
-    await this.deps.retained.keep(dumped.dir, dumped.meta).catch(async (err: unknown) => {
-      log.warn(
-        { err, checkpointId },
-        'could not keep the hand-over copy: a failed restore on the target cannot roll back',
-      );
-      await rm(dumped.dir, { recursive: true, force: true });
-    });
+    await steps.time('keep', () =>
+      this.deps.retained.keep(dumped.dir, dumped.meta).catch(async (err: unknown) => {
+        log.warn(
+          { err, checkpointId },
+          'could not keep the hand-over copy: a failed restore on the target cannot roll back',
+        );
+        await rm(dumped.dir, { recursive: true, force: true });
+      }),
+    );
+    const stepsMs = { ...dumped.stepsMs, ...releaseSteps, ...steps.ms };
     log.info(
-      { checkpointId, wireBytes, freezeMs, fileBytes: dumped.meta.fileTree?.totalBytes ?? 0 },
+      { checkpointId, wireBytes, freezeMs, stepsMs, fileBytes: dumped.meta.fileTree?.totalBytes ?? 0 },
       'task handed over',
     );
     return {
@@ -111,6 +129,7 @@ export class PeerMigrator {
       fallbackReason: choice.fallbackReason ?? '',
       wireBytes,
       freezeMs,
+      stepsMs,
     };
   }
 
@@ -157,12 +176,20 @@ export class PeerMigrator {
       throw shipError;
     }
     const freezeMs = this.deps.clock.now() - started;
+    const stepsMs = { dump: lazy.dumpMs, ship: freezeMs - lazy.dumpMs };
     try {
       await lazy.finish();
     } finally {
       await rm(lazy.dir, { recursive: true, force: true });
     }
-    log.info({ checkpointId: lazy.meta.checkpointId, wireBytes, freezeMs }, 'task handed over lazily');
-    return { meta: lazy.meta, modeUsed: MigrationMode.MIGRATION_MODE_LAZY, fallbackReason: '', wireBytes, freezeMs };
+    log.info({ checkpointId: lazy.meta.checkpointId, wireBytes, freezeMs, stepsMs }, 'task handed over lazily');
+    return {
+      meta: lazy.meta,
+      modeUsed: MigrationMode.MIGRATION_MODE_LAZY,
+      fallbackReason: '',
+      wireBytes,
+      freezeMs,
+      stepsMs,
+    };
   }
 }

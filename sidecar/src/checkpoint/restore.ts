@@ -1,5 +1,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import type { Clock } from '../../../common/clock';
+import { SystemClock } from '../../../common/clock';
 import type { TaskIdentity, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import { errorMessage } from '../../../common/errors';
 import { FileTreeError, RestoreError } from '../errors';
@@ -13,6 +15,7 @@ import type { CheckpointMeta } from './manifest';
 import { imagesDir, verifyCheckpoint } from './manifest';
 import { restoreTaskFiles } from './file-tree/task-files';
 import { StatusChannel } from './status-fd';
+import { StepTimes } from './step-times';
 
 export interface RestorerDeps {
   readonly runtime: TaskRuntime;
@@ -22,6 +25,8 @@ export interface RestorerDeps {
   /** Network namespace the lazy-pages daemon runs in ('' = the sidecar's); never the restored task's. */
   readonly lazyPagesNetns?: string;
   readonly daemonStartTimeoutMs?: number;
+  /** Times each step of a restore for its log line; the system clock when absent. */
+  readonly clock?: Clock;
   /** Set when tasks run in their own user namespace: lets its root reach the task's directories for CRIU. */
   readonly searchGrant?: SearchGrant;
 }
@@ -55,6 +60,8 @@ export interface RestoreRequest {
   readonly spec: TaskSpec;
 }
 
+const SYSTEM_CLOCK = new SystemClock();
+
 /** Restores verified checkpoints as new tasks; each checkpoint at most once per sidecar. */
 export class Restorer {
   private readonly used = new Set<string>();
@@ -63,7 +70,8 @@ export class Restorer {
   constructor(private readonly deps: RestorerDeps) {}
 
   async restore(request: RestoreRequest): Promise<RestoreResult> {
-    const meta = await verifyCheckpoint(request.checkpointDir);
+    const steps = new StepTimes(this.deps.clock ?? SYSTEM_CLOCK);
+    const meta = await steps.time('verify', () => verifyCheckpoint(request.checkpointDir));
     const { checkpointId } = meta;
     const taskId = request.identity.taskId;
     if (this.used.has(checkpointId)) {
@@ -84,27 +92,32 @@ export class Restorer {
     let daemon: LazyDaemon | undefined;
     let rewrite: EnvironmentRewrite | undefined;
     try {
-      const spec = await this.deps.runtime.prepareDirs(request.identity, restoredSpec(meta, request.spec));
-      const granted = await this.deps.searchGrant?.allow([
-        spec.allocDir,
-        spec.localDir,
-        spec.secretsDir,
-        ...Object.keys(spec.binds),
-      ]);
+      const spec = await steps.time('prepareDirs', () =>
+        this.deps.runtime.prepareDirs(request.identity, restoredSpec(meta, request.spec)),
+      );
+      const granted = await steps.time('searchGrant', async () =>
+        this.deps.searchGrant?.allow([spec.allocDir, spec.localDir, spec.secretsDir, ...Object.keys(spec.binds)]),
+      );
       if (granted !== undefined && granted.length > 0)
         this.deps.log.info({ taskId, dirs: granted }, "granted the task's root search on directories above its binds");
-      const placed = await restoreTaskFiles(request.checkpointDir, meta.fileTree, spec);
+      const placed = await steps.time('files', () => restoreTaskFiles(request.checkpointDir, meta.fileTree, spec));
       if (placed !== undefined) this.deps.log.info({ taskId, checkpointId, ...placed }, 'task files restored');
       // The checkpoint was verified above; from here its pages image holds the new environment until undone.
-      rewrite = await this.rewriteEnvironment(meta, request);
-      if (meta.mode === 'lazy') daemon = await this.startDaemon(meta, request.checkpointDir, workPath);
-      const view = await this.deps.runtime.startFromImages(request.identity, spec, {
-        imagePath: imagesDir(request.checkpointDir),
-        workPath,
-        lazy: daemon !== undefined,
-        checkpointId,
-      });
-      this.deps.log.info({ taskId, checkpointId, pid: view.pid, lazy: daemon !== undefined }, 'task restored');
+      rewrite = await steps.time('environment', () => this.rewriteEnvironment(meta, request));
+      if (meta.mode === 'lazy')
+        daemon = await steps.time('pageDaemon', () => this.startDaemon(meta, request.checkpointDir, workPath));
+      const view = await steps.time('runcRestore', () =>
+        this.deps.runtime.startFromImages(request.identity, spec, {
+          imagePath: imagesDir(request.checkpointDir),
+          workPath,
+          lazy: daemon !== undefined,
+          checkpointId,
+        }),
+      );
+      this.deps.log.info(
+        { taskId, checkpointId, pid: view.pid, lazy: daemon !== undefined, stepsMs: steps.ms },
+        'task restored',
+      );
       const complete = (daemon ? daemon.done : Promise.resolve()).finally(() =>
         rm(workPath, { recursive: true, force: true }),
       );
