@@ -10,6 +10,7 @@ import {
   readFileSync,
   readdirSync,
   rmSync,
+  rmdirSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -157,7 +158,10 @@ export const SIDECAR_JOB = 'chain-sidecar';
  * temp dir; logs stay there for the report.
  */
 export class NomadCluster {
-  /** Nomad's CLI environment: NOMAD_ADDR, and NOMAD_TOKEN (the management token) once start() bootstrapped ACLs. */
+  /**
+   * Nomad's CLI environment: NOMAD_ADDR (https), NOMAD_CACERT, NODE_EXTRA_CA_CERTS (for Node programs), and
+   * NOMAD_TOKEN (the management token) once start() bootstrapped ACLs.
+   */
   readonly env: NodeJS.ProcessEnv;
   private managementToken = '';
   private serverApi: HttpNomadApi;
@@ -646,6 +650,19 @@ plugin "chain" {
     rmSync(path.join(this.dir, 'server'), { recursive: true, force: true });
     rmSync(path.join(this.dir, 'consul'), { recursive: true, force: true });
     for (const client of this.clients) rmSync(path.join(this.dir, client.name), { recursive: true, force: true });
+    // The sidecars' cgroup parents (the job's default /nomad-chain/<node>, the spawned sidecar's /ncb2/<node>),
+    // empty once their tasks are gone; a non-empty one stays for the report.
+    for (const hierarchy of readdirSync('/sys/fs/cgroup')) {
+      for (const client of this.clients) {
+        for (const parent of ['nomad-chain', PREFIX]) {
+          try {
+            rmdirSync(path.join('/sys/fs/cgroup', hierarchy, parent, client.name));
+          } catch {
+            // Absent, or still holding a task's cgroup.
+          }
+        }
+      }
+    }
   }
 
   /**
