@@ -399,6 +399,11 @@ export class LocalCluster {
     await waitHealthy(this.node(name).sidecarAddress, options.readyTimeoutMs ?? 30_000, this.node(name).logFile);
   }
 
+  /** The pid of a node's sidecar (0 while it is down): where its resource use can be read in /proc. */
+  sidecarPid(name: string): number {
+    return this.recordOf(name).sidecarPid;
+  }
+
   private recordOf(name: string): NodeRecord {
     const node = this.record.nodes.find((n) => n.name === name);
     if (node === undefined)
