@@ -1,23 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
 import { httpGet } from '../harness/programs';
-import type { NomadCluster } from './nomad-cluster';
-
-/**
- * Points each client's chain plugin at that client's own Consul agent (the cluster gives every client an
- * agent on an OS-chosen port, not Consul's default 127.0.0.1:8500) and restarts the clients, so the
- * plugin's Consul hand-over runs as in production. Call after start(), before any job runs.
- */
-export async function pluginUsesClientConsul(cluster: NomadCluster): Promise<void> {
-  const opening = 'plugin "chain" {\n  config {\n';
-  for (const client of cluster.clients) {
-    const text = readFileSync(client.agent.configPath, 'utf8');
-    if (!text.includes(opening)) throw new Error(`${client.agent.configPath} has no ${JSON.stringify(opening)}`);
-    const line = `    consul_address = "http://127.0.0.1:${client.consulHttpPort}"\n`;
-    writeFileSync(client.agent.configPath, text.replace(opening, `${opening}${line}`));
-    await cluster.stopClient(client);
-    cluster.restartClient(client);
-  }
-}
 
 /** One read of `/v1/health/service/NAME?passing`: when it was asked and which instances it listed. */
 export interface ProbeSample {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Allocation, TaskEvent } from '../../common/nomad-api';
-import { ConsulProbe, pluginUsesClientConsul } from './consul-probe';
+import { ConsulProbe } from './consul-probe';
 import { JobAllocations } from './job-allocations';
 import { GiveUp, NomadCluster, freePort, waitFor } from './nomad-cluster';
 
@@ -35,7 +35,6 @@ beforeAll(async () => {
   cluster = await NomadCluster.create(2);
   job = new JobAllocations(cluster, JOB, TASK);
   await cluster.start();
-  await pluginUsesClientConsul(cluster);
   await cluster.waitForHealthyChainDriver(300_000);
 });
 

@@ -388,7 +388,10 @@ consul {
       });
       if (missing.length > 0) throw new Error(`no new running sidecar on ${missing.map((c) => c.name).join(', ')}`);
       for (const client of this.clients) {
-        const sidecar = new GrpcSidecarApi({ socketPath: path.join(client.sidecarDir, 'sidecar.sock'), timeoutMs: 5000 });
+        const sidecar = new GrpcSidecarApi({
+          socketPath: path.join(client.sidecarDir, 'sidecar.sock'),
+          timeoutMs: 5000,
+        });
         try {
           await sidecar.features();
         } finally {
@@ -464,6 +467,7 @@ plugin "chain" {
     nomad_address      = "https://127.0.0.1:${client.httpPort}"
     nomad_ca_file      = "${this.nomadCaFile}"
     nomad_token        = "${pluginToken}"
+    consul_address     = "http://127.0.0.1:${client.consulHttpPort}"
     checkpoint_wait    = "30s"
     fingerprint_period = "5s"
   }
