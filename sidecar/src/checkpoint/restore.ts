@@ -15,6 +15,7 @@ import type { CheckpointMeta } from './manifest';
 import { imagesDir, verifyCheckpoint } from './manifest';
 import { restoreTaskFiles } from './file-tree/task-files';
 import { StatusChannel } from './status-fd';
+import type { StepsMs } from './step-times';
 import { StepTimes } from './step-times';
 
 export interface RestorerDeps {
@@ -42,6 +43,8 @@ export interface RestoreResult {
    * one when the daemon has pulled every page (and rejects if it failed: the task then lacks memory).
    */
   readonly complete: Promise<void>;
+  /** Where the restore's time went, step by step (verify, files, environment, runc restore). */
+  readonly stepsMs: StepsMs;
 }
 
 /**
@@ -114,10 +117,8 @@ export class Restorer {
           checkpointId,
         }),
       );
-      this.deps.log.info(
-        { taskId, checkpointId, pid: view.pid, lazy: daemon !== undefined, stepsMs: steps.ms },
-        'task restored',
-      );
+      const stepsMs = steps.ms;
+      this.deps.log.info({ taskId, checkpointId, pid: view.pid, lazy: daemon !== undefined, stepsMs }, 'task restored');
       const complete = (daemon ? daemon.done : Promise.resolve()).finally(() =>
         rm(workPath, { recursive: true, force: true }),
       );
@@ -125,7 +126,7 @@ export class Restorer {
       complete.catch((err: unknown) =>
         this.deps.log.error({ err, taskId, checkpointId }, 'lazy pages did not all arrive'),
       );
-      return { view, meta, environment: rewrite?.report, complete };
+      return { view, meta, environment: rewrite?.report, complete, stepsMs };
     } catch (cause) {
       // Nothing runs from it: the checkpoint may be tried again (here, or on another node).
       this.used.delete(checkpointId);

@@ -37,9 +37,14 @@ export interface Outcome {
 
 const KEYS = 50;
 
-/** What the chained move carried, from its migration record. */
+/** What the chained move carried and where its time went, from its migration record. */
 interface MovedBytes {
+  /** From the task's stop until the target held its checkpoint (the source's dump and ship). */
   readonly freezeMs: number;
+  /** Journaled steps: leaving rotation to the checkpoint on the target, to the restored task, to back in rotation. */
+  readonly handOverMs: number;
+  readonly restoreMs: number;
+  readonly outOfRotationMs: number;
   readonly memoryBytes: number;
   readonly fileBytes: number;
   readonly wireBytes: number;
@@ -47,8 +52,14 @@ interface MovedBytes {
 
 function movedBytes(record: MigrationRecord): MovedBytes {
   const fileBytes = record.fileBytes ?? 0;
+  const at = record.stepsAtUnixMs;
+  const between = (from: number | undefined, to: number | undefined): number =>
+    from === undefined || to === undefined ? 0 : to - from;
   return {
     freezeMs: record.freezeMs ?? 0,
+    handOverMs: between(at['left-rotation'], at['handed-over']),
+    restoreMs: between(at['handed-over'], at.restored),
+    outOfRotationMs: between(at['left-rotation'], at['joined-rotation']),
     memoryBytes: (record.checkpointBytes ?? 0) - fileBytes,
     fileBytes,
     wireBytes: record.wireBytes ?? 0,
@@ -171,7 +182,8 @@ async function main(argv: readonly string[]): Promise<number> {
   say(row('baseline (cold start)', baseline));
   if (moved !== undefined) {
     say(
-      `\nThe hand-over froze the task ${moved.freezeMs} ms and carried ${mib(moved.memoryBytes)} of memory and process state and ${mib(moved.fileBytes)} of files (${mib(moved.wireBytes)} on the wire).`,
+      `\nThe hand-over froze the task ${moved.freezeMs} ms until the target held its checkpoint, and carried ${mib(moved.memoryBytes)} of memory and process state and ${mib(moved.fileBytes)} of files (${mib(moved.wireBytes)} on the wire).` +
+        `\nThe service was out of rotation ${moved.outOfRotationMs} ms: hand-over ${moved.handOverMs} ms, restore on the target ${moved.restoreMs} ms, then back in rotation.`,
     );
   }
   say(`\nThe service ${restoredState ? 'is running' : 'is NOT running'} after both runs. Log: ${logFile}`);
