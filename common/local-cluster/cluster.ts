@@ -305,8 +305,14 @@ export class LocalCluster {
           logFile,
         });
       }
-      const services = [];
-      for (const name of options.services ?? ['app']) services.push({ name, port: await freePort() });
+      const services: ClusterRecord['services'] = [];
+      for (const name of options.services ?? ['app']) {
+        // freePort closes its socket, so the kernel may hand the same port out again; HAProxy would then bind
+        // it twice (SO_REUSEPORT) and split one port's requests between two services.
+        let port = await freePort();
+        while (services.some((s) => s.port === port)) port = await freePort();
+        services.push({ name, port });
+      }
       record.services = services;
       const { haproxy, pid } = await Haproxy.start(runDir, services, join(runDir, 'logs', 'haproxy.log'));
       record.haproxyPid = pid;
