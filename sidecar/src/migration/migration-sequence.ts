@@ -119,6 +119,10 @@ export class MigrationSequence {
           await this.deps.router.joinRotation(record.target.instance);
           return this.next(record, 'joined-rotation');
         case 'joined-rotation':
+          // The source's own copy is the last of the task if the target lost it since its restore (its node
+          // died): look before the clean-up deletes that copy.
+          if (!(await this.runs(this.deps.sidecars.sidecar(record.target.node), record.target.taskId)))
+            return await this.reviveSource(record, log);
           await this.cleanUp(record);
           return this.next(record, 'cleaned-up');
         case 'cleaned-up':
@@ -297,6 +301,37 @@ export class MigrationSequence {
       log.error({ err }, 'source could not be restored either: the staged checkpoint on the target stays restorable');
       return this.next(record, 'failed', failure);
     }
+  }
+
+  /**
+   * The target's sidecar answers but the restored task no longer runs there (its node died and came back
+   * empty): the source's own copy of the hand-over brings it back, as old as the freeze, rather than losing
+   * it. Only a target that answers can say so: one that does not may still run it, and is retried.
+   */
+  private async reviveSource(record: MigrationRecord, log: Logger): Promise<MigrationRecord> {
+    if (record.checkpointId === undefined) {
+      throw new MigrationError('NC_MIGRATION_TARGET_LOST', 'the restored task is gone and no checkpoint is known', {
+        context: { node: record.target.node, taskId: record.target.taskId },
+      });
+    }
+    await this.deps.sidecars.sidecar(record.source.node).restoreTask({
+      identity: record.source.identity,
+      checkpointId: record.checkpointId,
+      spec: record.source.spec,
+    });
+    await this.deps.router.leaveRotation(record.target.instance);
+    await this.deps.router.joinRotation(record.source.instance);
+    log.warn(
+      { node: record.target.node, checkpointId: record.checkpointId },
+      'restored task lost on the target: source restored from its own copy of the hand-over (state as of the freeze)',
+    );
+    return this.next(record, 'rolled-back', {
+      error: {
+        code: 'NC_MIGRATION_TARGET_LOST',
+        message: `the task restored on ${record.target.node} is gone; restored on ${record.source.node} from its own copy (state as of the freeze)`,
+        step: record.step,
+      },
+    });
   }
 
   /** The source runs again: the target's staged copy must never be restored as well (a task runs once). */

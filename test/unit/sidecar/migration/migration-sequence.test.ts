@@ -281,6 +281,34 @@ describe('MigrationSequence', () => {
     expect(env.cluster.sidecar('a').tasks.size).toBe(0);
   });
 
+  it('brings the source back from its own copy when the restored task is lost with its node before the clean-up', async () => {
+    const env = setup();
+    const record = await plan(env);
+    const result = await sequence(env, (r) => {
+      if (r.step === 'restored') env.cluster.sidecar('b').tasks.delete('web-2');
+    }).run(record);
+    expect(result).toMatchObject({
+      step: 'rolled-back',
+      error: { code: 'NC_MIGRATION_TARGET_LOST', step: 'joined-rotation' },
+    });
+    expectOneInstance(env, 'a');
+    expect(env.cluster.sidecar('a').tasks.get('web-1')?.restoredFromCheckpoint).toMatch(/^ckpt-a-/);
+  });
+
+  it('never revives the source while the target cannot be asked (it may still run the task)', async () => {
+    const env = setup();
+    const record = await plan(env);
+    const result = await sequence(env, (r) => {
+      if (r.step === 'joined-rotation') env.cluster.sidecar('b').dead = true;
+    }).run(record);
+    expect(result).toMatchObject({ step: 'failed', error: { code: 'NC_SIDECAR_UNREACHABLE' } });
+    expect(env.cluster.sidecar('a').tasks.get('web-1')?.state).toBe(TaskState.TASK_STATE_MIGRATED);
+    env.cluster.sidecar('b').dead = false;
+    const [resumed] = await sequence(env).resumeAll();
+    expect(resumed?.step).toBe('done');
+    expectOneInstance(env, 'b');
+  });
+
   it('leaves any other failure to an operator, even after a restart', async () => {
     const env = setup();
     const record = await plan(env);
