@@ -98,7 +98,7 @@ test.each([
   expect(err).toMatchObject({ status, recoverable, context: { detail: 'Permission denied', path: '/v1/node/x' } });
 });
 
-test('a 403 says whether a token was sent, and keeps Nomad\'s reason', async () => {
+test("a 403 says whether a token was sent, and keeps Nomad's reason", async () => {
   server.handler = (_req, res) => {
     res.writeHead(403).end('ACL token not found');
   };
