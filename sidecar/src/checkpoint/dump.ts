@@ -91,7 +91,6 @@ export class Dumper {
     const started = this.deps.clock.now();
     const steps = new StepTimes(this.deps.clock);
     let paused = false;
-    let released: Promise<StepsMs> | undefined;
     try {
       // Before the freeze: a task whose files cannot move is refused while it still runs.
       const plan = await steps.time('plan', () => this.deps.files.plan(taskId, task.record.spec));
@@ -146,12 +145,12 @@ export class Dumper {
         ...(fileTree !== undefined ? { fileTree } : {}),
       };
       await steps.time('writeMeta', () => writeMeta(dir, meta));
+      let released: Promise<StepsMs> = Promise.resolve({});
       if (request.leaveRunning) {
         await this.deps.runtime.endCheckpoint(taskId, false);
         await rm(workPath, { recursive: true, force: true });
       } else {
-        // Not before: runc's own teardown of the stopped container (its `runc run`) is given the time the
-        // files and digests take, as it always had; a delete racing it has left the shim's cgroup busy.
+        // Once the checkpoint is complete, so that a failure before it finds the task as a failed dump leaves it.
         released = this.release(taskId, task.networkNamespace, workPath);
         released.catch(() => undefined);
       }
@@ -168,10 +167,9 @@ export class Dumper {
         },
         'task checkpointed',
       );
-      return { meta, dir, dumpMs, frozenAtMs, stepsMs, released: released ?? Promise.resolve({}) };
+      return { meta, dir, dumpMs, frozenAtMs, stepsMs, released };
     } catch (err) {
       if (paused) await this.deps.runc.resume(task.containerId).catch(() => undefined);
-      await released?.catch(() => undefined);
       await this.deps.runtime.endCheckpoint(taskId, false);
       await rm(dir, { recursive: true, force: true });
       await rm(workPath, { recursive: true, force: true });
