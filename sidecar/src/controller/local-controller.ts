@@ -1,4 +1,5 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../../../common/clock';
 import { ConfigError } from '../../../common/config-error';
@@ -355,6 +356,17 @@ export class LocalController implements SchedulerAdapter {
     return join(node.dataDir, 'allocs', taskId);
   }
 
+  /** Only after a move is done: until then a rollback restores the source onto its own directory. */
+  private async removeTaskDir(node: ControllerNode, taskId: string): Promise<void> {
+    const dir = this.taskDir(node, taskId);
+    try {
+      await rm(dir, { recursive: true, force: true });
+    } catch (err) {
+      // The move itself succeeded; a directory left behind costs disk, not correctness.
+      this.deps.log.warn({ err, node: node.name, dir }, 'cannot remove a moved task directory');
+    }
+  }
+
   private prepareDirs(node: ControllerNode, service: ServiceDefinition, taskId: string): string {
     const dir = this.taskDir(node, taskId);
     for (const sub of ['alloc', 'local', 'secrets']) mkdirSync(join(dir, sub), { recursive: true });
@@ -502,6 +514,7 @@ export class LocalController implements SchedulerAdapter {
     if (result.step === 'done') {
       this.consumeReservation(taskKey, task.node, targetNode.name);
       await this.prestager.discard(taskKey);
+      await this.removeTaskDir(source, task.taskId);
       return { taskKey, outcome: 'moved', migration: result };
     }
     return { taskKey, outcome: result.step === 'rolled-back' ? 'rolled-back' : 'failed', migration: result };

@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { NomadChainError } from '../../../../common/errors';
 import { isFinished } from '../../../../sidecar/src/migration/migration-record';
 import { FAKE_SERVICE, fakeLocalController } from '../../../fakes/fake-local-controller';
 
@@ -25,6 +28,29 @@ describe('LocalController', () => {
       eligible: false,
       draining: true,
     });
+  });
+
+  it("removes a moved task's directory on its source once the move is done, and keeps the target's", async () => {
+    const { controller, nodes } = await setup();
+    const placed = await controller.runService(FAKE_SERVICE, async () => undefined);
+    const dirOf = (node: string, taskId: string): string =>
+      join(nodes.find((n) => n.name === node)?.dataDir ?? '', 'allocs', taskId);
+    expect(existsSync(dirOf(placed.node, placed.taskId))).toBe(true);
+    const moved = await controller.migrateTask('web');
+    expect(moved.outcome).toBe('moved');
+    const now = controller.tasks().web;
+    expect(existsSync(dirOf(placed.node, placed.taskId))).toBe(false);
+    expect(existsSync(dirOf(now?.node ?? '', now?.taskId ?? ''))).toBe(true);
+  });
+
+  it("keeps the source's task directory when the move rolls back: the task runs on from it", async () => {
+    const { controller, cluster, nodes } = await setup();
+    const placed = await controller.runService(FAKE_SERVICE, async () => undefined);
+    cluster.sidecar(placed.node).failNext('migrateToPeer', new NomadChainError('NC_TRANSFER_PEER_UNREACHABLE', 'gone'));
+    const moved = await controller.migrateTask('web');
+    expect(moved.outcome).toBe('rolled-back');
+    const dataDir = nodes.find((n) => n.name === placed.node)?.dataDir ?? '';
+    expect(existsSync(join(dataDir, 'allocs', placed.taskId))).toBe(true);
   });
 
   it('reserves room for each chained task on other nodes, counted against their capacity, and releases it', async () => {
