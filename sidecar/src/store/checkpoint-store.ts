@@ -65,7 +65,12 @@ interface ChunkEntry {
   readonly location: ChunkLocation;
   /** Committed checkpoints that use it. */
   refs: number;
-  /** When a push last wrote or claimed it; keeps an unreferenced chunk alive for pendingTtlMs. */
+  /**
+   * Pushes that wrote it or were told "have" for it and have not committed yet. Counted, not flagged: one
+   * push's commit consumes its own claim only, so a concurrent push told "have" still finds the chunk.
+   */
+  claims: number;
+  /** When it was last claimed: claims lapse pendingTtlMs after, so an abandoned push frees its chunks. */
   claimedAt: number;
 }
 
@@ -145,11 +150,10 @@ export class CheckpointStore {
 
   /** For each digest: whether the store holds it. Held chunks are claimed, so eviction keeps them for the push. */
   claimChunks(digests: readonly Buffer[]): boolean[] {
-    const now = this.clock.now();
     return digests.map((digest) => {
       const entry = this.chunks.get(digest.toString('hex'));
       if (entry === undefined) return false;
-      entry.claimedAt = now;
+      this.claim(entry);
       return true;
     });
   }
@@ -176,7 +180,7 @@ export class CheckpointStore {
     }
     const existing = this.chunks.get(hex);
     if (existing !== undefined) {
-      existing.claimedAt = this.clock.now();
+      this.claim(existing);
       return 0;
     }
     const done = this.writeChunk(hex, digest, chunk, writer);
@@ -208,7 +212,7 @@ export class CheckpointStore {
       this.pendingBytes -= sealed.length;
       throw storeIoError(cause, 'cannot write chunk', { digest: hex });
     }
-    this.chunks.set(hex, { location, refs: 0, claimedAt: this.clock.now() });
+    this.chunks.set(hex, { location, refs: 0, claims: 1, claimedAt: this.clock.now() });
   }
 
   /**
@@ -225,7 +229,11 @@ export class CheckpointStore {
     }
     const existing = this.checkpoints.get(id);
     if (existing !== undefined) {
-      if (existing.info.manifestDigest === sealed.digest) return existing.info;
+      if (existing.info.manifestDigest === sealed.digest) {
+        // A commit retried after its answer was lost: the retry's claims are spent as the first one's were.
+        this.consumeClaims(existing.chunks);
+        return existing.info;
+      }
       throw new StoreError('NC_STORE_CONFLICT', 'a different checkpoint with this id is already staged', {
         context: { checkpointId: id },
       });
@@ -280,10 +288,14 @@ export class CheckpointStore {
     const chunker = new ContentDefinedChunker();
     const builder = new ManifestBuilder();
     const writer = this.openWriter();
+    // Each distinct chunk is claimed once, as a push does, so the commit spends every claim this staging made.
+    const seen = new Set<string>();
     try {
       for await (const event of chunker.chunkDirectory(dir)) {
         builder.add(event);
-        if (event.kind === 'chunk' && this.claimChunks([event.digest])[0] !== true) {
+        if (event.kind !== 'chunk' || seen.has(event.digest.toString('hex'))) continue;
+        seen.add(event.digest.toString('hex'));
+        if (this.claimChunks([event.digest])[0] !== true) {
           const chunk = { codec: ChunkCodec.CHUNK_CODEC_NONE, rawSize: event.data.length, payload: event.data };
           await this.putChunk(event.digest, chunk, writer);
         }
@@ -447,9 +459,8 @@ export class CheckpointStore {
       if (chunk === undefined) continue;
       if (chunk.refs === 0) this.pendingBytes -= chunk.location.length;
       chunk.refs += 1;
-      // The commit consumes the push's claim; a later push claims the chunk again through HaveChunks.
-      chunk.claimedAt = 0;
     }
+    this.consumeClaims(entry.chunks);
     const id = entry.info.checkpointId;
     this.checkpoints.set(id, entry);
     this.enforceBound();
@@ -462,15 +473,14 @@ export class CheckpointStore {
   }
 
   private release(entry: CheckpointEntry, reason: string): void {
-    const now = this.clock.now();
     for (const hex of entry.chunks) {
       const chunk = this.chunks.get(hex);
       if (chunk === undefined) continue;
       chunk.refs -= 1;
       if (chunk.refs > 0) continue;
-      // An explicit delete (the checkpoint was restored) frees its chunks at once; an eviction keeps the
-      // ones a push has just claimed, so that push can still commit.
-      if (reason !== 'delete' && now - chunk.claimedAt < this.pendingTtlMs) this.pendingBytes += chunk.location.length;
+      // Deleted (restored) or evicted, its chunks go at once, except those a push under way was told it
+      // holds or has just written: that push commits them (or its claim lapses and the sweep drops them).
+      if (this.claimed(chunk)) this.pendingBytes += chunk.location.length;
       else this.dropChunk(hex, chunk, false);
     }
     const path = entry.recordFile;
@@ -490,11 +500,28 @@ export class CheckpointStore {
     this.segments.release(chunk.location);
   }
 
-  /** Drops unreferenced chunks whose claim expired. */
+  /** Drops unreferenced chunks whose claims lapsed. */
   private sweep(): void {
-    const now = this.clock.now();
     for (const [hex, chunk] of this.chunks) {
-      if (chunk.refs === 0 && now - chunk.claimedAt >= this.pendingTtlMs) this.dropChunk(hex, chunk, true);
+      if (chunk.refs === 0 && !this.claimed(chunk)) this.dropChunk(hex, chunk, true);
+    }
+  }
+
+  private claimed(chunk: ChunkEntry): boolean {
+    return chunk.claims > 0 && this.clock.now() - chunk.claimedAt < this.pendingTtlMs;
+  }
+
+  private claim(chunk: ChunkEntry): void {
+    // Lapsed claims are not counted on: their pushes were abandoned.
+    chunk.claims = this.claimed(chunk) ? chunk.claims + 1 : 1;
+    chunk.claimedAt = this.clock.now();
+  }
+
+  /** A filed checkpoint spends one claim on each of its chunks: the one its push (or staging) made. */
+  private consumeClaims(chunks: readonly string[]): void {
+    for (const hex of chunks) {
+      const chunk = this.chunks.get(hex);
+      if (chunk !== undefined && chunk.claims > 0) chunk.claims -= 1;
     }
   }
 
@@ -546,7 +573,7 @@ export class CheckpointStore {
         const location = locations[i] as ChunkLocation;
         if (this.chunks.has(hex)) return;
         this.segments.adopt(location);
-        this.chunks.set(hex, { location, refs: 0, claimedAt: 0 });
+        this.chunks.set(hex, { location, refs: 0, claims: 0, claimedAt: 0 });
         // Unreferenced until filed just below, like a chunk a push has just written.
         this.pendingBytes += location.length;
       });

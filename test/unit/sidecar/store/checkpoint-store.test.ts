@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CheckpointStore } from '../../../../sidecar/src/store/checkpoint-store';
+import { CheckpointStore, infoFromMeta } from '../../../../sidecar/src/store/checkpoint-store';
+import { distinctChunks } from '../../../../sidecar/src/transfer/manifest';
+import type { SealedManifest } from '../../../../sidecar/src/transfer/manifest';
+import { ManualClock } from '../../../fakes/manual-clock';
 import { loadOrCreateStoreKey } from '../../../../sidecar/src/store/store-key';
 import {
   makeCheckpointDir,
@@ -269,5 +272,82 @@ describe('CheckpointStore', () => {
     expect((await loadOrCreateStoreKey(path)).equals(a)).toBe(true);
     await writeFile(path, 'short');
     await expect(loadOrCreateStoreKey(path)).rejects.toMatchObject({ code: 'NC_STORE_KEY_INVALID' });
+  });
+});
+
+// Pushes to one target share chunks (identical tasks, incremental rounds): a push told "have" for a chunk
+// must still find it at its commit, whatever other pushes commit or delete meanwhile (bench:drain, 4 moves at once).
+describe('CheckpointStore: concurrent pushes sharing chunks', () => {
+  const ttlMs = 10 * 60_000;
+  let root: string;
+  let key: Buffer;
+  let clock: ManualClock;
+  const open = (maxBytes = 256 * 1024 * 1024): Promise<CheckpointStore> =>
+    CheckpointStore.open({ dir: join(root, 'store'), key, maxBytes, logger: silentLogger(), clock, pendingTtlMs: ttlMs });
+  const digestsOf = (sealed: SealedManifest): Buffer[] =>
+    [...distinctChunks(sealed.manifest).keys()].map((hex) => Buffer.from(hex, 'hex'));
+  const commitAs = (store: CheckpointStore, id: string, sealed: SealedManifest): Promise<unknown> =>
+    store.commit(infoFromMeta({ handoverKey: id, checkpointId: id }, sealed.digest), sealed.bytes);
+
+  beforeEach(async () => {
+    root = await tempDir('store-race');
+    key = randomBytes(32);
+    clock = new ManualClock();
+  });
+  afterEach(async () => removeAll(root));
+
+  it('a push told "have" for chunks only a restored checkpoint held commits after that checkpoint is deleted', async () => {
+    const src = await makeCheckpointDir(root, 256 * 1024);
+    const store = await open();
+    await store.stageFromDirectory(src, { handoverKey: 'c', checkpointId: 'c' });
+    const sealed = await store.readManifest('c');
+    // Push A asks HaveChunks: every chunk is held, by checkpoint c alone.
+    expect(store.claimChunks(digestsOf(sealed))).toEqual(digestsOf(sealed).map(() => true));
+    // c is restored and deleted (a checkpoint is restored at most once) before A commits.
+    expect(store.delete('c')).toBe(true);
+    await commitAs(store, 'a', sealed);
+    await store.materialize('a', join(root, 'out'));
+    expect(await treeDigest(join(root, 'out'))).toEqual(await treeDigest(src));
+  });
+
+  it('another push committing the same chunks does not cancel the first push\'s claim', async () => {
+    const src = await makeCheckpointDir(root, 256 * 1024);
+    const store = await open();
+    await store.stageFromDirectory(src, { handoverKey: 'c', checkpointId: 'c' });
+    const sealed = await store.readManifest('c');
+    store.claimChunks(digestsOf(sealed)); // push A: "have"
+    store.claimChunks(digestsOf(sealed)); // push B: "have"
+    await commitAs(store, 'b', sealed);
+    store.delete('c');
+    store.delete('b');
+    await commitAs(store, 'a', sealed);
+    await store.materialize('a', join(root, 'out'));
+    expect(await treeDigest(join(root, 'out'))).toEqual(await treeDigest(src));
+    // Every claim was consumed by its commit: deleting the last checkpoint frees the chunks at once.
+    store.delete('a');
+    expect(store.usage()).toMatchObject({ chunks: 0, pendingBytes: 0 });
+    await store.close();
+    expect(await filesUnder(join(root, 'store', 'chunks'))).toEqual([]);
+  });
+
+  it('a claim no push commits holds its chunks within the bound until it expires, then they go', async () => {
+    const store = await open(3 * 1024 * 1024);
+    const dirC = join(root, 'c');
+    const dirD = join(root, 'd');
+    await mkdir(dirC);
+    await mkdir(dirD);
+    await writeFile(join(dirC, 'pages.img'), pseudoRandom('claimed', 2 * 1024 * 1024));
+    await writeFile(join(dirD, 'pages.img'), pseudoRandom('newcomer', 2 * 1024 * 1024));
+    await store.stageFromDirectory(dirC, { handoverKey: 'c', checkpointId: 'c' });
+    const sealed = await store.readManifest('c');
+    store.claimChunks(digestsOf(sealed)); // a push that is told "have" and then never commits
+    store.delete('c');
+    // Claimed bytes count against maxBytes: no room for d while the claim lasts.
+    await expect(store.stageFromDirectory(dirD, { handoverKey: 'd' })).rejects.toMatchObject({ code: 'NC_STORE_FULL' });
+    expect(store.usage().usedBytes).toBeLessThanOrEqual(3 * 1024 * 1024);
+    clock.advance(ttlMs);
+    await store.stageFromDirectory(dirD, { handoverKey: 'd', checkpointId: 'd' });
+    expect(store.has('d')).toBe(true);
+    expect(store.usage().usedBytes).toBeLessThanOrEqual(3 * 1024 * 1024);
   });
 });
