@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { TaskError } from '../errors';
 
 /**
@@ -38,38 +38,43 @@ export interface ShimLaunch {
  * of a hybrid host) and each v1 hierarchy. A v1 supervisor may kill by any of them (Nomad 1.6 uses freezer),
  * so the shim leaves all of them.
  */
-async function cgroupDirs(cgroup: string): Promise<{ dir: string; v1: boolean }[]> {
-  const seen = new Map<string, boolean>();
+async function cgroupDirs(cgroup: string): Promise<CgroupDir[]> {
+  const seen = new Map<string, CgroupDir>();
   for (const line of (await readFile('/proc/self/mounts', 'utf8')).split('\n')) {
     const [, mountPoint, type] = line.split(' ');
     if (mountPoint === undefined || !mountPoint.startsWith(CGROUP_ROOT)) continue;
-    if (type === 'cgroup' || type === 'cgroup2') seen.set(join(mountPoint, cgroup), type === 'cgroup');
+    const dir = join(mountPoint, cgroup);
+    if (type === 'cgroup' || type === 'cgroup2') seen.set(dir, { root: mountPoint, dir, v1: type === 'cgroup' });
   }
-  return [...seen].map(([dir, v1]) => ({ dir, v1 }));
+  return [...seen.values()];
+}
+
+interface CgroupDir {
+  /** The hierarchy's mount point. */
+  readonly root: string;
+  readonly dir: string;
+  readonly v1: boolean;
 }
 
 /**
  * Creates `dir` and its missing parents. In a v1 cpuset hierarchy a new cgroup starts with no cpus and no
- * mems, which admits no process: each new level copies its parent's.
+ * mems, and admits no process (ENOSPC): every empty level from the root down copies its parent's. Not only
+ * the levels this call created: a launch beside it may have created the shared parent and not filled it
+ * yet (restores at once under one cgroup parent). Walking down from the root, each level is copied from
+ * one seen filled, and nothing ever writes an empty set, so concurrent walks agree.
  */
-async function makeCgroup(dir: string, v1: boolean): Promise<void> {
-  const created = await mkdir(dir, { recursive: true });
-  if (created === undefined || !v1) return;
-  let level = created;
-  for (;;) {
+async function makeCgroup({ root, dir, v1 }: CgroupDir): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  if (!v1) return;
+  let parent = root;
+  for (const part of relative(root, dir).split('/')) {
+    const level = join(parent, part);
     for (const file of ['cpuset.cpus', 'cpuset.mems']) {
       const own = await readFile(join(level, file), 'utf8').catch(() => undefined);
       if (own === undefined || own.trim() !== '') continue;
-      await writeFile(join(level, file), await readFile(join(level, '..', file), 'utf8'));
+      await writeFile(join(level, file), await readFile(join(parent, file), 'utf8'));
     }
-    if (level === dir) return;
-    level = join(
-      level,
-      dir
-        .slice(level.length)
-        .split('/')
-        .find((part) => part !== '') ?? '',
-    );
+    parent = level;
   }
 }
 
@@ -87,9 +92,9 @@ export async function launchShim(launch: ShimLaunch): Promise<number> {
   const pid = child.pid;
   if (pid === undefined) throw new TaskError('NC_TASK_START_FAILED', 'could not spawn /bin/sh for the task shim');
   try {
-    for (const { dir, v1 } of dirs) {
-      await makeCgroup(dir, v1);
-      await writeFile(join(dir, 'cgroup.procs'), String(pid));
+    for (const cgroupDir of dirs) {
+      await makeCgroup(cgroupDir);
+      await writeFile(join(cgroupDir.dir, 'cgroup.procs'), String(pid));
     }
   } catch (cause) {
     child.kill('SIGKILL');
