@@ -57,6 +57,11 @@ export interface SidecarOptions {
   lazyTransferTimeout?: string | number;
   /** Timeout of one runc/criu/iptables command. @default "30s" */
   commandTimeout?: string | number;
+  /**
+   * A peer's upload that neither sends a chunk nor reads an acknowledgement for this long is cut
+   * (NC_TRANSFER_TIMEOUT), so a stalled or hostile sender cannot hold the receiver's store open. @default "60s"
+   */
+  transferIdleTimeout?: string | number;
   /** Address peers' lazy-pages daemons reach this node's page server at. @default host of advertiseAddress */
   pageServerHost?: string;
   /**
@@ -120,6 +125,7 @@ export interface SidecarConfig {
   readonly lazyConnectTimeoutMs: number;
   readonly lazyTransferTimeoutMs: number;
   readonly commandTimeoutMs: number;
+  readonly transferIdleTimeoutMs: number;
   readonly pageServerHost: string;
   readonly lazyPagesNetns: string;
   /** 0 when background checkpoints are off. */
@@ -157,6 +163,7 @@ const FIELDS = [
   'lazyConnectTimeout',
   'lazyTransferTimeout',
   'commandTimeout',
+  'transferIdleTimeout',
   'pageServerHost',
   'lazyPagesNetns',
   'backgroundCheckpointInterval',
@@ -264,6 +271,7 @@ export function parseConfig(raw: Record<string, unknown>, hostname: string): Sid
     lazyConnectTimeoutMs: parseDurationMs('lazyConnectTimeout', raw.lazyConnectTimeout ?? '15s'),
     lazyTransferTimeoutMs: parseDurationMs('lazyTransferTimeout', raw.lazyTransferTimeout ?? '10m'),
     commandTimeoutMs: parseDurationMs('commandTimeout', raw.commandTimeout ?? '30s'),
+    transferIdleTimeoutMs: parseDurationMs('transferIdleTimeout', raw.transferIdleTimeout ?? '60s'),
     pageServerHost: requireString('pageServerHost', raw.pageServerHost ?? advertiseAddress.replace(/:\d+$/, '')),
     lazyPagesNetns: lazyNetns === '' ? '' : absolutePath('lazyPagesNetns', lazyNetns),
     backgroundCheckpointIntervalMs,
@@ -301,6 +309,7 @@ const ENV: Readonly<Record<string, (typeof FIELDS)[number]>> = {
   NOMAD_CHAIN_LAZY_CONNECT_TIMEOUT: 'lazyConnectTimeout',
   NOMAD_CHAIN_LAZY_TRANSFER_TIMEOUT: 'lazyTransferTimeout',
   NOMAD_CHAIN_COMMAND_TIMEOUT: 'commandTimeout',
+  NOMAD_CHAIN_TRANSFER_IDLE_TIMEOUT: 'transferIdleTimeout',
   NOMAD_CHAIN_PAGE_SERVER_HOST: 'pageServerHost',
   NOMAD_CHAIN_LAZY_PAGES_NETNS: 'lazyPagesNetns',
   NOMAD_CHAIN_BACKGROUND_INTERVAL: 'backgroundCheckpointInterval',

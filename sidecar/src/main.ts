@@ -136,7 +136,12 @@ async function main(argv: readonly string[]): Promise<void> {
       logger: transferLog,
       clock,
     });
-    transferServer = new TransferServer({ store, tls, logger: transferLog });
+    transferServer = new TransferServer({
+      store,
+      tls,
+      logger: transferLog,
+      idleTimeoutMs: config.transferIdleTimeoutMs,
+    });
     await transferServer.start(`${config.listenAddress}:${config.transferPort}`);
     staged = new StoreStagedCheckpoints(store);
     shipper = new TransferShipper(new TransferClient({ tls, logger: transferLog }));

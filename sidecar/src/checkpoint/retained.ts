@@ -10,7 +10,8 @@ export interface RetainedCheckpointsConfig {
   readonly retentionMs: number;
 }
 
-const CHECKPOINT_ID = /^[\w.-]+$/;
+/** One entry of the directory: never '.' or '..', which name the directory itself and the sidecar's data dir. */
+const CHECKPOINT_ID = /^(?!\.\.?$)[\w.-]+$/;
 
 /**
  * The source's own copy of each final checkpoint it handed over. After a stop-and-copy dump the source

@@ -46,7 +46,7 @@ export class DirectoryStagedCheckpoints implements StagedCheckpoints {
   constructor(private readonly root: string) {}
 
   private dirOf(checkpointId: string): string {
-    if (!/^[\w.-]+$/.test(checkpointId)) {
+    if (!/^(?!\.\.?$)[\w.-]+$/.test(checkpointId)) {
       throw new CheckpointError('NC_CHECKPOINT_NOT_FOUND', 'malformed checkpoint id', { context: { checkpointId } });
     }
     return join(this.root, checkpointId);

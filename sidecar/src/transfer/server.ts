@@ -41,6 +41,12 @@ export interface TransferServerOptions {
   readonly chunkConcurrency?: number;
   /** Where the receiver's time goes, summed (for the bench). @default none */
   readonly stages?: StageTimes;
+  /**
+   * An upload that neither sends a frame nor takes an acknowledgement for this long is cut with
+   * NC_TRANSFER_TIMEOUT: a stalled or hostile sender must not hold a store segment open forever.
+   * @default 60 s
+   */
+  readonly idleTimeoutMs?: number;
 }
 
 const MAX_DIGESTS_PER_QUERY = 4096;
@@ -61,6 +67,7 @@ export class TransferServer {
   private readonly chunkConcurrency: number;
   private readonly maxChunkBytes = Math.max(DEFAULT_CHUNKING.maxBytes, PAGE_CHUNK_BYTES);
   private readonly stages: StageTimes | undefined;
+  private readonly idleTimeoutMs: number;
   private server: Server | undefined;
 
   constructor(options: TransferServerOptions) {
@@ -71,6 +78,7 @@ export class TransferServer {
     this.maxInFlightBytes = options.maxInFlightBytes ?? 8 * 1024 * 1024;
     this.chunkConcurrency = options.chunkConcurrency ?? 4;
     this.stages = options.stages;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
   }
 
   /** Binds `address` ("host:port", port 0 = OS-chosen) with mutual TLS and resolves the bound port. */
@@ -173,9 +181,11 @@ export class TransferServer {
     let active = 0;
     let ended = false;
     let failed = false;
+    let idle: NodeJS.Timeout | undefined;
     const fail = (err: unknown): void => {
       if (failed) return;
       failed = true;
+      clearTimeout(idle);
       log.warn({ err }, 'chunk upload refused');
       call.emit('error', toStatus(err));
     };
@@ -185,6 +195,19 @@ export class TransferServer {
       fail(err);
       return;
     }
+    // Progress is a frame received or an acknowledgement the sender took; a stream without either is cut.
+    const stalled = (): void =>
+      fail(
+        new TransferError('NC_TRANSFER_TIMEOUT', 'upload stalled: no frame sent and no acknowledgement read', {
+          context: { idleTimeoutMs: this.idleTimeoutMs },
+          recoverable: true,
+        }),
+      );
+    const progressed = (): void => {
+      clearTimeout(idle);
+      if (!failed && !ended) idle = setTimeout(stalled, this.idleTimeoutMs).unref();
+    };
+    progressed();
     // This upload's chunks go to a segment of their own, closed once the stream is over and nothing is under way.
     const writer = this.store.openWriter();
     const closeWriterWhenIdle = (): void => {
@@ -199,11 +222,12 @@ export class TransferServer {
     };
     call.on('data', (frame: ChunkFrame) => {
       if (failed) return;
+      progressed();
       active += 1;
       if (active >= this.chunkConcurrency) call.pause();
       this.receive(frame, writer)
         .then((ack) => {
-          if (!failed) call.write(ack);
+          if (!failed) call.write(ack, progressed);
           log.debug({ digest: frame.digest.toString('hex'), wireBytes: frame.data.length }, 'chunk stored');
         })
         .catch(fail)
@@ -211,17 +235,20 @@ export class TransferServer {
     });
     call.on('end', () => {
       ended = true;
+      clearTimeout(idle);
       closeWriterWhenIdle();
       if (active === 0 && !failed) call.end();
     });
     call.on('cancelled', () => {
       failed = true;
+      clearTimeout(idle);
       closeWriterWhenIdle();
       log.info('chunk upload cancelled by the sender');
     });
     call.on('error', (err: unknown) => {
       if (!failed) log.warn({ err }, 'chunk upload stream failed');
       failed = true;
+      clearTimeout(idle);
       closeWriterWhenIdle();
     });
   }
