@@ -1,6 +1,7 @@
 import { connectivityState, credentials, Metadata, status } from '@grpc/grpc-js';
 import type { CallOptions, ClientUnaryCall, ServiceError } from '@grpc/grpc-js';
 import { SidecarClient } from '../../proto/gen/chain/v1/sidecar';
+import { decodeStatus } from '../grpc/status-codec';
 import type {
   CheckpointInfo,
   CheckpointRequest,
@@ -188,8 +189,6 @@ export class GrpcSidecarApi implements SidecarApi {
 }
 
 const UNREACHABLE = new Set<number>([status.UNAVAILABLE, status.CANCELLED]);
-/** Metadata key under which the sidecar sends its own error's stable code (sidecar/src/local-api/grpc-status.ts). */
-export const ERROR_CODE_METADATA = 'nc-error-code';
 
 function fromServiceError(
   rpc: string,
@@ -218,7 +217,16 @@ function fromServiceError(
       },
     );
   }
-  const sent = err.metadata?.get(ERROR_CODE_METADATA)[0];
-  const code = typeof sent === 'string' && sent.startsWith('NC_') ? sent : 'NC_SIDECAR_CALL_FAILED';
-  return new SidecarError(code, `sidecar ${rpc}: ${err.details}`, err.code, { cause: err, context: { rpc } });
+  const sent = decodeStatus(err, { prefix: `sidecar ${rpc}: `, context: { rpc } });
+  if (sent !== undefined) {
+    return new SidecarError(sent.code, sent.message, err.code, {
+      cause: err,
+      context: sent.context,
+      recoverable: sent.recoverable,
+    });
+  }
+  return new SidecarError('NC_SIDECAR_CALL_FAILED', `sidecar ${rpc}: ${err.details}`, err.code, {
+    cause: err,
+    context: { rpc },
+  });
 }

@@ -27,12 +27,12 @@ import type {
 import type { BasePlugin } from './base-plugin';
 import type { ChainDriver } from './driver';
 import { DriverError } from './errors';
-import { toGrpcStatus } from './grpc-status';
+import { toNomadStatus } from './grpc-status';
 
 /**
  * Puts every service go-plugin's host and Nomad call on one gRPC server: grpc.health.v1 ("plugin"),
  * go-plugin's controller, broker and stdio, Nomad's BasePlugin and Driver. Handlers only adapt calls: each
- * error is mapped once, by toGrpcStatus, and logged here, where it is handled.
+ * error is mapped once, by toNomadStatus, and logged here, where it is handled.
  */
 export function addPluginServices(
   server: Server,
@@ -142,9 +142,9 @@ class Adapter {
   }
 
   fail(rpc: string, err: unknown): ServerErrorResponse {
-    const mapped = toGrpcStatus(err);
+    const mapped = toNomadStatus(err);
     this.log.warn({ rpc, err, code: errorCode(err), grpcCode: mapped.code }, 'driver call failed');
-    return { name: 'Error', message: mapped.details ?? '', ...mapped };
+    return mapped;
   }
 }
 

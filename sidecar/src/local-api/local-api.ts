@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Clock } from '../../../common/clock';
+import { encodeStatus } from '../../../common/grpc/status-codec';
 import type { ExitResult, SidecarServer, TaskIdentity, TaskInfo, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
 import { CheckpointError, TaskError } from '../errors';
@@ -15,7 +16,6 @@ import type { RestoreResult, Restorer } from '../checkpoint/restore';
 import type { RetainedCheckpoints } from '../checkpoint/retained';
 import type { StagedCheckpoints } from '../checkpoint/staging';
 import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
-import { toGrpcStatus } from './grpc-status';
 
 export interface LocalApiConfig {
   readonly nodeName: string;
@@ -74,14 +74,14 @@ function requireSpec(spec: TaskSpec | undefined): TaskSpec {
   return spec;
 }
 
-/** Adapts one async method to a grpc-js unary handler; every error leaves through `toGrpcStatus`. */
+/** Adapts one async method to a grpc-js unary handler; every error leaves through the status codec. */
 function unary<Req, Res>(log: Logger, method: string, fn: (request: Req) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     fn(call.request).then(
       (response) => callback(null, response),
       (err: unknown) => {
         log.warn({ err, method }, 'local API call failed');
-        callback(toGrpcStatus(err), null);
+        callback(encodeStatus(err), null);
       },
     );
   };

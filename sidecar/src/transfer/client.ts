@@ -22,7 +22,8 @@ import { FastStateTransferClient } from './frame-encoding';
 import { ManifestBuilder, fileChunks } from './manifest';
 import type { SealedManifest } from './manifest';
 import { FLOW_CONTROL_WINDOW_OPTION } from './http2-window';
-import { fromServiceError, isServiceError } from './status';
+import { isServiceError } from '../../../common/grpc/status-codec';
+import { peerFailure } from './peer-failure';
 import type { StageTimes } from './stage-times';
 import { timed, timedAsync } from './stage-times';
 import type { TransferTls } from './tls';
@@ -123,7 +124,7 @@ export class TransferClient {
     try {
       return await session.run(source, meta);
     } catch (err) {
-      const mapped = isServiceError(err) ? fromServiceError(err, peerAddress) : err;
+      const mapped = isServiceError(err) ? peerFailure(err, peerAddress) : err;
       this.log.warn({ err: mapped, peer: peerAddress }, 'checkpoint push failed');
       throw mapped;
     } finally {
@@ -358,7 +359,7 @@ class PushSession {
         this.window.release(size);
       });
       upload.on('error', (err: ServiceError) => {
-        const mapped = fromServiceError(err, this.peer);
+        const mapped = peerFailure(err, this.peer);
         this.failUpload(mapped);
         reject(mapped);
       });
@@ -419,7 +420,7 @@ class PushSession {
   ): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
       call(this.metadata, { deadline: Date.now() + this.settings.callTimeoutMs }, (err, res) => {
-        if (err !== null) reject(fromServiceError(err, this.peer));
+        if (err !== null) reject(peerFailure(err, this.peer));
         else if (res === undefined)
           reject(new TransferError('NC_TRANSFER_PROTOCOL', 'empty answer from peer', { context: { peer: this.peer } }));
         else resolve(res);

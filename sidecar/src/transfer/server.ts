@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Server } from '@grpc/grpc-js';
 import type { Metadata, sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
 import { bindServer, shutdownServer } from '../../../common/grpc/server';
+import { encodeStatus } from '../../../common/grpc/status-codec';
 import type { Logger } from '../../../common/logging';
 import { StateTransferService } from '../../../proto/gen/chain/v1/transfer';
 import type {
@@ -21,7 +22,6 @@ import { SUPPORTED_CODECS, decompress } from './codec';
 import { TransferError } from './errors';
 import { DIGEST_BYTES } from './manifest';
 import { FLOW_CONTROL_WINDOW_OPTION, widenServerWindows } from './http2-window';
-import { toStatus } from './status';
 import type { StageTimes } from './stage-times';
 import { timed, timedAsync } from './stage-times';
 import type { TransferTls } from './tls';
@@ -49,6 +49,8 @@ export interface TransferServerOptions {
   readonly idleTimeoutMs?: number;
 }
 
+/** Peers on other hosts are told a failure of this node's own without its internals. */
+const UNEXPECTED = { unexpected: { code: 'NC_TRANSFER_REMOTE', message: 'internal error' } } as const;
 const MAX_DIGESTS_PER_QUERY = 4096;
 /** Slack over the plain size for a compressed frame: codecs may grow incompressible data a little. */
 const FRAME_SLACK_BYTES = 1024;
@@ -126,7 +128,7 @@ export class TransferServer {
         (response) => callback(null, response),
         (err: unknown) => {
           this.log.warn({ err, peer: peerNodeName(call), path: call.getPath() }, 'transfer call refused');
-          callback(toStatus(err));
+          callback(encodeStatus(err, UNEXPECTED));
         },
       );
   }
@@ -187,7 +189,7 @@ export class TransferServer {
       failed = true;
       clearTimeout(idle);
       log.warn({ err }, 'chunk upload refused');
-      call.emit('error', toStatus(err));
+      call.emit('error', encodeStatus(err, UNEXPECTED));
     };
     try {
       this.checkVersion(call.metadata);

@@ -43,6 +43,10 @@ func startRealSidecar(t *testing.T, node string, extraEnv ...string) *realSideca
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The sidecar refuses a data dir its tasks' user namespace cannot search (MkdirTemp makes it 0700).
+	if err := os.Chmod(dataDir, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	s := &realSidecar{
 		socket:       filepath.Join(dataDir, "sidecar.sock"),
 		dataDir:      dataDir,

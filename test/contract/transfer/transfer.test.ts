@@ -16,7 +16,8 @@ import { sha256 } from '../../../sidecar/src/transfer/chunker';
 import { TransferClient } from '../../../sidecar/src/transfer/client';
 import { sealManifest } from '../../../sidecar/src/transfer/manifest';
 import { TransferServer } from '../../../sidecar/src/transfer/server';
-import { CODE_TRAILER, fromServiceError } from '../../../sidecar/src/transfer/status';
+import { ERROR_CODE_TRAILER } from '../../../common/grpc/status-codec';
+import { peerFailure } from '../../../sidecar/src/transfer/peer-failure';
 import { channelCredentials } from '../../../sidecar/src/transfer/tls';
 import type { TransferTls } from '../../../sidecar/src/transfer/tls';
 import { VERSION_HEADER } from '../../../sidecar/src/transfer/version';
@@ -84,7 +85,7 @@ describe('State Transfer Protocol over mutual TLS (real grpc-js on 127.0.0.1:0)'
   }
 
   function codeOf(err: ServiceError | null): string | undefined {
-    const v = err?.metadata?.get(CODE_TRAILER)[0];
+    const v = err?.metadata?.get(ERROR_CODE_TRAILER)[0];
     return typeof v === 'string' ? v : undefined;
   }
 
@@ -288,7 +289,7 @@ describe('State Transfer Protocol over mutual TLS (real grpc-js on 127.0.0.1:0)'
     );
     anonymous.close();
     expect(err).not.toBeNull();
-    expect(fromServiceError(err as ServiceError, r.address).code).toBe('NC_TRANSFER_AUTH_FAILED');
+    expect(peerFailure(err as ServiceError, r.address).code).toBe('NC_TRANSFER_AUTH_FAILED');
     // A receiver whose certificate another CA signed: the sender refuses it.
     const impostorStore = await CheckpointStore.open({
       dir: join(work, 'impostor'),

@@ -18,7 +18,7 @@ import { CheckpointStore } from '../../../sidecar/src/store/checkpoint-store';
 import { TransferClient } from '../../../sidecar/src/transfer/client';
 import { MANIFEST_FORMAT, manifestDigest } from '../../../sidecar/src/transfer/manifest';
 import { TransferServer } from '../../../sidecar/src/transfer/server';
-import { CODE_TRAILER } from '../../../sidecar/src/transfer/status';
+import { ERROR_CODE_TRAILER } from '../../../common/grpc/status-codec';
 import { channelCredentials } from '../../../sidecar/src/transfer/tls';
 import type { TransferTls } from '../../../sidecar/src/transfer/tls';
 import { VERSION_HEADER } from '../../../sidecar/src/transfer/version';
@@ -96,7 +96,7 @@ interface Outcome {
 
 function classify(rpc: Rpc, err: ServiceError | null | undefined): Outcome {
   if (!err) return { ok: true, label: `accepted ${rpc}` };
-  const code = err.metadata?.get(CODE_TRAILER)[0];
+  const code = err.metadata?.get(ERROR_CODE_TRAILER)[0];
   if (typeof code === 'string' && /^NC_[A-Z0-9_]+$/.test(code) && code !== 'NC_TRANSFER_REMOTE')
     return { ok: false, label: `refused ${code}` };
   // grpc-js refuses a request whose bytes its deserializer cannot read before any handler runs.

@@ -1,5 +1,6 @@
 import type { CallOptions, ServiceError } from '@grpc/grpc-js';
 import { Metadata, credentials } from '@grpc/grpc-js';
+import { ERROR_CODE_TRAILER } from '../../../common/grpc/status-codec';
 import { SidecarClient } from '../../../proto/gen/chain/v1/sidecar';
 
 // The generated methods are overloaded; inference reads the last overload, the one with every argument.
@@ -24,6 +25,6 @@ export function localClient(socketPath: string): SidecarClient {
 /** The stable code the sidecar put in the error's metadata. */
 export function codeOf(err: unknown): string | undefined {
   const metadata = (err as { metadata?: Metadata }).metadata;
-  const value = metadata?.get('nc-error-code')[0];
+  const value = metadata?.get(ERROR_CODE_TRAILER)[0];
   return typeof value === 'string' ? value : undefined;
 }

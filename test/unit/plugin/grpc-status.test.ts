@@ -4,11 +4,11 @@ import { Status } from '../../../proto/gen/google/rpc/status';
 import { RecoverableError } from '../../../proto/gen/nomad/plugins/shared/structs/proto/recoverable_error';
 import { SidecarError } from '../../../common/sidecar-api/errors';
 import { DriverError, HclConfigError } from '../../../plugin/src/errors';
-import { RECOVERABLE_ERROR_TYPE_URL, toGrpcStatus } from '../../../plugin/src/grpc-status';
+import { RECOVERABLE_ERROR_TYPE_URL, toNomadStatus } from '../../../plugin/src/grpc-status';
 
-describe('toGrpcStatus', () => {
+describe('toNomadStatus', () => {
   it('maps a recoverable error to FAILED_PRECONDITION with a RecoverableError detail, as Nomad reads it', () => {
-    const mapped = toGrpcStatus(new SidecarError('NC_SIDECAR_UNREACHABLE', 'sidecar down', status.UNAVAILABLE));
+    const mapped = toNomadStatus(new SidecarError('NC_SIDECAR_UNREACHABLE', 'sidecar down', status.UNAVAILABLE));
     expect(mapped.code).toBe(status.FAILED_PRECONDITION);
     expect(mapped.details).toBe('sidecar down (NC_SIDECAR_UNREACHABLE)');
     const [bin] = mapped.metadata?.get('grpc-status-details-bin') ?? [];
@@ -31,13 +31,18 @@ describe('toGrpcStatus', () => {
     [new NomadChainError('NC_SOMETHING_ELSE', 'x'), status.INTERNAL],
     [new Error('plain'), status.INTERNAL],
   ])('maps %p to gRPC status %p, never UNAVAILABLE, with no recoverable detail', (err, code) => {
-    const mapped = toGrpcStatus(err);
+    const mapped = toNomadStatus(err);
     expect(mapped.code).toBe(code);
-    expect(mapped.metadata).toBeUndefined();
+    expect(mapped.metadata?.get('grpc-status-details-bin')).toEqual([]);
+  });
+
+  it('carries the project codec trailers too, so a nomad-chain client reads the code back', () => {
+    const mapped = toNomadStatus(new DriverError('NC_PLUGIN_TASK_NOT_FOUND', 'x'));
+    expect(mapped.metadata?.get('nc-error-code')).toEqual(['NC_PLUGIN_TASK_NOT_FOUND']);
   });
 
   it('keeps the message and names the code', () => {
-    const mapped = toGrpcStatus(new HclConfigError('NC_PLUGIN_TASK_CONFIG_INVALID', 'command', 'is required'));
+    const mapped = toNomadStatus(new HclConfigError('NC_PLUGIN_TASK_CONFIG_INVALID', 'command', 'is required'));
     expect(mapped.details).toBe('task config: attribute "command": is required (NC_PLUGIN_TASK_CONFIG_INVALID)');
   });
 });

@@ -1,8 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
-import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, ServerCredentials, status } from '@grpc/grpc-js';
+import type { sendUnaryData, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { NomadChainError } from '../../../../common/errors';
+import { encodeStatus } from '../../../../common/grpc/status-codec';
 import { FeaturesResponse, SidecarService } from '../../../../proto/gen/chain/v1/sidecar';
 import { GrpcSidecarApi } from '../../../../common/sidecar-api/grpc-sidecar-api';
 
@@ -19,13 +21,14 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A sidecar that answers Features at once and never finishes InspectTask. */
-async function slowSidecar(socketPath: string): Promise<void> {
+/** A sidecar that answers Features at once, never finishes InspectTask and refuses StopTask with `refusal`. */
+async function slowSidecar(socketPath: string, refusal: unknown = new Error('unused')): Promise<void> {
   server = new Server();
   const handlers: UntypedServiceImplementation = {
     features: (_call: unknown, callback: (err: null, res: object) => void) =>
       callback(null, FeaturesResponse.fromPartial({ healthy: true })),
     inspectTask: () => undefined,
+    stopTask: (_call: unknown, callback: sendUnaryData<null>) => callback(encodeStatus(refusal), null),
   };
   server.addService(SidecarService, handlers);
   await new Promise<void>((resolve, reject) =>
@@ -62,4 +65,31 @@ test('a bounded call made while the sidecar restarts waits for it instead of fai
   await slowSidecar(socketPath);
   await expect(call).resolves.toMatchObject({ healthy: true });
   api.close();
+});
+
+test("the sidecar's own error comes back with its code, recoverable and context, and the status it chose", async () => {
+  const socketPath = path.join(dir, 'sidecar.sock');
+  await slowSidecar(
+    socketPath,
+    new NomadChainError('NC_TASK_NOT_RUNNING', 'task exited', { recoverable: true, context: { taskId: 't1' } }),
+  );
+  const api = new GrpcSidecarApi({ socketPath, timeoutMs: 3000 });
+  const err = await api.stopTask({ taskId: 't1', timeoutMs: 1, signal: '' }).catch((e: unknown) => e);
+  api.close();
+  expect(err).toMatchObject({
+    code: 'NC_TASK_NOT_RUNNING',
+    message: 'sidecar StopTask: task exited',
+    recoverable: true,
+    grpcCode: status.FAILED_PRECONDITION,
+    context: { taskId: 't1', rpc: 'StopTask' },
+  });
+});
+
+test('an answer without a code is NC_SIDECAR_CALL_FAILED, not recoverable, keeping the status', async () => {
+  const socketPath = path.join(dir, 'sidecar.sock');
+  await slowSidecar(socketPath, new Error('boom'));
+  const api = new GrpcSidecarApi({ socketPath, timeoutMs: 3000 });
+  const err = await api.stopTask({ taskId: 't1', timeoutMs: 1, signal: '' }).catch((e: unknown) => e);
+  api.close();
+  expect(err).toMatchObject({ code: 'NC_SIDECAR_CALL_FAILED', recoverable: false, grpcCode: status.INTERNAL });
 });
