@@ -3,15 +3,18 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../../../common/clock';
 import { ConfigError } from '../../../common/config-error';
-import { errorCode, errorMessage, NomadChainError } from '../../../common/errors';
+import { errorCode, errorMessage } from '../../../common/errors';
+import { LocalClusterError } from '../../../common/local-cluster/errors';
 import type { Logger } from '../../../common/logging';
 import type { Instance, Router } from '../../../common/router';
 import { pickTarget, type PlacementNode, type SchedulerAdapter } from '../../../common/scheduler/scheduler-adapter';
 import { MigrationMode, type TaskInfo } from '../../../proto/gen/chain/v1/sidecar';
 import type { MigrationJournal } from '../migration/migration-journal';
 import type { MigrationRecord } from '../migration/migration-record';
+import { MigrationError } from '../migration/errors';
 import { MigrationSequence, type NodeSidecars } from '../migration/migration-sequence';
 import { ControllerEventLog, type ControllerEvent } from './controller-events';
+import { ControllerError } from './errors';
 import { ReservationPrestager, type PrestageItem, type PrestageOutcome } from './reservation-prestager';
 import { taskSpecFor, type ServiceDefinition } from './service-definition';
 
@@ -249,7 +252,7 @@ export class LocalController implements SchedulerAdapter {
   private node(name: string): ControllerNode {
     const node = this.deps.nodes.find((n) => n.name === name);
     if (node === undefined)
-      throw new NomadChainError('NC_CLUSTER_NO_NODE', `no node ${JSON.stringify(name)}`, { context: { node: name } });
+      throw new LocalClusterError('NC_CLUSTER_NO_NODE', `no node ${JSON.stringify(name)}`, { context: { node: name } });
     return node;
   }
 
@@ -410,7 +413,7 @@ export class LocalController implements SchedulerAdapter {
   ): Promise<PlacedTask> {
     const target = pickTarget(await this.nodes(), '');
     if (target === undefined) {
-      throw new NomadChainError('NC_CONTROLLER_NO_CAPACITY', `no healthy eligible node with room for ${service.name}`, {
+      throw new ControllerError('NC_CONTROLLER_NO_CAPACITY', `no healthy eligible node with room for ${service.name}`, {
         context: { service: service.name },
       });
     }
@@ -443,7 +446,7 @@ export class LocalController implements SchedulerAdapter {
   private placed(taskKey: string): PlacedTask {
     const task = this.state.tasks[taskKey];
     if (task === undefined)
-      throw new NomadChainError('NC_TASK_NOT_FOUND', `no task ${JSON.stringify(taskKey)}`, { context: { taskKey } });
+      throw new ControllerError('NC_TASK_NOT_FOUND', `no task ${JSON.stringify(taskKey)}`, { context: { taskKey } });
     return task;
   }
 
@@ -451,7 +454,7 @@ export class LocalController implements SchedulerAdapter {
   async migrateTask(taskKey: string): Promise<DrainOutcome> {
     const task = this.state.tasks[taskKey];
     if (task === undefined)
-      throw new NomadChainError('NC_TASK_NOT_FOUND', `no task ${JSON.stringify(taskKey)}`, { context: { taskKey } });
+      throw new ControllerError('NC_TASK_NOT_FOUND', `no task ${JSON.stringify(taskKey)}`, { context: { taskKey } });
     const nodes = await this.nodes();
     const reserved = this.reservedTarget(nodes, taskKey, task.node);
     // Moves under way count against their targets' room (no await from here to the count), so concurrent
@@ -505,7 +508,7 @@ export class LocalController implements SchedulerAdapter {
       result = await this.sequence.run(record);
     } catch (err) {
       this.deps.log.error({ err, taskKey }, 'migration aborted');
-      throw new NomadChainError('NC_MIGRATION_STEP_FAILED', `migration of ${taskKey} aborted: ${errorMessage(err)}`, {
+      throw new MigrationError('NC_MIGRATION_STEP_FAILED', `migration of ${taskKey} aborted: ${errorMessage(err)}`, {
         cause: err,
       });
     } finally {
@@ -593,7 +596,7 @@ export class LocalController implements SchedulerAdapter {
     this.node(node);
     const reservation = this.reservations.get(reservationId);
     if (reservation === undefined || reservation.node !== node) {
-      throw new NomadChainError('NC_CONTROLLER_NO_RESERVATION', `no reservation ${reservationId} for ${node}`, {
+      throw new ControllerError('NC_CONTROLLER_NO_RESERVATION', `no reservation ${reservationId} for ${node}`, {
         context: { node, reservation: reservationId },
       });
     }
@@ -638,7 +641,7 @@ export class LocalController implements SchedulerAdapter {
     this.node(node);
     const machines = this.deps.machines;
     if (machines === undefined)
-      throw new NomadChainError('NC_CONTROLLER_NO_MACHINES', 'this controller cannot pre-empt nodes', {
+      throw new ControllerError('NC_CONTROLLER_NO_MACHINES', 'this controller cannot pre-empt nodes', {
         context: { node },
       });
     this.kills.set(node, (this.kills.get(node) ?? 0) + 1);
@@ -714,7 +717,7 @@ export class LocalController implements SchedulerAdapter {
     this.node(node);
     const machines = this.deps.machines;
     if (machines === undefined)
-      throw new NomadChainError('NC_CONTROLLER_NO_MACHINES', 'this controller cannot restart nodes', {
+      throw new ControllerError('NC_CONTROLLER_NO_MACHINES', 'this controller cannot restart nodes', {
         context: { node },
       });
     if (this.state.nodes[node]?.up === false) await machines.restart(node);

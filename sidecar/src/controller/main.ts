@@ -3,10 +3,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { requireInt, requireNumber, requireString } from '../../../common/config';
 import { ConfigError } from '../../../common/config-error';
-import { NomadChainError, errorCode, errorMessage } from '../../../common/errors';
+import { errorCode, errorMessage } from '../../../common/errors';
 import { createRootLogger } from '../../../common/logging';
 import { freePort } from '../../../common/local-cluster/cluster';
 import { ControllerApi } from './controller-api';
+import { ReplayError } from './errors';
 import { EXAMPLE_SERVICE, startLocalMode, waitForPort } from './local-mode';
 import { ForecasterProcess } from './replay/forecaster-process';
 import { formatReport, runReplay, type ReplayPass } from './replay/replay-command';
@@ -108,7 +109,7 @@ async function replay(nodes: number, options: ReplayCliOptions): Promise<void> {
   const abort = new AbortController();
   process.once('SIGINT', () => {
     say('SIGINT: stopping the replay and tearing its local cluster down (Ctrl-C again to kill outright)...');
-    abort.abort(new NomadChainError('NC_REPLAY_INTERRUPTED', 'the replay was interrupted (SIGINT)'));
+    abort.abort(new ReplayError('NC_REPLAY_INTERRUPTED', 'the replay was interrupted (SIGINT)'));
   });
   const report = await runReplay({ ...options, nodes, trainFraction: 0.6, workDir, say, signal: abort.signal }, log);
   log.flush();

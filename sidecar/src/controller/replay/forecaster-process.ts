@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NomadChainError } from '../../../../common/errors';
+import { ReplayError } from '../errors';
 
 export interface ForecasterProcessOptions {
   readonly repo: string;
@@ -40,7 +40,7 @@ export class ForecasterProcess {
       const fail = (why: string): void => {
         clearTimeout(timer);
         child.kill('SIGKILL');
-        reject(new NomadChainError('NC_REPLAY_FORECASTER_FAILED', `forecaster ${why} (log: ${logFile})`));
+        reject(new ReplayError('NC_REPLAY_FORECASTER_FAILED', `forecaster ${why} (log: ${logFile})`));
       };
       const timer = setTimeout(() => fail('not listening in time'), options.startTimeoutMs ?? 90_000);
       child.once('exit', (code) => fail(`exited with ${code ?? 'a signal'} before listening`));

@@ -3,10 +3,10 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SystemClock, type Clock } from '../../../../common/clock';
-import { NomadChainError } from '../../../../common/errors';
 import type { Logger } from '../../../../common/logging';
 import { ScaledClock, type ClockSpan } from '../../../../common/scaled-clock';
 import { ControllerApi } from '../controller-api';
+import { ReplayError } from '../errors';
 import { EXAMPLE_SERVICE, startLocalMode, waitForPort } from '../local-mode';
 import type { ServiceDefinition } from '../service-definition';
 import { ForecasterProcess } from './forecaster-process';
@@ -88,7 +88,7 @@ export interface ReplayReport {
 function run(argv: readonly string[], what: string): string {
   const result = spawnSync(argv[0] ?? '', argv.slice(1), { cwd: REPO, encoding: 'utf8', maxBuffer: 64 << 20 });
   if (result.error !== undefined || result.status !== 0) {
-    throw new NomadChainError(
+    throw new ReplayError(
       'NC_REPLAY_TOOL_FAILED',
       `${what} failed (${argv.join(' ')}): ${result.error?.message ?? `exit ${result.status ?? 'signal'}`} ${(result.stderr ?? '').slice(-600)}`,
       { context: { what } },

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { NomadChainError } from '../../../../common/errors';
+import { ReplayError } from '../errors';
 
 /** The trace events a replay acts on (nc-trace/1 names). */
 export type ReplayEventKind = 'join' | 'notice' | 'preempted';
@@ -35,11 +35,11 @@ export function parseTrace(text: string, source = 'trace'): TraceSchedule {
     try {
       row = JSON.parse(line) as typeof row;
     } catch (cause) {
-      throw new NomadChainError('NC_REPLAY_TRACE_INVALID', `${source} line ${i + 1}: not JSON`, { cause });
+      throw new ReplayError('NC_REPLAY_TRACE_INVALID', `${source} line ${i + 1}: not JSON`, { cause });
     }
     if (row.format !== undefined) return;
     if (typeof row.t !== 'number' || !Number.isFinite(row.t) || typeof row.node !== 'string' || row.node === '') {
-      throw new NomadChainError('NC_REPLAY_TRACE_INVALID', `${source} line ${i + 1}: needs numeric "t" and "node"`, {
+      throw new ReplayError('NC_REPLAY_TRACE_INVALID', `${source} line ${i + 1}: needs numeric "t" and "node"`, {
         context: { line: i + 1 },
       });
     }
@@ -49,7 +49,7 @@ export function parseTrace(text: string, source = 'trace'): TraceSchedule {
       events.push({ t: row.t, node: row.node, kind: row.event as ReplayEventKind });
   });
   if (events.length === 0)
-    throw new NomadChainError('NC_REPLAY_TRACE_INVALID', `${source}: no join, notice or preempted events`);
+    throw new ReplayError('NC_REPLAY_TRACE_INVALID', `${source}: no join, notice or preempted events`);
   events.sort((a, b) => a.t - b.t || ORDER[a.kind] - ORDER[b.kind]);
   return { events, startMs, endMs };
 }
