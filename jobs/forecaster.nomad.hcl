@@ -10,6 +10,10 @@
 #   nomad job run -var repo_dir=/opt/nomad-chain jobs/forecaster.nomad.hcl
 #
 # With TLS on Nomad's HTTP API, make the template's NOMAD_ADDR https:// and add NOMAD_CACERT=<the agents' CA>.
+#
+# Pre-staging before drains: the forecaster asks the sidecars over their transfer ports (mutual TLS), so it needs
+# a certificate of the sidecars' CA: scripts/gen-certs.sh <sidecar_tls_dir> forecaster, then
+# -var sidecar_tls_dir=<that dir>. Left empty, the forecaster drains without pre-staging.
 
 variable "repo_dir" {
   type    = string
@@ -26,6 +30,12 @@ variable "data_dir" {
   description = "Where the forecaster records what it observes (nc-trace/1), the trace forecaster-retrain learns from."
   type        = string
   default     = "/var/lib/nomad-chain/data"
+}
+
+variable "sidecar_tls_dir" {
+  description = "The sidecars' ca.crt plus the forecaster's forecaster.crt and forecaster.key; empty = no pre-staging."
+  type        = string
+  default     = ""
 }
 
 variable "datacenters" {
@@ -94,8 +104,11 @@ job "forecaster" {
       }
 
       env {
-        NOMAD_CHAIN_FORECASTER_TELEMETRY_PORT = "${NOMAD_PORT_telemetry}"
-        NOMAD_CHAIN_FORECASTER_HTTP_PORT      = "${NOMAD_PORT_http}"
+        NOMAD_CHAIN_FORECASTER_TELEMETRY_PORT   = "${NOMAD_PORT_telemetry}"
+        NOMAD_CHAIN_FORECASTER_HTTP_PORT        = "${NOMAD_PORT_http}"
+        NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_CA   = var.sidecar_tls_dir == "" ? "" : "${var.sidecar_tls_dir}/ca.crt"
+        NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_CERT = var.sidecar_tls_dir == "" ? "" : "${var.sidecar_tls_dir}/forecaster.crt"
+        NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_KEY  = var.sidecar_tls_dir == "" ? "" : "${var.sidecar_tls_dir}/forecaster.key"
       }
 
       resources {

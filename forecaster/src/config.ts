@@ -109,6 +109,14 @@ export interface ForecasterOptions {
   nomadToken?: string;
   /** PEM CA file that signs Nomad's HTTPS certificate (as NOMAD_CACERT for the CLI). @default "" (Node's roots) */
   nomadCaFile?: string;
+  /**
+   * Nomad mode, pre-staging: the PEM files (scripts/gen-certs.sh) of the certificate the forecaster shows the
+   * sidecars' transfer ports (mutual TLS, signed by their CA). All three or none; none = no pre-staging.
+   * @default ""
+   */
+  sidecarTlsCaFile?: string;
+  sidecarTlsCertFile?: string;
+  sidecarTlsKeyFile?: string;
   /** Local mode: follow and act through the local controller's HTTP API at this address. @default "" */
   controllerAddress?: string;
   /** Act on decisions (false = observe only: decisions are recorded, never carried out). @default true */
@@ -152,6 +160,8 @@ export interface ForecasterConfig {
   readonly nomadAddress: string;
   readonly nomadToken: string;
   readonly nomadCaFile: string;
+  /** All three set, or all "". */
+  readonly sidecarTls: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
   readonly controllerAddress: string;
   readonly act: boolean;
   readonly policy: PolicyConfig;
@@ -184,6 +194,9 @@ const FIELDS = [
   'nomadAddress',
   'nomadToken',
   'nomadCaFile',
+  'sidecarTlsCaFile',
+  'sidecarTlsCertFile',
+  'sidecarTlsKeyFile',
   'controllerAddress',
   'act',
   'policy',
@@ -271,6 +284,22 @@ type ModelSource = Pick<
 const optionalString = (field: string, value: unknown): string =>
   value === undefined || value === '' ? '' : requireString(field, value);
 
+function parseSidecarTls(raw: Record<string, unknown>): ForecasterConfig['sidecarTls'] {
+  const tls = {
+    caFile: optionalString('sidecarTlsCaFile', raw.sidecarTlsCaFile),
+    certFile: optionalString('sidecarTlsCertFile', raw.sidecarTlsCertFile),
+    keyFile: optionalString('sidecarTlsKeyFile', raw.sidecarTlsKeyFile),
+  };
+  const set = Object.values(tls).filter((f) => f !== '').length;
+  if (set !== 0 && set !== 3) {
+    throw new ConfigError(
+      'sidecarTlsCaFile',
+      'set sidecarTlsCaFile, sidecarTlsCertFile and sidecarTlsKeyFile together',
+    );
+  }
+  return Object.freeze(tls);
+}
+
 /** Where the serving model comes from, what is recorded, and the local-mode retrain timer. */
 function parseModelSource(raw: Record<string, unknown>, controllerAddress: string): ModelSource {
   const modelDir = optionalString('modelDir', raw.modelDir);
@@ -347,6 +376,7 @@ export function parseConfig(raw: Record<string, unknown>): ForecasterConfig {
     nomadToken:
       raw.nomadToken === undefined || raw.nomadToken === '' ? '' : requireString('nomadToken', raw.nomadToken),
     nomadCaFile: optionalString('nomadCaFile', raw.nomadCaFile),
+    sidecarTls: parseSidecarTls(raw),
     act: requireBool('act', raw.act ?? true),
     policy: parsePolicy(asObject('policy', raw.policy)),
     logLevel,
@@ -387,6 +417,9 @@ const ENV: Readonly<Record<string, (typeof FIELDS)[number]>> = {
   NOMAD_ADDR: 'nomadAddress',
   NOMAD_TOKEN: 'nomadToken',
   NOMAD_CACERT: 'nomadCaFile',
+  NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_CA: 'sidecarTlsCaFile',
+  NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_CERT: 'sidecarTlsCertFile',
+  NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_KEY: 'sidecarTlsKeyFile',
   NOMAD_CHAIN_CONTROLLER_ADDR: 'controllerAddress',
 };
 

@@ -9,8 +9,10 @@ import { HttpNomadApi } from '../../common/nomad-api';
 import { LocalControllerActions } from './actions/local-controller-actions';
 import { NomadSchedulerActions } from './actions/nomad-scheduler-actions';
 import type { SchedulerActions } from './actions/scheduler-actions';
+import { SidecarPrestager, TlsPeerPrestageCaller } from './actions/sidecar-prestager';
 import { PythonTrainer } from './cli/python-trainer';
 import { parseConfig, rawOptionsFrom } from './config';
+import type { ForecasterConfig } from './config';
 import { LocalControllerEvents } from './events/local-controller-events';
 import { NomadSchedulerEvents } from './events/nomad-scheduler-events';
 import type { SchedulerEvents } from './events/scheduler-events';
@@ -57,7 +59,11 @@ async function main(argv: readonly string[]): Promise<void> {
       },
       clock,
     );
-    const nomadActions = new NomadSchedulerActions(nomad, log.child({ component: 'nomad-actions' }));
+    const prestager = sidecarPrestager(config.sidecarTls, log.child({ component: 'prestage' }));
+    if (prestager === undefined) log.info('sidecar TLS not configured: no pre-staging before drains');
+    const nomadActions = new NomadSchedulerActions(nomad, log.child({ component: 'nomad-actions' }), {
+      ...(prestager === undefined ? {} : { prestager }),
+    });
     // A wrong or missing token stops the start here, with its code, before anything could be half done.
     await nomadActions.checkAccess();
     // Said once at start so an operator sees at once why no placeholders appear (Nomad's default is off).
@@ -95,6 +101,28 @@ async function main(argv: readonly string[]): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+}
+
+/** Pre-staging needs the forecaster's own certificate for the sidecars' mutual TLS; without it there is none. */
+function sidecarPrestager(
+  tls: ForecasterConfig['sidecarTls'],
+  log: ReturnType<typeof createRootLogger>,
+): SidecarPrestager | undefined {
+  if (tls.caFile === '') return undefined;
+  const pem = {
+    ca: readOption('sidecarTlsCaFile', tls.caFile),
+    cert: readOption('sidecarTlsCertFile', tls.certFile),
+    key: readOption('sidecarTlsKeyFile', tls.keyFile),
+  };
+  return new SidecarPrestager(new TlsPeerPrestageCaller(pem), log);
+}
+
+function readOption(option: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (cause) {
+    throw new ConfigError(option, `cannot read ${file}: ${errorMessage(cause)}`, { cause });
+  }
 }
 
 /** Read once at start; a missing file stops the start naming the option. */

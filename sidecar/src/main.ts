@@ -9,6 +9,7 @@ import { NomadChainError, errorCode } from '../../common/errors';
 import { HealthStatus, healthService } from '../../common/grpc/health-service';
 import { bindServer, shutdownServer } from '../../common/grpc/server';
 import { createRootLogger } from '../../common/logging';
+import { PeerPrestageService } from '../../proto/gen/chain/v1/prestage';
 import { HealthService } from '../../proto/gen/grpc/health/v1/health';
 import { BackgroundCheckpointer, TaskLockTable } from './background/background-checkpointer';
 import { CriuCli } from './checkpoint/criu';
@@ -16,6 +17,7 @@ import { Dumper } from './checkpoint/dump';
 import { probeFeatures } from './checkpoint/features';
 import { LazyDumper } from './checkpoint/lazy-dump';
 import { PeerMigrator } from './checkpoint/migrate-to-peer';
+import { peerPrestageService } from './checkpoint/peer-prestage-service';
 import { TaskPrestager } from './checkpoint/prestager';
 import { TaskFiles } from './checkpoint/file-tree/task-files';
 import { Restorer } from './checkpoint/restore';
@@ -38,6 +40,7 @@ import { loadOrCreateStoreKey } from './store/store-key';
 import { TransferClient } from './transfer/client';
 import { TransferServer } from './transfer/server';
 import { loadTransferTls } from './transfer/tls';
+import type { TransferTls } from './transfer/tls';
 
 /** Composition root: the only place real dependencies are built. */
 async function main(argv: readonly string[]): Promise<void> {
@@ -126,6 +129,7 @@ async function main(argv: readonly string[]): Promise<void> {
   let staged: StagedCheckpoints;
   let shipper: CheckpointShipper;
   let transferServer: TransferServer | undefined;
+  let transferTls: TransferTls | undefined;
   let store: CheckpointStore | undefined;
   if (config.tls) {
     const tls = await loadTransferTls(config.tls);
@@ -136,13 +140,7 @@ async function main(argv: readonly string[]): Promise<void> {
       logger: transferLog,
       clock,
     });
-    transferServer = new TransferServer({
-      store,
-      tls,
-      logger: transferLog,
-      idleTimeoutMs: config.transferIdleTimeoutMs,
-    });
-    await transferServer.start(`${config.listenAddress}:${config.transferPort}`);
+    transferTls = tls;
     staged = new StoreStagedCheckpoints(store);
     shipper = new TransferShipper(new TransferClient({ tls, logger: transferLog }));
   } else {
@@ -173,6 +171,23 @@ async function main(argv: readonly string[]): Promise<void> {
     migrate: (request) => locks.withTask(request.taskId, () => migrator.migrate(request)),
   };
   const prestager = new TaskPrestager({ dumper, shipper, locks, clock, log: checkpointLog });
+  if (transferTls !== undefined && store !== undefined) {
+    // The transfer port also takes pre-stage requests from off the node (the forecaster in Nomad mode), behind
+    // the same mutual TLS: there is no other port that accepts them.
+    transferServer = new TransferServer({
+      store,
+      tls: transferTls,
+      logger: transferLog,
+      idleTimeoutMs: config.transferIdleTimeoutMs,
+      services: [
+        {
+          definition: PeerPrestageService,
+          implementation: peerPrestageService({ tasks: runtime, prestager, log: checkpointLog }),
+        },
+      ],
+    });
+    await transferServer.start(`${config.listenAddress}:${config.transferPort}`);
+  }
   const background =
     config.backgroundCheckpointIntervalMs > 0
       ? new BackgroundCheckpointer({

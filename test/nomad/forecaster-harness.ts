@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -6,6 +6,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
+import { promisify } from 'node:util';
 import type { NomadCluster } from './nomad-cluster';
 import { REPO, waitFor } from './nomad-cluster';
 
@@ -136,4 +137,19 @@ export async function stopForecaster(run: ForecasterRun): Promise<void> {
   if (run.child.exitCode !== null || run.child.signalCode !== null) return;
   run.child.kill('SIGTERM');
   await run.exited;
+}
+
+/**
+ * A certificate of the cluster's sidecar CA for the forecaster (scripts/gen-certs.sh reuses the CA in the
+ * cluster's tls dir), as an operator issues one: the sidecars' transfer ports hear only peers that CA signed.
+ * Returns the forecaster's env for it.
+ */
+export async function forecasterSidecarTls(cluster: NomadCluster, name: string): Promise<Record<string, string>> {
+  const dir = path.join(cluster.dir, 'tls');
+  await promisify(execFile)('bash', [path.join(REPO, 'scripts', 'gen-certs.sh'), dir, name]);
+  return {
+    NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_CA: path.join(dir, 'ca.crt'),
+    NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_CERT: path.join(dir, `${name}.crt`),
+    NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_KEY: path.join(dir, `${name}.key`),
+  };
 }

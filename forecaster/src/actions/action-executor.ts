@@ -16,6 +16,15 @@ export interface ActionListener {
   failed(node: string, reason: string): void;
 }
 
+export interface ActionExecutorOptions {
+  /**
+   * A drain straight from healthy pre-stages (after reserving) only when its deadline is at least this far off:
+   * the copy runs before the drain starts and holds each task while it dumps, so a short notice goes straight
+   * to the drain. @default 60 s
+   */
+  readonly prestageBeforeDrainMinMs?: number;
+}
+
 /**
  * Carries decisions out through a SchedulerActions adapter. Actions on one node run strictly in order (a fence
  * and the undo that follows it never overlap); different nodes proceed in parallel.
@@ -29,6 +38,7 @@ export class ActionExecutor {
     private readonly actions: SchedulerActions,
     private readonly listener: ActionListener,
     private readonly log: Logger,
+    private readonly options: ActionExecutorOptions = {},
   ) {}
 
   submit(decision: Decision): Promise<ActionOutcome> {
@@ -95,6 +105,11 @@ export class ActionExecutor {
     await this.actions.fence(node, reason);
     const reservation = await this.actions.reserve(node, reason);
     this.reservations.set(node, reservation);
+    await this.prestage(node, reservation);
+    this.listener.prepared(node);
+  }
+
+  private async prestage(node: string, reservation: Reservation): Promise<void> {
     try {
       await this.actions.prestage(node, reservation);
     } catch (err) {
@@ -104,7 +119,6 @@ export class ActionExecutor {
         'pre-stage failed: the drain will move the tasks anyway',
       );
     }
-    this.listener.prepared(node);
   }
 
   private async drain(decision: Decision, reason: string): Promise<void> {
@@ -115,10 +129,16 @@ export class ActionExecutor {
     // ...and reserves: Nomad moves a group's allocations a few at a time (migrate.max_parallel), so the later
     // replacements need room held from the start. A node that is leaving drains whether or not room was found.
     if (!this.reservations.has(node)) {
+      let reservation: Reservation | undefined;
       try {
-        this.reservations.set(node, await this.actions.reserve(node, reason));
+        reservation = await this.actions.reserve(node, reason);
+        this.reservations.set(node, reservation);
       } catch (err) {
         this.log.warn({ err, node }, 'capacity not reserved: the drain goes ahead');
+      }
+      // A node fenced earlier was pre-staged then; one drained straight from healthy is, if the notice allows.
+      if (reservation !== undefined && deadlineMs >= (this.options.prestageBeforeDrainMinMs ?? 60_000)) {
+        await this.prestage(node, reservation);
       }
     }
     await this.actions.drain(node, { deadlineMs, reason, decisionId: decision.id });

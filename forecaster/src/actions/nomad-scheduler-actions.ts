@@ -1,13 +1,15 @@
 import { errorCode, errorMessage } from '../../../common/errors';
 import type { Logger } from '../../../common/logging';
 import { NomadApiError } from '../../../common/nomad-api';
-import type { Allocation, Job, NomadApi } from '../../../common/nomad-api';
+import type { Allocation, AllocationListStub, Job, Node, NomadApi } from '../../../common/nomad-api';
 import { SchedulerActionError } from '../errors';
 import type { DrainRequest, Reservation, SchedulerActions } from './scheduler-actions';
+import type { PrestageOutcome, PrestageTask } from './sidecar-prestager';
 
 /** Copies chained tasks' checkpoints to reserved nodes ahead of a drain (the sidecars' business, by role). */
 export interface CheckpointPrestager {
-  prestage(node: string, reservation: Reservation): Promise<void>;
+  /** One outcome per task; never throws for a task that was not copied. */
+  prestage(tasks: readonly PrestageTask[]): Promise<PrestageOutcome[]>;
 }
 
 export interface NomadSchedulerActionsOptions {
@@ -24,6 +26,10 @@ export interface NomadSchedulerActionsOptions {
   readonly jobPrefix?: string;
   /** Pre-stages checkpoints; absent = no pre-staging (the drain's own checkpoint still moves the tasks). */
   readonly prestager?: CheckpointPrestager;
+  /** How long a pre-stage waits for the placeholders to be placed (Nomad places them asynchronously). @default 30 s */
+  readonly placementWaitMs?: number;
+  /** Between looks at the placeholders' placement. @default 500 ms */
+  readonly placementPollMs?: number;
 }
 
 const META_FENCED = 'nomad_chain.fenced';
@@ -39,6 +45,8 @@ const POLICY_FILE = 'jobs/forecaster.policy.hcl';
 
 interface ChainedGroup {
   readonly alloc: Allocation;
+  /** Its tasks run by the chain driver. */
+  readonly taskNames: readonly string[];
   readonly cpuMhz: number;
   readonly memoryMb: number;
 }
@@ -54,6 +62,8 @@ interface ChainedGroup {
  */
 export class NomadSchedulerActions implements SchedulerActions {
   private readonly ids = new Map<string, string>();
+  /** Placeholder job → its task groups' names → the chained allocation each holds room for. */
+  private readonly reservedFor = new Map<string, ReadonlyMap<string, ChainedGroup>>();
   private readonly driver: string;
   private readonly priority: number;
   private readonly task: { readonly Driver: string; readonly Config: Readonly<Record<string, unknown>> };
@@ -108,6 +118,7 @@ export class NomadSchedulerActions implements SchedulerActions {
     }
     const job = this.placeholder(jobId, id, yielding, reason);
     await this.call('reserve', node, () => this.nomad.registerJob(job));
+    this.reservedFor.set(jobId, new Map(yielding.map((g, i) => [groupName(i, g), g])));
     const targets = await this.placedOn(jobId);
     this.log.info({ node, job: jobId, groups: yielding.length, targets }, 'capacity reserved');
     return { id: jobId, node, targets, tasks: yielding.length };
@@ -147,9 +158,65 @@ export class NomadSchedulerActions implements SchedulerActions {
     }
   }
 
+  /**
+   * Asks each chained task's sidecar on the fenced node to copy the running task to the node its placeholder
+   * landed on, so the drain's final checkpoint sends only what changed: the target's store finds chunks by
+   * content, whatever key the copy is filed under. Sidecars are found by the transfer address their driver
+   * fingerprints on each node. Fails (after trying every task) when any task was not copied.
+   */
   async prestage(node: string, reservation: Reservation): Promise<void> {
-    if (reservation.tasks === 0 || this.options.prestager === undefined) return;
-    await this.options.prestager.prestage(node, reservation);
+    const prestager = this.options.prestager;
+    const groups = this.reservedFor.get(reservation.id);
+    if (reservation.tasks === 0 || prestager === undefined || groups === undefined) return;
+    const placed = await this.placeholdersPlaced(reservation.id, groups.size);
+    const source = await this.call('prestage', node, async () => this.nomad.getNode(await this.nodeId(node)));
+    const sourceAddress = this.transferAddress(source.value);
+    const tasks: PrestageTask[] = [];
+    const unplaced: string[] = [];
+    for (const [name, group] of groups) {
+      const stub = placed.find((p) => p.TaskGroup === name);
+      if (stub === undefined) {
+        unplaced.push(group.alloc.ID);
+        continue;
+      }
+      const target = await this.call('prestage', node, () => this.nomad.getNode(stub.NodeID));
+      for (const taskName of group.taskNames) {
+        tasks.push({
+          allocId: group.alloc.ID,
+          taskName,
+          sourceNode: node,
+          sourceAddress,
+          targetNode: stub.NodeName,
+          targetAddress: this.transferAddress(target.value),
+        });
+      }
+    }
+    const outcomes = await prestager.prestage(tasks);
+    const staged = outcomes.filter((o) => o.outcome === 'staged');
+    this.log.info(
+      {
+        node,
+        reservation: reservation.id,
+        staged: staged.map((o) => ({
+          alloc: o.allocId,
+          task: o.taskName,
+          target: o.targetNode,
+          checkpointBytes: o.checkpointBytes,
+          wireBytes: o.wireBytes,
+        })),
+        wireBytes: staged.reduce((sum, o) => sum + o.wireBytes, 0),
+        failed: outcomes.filter((o) => o.outcome === 'failed').length,
+        unplaced,
+      },
+      'checkpoints pre-staged',
+    );
+    if (staged.length < outcomes.length || unplaced.length > 0) {
+      throw new SchedulerActionError(
+        `pre-staged ${staged.length} of ${outcomes.length} chained tasks on ${node}` +
+          (unplaced.length > 0 ? `; ${unplaced.length} allocation(s) without a placed placeholder` : ''),
+        { context: { node, reservation: reservation.id, unplaced: unplaced.join(',') } },
+      );
+    }
   }
 
   async drain(node: string, request: DrainRequest): Promise<void> {
@@ -169,6 +236,7 @@ export class NomadSchedulerActions implements SchedulerActions {
 
   async release(reservation: Reservation): Promise<void> {
     if (reservation.id === '') return;
+    this.reservedFor.delete(reservation.id);
     try {
       await this.nomad.deregisterJob(reservation.id, { purge: true });
     } catch (err) {
@@ -208,14 +276,15 @@ export class NomadSchedulerActions implements SchedulerActions {
   private chained(alloc: Allocation): ChainedGroup[] {
     const groups = (alloc.Job?.TaskGroups ?? []) as {
       Name?: string;
-      Tasks?: { Driver?: string; Resources?: { CPU?: number; MemoryMB?: number } }[];
+      Tasks?: { Name?: string; Driver?: string; Resources?: { CPU?: number; MemoryMB?: number } }[];
     }[];
     const group = groups.find((g) => g.Name === alloc.TaskGroup);
     const tasks = (group?.Tasks ?? []).filter((t) => t.Driver === this.driver);
     if (tasks.length === 0) return [];
+    const taskNames = tasks.map((t) => t.Name ?? '').filter((n) => n !== '');
     const cpuMhz = tasks.reduce((sum, t) => sum + (t.Resources?.CPU ?? 100), 0);
     const memoryMb = tasks.reduce((sum, t) => sum + (t.Resources?.MemoryMB ?? 300), 0);
-    return [{ alloc, cpuMhz, memoryMb }];
+    return [{ alloc, taskNames, cpuMhz, memoryMb }];
   }
 
   private placeholder(jobId: string, fencedNodeId: string, groups: readonly ChainedGroup[], reason: string): Job {
@@ -231,7 +300,7 @@ export class NomadSchedulerActions implements SchedulerActions {
       Meta: { 'nomad_chain.reserved_for': fencedNodeId, 'nomad_chain.reason': clip(reason) },
       Constraints: [{ LTarget: '${node.unique.id}', RTarget: fencedNodeId, Operand: '!=' }],
       TaskGroups: groups.map((g, i) => ({
-        Name: `reserve-${i}-${g.alloc.TaskGroup}`.slice(0, 100),
+        Name: groupName(i, g),
         Count: 1,
         Meta: { 'nomad_chain.for_alloc': g.alloc.ID },
         Tasks: [
@@ -244,6 +313,24 @@ export class NomadSchedulerActions implements SchedulerActions {
         ],
       })),
     };
+  }
+
+  /** The placeholder's allocations once `groups` are placed, or those placed when the wait ends. */
+  private async placeholdersPlaced(jobId: string, groups: number): Promise<AllocationListStub[]> {
+    const deadline = Date.now() + (this.options.placementWaitMs ?? 30_000);
+    for (;;) {
+      const allocs = await this.call('prestage', jobId, () =>
+        this.nomad.listAllocations({ filter: `JobID == "${jobId}"` }),
+      );
+      const placed = allocs.value.filter((a) => a.DesiredStatus === 'run');
+      if (placed.length >= groups || Date.now() >= deadline) return placed;
+      await new Promise((resolve) => setTimeout(resolve, this.options.placementPollMs ?? 500));
+    }
+  }
+
+  /** host:port of a node's sidecar transfer port, as the chain driver fingerprints it ("" = none). */
+  private transferAddress(node: Node): string {
+    return node.Attributes?.[`driver.${this.driver}.transfer_address`] ?? '';
   }
 
   /** Nodes the placeholder's allocations landed on so far (placement is asynchronous; may be empty). */
@@ -295,6 +382,11 @@ function describe(err: unknown): string {
   return typeof said === 'string' && said !== ''
     ? `${errorMessage(err)} (Nomad: ${JSON.stringify(said)})`
     : errorMessage(err);
+}
+
+/** A placeholder group's name: unique in its job, and says which group it holds room for. */
+function groupName(index: number, group: ChainedGroup): string {
+  return `reserve-${index}-${group.alloc.TaskGroup}`.slice(0, 100);
 }
 
 function jobPriority(alloc: Allocation): number {

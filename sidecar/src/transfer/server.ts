@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto';
 import { Server } from '@grpc/grpc-js';
-import type { Metadata, sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
+import type {
+  Metadata,
+  sendUnaryData,
+  ServerDuplexStream,
+  ServerUnaryCall,
+  ServiceDefinition,
+  UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { bindServer, shutdownServer } from '../../../common/grpc/server';
 import { encodeStatus } from '../../../common/grpc/status-codec';
 import type { Logger } from '../../../common/logging';
@@ -47,6 +54,8 @@ export interface TransferServerOptions {
    * @default 60 s
    */
   readonly idleTimeoutMs?: number;
+  /** More services behind the same mutual TLS (the peer-facing pre-stage). @default none */
+  readonly services?: readonly { definition: ServiceDefinition; implementation: UntypedServiceImplementation }[];
 }
 
 /** Peers on other hosts are told a failure of this node's own without its internals. */
@@ -70,6 +79,7 @@ export class TransferServer {
   private readonly maxChunkBytes = Math.max(DEFAULT_CHUNKING.maxBytes, PAGE_CHUNK_BYTES);
   private readonly stages: StageTimes | undefined;
   private readonly idleTimeoutMs: number;
+  private readonly services: NonNullable<TransferServerOptions['services']>;
   private server: Server | undefined;
 
   constructor(options: TransferServerOptions) {
@@ -81,6 +91,7 @@ export class TransferServer {
     this.chunkConcurrency = options.chunkConcurrency ?? 4;
     this.stages = options.stages;
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+    this.services = options.services ?? [];
   }
 
   /** Binds `address` ("host:port", port 0 = OS-chosen) with mutual TLS and resolves the bound port. */
@@ -93,6 +104,7 @@ export class TransferServer {
       [FLOW_CONTROL_WINDOW_OPTION]: HTTP2_WINDOW_BYTES,
     });
     server.addService(StateTransferService, this.handlers());
+    for (const s of this.services) server.addService(s.definition, s.implementation);
     const port = await bindServer(server, address, serverCredentials(this.tls));
     if (!widenServerWindows(server, HTTP2_WINDOW_BYTES, HTTP2_MAX_FRAME_BYTES)) {
       this.log.warn('cannot raise the HTTP/2 receive window of this grpc-js version; uploads will be slow');

@@ -3,7 +3,7 @@ import { ActionExecutor } from '../../../forecaster/src/actions/action-executor'
 import type { Decision } from '../../../forecaster/src/policy/decision';
 import { FakeSchedulerActions } from '../../fakes/fake-scheduler-actions';
 
-function decision(id: number, node: string, action: Decision['action']): Decision {
+function decision(id: number, node: string, action: Decision['action'], deadlineMs = 60_000): Decision {
   return {
     id,
     node,
@@ -13,7 +13,7 @@ function decision(id: number, node: string, action: Decision['action']): Decisio
     action,
     risk: 0.9,
     reasons: ['risk 0.90'],
-    deadlineMs: 60_000,
+    deadlineMs,
   };
 }
 
@@ -56,15 +56,37 @@ describe('ActionExecutor pre-staging (issue #6)', () => {
 });
 
 describe('ActionExecutor drain straight from healthy (an interruption notice)', () => {
-  it('fences, reserves, then drains, and releases the reservation once the drain ends', async () => {
+  it('fences, reserves, pre-stages, then drains, and releases the reservation once the drain ends', async () => {
     const { actions, executor } = setup();
     const drained = await executor.submit(decision(1, 'leaving', 'drain'));
     expect(drained.ok).toBe(true);
-    expect(actions.calls).toEqual(['fence leaving', 'reserve leaving', 'drain leaving']);
+    expect(actions.calls).toEqual(['fence leaving', 'reserve leaving', 'prestage leaving', 'drain leaving']);
     expect(executor.reservationFor('leaving')).toMatchObject({ id: 'reserve-leaving', tasks: 1 });
     await executor.drainEnded('leaving');
     expect(actions.calls.at(-1)).toBe('release leaving');
     expect(executor.reservationFor('leaving')).toBeUndefined();
+  });
+
+  it('a notice shorter than prestageBeforeDrainMinMs goes straight to the drain, without pre-staging', async () => {
+    const { actions, executor } = setup();
+    const drained = await executor.submit(decision(1, 'leaving', 'drain', 59_999));
+    expect(drained.ok).toBe(true);
+    expect(actions.calls).toEqual(['fence leaving', 'reserve leaving', 'drain leaving']);
+  });
+
+  it('a failed pre-stage does not hold up the drain of a node that is leaving', async () => {
+    const { actions, executor } = setup();
+    actions.failOn = 'prestage';
+    const drained = await executor.submit(decision(1, 'leaving', 'drain'));
+    expect(drained.ok).toBe(true);
+    expect(actions.calls).toEqual(['fence leaving', 'reserve leaving', 'prestage leaving', 'drain leaving']);
+  });
+
+  it('a node fenced (and pre-staged) earlier is not pre-staged again by its drain', async () => {
+    const { actions, executor } = setup();
+    await executor.submit(decision(1, 'hot', 'fence'));
+    await executor.submit(decision(2, 'hot', 'drain'));
+    expect(actions.calls).toEqual(['fence hot', 'reserve hot', 'prestage hot', 'fence hot', 'drain hot']);
   });
 
   it('a failed reservation does not hold up the drain of a node that is leaving', async () => {
@@ -84,6 +106,7 @@ describe('ActionExecutor drain straight from healthy (an interruption notice)', 
     expect(actions.calls).toEqual([
       'fence leaving',
       'reserve leaving',
+      'prestage leaving',
       'drain leaving',
       'release leaving',
       'unfence leaving',

@@ -126,4 +126,24 @@ describe('forecaster parseConfig', () => {
       nomadCaFile: '/etc/nomad/ca.pem',
     });
   });
+
+  it('takes the sidecar TLS files for pre-staging from the env, all three or none', () => {
+    expect(parseConfig({ modelDir: '/m' }).sidecarTls).toEqual({ caFile: '', certFile: '', keyFile: '' });
+    const raw = rawOptionsFrom(
+      {
+        NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_CA: '/tls/ca.crt',
+        NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_CERT: '/tls/f.crt',
+        NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_KEY: '/tls/f.key',
+      },
+      undefined,
+    );
+    expect(parseConfig({ ...raw, modelDir: '/m' }).sidecarTls).toEqual({
+      caFile: '/tls/ca.crt',
+      certFile: '/tls/f.crt',
+      keyFile: '/tls/f.key',
+    });
+    expect(() => parseConfig({ modelDir: '/m', sidecarTlsCaFile: '/tls/ca.crt' })).toThrow(
+      expect.objectContaining({ field: 'sidecarTlsCaFile' }) as Error,
+    );
+  });
 });
