@@ -180,7 +180,7 @@ export class GrpcSidecarApi implements SidecarApi {
         else {
           // Read at once: whether the channel was up tells a slow answer from an absent sidecar.
           const connected = this.client.getChannel().getConnectivityState(false) === connectivityState.READY;
-          reject(fromServiceError(rpc, this.options.socketPath, err, { connected, timeoutMs }));
+          reject(sidecarFailure(rpc, this.options.socketPath, err, { connected, timeoutMs }));
         }
       });
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -190,7 +190,8 @@ export class GrpcSidecarApi implements SidecarApi {
 
 const UNREACHABLE = new Set<number>([status.UNAVAILABLE, status.CANCELLED]);
 
-function fromServiceError(
+/** A failed call: the sidecar's own error when it sent its code, else what the channel did (down, slow, foreign). */
+function sidecarFailure(
   rpc: string,
   socketPath: string,
   err: ServiceError,
