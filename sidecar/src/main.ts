@@ -10,8 +10,11 @@ import { HealthStatus, healthService } from '../../common/grpc/health-service';
 import { bindServer, shutdownServer } from '../../common/grpc/server';
 import { createRootLogger } from '../../common/logging';
 import { PeerPrestageService } from '../../proto/gen/chain/v1/prestage';
+import { BackgroundCheckpointsService } from '../../proto/gen/chain/v1/transfer';
 import { HealthService } from '../../proto/gen/grpc/health/v1/health';
 import { BackgroundCheckpointer, TaskLockTable } from './background/background-checkpointer';
+import { GrpcBuddy } from './background/buddy-client';
+import { backgroundForgetService } from './background/forget-service';
 import { CriuCli } from './checkpoint/criu';
 import { Dumper } from './checkpoint/dump';
 import { probeFeatures } from './checkpoint/features';
@@ -41,6 +44,9 @@ import { TransferClient } from './transfer/client';
 import { TransferServer } from './transfer/server';
 import { loadTransferTls } from './transfer/tls';
 import type { TransferTls } from './transfer/tls';
+
+/** A buddy that has not answered a forget within this is asked again next round. */
+const BUDDY_CALL_TIMEOUT_MS = 10_000;
 
 /** Composition root: the only place real dependencies are built. */
 async function main(argv: readonly string[]): Promise<void> {
@@ -184,16 +190,23 @@ async function main(argv: readonly string[]): Promise<void> {
           definition: PeerPrestageService,
           implementation: peerPrestageService({ tasks: runtime, prestager, log: checkpointLog }),
         },
+        // Peers drop here the background checkpoints of tasks that left them.
+        {
+          definition: BackgroundCheckpointsService,
+          implementation: backgroundForgetService({ store, log: transferLog }),
+        },
       ],
     });
     await transferServer.start(`${config.listenAddress}:${config.transferPort}`);
   }
+  // The config refuses background checkpoints without transfer TLS.
   const background =
-    config.backgroundCheckpointIntervalMs > 0
+    config.backgroundCheckpointIntervalMs > 0 && transferTls !== undefined
       ? new BackgroundCheckpointer({
           tasks: runtime,
           dumper,
           shipper,
+          buddy: new GrpcBuddy(config.backgroundBuddy, transferTls, BUDDY_CALL_TIMEOUT_MS),
           locks,
           clock,
           log: log.child({ component: 'background-checkpoints' }),

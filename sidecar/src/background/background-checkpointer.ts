@@ -2,6 +2,7 @@ import type { Clock } from '../../../common/clock';
 import type { Logger } from '../../../common/logging';
 import { shipRunningCopy, type RunningDumper } from '../checkpoint/running-copy';
 import type { CheckpointShipper } from '../checkpoint/staging';
+import type { Buddy } from './buddy-client';
 
 /** The running tasks the sidecar owns (TaskRuntime). */
 export interface RunningTasks {
@@ -17,6 +18,8 @@ export interface BackgroundCheckpointerDeps {
   readonly tasks: RunningTasks;
   readonly dumper: RunningDumper;
   readonly shipper: CheckpointShipper;
+  /** Told to drop the checkpoints of tasks that left this node. */
+  readonly buddy: Buddy;
   readonly locks: TaskLocks;
   readonly clock: Clock;
   readonly log: Logger;
@@ -42,7 +45,8 @@ export function backgroundKey(taskId: string): string {
  * Incremental background checkpoints: every interval, each running task is dumped without stopping it and
  * shipped to a buddy node. The transfer is content-addressed, so only chunks the buddy lacks travel. A node
  * that disappears without warning loses at most one interval of its tasks' state: the buddy restores the
- * newest checkpoint instead of a cold start.
+ * newest checkpoint instead of a cold start. A task that left the node (moved, stopped, destroyed) has its
+ * checkpoint dropped on the buddy, which keeps only the newest one of each task still running here.
  */
 export class BackgroundCheckpointer {
   private readonly last = new Map<string, BackgroundStatus>();
@@ -67,14 +71,31 @@ export class BackgroundCheckpointer {
     return this.last;
   }
 
-  /** One round over every running task; a failure on one task is logged and does not stop the others. */
+  /**
+   * One round over every running task, then the buddy forgets the tasks that left since the last round; a
+   * failure on one task is logged and does not stop the others (a forget that fails is tried again next round).
+   */
   async checkpointAll(): Promise<void> {
-    for (const task of this.deps.tasks.list()) {
-      if (task.phase !== 'running') continue;
+    const running = new Set(
+      this.deps.tasks
+        .list()
+        .filter((t) => t.phase === 'running')
+        .map((t) => t.taskId),
+    );
+    for (const taskId of running) {
       try {
-        await this.deps.locks.withTask(task.taskId, () => this.checkpoint(task.taskId));
+        await this.deps.locks.withTask(taskId, () => this.checkpoint(taskId));
       } catch (err) {
-        this.deps.log.warn({ err, taskId: task.taskId, buddy: this.deps.buddyAddress }, 'background checkpoint failed');
+        this.deps.log.warn({ err, taskId, buddy: this.deps.buddyAddress }, 'background checkpoint failed');
+      }
+    }
+    for (const taskId of [...this.last.keys()].filter((id) => !running.has(id))) {
+      try {
+        const deleted = await this.deps.buddy.forget(taskId);
+        this.last.delete(taskId);
+        this.deps.log.debug({ taskId, deleted }, 'task left: its background checkpoint forgotten');
+      } catch (err) {
+        this.deps.log.warn({ err, taskId, buddy: this.deps.buddyAddress }, 'cannot forget background checkpoint');
       }
     }
   }

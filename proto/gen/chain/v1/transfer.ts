@@ -164,6 +164,20 @@ export interface Manifest {
   totalBytes: number;
 }
 
+/**
+ * Asks the buddy to drop the background checkpoint a node keeps there of one of its tasks, once that task has
+ * left the node (moved, stopped, destroyed): nothing would ever restore it, and it holds the buddy's store.
+ * Only the node that sent the checkpoint (by its certificate) may drop it.
+ */
+export interface ForgetBackgroundRequest {
+  taskId: string;
+}
+
+export interface ForgetBackgroundResponse {
+  /** False when the buddy held no background checkpoint of that task from the caller (already gone counts). */
+  deleted: boolean;
+}
+
 function createBaseHelloRequest(): HelloRequest {
   return { minVersion: 0, maxVersion: 0 };
 }
@@ -1049,6 +1063,120 @@ export const Manifest = {
   },
 };
 
+function createBaseForgetBackgroundRequest(): ForgetBackgroundRequest {
+  return { taskId: "" };
+}
+
+export const ForgetBackgroundRequest = {
+  encode(message: ForgetBackgroundRequest, writer: _m0.Writer = _m0.Writer.create()): _m0.Writer {
+    if (message.taskId !== "") {
+      writer.uint32(10).string(message.taskId);
+    }
+    return writer;
+  },
+
+  decode(input: _m0.Reader | Uint8Array, length?: number): ForgetBackgroundRequest {
+    const reader = input instanceof _m0.Reader ? input : _m0.Reader.create(input);
+    let end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseForgetBackgroundRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1:
+          if (tag !== 10) {
+            break;
+          }
+
+          message.taskId = reader.string();
+          continue;
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      reader.skipType(tag & 7);
+    }
+    return message;
+  },
+
+  fromJSON(object: any): ForgetBackgroundRequest {
+    return { taskId: isSet(object.taskId) ? globalThis.String(object.taskId) : "" };
+  },
+
+  toJSON(message: ForgetBackgroundRequest): unknown {
+    const obj: any = {};
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForgetBackgroundRequest>, I>>(base?: I): ForgetBackgroundRequest {
+    return ForgetBackgroundRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForgetBackgroundRequest>, I>>(object: I): ForgetBackgroundRequest {
+    const message = createBaseForgetBackgroundRequest();
+    message.taskId = object.taskId ?? "";
+    return message;
+  },
+};
+
+function createBaseForgetBackgroundResponse(): ForgetBackgroundResponse {
+  return { deleted: false };
+}
+
+export const ForgetBackgroundResponse = {
+  encode(message: ForgetBackgroundResponse, writer: _m0.Writer = _m0.Writer.create()): _m0.Writer {
+    if (message.deleted !== false) {
+      writer.uint32(8).bool(message.deleted);
+    }
+    return writer;
+  },
+
+  decode(input: _m0.Reader | Uint8Array, length?: number): ForgetBackgroundResponse {
+    const reader = input instanceof _m0.Reader ? input : _m0.Reader.create(input);
+    let end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseForgetBackgroundResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1:
+          if (tag !== 8) {
+            break;
+          }
+
+          message.deleted = reader.bool();
+          continue;
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      reader.skipType(tag & 7);
+    }
+    return message;
+  },
+
+  fromJSON(object: any): ForgetBackgroundResponse {
+    return { deleted: isSet(object.deleted) ? globalThis.Boolean(object.deleted) : false };
+  },
+
+  toJSON(message: ForgetBackgroundResponse): unknown {
+    const obj: any = {};
+    if (message.deleted !== false) {
+      obj.deleted = message.deleted;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForgetBackgroundResponse>, I>>(base?: I): ForgetBackgroundResponse {
+    return ForgetBackgroundResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForgetBackgroundResponse>, I>>(object: I): ForgetBackgroundResponse {
+    const message = createBaseForgetBackgroundResponse();
+    message.deleted = object.deleted ?? false;
+    return message;
+  },
+};
+
 export type StateTransferService = typeof StateTransferService;
 export const StateTransferService = {
   hello: {
@@ -1165,6 +1293,52 @@ export const StateTransferClient = makeGenericClientConstructor(
 ) as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): StateTransferClient;
   service: typeof StateTransferService;
+  serviceName: string;
+};
+
+/** Served on the transfer port beside StateTransfer, behind the same mutual TLS. */
+export type BackgroundCheckpointsService = typeof BackgroundCheckpointsService;
+export const BackgroundCheckpointsService = {
+  forget: {
+    path: "/chain.v1.BackgroundCheckpoints/Forget",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: ForgetBackgroundRequest) => Buffer.from(ForgetBackgroundRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer) => ForgetBackgroundRequest.decode(value),
+    responseSerialize: (value: ForgetBackgroundResponse) =>
+      Buffer.from(ForgetBackgroundResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer) => ForgetBackgroundResponse.decode(value),
+  },
+} as const;
+
+export interface BackgroundCheckpointsServer extends UntypedServiceImplementation {
+  forget: handleUnaryCall<ForgetBackgroundRequest, ForgetBackgroundResponse>;
+}
+
+export interface BackgroundCheckpointsClient extends Client {
+  forget(
+    request: ForgetBackgroundRequest,
+    callback: (error: ServiceError | null, response: ForgetBackgroundResponse) => void,
+  ): ClientUnaryCall;
+  forget(
+    request: ForgetBackgroundRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ForgetBackgroundResponse) => void,
+  ): ClientUnaryCall;
+  forget(
+    request: ForgetBackgroundRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ForgetBackgroundResponse) => void,
+  ): ClientUnaryCall;
+}
+
+export const BackgroundCheckpointsClient = makeGenericClientConstructor(
+  BackgroundCheckpointsService,
+  "chain.v1.BackgroundCheckpoints",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): BackgroundCheckpointsClient;
+  service: typeof BackgroundCheckpointsService;
   serviceName: string;
 };
 

@@ -16,6 +16,8 @@ function meta(taskId: string, n: number): CheckpointMeta {
 
 function setup(tasks: { taskId: string; phase: string }[], failShipFor: string[] = []) {
   const dumps: { taskId: string; leaveRunning: boolean; handoverKey: string }[] = [];
+  const forgotten: string[] = [];
+  const buddy = { reachable: true };
   const shipped: { checkpointId: string; peer: string }[] = [];
   const dirs: string[] = [];
   let n = 0;
@@ -36,13 +38,20 @@ function setup(tasks: { taskId: string; phase: string }[], failShipFor: string[]
         return { wireBytes: 100 };
       },
     },
+    buddy: {
+      forget: async (taskId) => {
+        if (!buddy.reachable) throw new Error('buddy unreachable');
+        forgotten.push(taskId);
+        return true;
+      },
+    },
     locks: new TaskLockTable(),
     clock: new FakeClock(),
     log: pino({ level: 'silent' }),
     intervalMs: 1000,
     buddyAddress: '10.0.0.9:7450',
   });
-  return { checkpointer, dumps, shipped, dirs };
+  return { checkpointer, dumps, shipped, dirs, forgotten, buddy };
 }
 
 describe('BackgroundCheckpointer', () => {
@@ -74,6 +83,44 @@ describe('BackgroundCheckpointer', () => {
     expect(shipped.map((s) => s.checkpointId)).toEqual(['c-2']);
     expect(checkpointer.status().has('a')).toBe(false);
     expect(dirs.some(existsSync)).toBe(false);
+  });
+});
+
+describe('BackgroundCheckpointer when tasks leave the node', () => {
+  it('has the buddy forget a task that moved away, stopped or was destroyed, and only those', async () => {
+    const tasks = [
+      { taskId: 'moved', phase: 'running' },
+      { taskId: 'stopped', phase: 'running' },
+      { taskId: 'destroyed', phase: 'running' },
+      { taskId: 'stays', phase: 'running' },
+    ];
+    const { checkpointer, forgotten, shipped } = setup(tasks);
+    await checkpointer.checkpointAll();
+    expect(forgotten).toEqual([]);
+    // Migrated and exited tasks stay listed until destroyed; a destroyed one is no longer listed.
+    tasks.splice(0, 3, { taskId: 'moved', phase: 'migrated' }, { taskId: 'stopped', phase: 'exited' });
+    await checkpointer.checkpointAll();
+    expect(forgotten.sort()).toEqual(['destroyed', 'moved', 'stopped']);
+    expect([...checkpointer.status().keys()]).toEqual(['stays']);
+    // The task still running was checkpointed in both rounds: its newest copy stays on the buddy.
+    expect(shipped.filter((s) => s.checkpointId.startsWith('stays')).length).toBe(2);
+    await checkpointer.checkpointAll();
+    expect(forgotten.length).toBe(3);
+  });
+
+  it('asks again next round when the buddy could not be told, keeping the entry until it was', async () => {
+    const tasks = [{ taskId: 'a', phase: 'running' }];
+    const { checkpointer, forgotten, buddy } = setup(tasks);
+    await checkpointer.checkpointAll();
+    tasks.pop();
+    buddy.reachable = false;
+    await checkpointer.checkpointAll();
+    expect(forgotten).toEqual([]);
+    expect(checkpointer.status().has('a')).toBe(true);
+    buddy.reachable = true;
+    await checkpointer.checkpointAll();
+    expect(forgotten).toEqual(['a']);
+    expect(checkpointer.status().size).toBe(0);
   });
 });
 
