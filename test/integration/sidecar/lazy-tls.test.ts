@@ -26,7 +26,9 @@ describe('lazy (post-copy) migration with an authenticated, encrypted page strea
   });
 
   it("serves the source's pages over CRIU's mutual TLS, with the cluster's node certificates", async () => {
-    cluster = await LocalCluster.up({ nodes: 2 });
+    // Lazy restore of a user-namespaced task needs vm.unprivileged_userfaultfd = 1 and CAP_SYS_RESOURCE, which
+    // this machine lacks (the sidecar's probe says so): these tasks run in the node's user namespace.
+    cluster = await LocalCluster.up({ nodes: 2, sidecarEnv: { NOMAD_CHAIN_USER_NAMESPACE: 'off' } });
     const [a, b] = cluster.nodes;
     if (a === undefined || b === undefined) throw new Error('need two nodes');
     const aApi = new GrpcSidecarApi({ socketPath: a.localSocket, timeoutMs: 30_000 });
