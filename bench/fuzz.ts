@@ -12,8 +12,8 @@ import { CONFIG_TARGETS, fuzzConfig } from '../test/harness/fuzz/config-fuzz';
 import type { OutcomeTally } from '../test/harness/fuzz/mutator';
 import { fuzzLocalApi } from '../test/harness/fuzz/local-api-fuzz';
 import { fuzzTransfer } from '../test/harness/fuzz/transfer-fuzz';
-import { makeNode, teardownNode } from '../test/integration/sidecar/node-harness';
-import { TestNetwork } from '../test/integration/sidecar/test-network';
+import { makeNode, teardownNode } from '../test/harness/sidecar-node';
+import { TestNetwork } from '../test/harness/test-network';
 
 // npm run fuzz -- [-iterations N] [-seed S] [-target transfer|task-config|plugin-config|local-api|all]
 // Hostile and malformed input against the real decoders, a real State Transfer Protocol server and a real

@@ -1,13 +1,13 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { SidecarClient } from '../../../proto/gen/chain/v1/sidecar';
 import { TaskSpec, TaskState } from '../../../proto/gen/chain/v1/sidecar';
 import { call, localClient } from './grpc-client';
 import { CRIU_BIN, RUNC_BIN, deleteAllContainers, eventually, identity, removeCgroupParent } from './node-harness';
-import { TestNetwork } from './test-network';
+import { TestNetwork } from '../../harness/test-network';
 
 const REPO = resolve(__dirname, '..', '..', '..');
 
@@ -52,6 +52,8 @@ describe('sidecar restart adopts running containers (real sidecar process)', () 
   beforeAll(async () => {
     net = TestNetwork.create(1);
     dataDir = await mkdtemp(join(tmpdir(), 'a1-adopt-'));
+    // mkdtemp makes it 0700; the sidecar refuses a data dir its tasks' user namespace cannot search.
+    await chmod(dataDir, 0o711);
   });
 
   afterAll(async () => {

@@ -6,7 +6,7 @@ import { imagesDir } from '../../../sidecar/src/checkpoint/manifest';
 import type { DirectoryStagedCheckpoints } from '../../../sidecar/src/checkpoint/staging';
 import type { HarnessNode } from './node-harness';
 import { DirectoryShipper, eventually, identity, inNetns, makeNode, teardownNode } from './node-harness';
-import { TestNetwork } from './test-network';
+import { TestNetwork } from '../../harness/test-network';
 
 // A counter in memory and a listening socket that answers with it: both must survive the move.
 const SERVER = `

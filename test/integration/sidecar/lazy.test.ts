@@ -5,7 +5,7 @@ import { readMeta } from '../../../sidecar/src/checkpoint/manifest';
 import type { DirectoryStagedCheckpoints } from '../../../sidecar/src/checkpoint/staging';
 import type { HarnessNode } from './node-harness';
 import { eventually, identity, inNetns, makeNode, teardownNode } from './node-harness';
-import { TestNetwork } from './test-network';
+import { TestNetwork } from '../../harness/test-network';
 
 // 64 MiB actually written, a checksum over it on every request, a counter and a listening socket.
 const PROGRAM = `

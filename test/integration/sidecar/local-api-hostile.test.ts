@@ -13,7 +13,7 @@ import { serveLocalApi } from '../../../sidecar/src/local-api/server';
 import { fuzzLocalApi, honestFeatures } from '../../harness/fuzz/local-api-fuzz';
 import type { HarnessNode } from './node-harness';
 import { RUNC_BIN, identity, log, makeNode, teardownNode } from './node-harness';
-import { TestNetwork } from './test-network';
+import { TestNetwork } from '../../harness/test-network';
 
 // Hostile and malformed input on the sidecar's local API (issue #13): the real LocalApi, runtime, runc and
 // CRIU behind the real unix-socket server. A fixed seed, so a failure reproduces with

@@ -12,7 +12,7 @@ import { serveLocalApi } from '../../../sidecar/src/local-api/server';
 import { call, codeOf, localClient } from './grpc-client';
 import type { HarnessNode } from './node-harness';
 import { eventually, identity, inNetns, log, makeNode, teardownNode } from './node-harness';
-import { TestNetwork } from './test-network';
+import { TestNetwork } from '../../harness/test-network';
 
 const SERVER = `
 import socket, threading, time

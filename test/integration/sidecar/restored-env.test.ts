@@ -7,7 +7,7 @@ import { EnvironmentRewriter } from '../../../sidecar/src/checkpoint/environ/env
 import { imagesDir, verifyCheckpoint } from '../../../sidecar/src/checkpoint/manifest';
 import type { HarnessNode } from './node-harness';
 import { eventually, identity, inNetns, makeNode, teardownNode, useTwoNodes } from './node-harness';
-import { TestNetwork } from './test-network';
+import { TestNetwork } from '../../harness/test-network';
 
 // Issue #11, defect 4: a restored task kept its predecessor's NOMAD_ALLOC_ID (and every other per-allocation
 // variable). The server reads process.env on each request, as libc's getenv() does: from the process's

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import type { HarnessNode } from './node-harness';
 import { eventually, identity, makeNode, teardownNode } from './node-harness';
-import { TestNetwork } from './test-network';
+import { TestNetwork } from '../../harness/test-network';
 
 const COUNTER = 'i=0; while true; do i=$((i+1)); echo $i > /alloc/counter; echo "tick $i"; sleep 0.1; done';
 

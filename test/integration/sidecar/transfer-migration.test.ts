@@ -13,7 +13,7 @@ import type { TransferTls } from '../../../sidecar/src/transfer/tls';
 import { loadTransferTls } from '../../../sidecar/src/transfer/tls';
 import type { HarnessNode } from './node-harness';
 import { eventually, identity, inNetns, log, makeNode, teardownNode } from './node-harness';
-import { TestNetwork } from './test-network';
+import { TestNetwork } from '../../harness/test-network';
 
 const run = promisify(execFile);
 const GEN_CERTS = resolve(__dirname, '../../../scripts/gen-certs.sh');
