@@ -1,5 +1,4 @@
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Clock } from '../../../common/clock';
 import { ConfigError } from '../../../common/config-error';
@@ -359,11 +358,14 @@ export class LocalController implements SchedulerAdapter {
     return join(node.dataDir, 'allocs', taskId);
   }
 
-  /** Only after a move is done: until then a rollback restores the source onto its own directory. */
-  private async removeTaskDir(node: ControllerNode, taskId: string): Promise<void> {
+  /**
+   * Only after a move is done: until then a rollback restores the source onto its own directory. Synchronous,
+   * as the directory's making is: awaiting the disk here let a replay's timeline overtake the drain's end.
+   */
+  private removeTaskDir(node: ControllerNode, taskId: string): void {
     const dir = this.taskDir(node, taskId);
     try {
-      await rm(dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     } catch (err) {
       // The move itself succeeded; a directory left behind costs disk, not correctness.
       this.deps.log.warn({ err, node: node.name, dir }, 'cannot remove a moved task directory');
@@ -517,7 +519,7 @@ export class LocalController implements SchedulerAdapter {
     if (result.step === 'done') {
       this.consumeReservation(taskKey, task.node, targetNode.name);
       await this.prestager.discard(taskKey);
-      await this.removeTaskDir(source, task.taskId);
+      this.removeTaskDir(source, task.taskId);
       return { taskKey, outcome: 'moved', migration: result };
     }
     return { taskKey, outcome: result.step === 'rolled-back' ? 'rolled-back' : 'failed', migration: result };
