@@ -22,7 +22,8 @@ describe('task shim cgroups (real cgroupfs)', () => {
   });
 
   afterEach(async () => {
-    for (const cgroup of launched.splice(0)) await eventually(async () => expect(await removeShimCgroup(cgroup)).toBe(true));
+    for (const cgroup of launched.splice(0))
+      await eventually(async () => expect(await removeShimCgroup(cgroup)).toBe(true));
     await removeShimCgroup(parent);
     await rm(work, { recursive: true, force: true });
   });
@@ -55,7 +56,7 @@ describe('task shim cgroups (real cgroupfs)', () => {
     expect((await readFile(join(CPUSET, parent, 'cpuset.mems'), 'utf8')).trim()).not.toBe('');
   });
 
-  it('eight shims launched at once under a new cgroup parent all leave the sidecar\'s cgroup', async () => {
+  it("eight shims launched at once under a new cgroup parent all leave the sidecar's cgroup", async () => {
     const names = Array.from({ length: 8 }, (_, i) => `t${i}`);
     const pids = await Promise.all(names.map((name) => launch(name)));
     expect(new Set(pids).size).toBe(names.length);

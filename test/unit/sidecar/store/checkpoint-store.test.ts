@@ -283,7 +283,14 @@ describe('CheckpointStore: concurrent pushes sharing chunks', () => {
   let key: Buffer;
   let clock: ManualClock;
   const open = (maxBytes = 256 * 1024 * 1024): Promise<CheckpointStore> =>
-    CheckpointStore.open({ dir: join(root, 'store'), key, maxBytes, logger: silentLogger(), clock, pendingTtlMs: ttlMs });
+    CheckpointStore.open({
+      dir: join(root, 'store'),
+      key,
+      maxBytes,
+      logger: silentLogger(),
+      clock,
+      pendingTtlMs: ttlMs,
+    });
   const digestsOf = (sealed: SealedManifest): Buffer[] =>
     [...distinctChunks(sealed.manifest).keys()].map((hex) => Buffer.from(hex, 'hex'));
   const commitAs = (store: CheckpointStore, id: string, sealed: SealedManifest): Promise<unknown> =>
@@ -310,7 +317,7 @@ describe('CheckpointStore: concurrent pushes sharing chunks', () => {
     expect(await treeDigest(join(root, 'out'))).toEqual(await treeDigest(src));
   });
 
-  it('another push committing the same chunks does not cancel the first push\'s claim', async () => {
+  it("another push committing the same chunks does not cancel the first push's claim", async () => {
     const src = await makeCheckpointDir(root, 256 * 1024);
     const store = await open();
     await store.stageFromDirectory(src, { handoverKey: 'c', checkpointId: 'c' });
