@@ -98,6 +98,8 @@ interface Row {
   stagesMs: { dumpAndPush: number; materialize: number; restore: number };
   /** The source's own account of the hand-over, step by step (dump, files, ship, ...). */
   sourceStepsMs: Readonly<Record<string, number>>;
+  /** The target's restore, step by step (verify, files, environment, runc restore). */
+  targetStepsMs: Readonly<Record<string, number>>;
   rawTcpMBps: number;
   note?: string;
 }
@@ -378,6 +380,7 @@ async function viaProtocol(
       restore: restoredAt - materialized,
     },
     sourceStepsMs: result.stepsMs,
+    targetStepsMs: restored.stepsMs,
     wireBytes: result.wireBytes,
     stateIntact: intact,
     ...(mode === MigrationMode.MIGRATION_MODE_LAZY
@@ -517,7 +520,7 @@ async function main(): Promise<void> {
         else
           process.stdout.write(
             `${row.mode.padEnd(14)} ${String(size).padStart(5)} MiB  files ${(row.fileBytes / 2 ** 20).toFixed(1).padStart(6)} MiB  downtime ${String(row.downtimeMs).padStart(6)} ms  total ${String(row.totalMs).padStart(6)} ms  wire ${(row.wireBytes / 2 ** 20).toFixed(1).padStart(7)} MiB  intact ${String(row.stateIntact)}  baseline ${base.downtimeMs} ms (${(base.wireBytes / 2 ** 20).toFixed(1)} MiB)  CRIU alone ${floor.downtimeMs} ms (x${(row.downtimeMs / Math.max(1, floor.downtimeMs)).toFixed(1)}, intact ${String(floor.intact)})  raw TCP ${raw} MB/s\n` +
-              `               stages: dump+push ${row.stagesMs.dumpAndPush} ms, materialize ${row.stagesMs.materialize} ms, restore ${row.stagesMs.restore} ms; source steps ${JSON.stringify(row.sourceStepsMs)}\n`,
+              `               stages: dump+push ${row.stagesMs.dumpAndPush} ms, materialize ${row.stagesMs.materialize} ms, restore ${row.stagesMs.restore} ms; source steps ${JSON.stringify(row.sourceStepsMs)}; target steps ${JSON.stringify(row.targetStepsMs)}\n`,
           );
       }
     }
