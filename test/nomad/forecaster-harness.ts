@@ -7,8 +7,11 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 import { promisify } from 'node:util';
-import type { NomadCluster } from './nomad-cluster';
-import { REPO, waitFor } from './nomad-cluster';
+import type { Allocation } from '../../common/nomad-api';
+import { buildTestModel, type TestModel } from '../fixtures/forecaster/test-model';
+import { httpGet } from '../harness/programs';
+import { JobAllocations } from './job-allocations';
+import { NomadCluster, REPO, freePort, waitFor } from './nomad-cluster';
 
 /**
  * The cloud's side of an interruption notice, which no test host has: EC2's instance metadata service (IMDSv2)
@@ -152,4 +155,89 @@ export async function forecasterSidecarTls(cluster: NomadCluster, name: string):
     NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_CERT: path.join(dir, `${name}.crt`),
     NOMAD_CHAIN_FORECASTER_SIDECAR_TLS_KEY: path.join(dir, `${name}.key`),
   };
+}
+
+/** The journal job's status page: lines written so far, and when its process started. */
+export interface JournalStatus {
+  seq: number;
+  started: number;
+}
+
+/** Where reservation placeholders go: one job per fenced node. */
+export const RESERVE_PREFIX = 'nomad-chain-reserve-';
+
+/** A two-client cluster whose sidecars stream telemetry, with jobs/example-journal running and writing. */
+export interface JournalCluster {
+  readonly cluster: NomadCluster;
+  readonly model: TestModel;
+  /** host:port the sidecars stream telemetry to: where the forecaster must listen. */
+  readonly telemetryAddress: string;
+  readonly imds: ReadonlyMap<string, FakeImds>;
+  readonly journal: JobAllocations;
+  /** The journal's HTTP port on every client. */
+  readonly port: number;
+  /** The journal's first allocation, running and past 20 lines. */
+  readonly first: Allocation;
+  status(): Promise<JournalStatus>;
+}
+
+/**
+ * What the forecaster tests start from: the cluster (sidecars as processes, re-run with telemetry to a
+ * forecaster address and each node's stand-in metadata service), the exec driver healthy for placeholders, a
+ * test model, and the journal job running.
+ */
+export async function startJournalCluster(): Promise<JournalCluster> {
+  const cluster = await NomadCluster.create(2, { sidecar: 'process' });
+  const imds = new Map<string, FakeImds>();
+  try {
+    return await journalOn(cluster, imds);
+  } catch (err) {
+    // Nothing else holds the cluster yet: what started must stop here.
+    await cluster.teardown().catch(() => undefined);
+    for (const source of imds.values()) await source.close();
+    throw err;
+  }
+}
+
+async function journalOn(cluster: NomadCluster, imds: Map<string, FakeImds>): Promise<JournalCluster> {
+  await cluster.start();
+  await cluster.waitForHealthyChainDriver(300_000);
+  // Placeholders run under Nomad's exec driver (the forecaster's default placeholder task).
+  await waitFor('the exec driver healthy on both clients', 120_000, async () => {
+    const { value } = await cluster.api.listNodes();
+    return value.every((n) => n.Drivers?.exec?.Healthy === true) ? true : undefined;
+  });
+  const model = await buildTestModel(path.join(cluster.dir, 'forecaster-model'));
+  const telemetryAddress = `127.0.0.1:${await freePort()}`;
+  for (const client of cluster.clients) imds.set(client.name, await FakeImds.start());
+  await runSidecarsWithTelemetry(cluster, telemetryAddress, imds);
+  await cluster.waitForHealthyChainDriver(300_000);
+  const port = await freePort();
+  await cluster.nomad(['job', 'run', '-detach', '-var', `port=${port}`, 'jobs/example-journal.nomad.hcl']);
+  const journal = new JobAllocations(cluster, 'example-journal', 'journal');
+  const status = async (): Promise<JournalStatus> =>
+    JSON.parse((await httpGet(`http://127.0.0.1:${port}/`, 10_000)).body) as JournalStatus;
+  const first = await journal.running();
+  await waitFor('the journal to pass 20 lines', 120_000, async () => ((await status()).seq >= 20 ? true : undefined));
+  return { cluster, model, telemetryAddress, imds, journal, port, first, status };
+}
+
+/** Stops the forecasters, the journal and any placeholder, waits for every allocation to stop, tears down. */
+export async function stopJournalCluster(
+  journal: JournalCluster | undefined,
+  runs: readonly ForecasterRun[],
+): Promise<void> {
+  for (const run of runs) await stopForecaster(run);
+  if (journal === undefined) return;
+  const { cluster } = journal;
+  await cluster.nomad(['job', 'stop', '-purge', journal.journal.job]).catch(() => undefined);
+  for (const c of cluster.clients) {
+    await cluster.api.deregisterJob(`${RESERVE_PREFIX}${c.name}`, { purge: true }).catch(() => undefined);
+  }
+  await waitFor('every test allocation to stop', 120_000, async () => {
+    const { value } = await cluster.api.listAllocations();
+    return value.every((a) => a.ClientStatus !== 'running' && a.ClientStatus !== 'pending') ? true : undefined;
+  }).catch(() => undefined);
+  await cluster.teardown();
+  for (const source of journal.imds.values()) await source.close();
 }

@@ -2,27 +2,26 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Allocation, Node } from '../../common/nomad-api';
 import { httpGet } from '../harness/programs';
-import { buildTestModel } from '../fixtures/forecaster/test-model';
 import type { TestModel } from '../fixtures/forecaster/test-model';
-import { FakeImds, runForecaster, runSidecarsWithTelemetry, stopForecaster } from './forecaster-harness';
-import type { ForecasterRun } from './forecaster-harness';
-import { GiveUp, NomadCluster, REPO, freePort, waitFor } from './nomad-cluster';
+import {
+  RESERVE_PREFIX,
+  runForecaster,
+  startJournalCluster,
+  stopForecaster,
+  stopJournalCluster,
+  type ForecasterRun,
+  type JournalCluster,
+  type JournalStatus,
+} from './forecaster-harness';
+import { allocationsOf } from './job-allocations';
+import { GiveUp, REPO, freePort, waitFor, type NomadCluster } from './nomad-cluster';
 
 // Issue 11, item 2: the forecaster in Nomad mode fences, reserves and drains a node of a real cluster from a
 // telemetry signal, with ACLs on and a token of exactly jobs/forecaster.policy.hcl. One server, two clients,
 // the sidecar system job streaming each node's telemetry to the forecaster (its forecaster_address and
 // config_file); each sidecar asks its own (stand-in) EC2 metadata service for interruption notices, the one
-// thing no test host has. The signal: a spot
-// interruption notice on the node running jobs/example-journal, which must move off it restored from its
-// checkpoint.
-const JOB = 'example-journal';
-const TASK = 'journal';
-const RESERVE_PREFIX = 'nomad-chain-reserve-';
-
-interface JournalStatus {
-  seq: number;
-  started: number;
-}
+// thing no test host has. The signal: a spot interruption notice on the node running jobs/example-journal,
+// which must move off it restored from its checkpoint.
 
 interface RiskReport {
   node: string;
@@ -32,43 +31,27 @@ interface RiskReport {
   decisions: { id: number; action: string; reasons: string[]; deadlineMs?: number }[];
 }
 
+let journal: JournalCluster | undefined;
 let cluster: NomadCluster;
 let model: TestModel;
 let telemetryAddress: string;
-let port: number;
 let old: Allocation;
-const imds = new Map<string, FakeImds>();
 const runs: ForecasterRun[] = [];
 
 function print(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
-function messages(alloc: Allocation): string[] {
-  return (alloc.TaskStates?.[TASK]?.Events ?? []).map((e) => `${e.Type}: ${e.DisplayMessage}`);
+function started(): JournalCluster {
+  if (journal === undefined) throw new Error('the journal cluster exists only once beforeAll ran');
+  return journal;
 }
 
-async function allocsOf(jobId: string): Promise<Allocation[]> {
-  const { value } = await cluster.api.listAllocations({ filter: `JobID == "${jobId}"` });
-  return Promise.all(value.map(async (stub) => (await cluster.api.getAllocation(stub.ID)).value));
-}
-
-async function runningAlloc(predicate: (a: Allocation) => boolean = () => true): Promise<Allocation> {
-  return waitFor(`a running ${JOB} allocation`, 300_000, async () => {
-    const states: string[] = [];
-    for (const alloc of (await allocsOf(JOB)).filter(predicate)) {
-      if (alloc.ClientStatus === 'running' && alloc.DesiredStatus === 'run') return alloc;
-      const line = `${alloc.ID.slice(0, 8)} on ${alloc.NodeName} ${alloc.ClientStatus}/${alloc.DesiredStatus}: ${JSON.stringify(messages(alloc))}`;
-      if (alloc.DesiredStatus === 'run' && alloc.ClientStatus === 'failed') throw new GiveUp(line);
-      states.push(line);
-    }
-    throw new Error(states.join('; ') || 'no matching allocation yet');
-  });
-}
-
-async function journalStatus(): Promise<JournalStatus> {
-  return JSON.parse((await httpGet(`http://127.0.0.1:${port}/`, 10_000)).body) as JournalStatus;
-}
+const messages = (alloc: Allocation): string[] => started().journal.messages(alloc);
+const allocsOf = (jobId: string): Promise<Allocation[]> => allocationsOf(cluster, jobId);
+const runningAlloc = (predicate?: (a: Allocation) => boolean): Promise<Allocation> =>
+  started().journal.running(predicate);
+const journalStatus = (): Promise<JournalStatus> => started().status();
 
 async function node(id: string): Promise<Node> {
   return (await cluster.api.getNode(id)).value;
@@ -113,45 +96,13 @@ async function metric(httpPort: number, line: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  cluster = await NomadCluster.create(2, { sidecar: 'process' });
-  await cluster.start();
-  await cluster.waitForHealthyChainDriver(300_000);
-  // Placeholders run under Nomad's exec driver (the forecaster's default placeholder task).
-  await waitFor('the exec driver healthy on both clients', 120_000, async () => {
-    const { value } = await cluster.api.listNodes();
-    return value.every((n) => n.Drivers?.exec?.Healthy === true) ? true : undefined;
-  });
-  model = await buildTestModel(path.join(cluster.dir, 'forecaster-model'));
-  telemetryAddress = `127.0.0.1:${await freePort()}`;
-  for (const client of cluster.clients) imds.set(client.name, await FakeImds.start());
-  await runSidecarsWithTelemetry(cluster, telemetryAddress, imds);
-  await cluster.waitForHealthyChainDriver(300_000);
-
-  port = await freePort();
-  await cluster.nomad(['job', 'run', '-detach', '-var', `port=${port}`, `jobs/${JOB}.nomad.hcl`]);
-  old = await runningAlloc();
-  await waitFor('the journal to pass 20 lines', 120_000, async () =>
-    (await journalStatus()).seq >= 20 ? true : undefined,
-  );
+  journal = await startJournalCluster();
+  ({ cluster, model, telemetryAddress, first: old } = journal);
   // The cloud announces the journal's node goes in 5 minutes; its sidecar passes that on from the next sample.
-  imds.get(old.NodeName)?.interrupt(Date.now() + 5 * 60_000);
+  journal.imds.get(old.NodeName)?.interrupt(Date.now() + 5 * 60_000);
 });
 
-afterAll(async () => {
-  for (const run of runs) await stopForecaster(run);
-  if (cluster !== undefined) {
-    await cluster.nomad(['job', 'stop', '-purge', JOB]).catch(() => undefined);
-    for (const c of cluster.clients) {
-      await cluster.api.deregisterJob(`${RESERVE_PREFIX}${c.name}`, { purge: true }).catch(() => undefined);
-    }
-    await waitFor('every test allocation to stop', 120_000, async () => {
-      const { value } = await cluster.api.listAllocations();
-      return value.every((a) => a.ClientStatus !== 'running' && a.ClientStatus !== 'pending') ? true : undefined;
-    }).catch(() => undefined);
-    await cluster.teardown();
-  }
-  for (const source of imds.values()) await source.close();
-});
+afterAll(() => stopJournalCluster(journal, runs));
 
 test.each([
   ['no token', undefined, 'no ACL token was sent', 'Permission denied'],

@@ -1,27 +1,24 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Allocation } from '../../common/nomad-api';
-import { httpGet } from '../harness/programs';
-import { buildTestModel } from '../fixtures/forecaster/test-model';
 import type { TestModel } from '../fixtures/forecaster/test-model';
 import {
-  FakeImds,
+  RESERVE_PREFIX,
   forecasterSidecarTls,
   runForecaster,
-  runSidecarsWithTelemetry,
-  stopForecaster,
+  startJournalCluster,
+  stopJournalCluster,
+  type ForecasterRun,
+  type JournalCluster,
 } from './forecaster-harness';
-import type { ForecasterRun } from './forecaster-harness';
-import { GiveUp, NomadCluster, REPO, freePort, waitFor } from './nomad-cluster';
+import { allocationsOf } from './job-allocations';
+import { GiveUp, REPO, freePort, waitFor, type NomadCluster } from './nomad-cluster';
 
 // Issue 12, item 3: pre-staging in Nomad mode. A spot notice on the node running jobs/example-journal makes
 // the forecaster (ACL token of jobs/forecaster.policy.hcl) fence, reserve and, before it drains, ask the
 // journal's sidecar over its transfer port (mutual TLS, the forecaster's own certificate of the sidecars' CA)
 // to copy the running task to the node its placeholder landed on. The drain's hand-over then sends only what
 // the pre-staged copy lacks: fewer bytes than the checkpoint, and fewer than the pre-stage's own first send.
-const JOB = 'example-journal';
-const TASK = 'journal';
-const RESERVE_PREFIX = 'nomad-chain-reserve-';
 
 interface StagedTask {
   alloc: string;
@@ -31,61 +28,30 @@ interface StagedTask {
   wireBytes: number;
 }
 
+let journal: JournalCluster | undefined;
 let cluster: NomadCluster;
 let model: TestModel;
 let telemetryAddress: string;
-let port: number;
 let old: Allocation;
-const imds = new Map<string, FakeImds>();
 let run: ForecasterRun | undefined;
 
 function print(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
-function messages(alloc: Allocation): string[] {
-  return (alloc.TaskStates?.[TASK]?.Events ?? []).map((e) => `${e.Type}: ${e.DisplayMessage}`);
+function started(): JournalCluster {
+  if (journal === undefined) throw new Error('the journal cluster exists only once beforeAll ran');
+  return journal;
 }
 
-async function allocsOf(jobId: string): Promise<Allocation[]> {
-  const { value } = await cluster.api.listAllocations({ filter: `JobID == "${jobId}"` });
-  return Promise.all(value.map(async (stub) => (await cluster.api.getAllocation(stub.ID)).value));
-}
-
-async function runningAlloc(predicate: (a: Allocation) => boolean = () => true): Promise<Allocation> {
-  return waitFor(`a running ${JOB} allocation`, 300_000, async () => {
-    const states: string[] = [];
-    for (const alloc of (await allocsOf(JOB)).filter(predicate)) {
-      if (alloc.ClientStatus === 'running' && alloc.DesiredStatus === 'run') return alloc;
-      const line = `${alloc.ID.slice(0, 8)} on ${alloc.NodeName} ${alloc.ClientStatus}/${alloc.DesiredStatus}: ${JSON.stringify(messages(alloc))}`;
-      if (alloc.DesiredStatus === 'run' && alloc.ClientStatus === 'failed') throw new GiveUp(line);
-      states.push(line);
-    }
-    throw new Error(states.join('; ') || 'no matching allocation yet');
-  });
-}
-
-async function journalSeq(): Promise<number> {
-  return (JSON.parse((await httpGet(`http://127.0.0.1:${port}/`, 10_000)).body) as { seq: number }).seq;
-}
+const messages = (alloc: Allocation): string[] => started().journal.messages(alloc);
+const allocsOf = (jobId: string): Promise<Allocation[]> => allocationsOf(cluster, jobId);
+const runningAlloc = (predicate?: (a: Allocation) => boolean): Promise<Allocation> =>
+  started().journal.running(predicate);
 
 beforeAll(async () => {
-  cluster = await NomadCluster.create(2, { sidecar: 'process' });
-  await cluster.start();
-  await cluster.waitForHealthyChainDriver(300_000);
-  await waitFor('the exec driver healthy on both clients', 120_000, async () => {
-    const { value } = await cluster.api.listNodes();
-    return value.every((n) => n.Drivers?.exec?.Healthy === true) ? true : undefined;
-  });
-  model = await buildTestModel(path.join(cluster.dir, 'forecaster-model'));
-  telemetryAddress = `127.0.0.1:${await freePort()}`;
-  for (const client of cluster.clients) imds.set(client.name, await FakeImds.start());
-  await runSidecarsWithTelemetry(cluster, telemetryAddress, imds);
-  await cluster.waitForHealthyChainDriver(300_000);
-  port = await freePort();
-  await cluster.nomad(['job', 'run', '-detach', '-var', `port=${port}`, `jobs/${JOB}.nomad.hcl`]);
-  old = await runningAlloc();
-  await waitFor('the journal to pass 20 lines', 120_000, async () => ((await journalSeq()) >= 20 ? true : undefined));
+  journal = await startJournalCluster();
+  ({ cluster, model, telemetryAddress, first: old } = journal);
   const read = (await cluster.api.schedulerConfiguration()).value.SchedulerConfig;
   if (read === null) throw new Error('Nomad answered no scheduler configuration');
   await cluster.api.setSchedulerConfiguration(
@@ -94,21 +60,7 @@ beforeAll(async () => {
   );
 });
 
-afterAll(async () => {
-  if (run !== undefined) await stopForecaster(run);
-  if (cluster !== undefined) {
-    await cluster.nomad(['job', 'stop', '-purge', JOB]).catch(() => undefined);
-    for (const c of cluster.clients) {
-      await cluster.api.deregisterJob(`${RESERVE_PREFIX}${c.name}`, { purge: true }).catch(() => undefined);
-    }
-    await waitFor('every test allocation to stop', 120_000, async () => {
-      const { value } = await cluster.api.listAllocations();
-      return value.every((a) => a.ClientStatus !== 'running' && a.ClientStatus !== 'pending') ? true : undefined;
-    }).catch(() => undefined);
-    await cluster.teardown();
-  }
-  for (const source of imds.values()) await source.close();
-});
+afterAll(() => stopJournalCluster(journal, run === undefined ? [] : [run]));
 
 test('a spot notice pre-stages the journal on its reserved node before the drain, whose hand-over then sends less than the checkpoint', async () => {
   const token = await cluster.createToken(
@@ -137,7 +89,9 @@ test('a spot notice pre-stages the journal on its reserved node before the drain
   const other = cluster.clients.find((c) => c.name !== a);
   if (other === undefined) throw new Error('expected two clients');
   // The cloud announces the journal's node goes in 5 minutes: room for a pre-stage before the drain.
-  imds.get(a)?.interrupt(Date.now() + 5 * 60_000);
+  started()
+    .imds.get(a)
+    ?.interrupt(Date.now() + 5 * 60_000);
 
   await waitFor(`the forecaster's drain of ${a} carried out`, 300_000, async () => {
     if (forecaster.child.exitCode !== null)
@@ -162,7 +116,7 @@ test('a spot notice pre-stages the journal on its reserved node before the drain
   expect(staged).toEqual([
     {
       alloc: old.ID,
-      task: TASK,
+      task: started().journal.task,
       target: other.name,
       checkpointBytes: expect.any(Number) as number,
       wireBytes: expect.any(Number) as number,

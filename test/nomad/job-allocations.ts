@@ -1,6 +1,12 @@
 import type { Allocation, TaskEvent } from '../../common/nomad-api';
 import { GiveUp, waitFor, type NomadCluster } from './nomad-cluster';
 
+/** Every allocation of a job, read whole through the real HTTP API. */
+export async function allocationsOf(cluster: NomadCluster, jobId: string): Promise<Allocation[]> {
+  const { value } = await cluster.api.listAllocations({ filter: `JobID == "${jobId}"` });
+  return Promise.all(value.map(async (stub) => (await cluster.api.getAllocation(stub.ID)).value));
+}
+
 /** One job's allocations on the tier's cluster, read through the real HTTP API, and its one task's events. */
 export class JobAllocations {
   constructor(
@@ -18,9 +24,8 @@ export class JobAllocations {
     return this.events(alloc).map((e) => `${e.Type}: ${e.DisplayMessage}`);
   }
 
-  async all(): Promise<Allocation[]> {
-    const { value } = await this.cluster.api.listAllocations({ filter: `JobID == "${this.job}"` });
-    return Promise.all(value.map(async (stub) => (await this.cluster.api.getAllocation(stub.ID)).value));
+  all(): Promise<Allocation[]> {
+    return allocationsOf(this.cluster, this.job);
   }
 
   /** Waits for a running allocation matching `predicate`; gives up once a wanted one fails or restarts instead. */

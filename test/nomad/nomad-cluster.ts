@@ -89,12 +89,25 @@ function requireBuilt(): void {
   }
 }
 
+/** Every port freePort handed out in this process: a cluster asks for a dozen before any agent binds one. */
+const handedOut = new Set<number>();
+
+/**
+ * A loopback port free now and never handed out before in this process: the probe socket closes at once, so
+ * the kernel may offer the same port to the next call, and two agents of one cluster then fight over it
+ * (seen: a Consul client's serf port "address already in use", the cluster never formed).
+ */
 export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  for (;;) {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 /** Thrown by a waitFor probe to stop waiting at once: the awaited state can no longer come. */
