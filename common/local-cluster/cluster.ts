@@ -1,8 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { resolveBinary } from '../binaries';
@@ -11,6 +10,7 @@ import { HealthCheckResponse_ServingStatus, HealthClient } from '../../proto/gen
 import { LocalClusterError } from './errors';
 import { Haproxy } from './haproxy';
 import { ClusterNetwork } from './network';
+import { makeWorkDir } from './work-dir';
 import { ClusterRegistry, subnetPrefix, type ClusterRecord, type NodeRecord } from './registry';
 
 const REPO = resolve(__dirname, '..', '..');
@@ -239,9 +239,7 @@ export class LocalCluster {
       });
     }
     const id = randomBytes(2).toString('hex');
-    const runDir = options.runDir ?? mkdtempSync(join(tmpdir(), `nomad-chain-${id}-`));
-    // mkdtemp makes it 0700; tasks run in their own user namespace and must search down to their roots.
-    chmodSync(runDir, 0o711);
+    const runDir = options.runDir ?? makeWorkDir(`nomad-chain-${id}-`);
     mkdirSync(join(runDir, 'logs'), { recursive: true });
     const subnetIndex = registry.claimSubnet(id);
     const network = new ClusterNetwork(`ncb-${id}`, subnetPrefix(subnetIndex));

@@ -1,8 +1,8 @@
-import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireString } from '../../../common/config';
 import { ConfigError } from '../../../common/config-error';
+import { makeWorkDir } from '../../../common/local-cluster/work-dir';
 import { errorCode, errorMessage } from '../../../common/errors';
 import { createRootLogger } from '../../../common/logging';
 import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
@@ -196,7 +196,7 @@ async function main(argv: readonly string[]): Promise<number> {
         ...DEMO_REPLAY,
         passes: ['forecaster', 'reactive'],
         trainFraction: 0.6,
-        workDir: mkdtempSync(join(tmpdir(), 'nc-replay-')),
+        workDir: makeWorkDir('nc-replay-'),
         say,
       },
       log.child({ component: 'replay' }),

@@ -1,8 +1,8 @@
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { requireInt, requireNumber, requireString } from '../../../common/config';
 import { ConfigError } from '../../../common/config-error';
+import { makeWorkDir } from '../../../common/local-cluster/work-dir';
 import { errorCode, errorMessage } from '../../../common/errors';
 import { createRootLogger } from '../../../common/logging';
 import { freePort } from '../../../common/local-cluster/cluster';
@@ -99,7 +99,7 @@ function parseArgs(argv: readonly string[]): StartOptions {
 
 /** `-replay`: both passes, then the table (or JSON) on stdout; logs go to a file. */
 async function replay(nodes: number, options: ReplayCliOptions): Promise<void> {
-  const workDir = mkdtempSync(join(tmpdir(), 'nc-replay-'));
+  const workDir = makeWorkDir('nc-replay-');
   const log = createRootLogger({
     level: process.env.NOMAD_CHAIN_LOG_LEVEL ?? 'info',
     file: join(workDir, 'replay.log'),

@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { SystemClock, type Clock } from '../../../../common/clock';
+import { makeWorkDir } from '../../../../common/local-cluster/work-dir';
 import type { Logger } from '../../../../common/logging';
 import { ScaledClock, type ClockSpan } from '../../../../common/scaled-clock';
 import { ControllerApi } from '../controller-api';
@@ -118,7 +118,7 @@ function chainedServices(count: number): ServiceDefinition[] {
  */
 export async function runReplay(options: ReplayOptions, log: Logger): Promise<ReplayReport> {
   const say = options.say ?? (() => undefined);
-  const workDir = options.workDir ?? mkdtempSync(join(tmpdir(), 'nc-replay-'));
+  const workDir = options.workDir ?? makeWorkDir('nc-replay-');
   mkdirSync(workDir, { recursive: true });
   const converted = join(workDir, 'trace.ndjson');
   convert(resolve(options.trace), converted);
