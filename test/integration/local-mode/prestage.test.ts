@@ -66,8 +66,11 @@ describe('local mode: pre-staging ahead of a drain (issue #6)', () => {
     expect(outcome.migration.target.node).toBe(reserved);
     const drainWireBytes = outcome.migration.wireBytes ?? Number.NaN;
     log.info({ prestageWireBytes: staged.wireBytes, drainWireBytes }, 'wire bytes');
-    // Most chunks were already on the target: the final checkpoint sends a small fraction of the full copy.
-    expect(drainWireBytes).toBeLessThan(staged.wireBytes / 5);
+    // Most chunks were already on the target, so the final checkpoint sends a fraction of the full copy (a
+    // copy without the pre-stage sends about as much as the pre-stage did). How small a fraction depends on the
+    // service's garbage collector: measured 4-5 % of the copy when no major GC ran between the two checkpoints,
+    // 31-36 % when one did (7 vs 50-57 MB of 146-164 MB), so the bound is half.
+    expect(drainWireBytes).toBeLessThan(staged.wireBytes / 2);
 
     expect(await runningCopies(local)).toEqual([reserved]);
     expect(await counter(base)).toBe(4);
