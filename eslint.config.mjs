@@ -45,7 +45,30 @@ export default tseslint.config(
   },
   {
     files: ['sidecar/src/**', 'forecaster/src/**'],
-    rules: { 'no-restricted-imports': ['error', { patterns: ['**/plugin/src/**', '../../plugin/**'] }] },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: ['**/plugin/src/**', '../../plugin/**', '**/local/**', '../../local/**'] },
+      ],
+    },
+  },
+  {
+    // Local mode drives the components from outside, as Nomad does; none of them depends on it.
+    files: ['plugin/src/**', 'common/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/local/**', '../../local/**'],
+              message: 'Local mode is a client of the components (STYLE.md B2).',
+            },
+            { group: ['**/plugin/src/**'], message: 'Components share only common/ and proto/ (STYLE.md B2).' },
+          ],
+        },
+      ],
+    },
   },
   {
     files: ['test/**'],

@@ -2,7 +2,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { resolveBinary } from '../common/binaries';
 import { run } from '../common/exec';
-import type { LocalCluster } from '../common/local-cluster/cluster';
+import type { LocalCluster } from '../local/cluster/cluster';
 
 // What the soak and the drain benchmark read from a real local cluster, never from the controller: runc's
 // own list of containers on each node, and each sidecar's resource use from /proc and its data dir.

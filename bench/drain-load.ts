@@ -1,9 +1,9 @@
 import pino from 'pino';
 import { errorMessage } from '../common/errors';
-import { LoadProbe, type ProbeSummary } from '../sidecar/src/controller/load-probe';
-import type { DrainOutcome } from '../sidecar/src/controller/local-controller';
-import { EXAMPLE_SERVICE, startLocalMode, waitForPort } from '../sidecar/src/controller/local-mode';
-import type { ServiceDefinition } from '../sidecar/src/controller/service-definition';
+import { LoadProbe, type ProbeSummary } from '../local/demo/load-probe';
+import type { DrainOutcome } from '../local/controller/local-controller';
+import { EXAMPLE_SERVICE, startLocalMode, waitForPort } from '../local/local-mode';
+import type { ServiceDefinition } from '../local/controller/service-definition';
 import { intFlag, parseFlags, percentile, runcContainers, serviceOf, table } from './cluster-watch';
 
 // npm run bench:drain -- [-tasks N] [-nodes K] [-targets T] [-concurrency C] [-probe-ms 200] [-json]

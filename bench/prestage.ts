@@ -14,9 +14,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { startLocalMode, waitForPort, type LocalMode } from '../sidecar/src/controller/local-mode';
-import type { ServiceDefinition } from '../sidecar/src/controller/service-definition';
-import type { MigrationRecord } from '../sidecar/src/migration/migration-record';
+import { startLocalMode, waitForPort, type LocalMode } from '../local/local-mode';
+import type { ServiceDefinition } from '../local/controller/service-definition';
+import type { MigrationRecord } from '../local/migration/migration-record';
 
 const log = pino({ level: process.env.BENCH_LOG_LEVEL ?? 'silent' }, pino.destination(2));
 const PORT = 8080;

@@ -2,8 +2,8 @@ import pino from 'pino';
 import { errorMessage } from '../common/errors';
 import { GrpcSidecarApi } from '../common/sidecar-api/grpc-sidecar-api';
 import { backgroundKey } from '../sidecar/src/background/background-checkpointer';
-import { LoadProbe, type ProbeSummary } from '../sidecar/src/controller/load-probe';
-import { EXAMPLE_SERVICE, startLocalMode, waitForPort, type LocalMode } from '../sidecar/src/controller/local-mode';
+import { LoadProbe, type ProbeSummary } from '../local/demo/load-probe';
+import { EXAMPLE_SERVICE, startLocalMode, waitForPort, type LocalMode } from '../local/local-mode';
 import {
   intFlag,
   parseFlags,

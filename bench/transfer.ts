@@ -23,7 +23,7 @@ import { join, resolve } from 'node:path';
 import { loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import pino from 'pino';
-import { ClusterNetwork } from '../common/local-cluster/network';
+import { ClusterNetwork } from '../local/cluster/network';
 import { CheckpointStore } from '../sidecar/src/store/checkpoint-store';
 import { TransferClient } from '../sidecar/src/transfer/client';
 import { TransferServer } from '../sidecar/src/transfer/server';

@@ -6,9 +6,9 @@ import {
   LocalController,
   type ControllerNode,
   type LocalControllerDeps,
-} from '../../sidecar/src/controller/local-controller';
-import type { ServiceDefinition } from '../../sidecar/src/controller/service-definition';
-import { MemoryMigrationJournal } from '../../sidecar/src/migration/migration-journal';
+} from '../../local/controller/local-controller';
+import type { ServiceDefinition } from '../../local/controller/service-definition';
+import { MemoryMigrationJournal } from '../../local/migration/migration-journal';
 import { FakeClock } from './fake-clock';
 import { FakeRouter } from './fake-router';
 import { FakeSidecarCluster } from './fake-sidecar-api';

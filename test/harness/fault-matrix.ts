@@ -11,9 +11,9 @@ import {
   startLocalMode,
   waitForPort,
   type LocalMode,
-} from '../../sidecar/src/controller/local-mode';
-import type { LocalController } from '../../sidecar/src/controller/local-controller';
-import { isFinished, type MigrationRecord, type MigrationStep } from '../../sidecar/src/migration/migration-record';
+} from '../../local/local-mode';
+import type { LocalController } from '../../local/controller/local-controller';
+import { isFinished, type MigrationRecord, type MigrationStep } from '../../local/migration/migration-record';
 
 /**
  * The journaled steps a fault can follow: the sequence reports each step once it is done, so a fault "after

@@ -1,6 +1,6 @@
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { EXAMPLE_SERVICE } from '../../sidecar/src/controller/local-mode';
+import { EXAMPLE_SERVICE } from '../../local/local-mode';
 
 /** The example key/value service's request counter on one instance (its node's address). */
 export async function kvCounter(address: string): Promise<number> {

@@ -4,8 +4,8 @@ import { SystemClock } from '../../../common/clock';
 import { LocalControllerActions } from '../../../forecaster/src/actions/local-controller-actions';
 import { LocalControllerEvents } from '../../../forecaster/src/events/local-controller-events';
 import type { SchedulerEvent } from '../../../forecaster/src/events/scheduler-events';
-import { ControllerApi } from '../../../sidecar/src/controller/controller-api';
-import type { LocalController } from '../../../sidecar/src/controller/local-controller';
+import { ControllerApi } from '../../../local/controller/controller-api';
+import type { LocalController } from '../../../local/controller/local-controller';
 import { FAKE_SERVICE, fakeLocalController } from '../../fakes/fake-local-controller';
 
 // The forecaster's local-mode adapters against the real controller and its real HTTP API on 127.0.0.1:0

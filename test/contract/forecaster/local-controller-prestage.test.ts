@@ -1,8 +1,8 @@
 import { rmSync } from 'node:fs';
 import pino from 'pino';
 import { LocalControllerActions } from '../../../forecaster/src/actions/local-controller-actions';
-import { ControllerApi } from '../../../sidecar/src/controller/controller-api';
-import type { LocalController } from '../../../sidecar/src/controller/local-controller';
+import { ControllerApi } from '../../../local/controller/controller-api';
+import type { LocalController } from '../../../local/controller/local-controller';
 import { FAKE_SERVICE, fakeLocalController } from '../../fakes/fake-local-controller';
 import type { FakeSidecarCluster } from '../../fakes/fake-sidecar-api';
 

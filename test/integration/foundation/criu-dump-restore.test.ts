@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveBinary } from '../../../common/binaries';
 import { run } from '../../../common/exec';
-import { LocalCluster } from '../../../common/local-cluster/cluster';
+import { LocalCluster } from '../../../local/cluster/cluster';
 
 /** Each connection gets the next value of a counter that lives only in the process's memory. */
 const COUNTER_SERVER = `

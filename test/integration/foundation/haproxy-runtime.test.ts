@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { LocalCluster } from '../../../common/local-cluster/cluster';
+import { LocalCluster } from '../../../local/cluster/cluster';
 import { httpGet, NAMED_HTTP_SERVER, startInNamespace } from '../../harness/programs';
 
 describe('HAProxy driven through its runtime API (issue #3)', () => {

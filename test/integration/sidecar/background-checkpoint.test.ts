@@ -1,9 +1,9 @@
-import { LocalCluster } from '../../../common/local-cluster/cluster';
+import { LocalCluster } from '../../../local/cluster/cluster';
 import { GrpcSidecarApi } from '../../../common/sidecar-api/grpc-sidecar-api';
 import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
 import { backgroundKey } from '../../../sidecar/src/background/background-checkpointer';
-import { EXAMPLE_SERVICE } from '../../../sidecar/src/controller/local-mode';
-import { taskSpecFor } from '../../../sidecar/src/controller/service-definition';
+import { EXAMPLE_SERVICE } from '../../../local/local-mode';
+import { taskSpecFor } from '../../../local/controller/service-definition';
 import { eventually } from '../../harness/eventually';
 import { kvCounter, kvPut, kvState, prepareKvTaskDir } from '../../harness/kv-task';
 

@@ -1,10 +1,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LocalCluster } from '../../../common/local-cluster/cluster';
+import { LocalCluster } from '../../../local/cluster/cluster';
 import { GrpcSidecarApi } from '../../../common/sidecar-api/grpc-sidecar-api';
 import { MigrationMode, TaskState } from '../../../proto/gen/chain/v1/sidecar';
-import { EXAMPLE_SERVICE } from '../../../sidecar/src/controller/local-mode';
-import { taskSpecFor } from '../../../sidecar/src/controller/service-definition';
+import { EXAMPLE_SERVICE } from '../../../local/local-mode';
+import { taskSpecFor } from '../../../local/controller/service-definition';
 import { eventually } from '../../harness/eventually';
 import { kvCounter, prepareKvTaskDir } from '../../harness/kv-task';
 

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 const REPO = resolve(__dirname, '..', '..', '..');
-const SOURCE_ROOTS = ['common', 'plugin/src', 'sidecar/src', 'forecaster/src'];
+const SOURCE_ROOTS = ['common', 'plugin/src', 'sidecar/src', 'forecaster/src', 'local'];
 
 function sourceFiles(dir: string): string[] {
   let entries: string[];

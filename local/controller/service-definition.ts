@@ -1,0 +1,33 @@
+import type { TaskSpec } from '../../proto/gen/chain/v1/sidecar';
+
+/** A chained service the local controller runs: local mode's stand-in for a Nomad job with driver "chain". */
+export interface ServiceDefinition {
+  readonly name: string;
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  /** Port the program listens on (inside its node, on every address). */
+  readonly port: number;
+  /** Files copied into the task's /local before it starts: host path -> name under /local. */
+  readonly localFiles: Readonly<Record<string, string>>;
+  readonly memoryLimitBytes: number;
+}
+
+/** The spec of one instance on one node: its own directories under the node's data dir, the node's network. */
+export function taskSpecFor(service: ServiceDefinition, taskDir: string, netnsPath: string): TaskSpec {
+  return {
+    argv: [...service.argv],
+    env: { ...service.env, PORT: String(service.port) },
+    cwd: '/local',
+    allocDir: `${taskDir}/alloc`,
+    localDir: `${taskDir}/local`,
+    secretsDir: `${taskDir}/secrets`,
+    memoryLimitBytes: service.memoryLimitBytes,
+    cpuShares: 0,
+    stdoutPath: `${taskDir}/stdout.log`,
+    stderrPath: `${taskDir}/stderr.log`,
+    networkNamespace: netnsPath,
+    rootfs: '',
+    binds: {},
+    user: '',
+  };
+}

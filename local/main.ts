@@ -1,0 +1,220 @@
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { requireInt, requireNumber, requireString } from '../common/config';
+import { ConfigError } from '../common/config-error';
+import { makeWorkDir } from './cluster/work-dir';
+import { errorCode, errorMessage } from '../common/errors';
+import { createRootLogger } from '../common/logging';
+import { freePort } from './cluster/cluster';
+import { ControllerApi } from './controller/controller-api';
+import { ReplayError } from './controller/errors';
+import { EXAMPLE_SERVICE, startLocalMode, waitForPort } from './local-mode';
+import { ForecasterProcess } from './replay/forecaster-process';
+import { formatReport, runReplay, type ReplayPass } from './replay/replay-command';
+
+const REPO = resolve(__dirname, '..');
+
+const USAGE = `Usage: npm start -- [options]
+
+Local mode: a simulated cluster on this machine (nodes as network namespaces, a real sidecar on each, real
+runc/CRIU tasks, HAProxy in front) with an example stateful service. Drain a node to watch it move.
+
+Options:
+  -nodes N        number of simulated nodes (default 3; 4 with -replay)
+  -no-example     do not start the example key/value service
+  -forecaster DIR also run the forecaster, acting through the controller: it serves the current model of the
+                  registry DIR/models (make one first: npm run forecast -- retrain --trace TRACE --registry
+                  DIR/models), records what it observes in DIR/data and retrains on it every hour
+
+Trace replay (two passes over the same trace, one table at the end):
+  -replay TRACE   replay a pre-emption trace (any format in ../shared/data/, or nc-trace/1 NDJSON): a pass
+                  with the forecaster (its own process, trained on the first 60 % of the trace's span) and
+                  a reactive pass (drain only at the interruption notice); counts are for the held-out 40 %
+                  and for the whole trace
+  -speed S        trace ms per real ms (default 60)
+  -event-speed E  trace ms per real ms from the forecast horizon before each held-out pre-emption to a
+                  minute after it, so migrations get real time where they count (default: -speed)
+  -services M     chained kv services (default nodes - 1)
+  -passes P       both | forecaster | reactive (default both)
+  -json           print the report as JSON instead of the table
+`;
+
+interface StartOptions {
+  readonly nodes: number;
+  readonly example: boolean;
+  readonly forecaster?: string;
+  readonly replay: ReplayCliOptions | undefined;
+}
+
+interface ReplayCliOptions {
+  readonly trace: string;
+  readonly speed: number;
+  readonly eventSpeed: number | undefined;
+  readonly services: number;
+  readonly passes: readonly ReplayPass[];
+  readonly json: boolean;
+}
+
+function parseArgs(argv: readonly string[]): StartOptions {
+  let nodes: number | undefined;
+  let example = true;
+  let forecaster: string | undefined;
+  let trace: string | undefined;
+  let speed = 60;
+  let eventSpeed: number | undefined;
+  let services: number | undefined;
+  let passes: ReplayPass[] = ['forecaster', 'reactive'];
+  let json = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]?.replace(/^--?/, '-');
+    if (arg === '-nodes') nodes = requireInt('-nodes', argv[++i], 2, 16);
+    else if (arg === '-no-example') example = false;
+    else if (arg === '-forecaster') forecaster = resolve(requireString('-forecaster', argv[++i]));
+    else if (arg === '-replay') trace = requireString('-replay', argv[++i]);
+    else if (arg === '-speed') speed = requireNumber('-speed', argv[++i], 0.001, 1_000_000);
+    else if (arg === '-event-speed') eventSpeed = requireNumber('-event-speed', argv[++i], 0.001, 1_000_000);
+    else if (arg === '-services') services = requireInt('-services', argv[++i], 1, 64);
+    else if (arg === '-json') json = true;
+    else if (arg === '-passes') {
+      const value = argv[++i];
+      if (value === 'both') passes = ['forecaster', 'reactive'];
+      else if (value === 'forecaster' || value === 'reactive') passes = [value];
+      else throw new ConfigError('-passes', 'expected both, forecaster or reactive');
+    } else if (arg === '-h' || arg === '-help') {
+      process.stdout.write(USAGE);
+      process.exit(0);
+    } else throw new ConfigError(argv[i] ?? '', 'unknown option (see npm start -- -help)');
+  }
+  if (trace === undefined) {
+    return { nodes: nodes ?? 3, example, replay: undefined, ...(forecaster === undefined ? {} : { forecaster }) };
+  }
+  if (forecaster !== undefined) throw new ConfigError('-forecaster', 'a replay runs its own forecaster');
+  const replayNodes = nodes ?? 4;
+  return {
+    nodes: replayNodes,
+    example,
+    replay: { trace, speed, eventSpeed, services: services ?? replayNodes - 1, passes, json },
+  };
+}
+
+/** `-replay`: both passes, then the table (or JSON) on stdout; logs go to a file. */
+async function replay(nodes: number, options: ReplayCliOptions): Promise<void> {
+  const workDir = makeWorkDir('nc-replay-');
+  const log = createRootLogger({
+    level: process.env.NOMAD_CHAIN_LOG_LEVEL ?? 'info',
+    file: join(workDir, 'replay.log'),
+  }).child({ component: 'replay' });
+  const say = (line: string): void => void process.stderr.write(`${line}\n`);
+  // The first Ctrl-C stops the replay and tears its cluster down; a second one kills the process outright.
+  const abort = new AbortController();
+  process.once('SIGINT', () => {
+    say('SIGINT: stopping the replay and tearing its local cluster down (Ctrl-C again to kill outright)...');
+    abort.abort(new ReplayError('NC_REPLAY_INTERRUPTED', 'the replay was interrupted (SIGINT)'));
+  });
+  const report = await runReplay({ ...options, nodes, trainFraction: 0.6, workDir, say, signal: abort.signal }, log);
+  log.flush();
+  // Exit once the report is out: the replay is a command, not a service.
+  process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report), () =>
+    process.exit(0),
+  );
+}
+
+/**
+ * Local mode's forecaster, its own process as in production: the registry's current model, the trace it records,
+ * and the retrain timer at its local-mode default (hourly, forecaster/README.md). It takes the sidecars' telemetry on
+ * the host's side of the cluster's bridge, where the nodes reach it.
+ */
+function startForecaster(
+  dir: string,
+  controllerAddress: string,
+  telemetry: { readonly address: string; readonly port: number },
+): Promise<ForecasterProcess> {
+  mkdirSync(dir, { recursive: true });
+  return ForecasterProcess.start({
+    repo: REPO,
+    workDir: dir,
+    config: {
+      controllerAddress,
+      modelRegistry: join(dir, 'models'),
+      dataDir: join(dir, 'data'),
+      telemetryAddress: telemetry.address,
+      telemetryPort: telemetry.port,
+      httpAddress: '127.0.0.1',
+      httpPort: 0,
+    },
+  });
+}
+
+/** Composition root of local mode. */
+async function main(argv: readonly string[]): Promise<void> {
+  const options = parseArgs(argv);
+  if (options.replay !== undefined) return replay(options.nodes, options.replay);
+  const log = createRootLogger({ level: process.env.NOMAD_CHAIN_LOG_LEVEL ?? 'info' }).child({
+    component: 'local-mode',
+  });
+  process.stdout.write(`Starting a local cluster of ${options.nodes} nodes...\n`);
+  // The sidecars learn the forecaster's telemetry port as they start; they reconnect until it listens.
+  const forecasterPort = options.forecaster === undefined ? undefined : await freePort();
+  const local = await startLocalMode(
+    {
+      cluster: {
+        nodes: options.nodes,
+        services: [EXAMPLE_SERVICE.name],
+        ...(forecasterPort === undefined ? {} : { forecasterPort }),
+      },
+    },
+    log,
+  );
+  const { cluster, controller } = local;
+  const api = new ControllerApi(controller, log.child({ component: 'controller-api' }));
+  const port = await api.listen();
+  cluster.setControllerUrl(`http://127.0.0.1:${port}`);
+  let forecaster: ForecasterProcess | undefined;
+  if (options.forecaster !== undefined) {
+    try {
+      forecaster = await startForecaster(options.forecaster, `http://127.0.0.1:${port}`, {
+        address: cluster.hostAddress,
+        port: forecasterPort ?? 0,
+      });
+    } catch (err) {
+      await api.close();
+      await local.stop();
+      throw err;
+    }
+  }
+
+  const stop = async (signal: string): Promise<void> => {
+    process.stdout.write(`\n${signal}: stopping the local cluster...\n`);
+    await forecaster?.stop();
+    await api.close();
+    await local.stop();
+    process.stdout.write(`Stopped. Logs kept in ${cluster.logDir}\n`);
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+
+  let serviceLine = '';
+  if (options.example) {
+    const placed = await controller.runService(EXAMPLE_SERVICE, (i) => waitForPort(i));
+    serviceLine = `  service kv     http://127.0.0.1:${cluster.haproxy.portOf('kv')}/counter  (running on ${placed.node})\n`;
+  }
+  process.stdout.write(
+    `\nLocal mode is up (cluster ${cluster.id}).\n` +
+      cluster.nodes.map((n) => `  ${n.name.padEnd(8)} ${n.address}\n`).join('') +
+      serviceLine +
+      `  controller     http://127.0.0.1:${port}/v1/nodes\n` +
+      (forecaster === undefined
+        ? ''
+        : `  forecaster     http://127.0.0.1:${forecaster.httpPort}/v1/risk  (log ${forecaster.logFile})\n`) +
+      `  logs           ${cluster.logDir}\n\n` +
+      `Try:  curl -s -X PUT --data hello http://127.0.0.1:${cluster.haproxy.portOf('kv')}/kv/greeting\n` +
+      `      npm run cluster -- drain <node>     (moves the service with its memory to another node)\n` +
+      `Press Ctrl-C to stop.\n`,
+  );
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`Error: ${errorMessage(err)} (${errorCode(err) ?? 'NC_UNEXPECTED'})\n`);
+  process.exit(1);
+});

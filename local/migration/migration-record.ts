@@ -1,0 +1,61 @@
+import type { Instance } from '../../common/router';
+import type { MigrationMode, TaskIdentity, TaskSpec } from '../../proto/gen/chain/v1/sidecar';
+
+/**
+ * The steps of a chained migration, in order. A record is journaled before the sequence acts on its step,
+ * so a crash at any point resumes from the last step known to be done.
+ */
+export const FORWARD_STEPS = [
+  'planned',
+  'left-rotation',
+  'handed-over',
+  'restored',
+  'joined-rotation',
+  'cleaned-up',
+  'done',
+] as const;
+export type ForwardStep = (typeof FORWARD_STEPS)[number];
+/** `rolled-back`: the source runs and serves again. `failed`: an operator must act; a restorable checkpoint remains. */
+export type MigrationStep = ForwardStep | 'rolled-back' | 'failed';
+
+export interface MigrationEnd {
+  readonly source: TaskSide;
+  readonly target: TaskSide;
+}
+
+export interface TaskSide {
+  readonly node: string;
+  readonly taskId: string;
+  readonly identity: TaskIdentity;
+  /** The task's own directories and network on that node. */
+  readonly spec: TaskSpec;
+  readonly instance: Instance;
+}
+
+export interface MigrationRecord {
+  readonly id: string;
+  /** The scheduler's stable name for the workload (survives the move; task ids do not). */
+  readonly taskKey: string;
+  readonly handoverKey: string;
+  readonly mode: MigrationMode;
+  readonly source: TaskSide;
+  readonly target: TaskSide;
+  /** host:port of the target sidecar's State Transfer Protocol server. */
+  readonly targetTransferAddress: string;
+  readonly step: MigrationStep;
+  readonly createdAtUnixMs: number;
+  readonly updatedAtUnixMs: number;
+  readonly checkpointId?: string;
+  readonly wireBytes?: number;
+  /** Of the checkpoint's size, the bytes of the task's files; the rest is memory and process state. */
+  readonly fileBytes?: number;
+  readonly checkpointBytes?: number;
+  readonly freezeMs?: number;
+  /** Wall-clock time of each step's completion, for the operator's timeline. */
+  readonly stepsAtUnixMs: Readonly<Partial<Record<MigrationStep, number>>>;
+  readonly error?: { readonly code: string; readonly message: string; readonly step: MigrationStep };
+}
+
+export function isFinished(record: Pick<MigrationRecord, 'step'>): boolean {
+  return record.step === 'done' || record.step === 'rolled-back' || record.step === 'failed';
+}

@@ -1,0 +1,330 @@
+import pino from 'pino';
+import { NomadChainError } from '../../../../common/errors';
+import { MemoryMigrationJournal } from '../../../../local/migration/migration-journal';
+import { FORWARD_STEPS, type MigrationRecord } from '../../../../local/migration/migration-record';
+import { MigrationSequence } from '../../../../local/migration/migration-sequence';
+import { MigrationMode, TaskState } from '../../../../proto/gen/chain/v1/sidecar';
+import { FakeClock } from '../../../fakes/fake-clock';
+import { FakeRouter } from '../../../fakes/fake-router';
+import { FakeScheduler } from '../../../fakes/fake-scheduler';
+import { FakeSidecarCluster } from '../../../fakes/fake-sidecar-api';
+
+const log = pino({ level: 'silent' });
+
+class Crash extends Error {}
+
+function setup() {
+  const cluster = new FakeSidecarCluster();
+  cluster.add('a', '10.0.0.1:7450');
+  cluster.add('b', '10.0.0.2:7450');
+  const router = new FakeRouter();
+  const scheduler = new FakeScheduler();
+  const journal = new MemoryMigrationJournal();
+  const clock = new FakeClock();
+  return { cluster, router, scheduler, journal, clock };
+}
+
+type Env = ReturnType<typeof setup>;
+
+function sequence(env: Env, afterStep?: (r: MigrationRecord) => void) {
+  return new MigrationSequence({
+    journal: env.journal,
+    sidecars: env.cluster,
+    router: env.router,
+    scheduler: env.scheduler,
+    clock: env.clock,
+    log,
+    checkpointWaitMs: 1000,
+    ...(afterStep ? { afterStep } : {}),
+  });
+}
+
+async function plan(env: Env): Promise<MigrationRecord> {
+  const identity = { taskId: 'web-1', allocId: '', taskName: 'web', jobId: 'web', namespace: 'default' };
+  await env.cluster.sidecar('a').startTask({ identity, spec: undefined });
+  const source = { service: 'web', id: 'web-1', address: '10.0.0.1', port: 8080, node: 'a' };
+  await env.router.joinRotation(source);
+  return {
+    id: 'm1',
+    taskKey: 'web',
+    handoverKey: 'web-2/web',
+    mode: MigrationMode.MIGRATION_MODE_AUTO,
+    source: {
+      node: 'a',
+      taskId: 'web-1',
+      identity,
+      spec: {
+        argv: [],
+        env: {},
+        cwd: '/',
+        allocDir: '/a',
+        localDir: '',
+        secretsDir: '',
+        memoryLimitBytes: 0,
+        cpuShares: 0,
+        stdoutPath: '',
+        stderrPath: '',
+        networkNamespace: '',
+        rootfs: '',
+        binds: {},
+        user: '',
+      },
+      instance: source,
+    },
+    target: {
+      node: 'b',
+      taskId: 'web-2',
+      identity: { ...identity, taskId: 'web-2' },
+      spec: {
+        argv: [],
+        env: {},
+        cwd: '/',
+        allocDir: '/b',
+        localDir: '',
+        secretsDir: '',
+        memoryLimitBytes: 0,
+        cpuShares: 0,
+        stdoutPath: '',
+        stderrPath: '',
+        networkNamespace: '',
+        rootfs: '',
+        binds: {},
+        user: '',
+      },
+      instance: { ...source, id: 'web-2', address: '10.0.0.2', node: 'b' },
+    },
+    targetTransferAddress: '10.0.0.2:7450',
+    step: 'planned',
+    createdAtUnixMs: env.clock.now(),
+    updatedAtUnixMs: env.clock.now(),
+    stepsAtUnixMs: {},
+  };
+}
+
+function expectOneInstance(env: Env, node: string): void {
+  const running = env.cluster.running('web');
+  expect(running.map((t) => t.nodeName)).toEqual([node]);
+  expect([...env.router.inRotation.values()].map((i) => i.node)).toEqual([node]);
+}
+
+describe('MigrationSequence', () => {
+  it('moves a task: source leaves rotation, target restores and joins, source is cleaned up', async () => {
+    const env = setup();
+    const steps: string[] = [];
+    const done = await sequence(env, (r) => void steps.push(r.step)).run(await plan(env));
+    expect(done.step).toBe('done');
+    expect(steps).toEqual(FORWARD_STEPS.slice(1));
+    expectOneInstance(env, 'b');
+    expect(env.cluster.sidecar('a').tasks.size).toBe(0);
+    expect(env.cluster.restores).toBe(1);
+    expect(env.scheduler.placements.get('web')).toEqual({ node: 'b', taskId: 'web-2' });
+  });
+
+  it.each(FORWARD_STEPS.slice(1, -1))(
+    'resumes after a crash right after "%s" with exactly one instance and one restore',
+    async (crashStep) => {
+      const env = setup();
+      const record = await plan(env);
+      await expect(
+        sequence(env, (r) => {
+          if (r.step === crashStep) throw new Crash(`crash after ${crashStep}`);
+        }).run(record),
+      ).rejects.toBeInstanceOf(Crash);
+      const [resumed] = await sequence(env).resumeAll();
+      expect(resumed?.step).toBe('done');
+      expectOneInstance(env, 'b');
+      expect(env.cluster.restores).toBe(1);
+    },
+  );
+
+  it('goes forward when the hand-over answer is lost but the checkpoint arrived', async () => {
+    const env = setup();
+    const record = await plan(env);
+    const source = env.cluster.sidecar('a');
+    const migrate = source.migrateToPeer.bind(source);
+    source.migrateToPeer = async (req) => {
+      await migrate(req);
+      throw new Error('connection reset after the dump');
+    };
+    const result = await sequence(env).run(record);
+    expect(result.step).toBe('done');
+    expectOneInstance(env, 'b');
+    expect(env.cluster.restores).toBe(1);
+  });
+
+  it('resumes a crash between the dump and its journal entry without dumping twice', async () => {
+    const env = setup();
+    const record = await plan(env);
+    await expect(
+      sequence(env, (r) => {
+        if (r.step === 'left-rotation') throw new Crash('crash before the hand-over is journaled');
+      }).run(record),
+    ).rejects.toBeInstanceOf(Crash);
+    // The dump went through just before the crash; the journal still says left-rotation.
+    await env.cluster.sidecar('a').migrateToPeer({
+      taskId: 'web-1',
+      peerAddress: '10.0.0.2:7450',
+      mode: MigrationMode.MIGRATION_MODE_AUTO,
+      handoverKey: 'web-2/web',
+    });
+    const migrate = jest.spyOn(env.cluster.sidecar('a'), 'migrateToPeer');
+    const [resumed] = await sequence(env).resumeAll();
+    expect(resumed?.step).toBe('done');
+    expect(migrate).not.toHaveBeenCalled();
+    expectOneInstance(env, 'b');
+    expect(env.cluster.restores).toBe(1);
+  });
+
+  it('rolls back when the hand-over fails while the source still runs', async () => {
+    const env = setup();
+    env.cluster
+      .sidecar('a')
+      .failNext('migrateToPeer', new NomadChainError('NC_TRANSFER_PEER_UNREACHABLE', 'peer went away'));
+    const result = await sequence(env).run(await plan(env));
+    expect(result.step).toBe('rolled-back');
+    expect(result.error?.code).toBe('NC_TRANSFER_PEER_UNREACHABLE');
+    expectOneInstance(env, 'a');
+  });
+
+  // Issue #10: most failures should happen before the freeze, not after it.
+  it('finds a dead target before anything stops: the source never leaves rotation', async () => {
+    const env = setup();
+    env.cluster.sidecar('b').dead = true;
+    const migrate = jest.spyOn(env.cluster.sidecar('a'), 'migrateToPeer');
+    const result = await sequence(env).run(await plan(env));
+    expect(result.step).toBe('rolled-back');
+    expect(result.error).toMatchObject({ code: 'NC_SIDECAR_UNREACHABLE', step: 'planned' });
+    expect(migrate).not.toHaveBeenCalled();
+    expectOneInstance(env, 'a');
+  });
+
+  it("releases the source's own copy once the target runs", async () => {
+    const env = setup();
+    const result = await sequence(env).run(await plan(env));
+    expect(result.step).toBe('done');
+    expect(env.cluster.sidecar('a').ownCopies.size).toBe(0);
+  });
+
+  // Issue #10: a restore that fails on the target after the freeze must not lose the task.
+  it("restores the source from its own copy when the target's restore fails, and forgets the target's", async () => {
+    const env = setup();
+    env.cluster.sidecar('b').failNext('restoreTask', new NomadChainError('NC_RESTORE_FAILED', "Can't open file"));
+    const result = await sequence(env).run(await plan(env));
+    expect(result.step).toBe('rolled-back');
+    expect(result.error).toMatchObject({ code: 'NC_RESTORE_FAILED', step: 'handed-over' });
+    expectOneInstance(env, 'a');
+    expect(env.cluster.sidecar('b').staged.size).toBe(0);
+    expect(env.cluster.sidecar('a').ownCopies.size).toBe(0);
+  });
+
+  it('restores the source in place when the target cannot restore', async () => {
+    const env = setup();
+    env.cluster.sidecar('b').failNext('restoreTask');
+    env.cluster.sidecar('b').failNext('inspectTask');
+    const result = await sequence(env).run(await plan(env));
+    expect(result.step).toBe('rolled-back');
+    expectOneInstance(env, 'a');
+    expect(env.cluster.sidecar('a').tasks.get('web-1')?.restoredFromCheckpoint).toMatch(/^ckpt-a-/);
+  });
+
+  it('leaves a restorable checkpoint, never neither, when both restores fail', async () => {
+    const env = setup();
+    const record = await plan(env);
+    env.cluster.sidecar('b').failNext('restoreTask');
+    env.cluster.sidecar('a').failNext('restoreTask');
+    const result = await sequence(env).run(record);
+    expect(result.step).toBe('failed');
+    expect(env.cluster.running('web')).toEqual([]);
+    expect([...env.cluster.sidecar('b').staged.values()].map((c) => c.handoverKey)).toEqual(['web-2/web']);
+  });
+
+  it('retries a rotation change after the target runs, never rolling back', async () => {
+    const env = setup();
+    const record = await plan(env);
+    env.router.failJoins = 2;
+    const result = await sequence(env).run(record);
+    expect(result.step).toBe('done');
+    expectOneInstance(env, 'b');
+  });
+
+  it('retries, once restarted, a rollback that failed on a dead source sidecar: the source serves again or moves', async () => {
+    const env = setup();
+    const record = await plan(env);
+    const failed = await sequence(env, (r) => {
+      if (r.step === 'left-rotation') env.cluster.sidecar('a').dead = true;
+    }).run(record);
+    expect(failed).toMatchObject({ step: 'failed', error: { code: 'NC_SIDECAR_UNREACHABLE', step: 'left-rotation' } });
+    // Out of rotation while its sidecar is down: the task itself still runs there.
+    expect(env.router.inRotation.size).toBe(0);
+    env.cluster.sidecar('a').dead = false;
+    const [resumed] = await sequence(env).resumeAll();
+    expect(resumed?.step).toBe('done');
+    expect(resumed?.error).toBeUndefined();
+    expectOneInstance(env, 'b');
+    expect(env.cluster.restores).toBe(1);
+  });
+
+  it('retries, once restarted, a clean-up that failed on a dead source sidecar', async () => {
+    const env = setup();
+    const record = await plan(env);
+    const failed = await sequence(env, (r) => {
+      if (r.step === 'joined-rotation') env.cluster.sidecar('a').dead = true;
+    }).run(record);
+    expect(failed).toMatchObject({
+      step: 'failed',
+      error: { code: 'NC_SIDECAR_UNREACHABLE', step: 'joined-rotation' },
+    });
+    env.cluster.sidecar('a').dead = false;
+    const [resumed] = await sequence(env).resumeAll();
+    expect(resumed?.step).toBe('done');
+    expectOneInstance(env, 'b');
+    expect(env.cluster.sidecar('a').tasks.size).toBe(0);
+  });
+
+  it('brings the source back from its own copy when the restored task is lost with its node before the clean-up', async () => {
+    const env = setup();
+    const record = await plan(env);
+    const result = await sequence(env, (r) => {
+      if (r.step === 'restored') env.cluster.sidecar('b').tasks.delete('web-2');
+    }).run(record);
+    expect(result).toMatchObject({
+      step: 'rolled-back',
+      error: { code: 'NC_MIGRATION_TARGET_LOST', step: 'joined-rotation' },
+    });
+    expectOneInstance(env, 'a');
+    expect(env.cluster.sidecar('a').tasks.get('web-1')?.restoredFromCheckpoint).toMatch(/^ckpt-a-/);
+  });
+
+  it('never revives the source while the target cannot be asked (it may still run the task)', async () => {
+    const env = setup();
+    const record = await plan(env);
+    const result = await sequence(env, (r) => {
+      if (r.step === 'joined-rotation') env.cluster.sidecar('b').dead = true;
+    }).run(record);
+    expect(result).toMatchObject({ step: 'failed', error: { code: 'NC_SIDECAR_UNREACHABLE' } });
+    expect(env.cluster.sidecar('a').tasks.get('web-1')?.state).toBe(TaskState.TASK_STATE_MIGRATED);
+    env.cluster.sidecar('b').dead = false;
+    const [resumed] = await sequence(env).resumeAll();
+    expect(resumed?.step).toBe('done');
+    expectOneInstance(env, 'b');
+  });
+
+  it('leaves any other failure to an operator, even after a restart', async () => {
+    const env = setup();
+    const record = await plan(env);
+    env.router.failJoins = 10;
+    expect((await sequence(env).run(record)).step).toBe('failed');
+    env.router.failJoins = 0;
+    expect(await sequence(env).resumeAll()).toEqual([]);
+  });
+
+  it('calls an operator when a post-restore step keeps failing, with the target still running', async () => {
+    const env = setup();
+    const record = await plan(env);
+    env.router.failJoins = 10;
+    const result = await sequence(env).run(record);
+    expect(result.step).toBe('failed');
+    expect(env.cluster.running('web').map((t) => t.nodeName)).toEqual(['b']);
+    expect(env.cluster.sidecar('a').tasks.get('web-1')?.state).toBe(TaskState.TASK_STATE_MIGRATED);
+  });
+});
