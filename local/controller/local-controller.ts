@@ -422,6 +422,20 @@ export class LocalController implements SchedulerAdapter {
     return this.startOn(this.node(target.name), service, 1, waitServing);
   }
 
+  /** Stops a service and forgets it: out of rotation first, so no request reaches a stopping process. */
+  async stopService(name: string, signal: string, timeoutMs: number): Promise<void> {
+    const task = this.placed(name);
+    const node = this.node(task.node);
+    await this.deps.router.leaveRotation(this.instance(task.service, node, task.taskId));
+    const sidecar = this.deps.sidecars.sidecar(node.name);
+    await sidecar.stopTask({ taskId: task.taskId, signal, timeoutMs });
+    await sidecar.destroyTask({ taskId: task.taskId, force: true });
+    delete this.state.tasks[name];
+    this.save();
+    this.removeTaskDir(node, task.taskId);
+    this.deps.log.info({ service: name, node: node.name, taskId: task.taskId }, 'service stopped');
+  }
+
   /**
    * What Nomad's own drivers do on a drain, kept as the baseline the demo measures against: stop the task,
    * start a fresh copy elsewhere. Its memory is lost.
