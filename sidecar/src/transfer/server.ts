@@ -31,6 +31,7 @@ import { DIGEST_BYTES } from './manifest';
 import { FLOW_CONTROL_WINDOW_OPTION, widenServerWindows } from './http2-window';
 import type { StageTimes } from './stage-times';
 import { timed, timedAsync } from './stage-times';
+import { resetServerStream } from './stream-reset';
 import type { TransferTls } from './tls';
 import { peerNodeName, serverCredentials } from './tls';
 import { PROTOCOL_VERSIONS, VERSION_HEADER, negotiateVersion } from './version';
@@ -186,8 +187,10 @@ export class TransferServer {
   }
 
   /**
-   * Verifies and stores frames as they come, a few at a time; while that many are under way the stream is
-   * paused, so HTTP/2 flow control holds the sender back rather than memory filling up here.
+   * Verifies and stores frames as they come, a few at a time. Reading pauses while that many are under way,
+   * and while the acknowledgements queued for the sender fill the stream's buffer (it is not reading them):
+   * HTTP/2 flow control then holds the sender back rather than memory filling up here, and a sender that
+   * neither sends nor reads for the idle timeout is cut.
    */
   private upload(call: ServerDuplexStream<ChunkFrame, ChunkAck>): void {
     const peer = peerNodeName(call);
@@ -195,12 +198,24 @@ export class TransferServer {
     let active = 0;
     let ended = false;
     let failed = false;
+    let finished = false;
+    let acksBlocked = false;
     let idle: NodeJS.Timeout | undefined;
+    // This upload's chunks go to a segment of their own, opened by its first frame and closed once the stream
+    // is over and nothing is under way.
+    let writer: SegmentWriter | undefined;
+    const closeWriterWhenIdle = (): void => {
+      if ((ended || failed) && active === 0) writer?.close();
+    };
     const fail = (err: unknown): void => {
       if (failed) return;
       failed = true;
       clearTimeout(idle);
+      closeWriterWhenIdle();
       log.warn({ err }, 'chunk upload refused');
+      // A status goes out behind the acknowledgements queued before it: a sender that stopped reading them
+      // would never see it and would keep the stream, so its stream is reset instead.
+      if (call.writableLength > 0 && resetServerStream(call)) return;
       call.emit('error', encodeStatus(err, UNEXPECTED));
     };
     try {
@@ -210,54 +225,68 @@ export class TransferServer {
       return;
     }
     // Progress is a frame received or an acknowledgement the sender took; a stream without either is cut.
-    const stalled = (): void =>
+    // A chunk this node is still storing is its own delay, not the sender's.
+    const stalled = (): void => {
+      if (active > 0) {
+        progressed();
+        return;
+      }
       fail(
         new TransferError('NC_TRANSFER_TIMEOUT', 'upload stalled: no frame sent and no acknowledgement read', {
-          context: { idleTimeoutMs: this.idleTimeoutMs },
+          context: { idleTimeoutMs: this.idleTimeoutMs, unreadAcks: call.writableLength },
           recoverable: true,
         }),
       );
+    };
     const progressed = (): void => {
       clearTimeout(idle);
-      if (!failed && !ended) idle = setTimeout(stalled, this.idleTimeoutMs).unref();
+      if (!failed && !finished) idle = setTimeout(stalled, this.idleTimeoutMs).unref();
     };
     progressed();
-    // This upload's chunks go to a segment of their own, closed once the stream is over and nothing is under way.
-    const writer = this.store.openWriter();
-    const closeWriterWhenIdle = (): void => {
-      if ((ended || failed) && active === 0) writer.close();
+    const readOrPause = (): void => {
+      if (failed) return;
+      if (active < this.chunkConcurrency && !acksBlocked) call.resume();
+      else call.pause();
     };
     const settle = (): void => {
       active -= 1;
       closeWriterWhenIdle();
       if (failed) return;
-      if (active < this.chunkConcurrency) call.resume();
+      readOrPause();
       if (ended && active === 0) call.end();
     };
     call.on('data', (frame: ChunkFrame) => {
       if (failed) return;
       progressed();
       active += 1;
-      if (active >= this.chunkConcurrency) call.pause();
-      this.receive(frame, writer)
+      readOrPause();
+      this.receive(frame, (writer ??= this.store.openWriter()))
         .then((ack) => {
-          if (!failed) call.write(ack, progressed);
+          if (!failed && !call.write(ack, progressed)) acksBlocked = true;
           log.debug({ digest: frame.digest.toString('hex'), wireBytes: frame.data.length }, 'chunk stored');
         })
         .catch(fail)
         .finally(settle);
     });
+    call.on('drain', () => {
+      acksBlocked = false;
+      readOrPause();
+    });
     call.on('end', () => {
       ended = true;
-      clearTimeout(idle);
       closeWriterWhenIdle();
       if (active === 0 && !failed) call.end();
     });
+    // Every acknowledgement taken and the status sent: nothing left for the sender to stall.
+    call.on('finish', () => {
+      finished = true;
+      clearTimeout(idle);
+    });
     call.on('cancelled', () => {
+      if (!failed) log.info('chunk upload cancelled by the sender');
       failed = true;
       clearTimeout(idle);
       closeWriterWhenIdle();
-      log.info('chunk upload cancelled by the sender');
     });
     call.on('error', (err: unknown) => {
       if (!failed) log.warn({ err }, 'chunk upload stream failed');
