@@ -15,6 +15,7 @@ import { HealthService } from '../../proto/gen/grpc/health/v1/health';
 import { BackgroundCheckpointer, TaskLockTable } from './background/background-checkpointer';
 import { GrpcBuddy } from './background/buddy-client';
 import { backgroundForgetService } from './background/forget-service';
+import { SentLedger } from './background/sent-ledger';
 import { CriuCli } from './checkpoint/criu';
 import { Dumper } from './checkpoint/dump';
 import { probeFeatures } from './checkpoint/features';
@@ -207,6 +208,7 @@ async function main(argv: readonly string[]): Promise<void> {
           dumper,
           shipper,
           buddy: new GrpcBuddy(config.backgroundBuddy, transferTls, BUDDY_CALL_TIMEOUT_MS),
+          sent: await SentLedger.load(join(config.dataDir, 'background-sent.json'), config.backgroundBuddy, log),
           locks,
           clock,
           log: log.child({ component: 'background-checkpoints' }),

@@ -3,6 +3,7 @@ import type { Logger } from '../../../common/logging';
 import { shipRunningCopy, type RunningDumper } from '../checkpoint/running-copy';
 import type { CheckpointShipper } from '../checkpoint/staging';
 import type { Buddy } from './buddy-client';
+import type { SentCheckpoint, SentLedger } from './sent-ledger';
 
 /** The running tasks the sidecar owns (TaskRuntime). */
 export interface RunningTasks {
@@ -20,6 +21,8 @@ export interface BackgroundCheckpointerDeps {
   readonly shipper: CheckpointShipper;
   /** Told to drop the checkpoints of tasks that left this node. */
   readonly buddy: Buddy;
+  /** The tasks with a checkpoint on the buddy, kept across restarts so that their forget still reaches it. */
+  readonly sent: SentLedger;
   readonly locks: TaskLocks;
   readonly clock: Clock;
   readonly log: Logger;
@@ -29,12 +32,7 @@ export interface BackgroundCheckpointerDeps {
   readonly buddyAddress: string;
 }
 
-export interface BackgroundStatus {
-  readonly checkpointId: string;
-  readonly atUnixMs: number;
-  readonly wireBytes: number;
-  readonly dumpMs: number;
-}
+export type BackgroundStatus = SentCheckpoint;
 
 /** The handover key a task's background checkpoints are filed under on the buddy. */
 export function backgroundKey(taskId: string): string {
@@ -49,7 +47,6 @@ export function backgroundKey(taskId: string): string {
  * checkpoint dropped on the buddy, which keeps only the newest one of each task still running here.
  */
 export class BackgroundCheckpointer {
-  private readonly last = new Map<string, BackgroundStatus>();
   private timer: NodeJS.Timeout | undefined;
   private round: Promise<void> | undefined;
 
@@ -68,7 +65,7 @@ export class BackgroundCheckpointer {
   }
 
   status(): ReadonlyMap<string, BackgroundStatus> {
-    return this.last;
+    return this.deps.sent.view();
   }
 
   /**
@@ -89,10 +86,10 @@ export class BackgroundCheckpointer {
         this.deps.log.warn({ err, taskId, buddy: this.deps.buddyAddress }, 'background checkpoint failed');
       }
     }
-    for (const taskId of [...this.last.keys()].filter((id) => !running.has(id))) {
+    for (const taskId of [...this.deps.sent.view().keys()].filter((id) => !running.has(id))) {
       try {
         const deleted = await this.deps.buddy.forget(taskId);
-        this.last.delete(taskId);
+        await this.deps.sent.drop(taskId);
         this.deps.log.debug({ taskId, deleted }, 'task left: its background checkpoint forgotten');
       } catch (err) {
         this.deps.log.warn({ err, taskId, buddy: this.deps.buddyAddress }, 'cannot forget background checkpoint');
@@ -112,7 +109,7 @@ export class BackgroundCheckpointer {
       wireBytes: copy.wireBytes,
       dumpMs: copy.dumpMs,
     };
-    this.last.set(taskId, status);
+    await this.deps.sent.record(taskId, status);
     this.deps.log.debug({ taskId, ...status }, 'background checkpoint shipped');
   }
 }

@@ -1,4 +1,5 @@
 import { mkdtempSync, existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -7,6 +8,7 @@ import {
   backgroundKey,
   TaskLockTable,
 } from '../../../../sidecar/src/background/background-checkpointer';
+import { SentLedger } from '../../../../sidecar/src/background/sent-ledger';
 import type { CheckpointMeta } from '../../../../sidecar/src/checkpoint/manifest';
 import { FakeClock } from '../../../fakes/fake-clock';
 
@@ -14,13 +16,21 @@ function meta(taskId: string, n: number): CheckpointMeta {
   return { checkpointId: `${taskId}-${n}`, handoverKey: backgroundKey(taskId) } as unknown as CheckpointMeta;
 }
 
-function setup(tasks: { taskId: string; phase: string }[], failShipFor: string[] = []) {
+const BUDDY = '10.0.0.9:7450';
+
+/** A sidecar's background checkpointer; a second one on the same data dir is that sidecar restarted. */
+async function setup(
+  tasks: { taskId: string; phase: string }[],
+  failShipFor: string[] = [],
+  dataDir = mkdtempSync(join(tmpdir(), 'nc-bg-data-')),
+) {
   const dumps: { taskId: string; leaveRunning: boolean; handoverKey: string }[] = [];
   const forgotten: string[] = [];
   const buddy = { reachable: true };
   const shipped: { checkpointId: string; peer: string }[] = [];
   const dirs: string[] = [];
   let n = 0;
+  const log = pino({ level: 'silent' });
   const checkpointer = new BackgroundCheckpointer({
     tasks: { list: () => tasks },
     dumper: {
@@ -45,18 +55,19 @@ function setup(tasks: { taskId: string; phase: string }[], failShipFor: string[]
         return true;
       },
     },
+    sent: await SentLedger.load(join(dataDir, 'background-sent.json'), BUDDY, log),
     locks: new TaskLockTable(),
     clock: new FakeClock(),
-    log: pino({ level: 'silent' }),
+    log,
     intervalMs: 1000,
-    buddyAddress: '10.0.0.9:7450',
+    buddyAddress: BUDDY,
   });
   return { checkpointer, dumps, shipped, dirs, forgotten, buddy };
 }
 
 describe('BackgroundCheckpointer', () => {
   it('dumps every running task without stopping it and ships it to the buddy under its background key', async () => {
-    const { checkpointer, dumps, shipped, dirs } = setup([
+    const { checkpointer, dumps, shipped, dirs } = await setup([
       { taskId: 'a', phase: 'running' },
       { taskId: 'b', phase: 'exited' },
       { taskId: 'c', phase: 'running' },
@@ -72,7 +83,7 @@ describe('BackgroundCheckpointer', () => {
   });
 
   it('keeps going when one task fails, and removes the local dump either way', async () => {
-    const { checkpointer, shipped, dirs } = setup(
+    const { checkpointer, shipped, dirs } = await setup(
       [
         { taskId: 'a', phase: 'running' },
         { taskId: 'c', phase: 'running' },
@@ -94,7 +105,7 @@ describe('BackgroundCheckpointer when tasks leave the node', () => {
       { taskId: 'destroyed', phase: 'running' },
       { taskId: 'stays', phase: 'running' },
     ];
-    const { checkpointer, forgotten, shipped } = setup(tasks);
+    const { checkpointer, forgotten, shipped } = await setup(tasks);
     await checkpointer.checkpointAll();
     expect(forgotten).toEqual([]);
     // Migrated and exited tasks stay listed until destroyed; a destroyed one is no longer listed.
@@ -110,7 +121,7 @@ describe('BackgroundCheckpointer when tasks leave the node', () => {
 
   it('asks again next round when the buddy could not be told, keeping the entry until it was', async () => {
     const tasks = [{ taskId: 'a', phase: 'running' }];
-    const { checkpointer, forgotten, buddy } = setup(tasks);
+    const { checkpointer, forgotten, buddy } = await setup(tasks);
     await checkpointer.checkpointAll();
     tasks.pop();
     buddy.reachable = false;
@@ -121,6 +132,80 @@ describe('BackgroundCheckpointer when tasks leave the node', () => {
     await checkpointer.checkpointAll();
     expect(forgotten).toEqual(['a']);
     expect(checkpointer.status().size).toBe(0);
+  });
+});
+
+describe('BackgroundCheckpointer across a restart of its sidecar (issue #13)', () => {
+  it('still has the buddy forget a task that left: the list of what it sent is kept in the data dir', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'nc-bg-data-'));
+    const before = await setup(
+      [
+        { taskId: 'left', phase: 'running' },
+        { taskId: 'stays', phase: 'running' },
+      ],
+      [],
+      dataDir,
+    );
+    await before.checkpointer.checkpointAll();
+    // Restarted: 'left' was destroyed (moved away) before the next round; the new sidecar never shipped it.
+    const after = await setup([{ taskId: 'stays', phase: 'running' }], [], dataDir);
+    expect([...after.checkpointer.status().keys()].sort()).toEqual(['left', 'stays']);
+    await after.checkpointer.checkpointAll();
+    expect(after.forgotten).toEqual(['left']);
+    expect([...after.checkpointer.status().keys()]).toEqual(['stays']);
+    // Forgotten once: a third start does not ask again.
+    const again = await setup([{ taskId: 'stays', phase: 'running' }], [], dataDir);
+    await again.checkpointer.checkpointAll();
+    expect(again.forgotten).toEqual([]);
+  });
+
+  it('keeps a forget the buddy missed for the restarted sidecar to ask again', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'nc-bg-data-'));
+    const tasks = [{ taskId: 'a', phase: 'running' }];
+    const before = await setup(tasks, [], dataDir);
+    await before.checkpointer.checkpointAll();
+    tasks.pop();
+    before.buddy.reachable = false;
+    await before.checkpointer.checkpointAll();
+    const after = await setup([], [], dataDir);
+    await after.checkpointer.checkpointAll();
+    expect(after.forgotten).toEqual(['a']);
+  });
+});
+
+describe('SentLedger', () => {
+  const lines: { msg?: string; err?: { code?: string } }[] = [];
+  const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line) as (typeof lines)[0]) });
+  const sent = { checkpointId: 'c-1', atUnixMs: 1, wireBytes: 2, dumpMs: 3 };
+
+  beforeEach(() => lines.splice(0));
+
+  it('writes a versioned file naming its buddy', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'nc-bg-data-')), 'background-sent.json');
+    const ledger = await SentLedger.load(path, BUDDY, log);
+    await ledger.record('t', sent);
+    expect(JSON.parse(await readFile(path, 'utf8'))).toEqual({ version: 1, buddy: BUDDY, tasks: { t: sent } });
+    await ledger.drop('t');
+    expect((await SentLedger.load(path, BUDDY, log)).view().size).toBe(0);
+    expect(lines).toEqual([]);
+  });
+
+  it.each([
+    ['of an unknown version', JSON.stringify({ version: 99, buddy: BUDDY, tasks: { t: sent } })],
+    ['not JSON', '{"version": 1, "bud'],
+    ['malformed', JSON.stringify({ version: 1, buddy: BUDDY, tasks: { t: { checkpointId: 7 } } })],
+  ])('starts empty from a file %s, logging NC_BACKGROUND_LIST_UNREADABLE once', async (_what, content) => {
+    const path = join(mkdtempSync(join(tmpdir(), 'nc-bg-data-')), 'background-sent.json');
+    await writeFile(path, content);
+    expect((await SentLedger.load(path, BUDDY, log)).view().size).toBe(0);
+    expect(lines.map((l) => l.err?.code)).toEqual(['NC_BACKGROUND_LIST_UNREADABLE']);
+  });
+
+  it('starts empty when its checkpoints went to another buddy', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'nc-bg-data-')), 'background-sent.json');
+    await (await SentLedger.load(path, '10.0.0.8:7450', log)).record('t', sent);
+    expect((await SentLedger.load(path, BUDDY, log)).view().size).toBe(0);
+    expect(lines).toHaveLength(1);
   });
 });
 
