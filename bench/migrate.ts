@@ -25,18 +25,14 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import { SystemClock } from '../common/clock';
 import { MigrationMode, TaskSpec } from '../proto/gen/chain/v1/sidecar';
-import { CriuCli } from '../sidecar/src/checkpoint/criu';
-import { Dumper } from '../sidecar/src/checkpoint/dump';
-import { probeFeatures } from '../sidecar/src/checkpoint/features';
-import { LazyDumper } from '../sidecar/src/checkpoint/lazy-dump';
-import { PeerMigrator } from '../sidecar/src/checkpoint/migrate-to-peer';
-import { TaskFiles } from '../sidecar/src/checkpoint/file-tree/task-files';
-import { Restorer } from '../sidecar/src/checkpoint/restore';
-import { RetainedCheckpoints } from '../sidecar/src/checkpoint/retained';
+import type { Dumper } from '../sidecar/src/checkpoint/dump';
+import type { PeerMigrator } from '../sidecar/src/checkpoint/migrate-to-peer';
+import type { Restorer } from '../sidecar/src/checkpoint/restore';
 import type { CheckpointShipper, StagedCheckpoints } from '../sidecar/src/checkpoint/staging';
 import { StoreStagedCheckpoints, TransferShipper } from '../sidecar/src/checkpoint/transfer-adapters';
-import { RuncCli } from '../sidecar/src/runtime/runc';
-import { TaskRuntime } from '../sidecar/src/runtime/task-runtime';
+import { buildNodeCore } from '../sidecar/src/node-core';
+import type { RuncCli } from '../sidecar/src/runtime/runc';
+import type { TaskRuntime } from '../sidecar/src/runtime/task-runtime';
 import { CheckpointStore } from '../sidecar/src/store/checkpoint-store';
 import { TransferClient } from '../sidecar/src/transfer/client';
 import { TransferServer } from '../sidecar/src/transfer/server';
@@ -220,48 +216,29 @@ async function makeNode(
   shipper: CheckpointShipper,
   pageServerHost: string,
 ): Promise<Node> {
-  const runc = new RuncCli({ runcBin: RUNC, criuBin: CRIU, root: join(root, 'runc'), commandTimeoutMs: 120_000 });
-  const criu = new CriuCli(CRIU, 60_000);
-  const features = await probeFeatures(criu, runc);
-  const runtime = await TaskRuntime.create(
+  const core = await buildNodeCore(
     {
       nodeName: name,
-      tasksDir: join(root, 'tasks'),
+      dataDir: root,
+      runcBin: RUNC,
+      criuBin: CRIU,
+      commandTimeoutMs: 120_000,
       taskNetworkNamespace: `/run/netns/${netns}`,
       cgroupParent: `/ncb-${RUN}/${name}`,
       startTimeoutMs: 300_000,
       exitPollMs: 200,
-    },
-    { runc, clock, log },
-  );
-  const files = new TaskFiles({ maxBytes: 0, overLimit: 'cold-start' }, log);
-  const dumper = new Dumper(
-    { checkpointsDir: join(root, 'dumps'), nodeName: name, dumpTimeoutMs: 600_000 },
-    { runtime, runc, files, clock, log },
-  );
-  const restorer = new Restorer({ runtime, log, criu, lazyPagesNetns: '', daemonStartTimeoutMs: 60_000 });
-  const lazyDumper = new LazyDumper(
-    {
-      checkpointsDir: join(root, 'dumps'),
-      nodeName: name,
-      pageServerHost,
+      filesMaxBytes: 0,
+      filesOverLimit: 'cold-start',
       dumpTimeoutMs: 600_000,
-      connectTimeoutMs: 60_000,
-      transferTimeoutMs: 600_000,
+      handoverRetentionMs: 600_000,
+      lazyPagesNetns: '',
+      pageServerHost,
+      lazyConnectTimeoutMs: 60_000,
+      lazyTransferTimeoutMs: 600_000,
     },
-    { runtime, runc, dumper, files, clock, log },
+    { shipper, clock, log },
   );
-  const migrator = new PeerMigrator({
-    runtime,
-    dumper,
-    restorer,
-    shipper,
-    retained: new RetainedCheckpoints({ dir: join(root, 'retained'), retentionMs: 600_000 }, clock, log),
-    lazyDumper,
-    features: () => features,
-    clock,
-    log,
-  });
+  const { runtime, runc, dumper, restorer, migrator } = core;
   return { root, runtime, runc, dumper, restorer, migrator };
 }
 

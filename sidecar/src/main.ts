@@ -12,33 +12,23 @@ import { createRootLogger } from '../../common/logging';
 import { PeerPrestageService } from '../../proto/gen/chain/v1/prestage';
 import { BackgroundCheckpointsService } from '../../proto/gen/chain/v1/transfer';
 import { HealthService } from '../../proto/gen/grpc/health/v1/health';
-import { BackgroundCheckpointer, TaskLockTable } from './background/background-checkpointer';
+import { BackgroundCheckpointer } from './background/background-checkpointer';
 import { GrpcBuddy } from './background/buddy-client';
 import { backgroundForgetService } from './background/forget-service';
 import { SentLedger } from './background/sent-ledger';
-import { CriuCli } from './checkpoint/criu';
-import { Dumper } from './checkpoint/dump';
-import { probeFeatures } from './checkpoint/features';
-import { LazyDumper } from './checkpoint/lazy-dump';
-import { PeerMigrator } from './checkpoint/migrate-to-peer';
+import type { PeerMigrator } from './checkpoint/migrate-to-peer';
 import { peerPrestageService } from './checkpoint/peer-prestage-service';
-import { TaskPrestager } from './checkpoint/prestager';
-import { TaskFiles } from './checkpoint/file-tree/task-files';
-import { Restorer } from './checkpoint/restore';
-import { RetainedCheckpoints } from './checkpoint/retained';
 import type { CheckpointShipper, StagedCheckpoints } from './checkpoint/staging';
 import { StoreStagedCheckpoints, TransferShipper } from './checkpoint/transfer-adapters';
 import { DirectoryStagedCheckpoints } from './checkpoint/staging';
 import { parseConfig, rawOptionsFrom } from './config';
 import { LocalApi } from './local-api/local-api';
+import { buildNodeCore } from './node-core';
 import { serveLocalApi } from './local-api/server';
 import { chooseIdMapping } from './runtime/id-mapping-choice';
-import { RuncCli } from './runtime/runc';
-import { SearchGrant } from './runtime/search-grant';
 import { unsearchableAncestor } from './runtime/searchable-path';
 import { probeUserNamespaceSupport } from './runtime/user-namespace';
 import { createTelemetryAgent } from './telemetry/create-telemetry-agent';
-import { TaskRuntime } from './runtime/task-runtime';
 import { CheckpointStore } from './store/checkpoint-store';
 import { loadOrCreateStoreKey } from './store/store-key';
 import { TransferClient } from './transfer/client';
@@ -60,21 +50,12 @@ async function main(argv: readonly string[]): Promise<void> {
   const log = createRootLogger({ level: config.logLevel }).child({ component: 'sidecar', node: config.nodeName });
   const clock = new SystemClock();
 
-  const runc = new RuncCli({
-    runcBin: config.runcBin,
-    criuBin: config.criuBin,
-    root: join(config.dataDir, 'runc'),
-    commandTimeoutMs: config.commandTimeoutMs,
-  });
-  const criu = new CriuCli(config.criuBin, config.commandTimeoutMs, config.tls);
   const { idMapping, withoutReason } = chooseIdMapping(
     config.userNamespace,
     config.idMapping,
     config.userNamespace === 'off' ? undefined : await probeUserNamespaceSupport(config.commandTimeoutMs),
   );
   if (withoutReason !== undefined) log.warn({ reason: withoutReason }, 'tasks run without their own user namespace');
-  const features = await probeFeatures(criu, runc, { userNamespace: idMapping !== undefined });
-  log.info({ ...features, idMapping: idMapping ?? null }, 'features probed');
 
   const tasksDir = join(config.dataDir, 'tasks');
   await mkdir(tasksDir, { recursive: true });
@@ -87,51 +68,6 @@ async function main(argv: readonly string[]): Promise<void> {
       );
     }
   }
-  const runtime = await TaskRuntime.create(
-    {
-      nodeName: config.nodeName,
-      tasksDir,
-      taskNetworkNamespace: config.taskNetworkNamespace,
-      cgroupParent: config.cgroupParent,
-      ...(idMapping !== undefined ? { idMapping } : {}),
-      ...(config.tls !== undefined ? { criuTls: config.tls } : {}),
-      startTimeoutMs: config.startTimeoutMs,
-      exitPollMs: 250,
-    },
-    { runc, clock, log: log.child({ component: 'runtime' }) },
-  );
-  const checkpointLog = log.child({ component: 'checkpoint' });
-  const files = new TaskFiles({ maxBytes: config.filesMaxBytes, overLimit: config.filesOverLimit }, checkpointLog);
-  const dumper = new Dumper(
-    { checkpointsDir: join(config.dataDir, 'dumps'), nodeName: config.nodeName, dumpTimeoutMs: config.dumpTimeoutMs },
-    { runtime, runc, files, clock, log: checkpointLog },
-  );
-  const retained = new RetainedCheckpoints(
-    { dir: join(config.dataDir, 'retained'), retentionMs: config.handoverRetentionMs },
-    clock,
-    checkpointLog,
-  );
-  const restorer = new Restorer({
-    runtime,
-    log: checkpointLog,
-    ...(idMapping !== undefined
-      ? { searchGrant: new SearchGrant({ hostRootUid: idMapping.hostId, commandTimeoutMs: config.commandTimeoutMs }) }
-      : {}),
-    criu,
-    lazyPagesNetns: config.lazyPagesNetns,
-    daemonStartTimeoutMs: config.commandTimeoutMs,
-  });
-  const lazyDumper = new LazyDumper(
-    {
-      checkpointsDir: join(config.dataDir, 'dumps'),
-      nodeName: config.nodeName,
-      pageServerHost: config.pageServerHost,
-      dumpTimeoutMs: config.dumpTimeoutMs,
-      connectTimeoutMs: config.lazyConnectTimeoutMs,
-      transferTimeoutMs: config.lazyTransferTimeoutMs,
-    },
-    { runtime, runc, dumper, files, clock, log: checkpointLog },
-  );
   const transferLog = log.child({ component: 'transfer' });
   let staged: StagedCheckpoints;
   let shipper: CheckpointShipper;
@@ -161,23 +97,35 @@ async function main(argv: readonly string[]): Promise<void> {
         ),
     };
   }
-  const migrator = new PeerMigrator({
-    runtime,
-    dumper,
-    restorer,
-    shipper,
-    retained,
-    lazyDumper,
-    features: () => features,
-    clock,
-    log: checkpointLog,
-  });
-  // A migration and a background checkpoint of the same task never dump it at the same time.
-  const locks = new TaskLockTable();
+  const { features, runtime, dumper, restorer, retained, migrator, prestager, locks } = await buildNodeCore(
+    {
+      nodeName: config.nodeName,
+      dataDir: config.dataDir,
+      runcBin: config.runcBin,
+      criuBin: config.criuBin,
+      commandTimeoutMs: config.commandTimeoutMs,
+      taskNetworkNamespace: config.taskNetworkNamespace,
+      cgroupParent: config.cgroupParent,
+      ...(idMapping !== undefined ? { idMapping } : {}),
+      ...(config.tls !== undefined ? { criuTls: config.tls } : {}),
+      startTimeoutMs: config.startTimeoutMs,
+      exitPollMs: 250,
+      filesMaxBytes: config.filesMaxBytes,
+      filesOverLimit: config.filesOverLimit,
+      dumpTimeoutMs: config.dumpTimeoutMs,
+      handoverRetentionMs: config.handoverRetentionMs,
+      lazyPagesNetns: config.lazyPagesNetns,
+      pageServerHost: config.pageServerHost,
+      lazyConnectTimeoutMs: config.lazyConnectTimeoutMs,
+      lazyTransferTimeoutMs: config.lazyTransferTimeoutMs,
+    },
+    { shipper, clock, log },
+  );
+  log.info({ ...features, idMapping: idMapping ?? null }, 'features probed');
+  const checkpointLog = log.child({ component: 'checkpoint' });
   const lockedMigrator: Pick<PeerMigrator, 'migrate'> = {
     migrate: (request) => locks.withTask(request.taskId, () => migrator.migrate(request)),
   };
-  const prestager = new TaskPrestager({ dumper, shipper, locks, clock, log: checkpointLog });
   if (transferTls !== undefined && store !== undefined) {
     // The transfer port also takes pre-stage requests from off the node (the forecaster in Nomad mode), behind
     // the same mutual TLS: there is no other port that accepts them.

@@ -6,25 +6,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { SystemClock } from '../../common/clock';
-import { CriuCli } from '../../sidecar/src/checkpoint/criu';
-import { Dumper } from '../../sidecar/src/checkpoint/dump';
 import type { Features } from '../../sidecar/src/checkpoint/features';
-import { probeFeatures } from '../../sidecar/src/checkpoint/features';
 import type { CheckpointMeta } from '../../sidecar/src/checkpoint/manifest';
 import { checkpointSizeBytes } from '../../sidecar/src/checkpoint/manifest';
-import { LazyDumper } from '../../sidecar/src/checkpoint/lazy-dump';
-import { PeerMigrator } from '../../sidecar/src/checkpoint/migrate-to-peer';
-import { TaskPrestager } from '../../sidecar/src/checkpoint/prestager';
-import { TaskFiles } from '../../sidecar/src/checkpoint/file-tree/task-files';
-import { Restorer } from '../../sidecar/src/checkpoint/restore';
-import { RetainedCheckpoints } from '../../sidecar/src/checkpoint/retained';
 import type { CheckpointShipper } from '../../sidecar/src/checkpoint/staging';
 import { DirectoryStagedCheckpoints } from '../../sidecar/src/checkpoint/staging';
-import { TaskLockTable } from '../../sidecar/src/background/background-checkpointer';
-import { RuncCli } from '../../sidecar/src/runtime/runc';
-import { SearchGrant } from '../../sidecar/src/runtime/search-grant';
-import { TaskRuntime } from '../../sidecar/src/runtime/task-runtime';
 import { DEFAULT_ID_MAPPING } from '../../sidecar/src/runtime/user-namespace';
+import { buildNodeCore } from '../../sidecar/src/node-core';
+import type { Dumper } from '../../sidecar/src/checkpoint/dump';
+import type { PeerMigrator } from '../../sidecar/src/checkpoint/migrate-to-peer';
+import type { TaskPrestager } from '../../sidecar/src/checkpoint/prestager';
+import type { Restorer } from '../../sidecar/src/checkpoint/restore';
+import type { RetainedCheckpoints } from '../../sidecar/src/checkpoint/retained';
+import type { RuncCli } from '../../sidecar/src/runtime/runc';
+import type { TaskRuntime } from '../../sidecar/src/runtime/task-runtime';
 import type { TestNode } from './test-network';
 
 export const RUNC_BIN = process.env.RUNC_BIN ?? '/usr/sbin/runc';
@@ -91,81 +86,45 @@ export async function makeNode(
   const root = await mkdtemp(join(tmpdir(), `a1-${name}-`));
   // mkdtemp makes it 0700: a task's root in its user namespace must be able to search down to its directories.
   await chmod(root, 0o711);
-  const clock = new SystemClock();
   const cgroupParent = `/a1-test/${name}-${root.slice(-6)}`;
-  const runc = new RuncCli({
-    runcBin: RUNC_BIN,
-    criuBin: CRIU_BIN,
-    root: join(root, 'runc'),
-    commandTimeoutMs: 60_000,
-  });
-  const criu = new CriuCli(CRIU_BIN, 60_000);
-  const features = await probeFeatures(criu, runc, { userNamespace: options.userNamespace !== false });
-  const runtime = await TaskRuntime.create(
+  const core = await buildNodeCore(
     {
       nodeName: name,
-      tasksDir: join(root, 'tasks'),
+      dataDir: root,
+      runcBin: RUNC_BIN,
+      criuBin: CRIU_BIN,
+      commandTimeoutMs: 60_000,
       taskNetworkNamespace: net?.netnsPath ?? '',
       cgroupParent,
+      ...(options.userNamespace === false ? {} : { idMapping: DEFAULT_ID_MAPPING }),
       startTimeoutMs: 60_000,
       exitPollMs: 100,
-      ...(options.userNamespace === false ? {} : { idMapping: DEFAULT_ID_MAPPING }),
-    },
-    { runc, clock, log },
-  );
-  const files = new TaskFiles({ maxBytes: options.filesMaxBytes ?? 0, overLimit: 'cold-start' }, log);
-  const dumper = new Dumper(
-    { checkpointsDir: join(root, 'dumps'), nodeName: name, dumpTimeoutMs: 120_000 },
-    { runtime, runc, files, clock, log },
-  );
-  const retained = new RetainedCheckpoints({ dir: join(root, 'retained'), retentionMs: 600_000 }, clock, log);
-  const restorer = new Restorer({
-    runtime,
-    log,
-    criu,
-    lazyPagesNetns: '',
-    daemonStartTimeoutMs: 30_000,
-    ...(options.userNamespace === false
-      ? {}
-      : { searchGrant: new SearchGrant({ hostRootUid: DEFAULT_ID_MAPPING.hostId, commandTimeoutMs: 30_000 }) }),
-  });
-  const lazyDumper = new LazyDumper(
-    {
-      checkpointsDir: join(root, 'dumps'),
-      nodeName: name,
-      pageServerHost: options.pageServerHost ?? '127.0.0.1',
+      filesMaxBytes: options.filesMaxBytes ?? 0,
+      filesOverLimit: 'cold-start',
       dumpTimeoutMs: 120_000,
-      connectTimeoutMs: options.lazyConnectTimeoutMs ?? 30_000,
-      transferTimeoutMs: 300_000,
+      handoverRetentionMs: 600_000,
+      lazyPagesNetns: '',
+      pageServerHost: options.pageServerHost ?? '127.0.0.1',
+      lazyConnectTimeoutMs: options.lazyConnectTimeoutMs ?? 30_000,
+      lazyTransferTimeoutMs: 300_000,
     },
-    { runtime, runc, dumper, files, clock, log },
+    { shipper, clock: new SystemClock(), log },
   );
   const staged = new DirectoryStagedCheckpoints(join(root, 'staged'));
   if (net) peers.set(`${net.address}:7450`, staged);
-  const migrator = new PeerMigrator({
-    runtime,
-    dumper,
-    restorer,
-    shipper,
-    retained,
-    lazyDumper,
-    features: () => features,
-    clock,
-    log,
-  });
   return {
     name,
     net,
     root,
-    runtime,
-    runc,
-    dumper,
-    restorer,
+    runtime: core.runtime,
+    runc: core.runc,
+    dumper: core.dumper,
+    restorer: core.restorer,
     staged,
-    retained,
-    migrator,
-    prestager: new TaskPrestager({ dumper, shipper, locks: new TaskLockTable(), clock, log }),
-    features,
+    retained: core.retained,
+    migrator: core.migrator,
+    prestager: core.prestager,
+    features: core.features,
     cgroupParent,
     async allocDir(sub: string) {
       const dir = join(root, 'allocs', sub);
