@@ -15,15 +15,22 @@ import { resolve } from 'node:path';
 /** The feature specification shared with the trainer (forecaster/training/README.md). */
 export const DEFAULT_FEATURE_SPEC = resolve(__dirname, '../training/feature-spec.json');
 
-/** Thresholds and pacing for one node pool or class; every field may be overridden per pool and per class. */
+/**
+ * Thresholds and pacing for one node pool or class; every field may be overridden per pool and per class. The
+ * three thresholds come from the serving model's card (its `policy`) unless the operator sets any of them here:
+ * then the config's thresholds apply to that pool or class (the ones not set take their defaults) and the
+ * card's do not.
+ */
 export interface PolicyRuleOptions {
-  /** Risk at or above which a node is fenced. @default 0.7 */
+  /** Pre-warn level: risk at or above which a node is fenced, capacity reserved and checkpoints pre-staged. @default 0.7 */
   enterThreshold?: number;
   /** Risk below which a fenced node is released (hysteresis: must be below enterThreshold). @default 0.5 */
   exitThreshold?: number;
+  /** Drain level: risk at or above which a fenced node is drained (at or above enterThreshold). @default enterThreshold */
+  drainThreshold?: number;
   /** After an undo or a finished drain, no new fence on that node for this long. @default "10m" */
   cooldown?: string | number;
-  /** How long a node stays fenced (reserving, pre-staging) before its drain starts. @default "2m" */
+  /** How long a node stays fenced (reserving, pre-staging) before a drain at the drain level starts. @default "2m" */
   drainAfter?: string | number;
   /** Deadline given to the scheduler's drain, after which remaining allocations are stopped. @default "10m" */
   drainDeadline?: string | number;
@@ -32,6 +39,12 @@ export interface PolicyRuleOptions {
 export interface PolicyRule {
   readonly enterThreshold: number;
   readonly exitThreshold: number;
+  readonly drainThreshold: number;
+  /**
+   * The config path whose threshold keys set this rule's thresholds ("policy", "policy.pools.spot"), or "" when
+   * the operator set none: then the serving model's card decides, and these defaults only without one.
+   */
+  readonly thresholdsFrom: string;
   readonly cooldownMs: number;
   readonly drainAfterMs: number;
   readonly drainDeadlineMs: number;
@@ -206,13 +219,16 @@ const FIELDS = [
   'timeOriginReal',
   'timeSpans',
 ] as const;
-const RULE_FIELDS = ['enterThreshold', 'exitThreshold', 'cooldown', 'drainAfter', 'drainDeadline'] as const;
+const THRESHOLD_FIELDS = ['enterThreshold', 'exitThreshold', 'drainThreshold'] as const;
+const RULE_FIELDS = [...THRESHOLD_FIELDS, 'cooldown', 'drainAfter', 'drainDeadline'] as const;
 const POLICY_FIELDS = [...RULE_FIELDS, 'pools', 'classes', 'maxConcurrentDrains', 'minHealthyNodes'] as const;
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
 const DEFAULT_RULE: PolicyRule = {
   enterThreshold: 0.7,
   exitThreshold: 0.5,
+  drainThreshold: 0.7,
+  thresholdsFrom: '',
   cooldownMs: 600_000,
   drainAfterMs: 120_000,
   drainDeadlineMs: 600_000,
@@ -226,43 +242,56 @@ function asObject(field: string, value: unknown): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-function parseRule(path: string, raw: Record<string, unknown>, base: PolicyRule): PolicyRule {
+/** A parsed rule and whether its drainThreshold was set (inherited by overrides) or follows enterThreshold. */
+interface ParsedRule {
+  readonly rule: PolicyRule;
+  readonly drainSet: boolean;
+}
+
+function parseRule(path: string, raw: Record<string, unknown>, base: ParsedRule): ParsedRule {
   const at = (name: string): string => (path === '' ? name : `${path}.${name}`);
+  const threshold = (name: (typeof THRESHOLD_FIELDS)[number]): number | undefined =>
+    raw[name] === undefined ? undefined : requireNumber(at(name), raw[name], 0, 1);
+  const enterThreshold = threshold('enterThreshold') ?? base.rule.enterThreshold;
+  const drainSet = raw.drainThreshold !== undefined || base.drainSet;
   const rule: PolicyRule = {
-    enterThreshold:
-      raw.enterThreshold === undefined
-        ? base.enterThreshold
-        : requireNumber(at('enterThreshold'), raw.enterThreshold, 0, 1),
-    exitThreshold:
-      raw.exitThreshold === undefined
-        ? base.exitThreshold
-        : requireNumber(at('exitThreshold'), raw.exitThreshold, 0, 1),
-    cooldownMs: raw.cooldown === undefined ? base.cooldownMs : parseDurationMs(at('cooldown'), raw.cooldown),
-    drainAfterMs: raw.drainAfter === undefined ? base.drainAfterMs : parseDurationMs(at('drainAfter'), raw.drainAfter),
+    enterThreshold,
+    exitThreshold: threshold('exitThreshold') ?? base.rule.exitThreshold,
+    // Unset anywhere, the drain level is the pre-warn level: one level, drained once the fence has held.
+    drainThreshold: threshold('drainThreshold') ?? (base.drainSet ? base.rule.drainThreshold : enterThreshold),
+    thresholdsFrom: THRESHOLD_FIELDS.some((f) => raw[f] !== undefined) ? path : base.rule.thresholdsFrom,
+    cooldownMs: raw.cooldown === undefined ? base.rule.cooldownMs : parseDurationMs(at('cooldown'), raw.cooldown),
+    drainAfterMs:
+      raw.drainAfter === undefined ? base.rule.drainAfterMs : parseDurationMs(at('drainAfter'), raw.drainAfter),
     drainDeadlineMs:
-      raw.drainDeadline === undefined ? base.drainDeadlineMs : parseDurationMs(at('drainDeadline'), raw.drainDeadline),
+      raw.drainDeadline === undefined
+        ? base.rule.drainDeadlineMs
+        : parseDurationMs(at('drainDeadline'), raw.drainDeadline),
   };
   if (rule.exitThreshold >= rule.enterThreshold) {
     throw new ConfigError(at('exitThreshold'), 'must be below enterThreshold (hysteresis)');
   }
-  return rule;
+  if (rule.drainThreshold < rule.enterThreshold) {
+    throw new ConfigError(at('drainThreshold'), 'must be at or above enterThreshold (the pre-warn level)');
+  }
+  return { rule, drainSet };
 }
 
-function parseOverrides(path: string, raw: unknown, base: PolicyRule): Record<string, PolicyRule> {
+function parseOverrides(path: string, raw: unknown, base: ParsedRule): Record<string, PolicyRule> {
   const out: Record<string, PolicyRule> = {};
   for (const [name, value] of Object.entries(asObject(path, raw))) {
     const ruleRaw = asObject(`${path}.${name}`, value);
     rejectUnknownKeys(`${path}.${name}`, ruleRaw, RULE_FIELDS);
-    out[name] = parseRule(`${path}.${name}`, ruleRaw, base);
+    out[name] = parseRule(`${path}.${name}`, ruleRaw, base).rule;
   }
   return out;
 }
 
 function parsePolicy(raw: Record<string, unknown>): PolicyConfig {
   rejectUnknownKeys('policy', raw, POLICY_FIELDS);
-  const defaults = parseRule('policy', raw, DEFAULT_RULE);
+  const defaults = parseRule('policy', raw, { rule: DEFAULT_RULE, drainSet: false });
   return {
-    defaults,
+    defaults: defaults.rule,
     pools: parseOverrides('policy.pools', raw.pools, defaults),
     classes: parseOverrides('policy.classes', raw.classes, defaults),
     maxConcurrentDrains: requireInt('policy.maxConcurrentDrains', raw.maxConcurrentDrains ?? 2, 1, 100_000),

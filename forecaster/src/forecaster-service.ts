@@ -83,7 +83,10 @@ export class ForecasterService {
       recorder,
     );
     this.model = new ServingModel(log.child({ component: 'model' }));
-    this.policy = new DrainPolicy(config.policy);
+    // Read on every tick: a promoted model's thresholds apply from the tick after it starts serving.
+    this.policy = new DrainPolicy(config.policy, {
+      servingModel: () => (this.model.loaded ? this.model.card : undefined),
+    });
     this.executor = new ActionExecutor(
       deps.actions,
       {
@@ -199,18 +202,19 @@ export class ForecasterService {
   }
 
   private async loadIfChanged(): Promise<void> {
-    const { spec } = this.deps;
+    const { spec, log } = this.deps;
     const dir = await this.servingDir();
     const stamp = `${dir}:${await this.stampOf(dir)}`;
     if (stamp === this.modelStamp) return;
     this.modelStamp = stamp;
-    await this.model.replace(() =>
+    const card = await this.model.replace(() =>
       OnnxModelRunner.load(dir, {
         names: spec.names,
         specId: spec.id,
         ...(spec.sha256 === undefined ? {} : { specSha256: spec.sha256 }),
       }),
     );
+    log.info({ version: card.version, thresholds: this.policy.describe() }, 'policy thresholds');
   }
 
   async stop(): Promise<void> {

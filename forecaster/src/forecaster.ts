@@ -9,6 +9,7 @@ import type { IngestBatch, TelemetrySink } from './ingest/telemetry-sink';
 import type { ServingModel } from './model/serving-model';
 import type { Decision } from './policy/decision';
 import { isTerminalNotice, type DrainPolicy, type NodePhase, type NodeRisk } from './policy/drain-policy';
+import type { Thresholds } from './policy/policy-thresholds';
 import type { ClusterWindows } from './windows/cluster-windows';
 import type { ActiveSignal } from './windows/node-window';
 
@@ -24,6 +25,8 @@ export interface NodeRiskReport {
   readonly prepared: boolean;
   readonly notices: readonly ActiveSignal[];
   readonly reservation: Reservation | null;
+  /** The levels that apply to the node now, and where they came from (the model's card or the config). */
+  readonly thresholds: Thresholds;
   /** The node's recent decisions, oldest first, each with its reasons. */
   readonly decisions: readonly Decision[];
 }
@@ -150,7 +153,20 @@ export class Forecaster implements TelemetrySink {
     this.stats.lastTickMs = performance.now() - started;
     this.stats.decisions += decisions.length;
     for (const d of decisions) {
-      log.info({ node: d.node, decision: d.id, action: d.action, risk: d.risk, reasons: d.reasons }, 'decision');
+      log.info(
+        {
+          node: d.node,
+          decision: d.id,
+          action: d.action,
+          atMs: d.atMs,
+          risk: d.risk,
+          level: d.level,
+          threshold: d.threshold,
+          thresholdSource: d.thresholdSource,
+          reasons: d.reasons,
+        },
+        'decision',
+      );
       if (executor !== undefined) this.track(executor.submit(d));
     }
     return decisions;
@@ -201,6 +217,7 @@ export class Forecaster implements TelemetrySink {
       prepared: state?.prepared ?? false,
       notices: window?.activeSignals() ?? [],
       reservation: executor?.reservationFor(node) ?? null,
+      thresholds: policy.thresholds(window?.pool ?? '', window?.nodeClass ?? ''),
       decisions: state?.decisions ?? [],
     };
   }

@@ -23,4 +23,16 @@ export interface Decision {
   readonly reasons: readonly string[];
   /** Drain only: how long the scheduler has before it stops what is left. */
   readonly deadlineMs?: number;
+  /** What acted: a terminal notice, or the level the risk crossed; absent on an undo after a failed action. */
+  readonly level?: DecisionLevel;
+  /** The level's threshold (not for a notice). */
+  readonly threshold?: number;
+  /** Where the thresholds came from: "config policy.pools.spot", "model card <version>" or "defaults". */
+  readonly thresholdSource?: string;
 }
+
+/**
+ * notice: a cloud's terminal notice drains at once; prewarn: at or above the pre-warn threshold (fence, or a
+ * hold); drain: a fenced node at or above the drain threshold; exit: a fenced node fell below the exit threshold.
+ */
+export type DecisionLevel = 'notice' | 'prewarn' | 'drain' | 'exit';

@@ -1,6 +1,7 @@
 import { ruleFor } from '../config';
 import type { PolicyConfig, PolicyRule } from '../config';
-import type { Decision, DecisionAction } from './decision';
+import type { Decision, DecisionAction, DecisionLevel } from './decision';
+import { thresholdsFor, type ServingPolicy, type Thresholds } from './policy-thresholds';
 
 /** healthy → fenced (reserving, pre-staging) → draining; fenced → healthy again when risk falls (undo). */
 export type NodePhase = 'healthy' | 'fenced' | 'draining';
@@ -62,21 +63,61 @@ export function isTerminalNotice(kind: string): boolean {
 
 const fmt = (x: number): string => x.toFixed(3);
 
+/** What a decision records beside its action and reasons. */
+interface Acted {
+  readonly level?: DecisionLevel;
+  readonly threshold?: number;
+  /** Where the thresholds came from. */
+  readonly source?: string;
+  readonly deadlineMs?: number;
+}
+
+export interface DrainPolicyOptions {
+  /**
+   * The serving model's card, read on every tick so a promotion swaps its thresholds at once; undefined before
+   * a model serves. @default none: the config's thresholds everywhere
+   */
+  readonly servingModel?: () => ServingPolicy | undefined;
+  /** Decisions kept per node for the risk API. @default 20 */
+  readonly historyPerNode?: number;
+}
+
 /**
- * The decision rules: a threshold per pool or class with hysteresis (fence at `enterThreshold`, release below
- * `exitThreshold`), a cooldown after every undo or drain, and a budget per pool (at most `maxConcurrentDrains`
- * nodes fenced or draining, and never fewer than `minHealthyNodes` schedulable nodes left) so chained tasks
- * always have somewhere to go. A terminal interruption notice drains at once, whatever the budget: the node
- * leaves either way. Pure state machine: the caller carries decisions out and reports back.
+ * The decision rules, two levels below the notice. At the pre-warn threshold a node is fenced (ineligible,
+ * capacity reserved, checkpoints pre-staged: cheap, and undone when risk falls below the exit threshold); a
+ * fenced node whose risk is at or above the drain threshold is drained once its fence is prepared and has held
+ * for `drainAfter`. The thresholds come from the serving model's card unless the operator's config sets them
+ * for the pool or class (policy-thresholds.ts). A cooldown follows every undo or drain, and a budget per pool (at
+ * most `maxConcurrentDrains` nodes fenced or draining, never fewer than `minHealthyNodes` schedulable nodes
+ * left) keeps somewhere for chained tasks to go. A terminal interruption notice drains at once, whatever the
+ * budget or the thresholds: the node leaves either way. Pure state machine: the caller carries decisions out
+ * and reports back.
  */
 export class DrainPolicy {
   private readonly states = new Map<string, MutableState>();
   private nextId = 1;
+  private readonly historyPerNode: number;
 
   constructor(
     private readonly config: PolicyConfig,
-    private readonly historyPerNode = 20,
-  ) {}
+    private readonly options: DrainPolicyOptions = {},
+  ) {
+    this.historyPerNode = options.historyPerNode ?? 20;
+  }
+
+  /** The levels that apply to a node of this pool and class now. */
+  thresholds(pool: string, nodeClass: string): Thresholds {
+    return thresholdsFor(ruleFor(this.config, pool, nodeClass), this.options.servingModel?.());
+  }
+
+  /** The levels in force for the defaults and each configured pool and class (logged when the model changes). */
+  describe(): Record<string, Thresholds> {
+    const model = this.options.servingModel?.();
+    const out: Record<string, Thresholds> = { defaults: thresholdsFor(this.config.defaults, model) };
+    for (const [name, rule] of Object.entries(this.config.pools)) out[`pool ${name}`] = thresholdsFor(rule, model);
+    for (const [name, rule] of Object.entries(this.config.classes)) out[`class ${name}`] = thresholdsFor(rule, model);
+    return out;
+  }
 
   /** One tick: every tracked node's current risk in, the decisions that change something (or hold) out. */
   evaluate(risks: readonly NodeRisk[], nowMs: number): Decision[] {
@@ -134,44 +175,58 @@ export class DrainPolicy {
         'a node that is leaving is drained whatever the budget',
       ];
       if (state.phase === 'healthy') budget.active += 1;
-      return this.transition(r, state, 'drain', reasons, nowMs, Math.min(rule.drainDeadlineMs, left));
+      return this.transition(r, state, 'drain', reasons, nowMs, {
+        level: 'notice',
+        deadlineMs: Math.min(rule.drainDeadlineMs, left),
+      });
     }
 
+    const t = thresholdsFor(rule, this.options.servingModel?.());
+    const from = `thresholds from ${t.source}`;
     if (state.phase === 'fenced') {
-      if (r.risk < rule.exitThreshold) {
+      if (r.risk < t.exit) {
         budget.active -= 1;
         return this.transition(
           r,
           state,
           'undo',
-          [`risk ${fmt(r.risk)} fell below exit threshold ${fmt(rule.exitThreshold)} before the drain started`],
+          [`risk ${fmt(r.risk)} fell below exit threshold ${fmt(t.exit)} before the drain started`, from],
           nowMs,
+          { level: 'exit', source: t.source, threshold: t.exit },
         );
       }
       const fencedForMs = nowMs - state.sinceMs;
-      if (state.prepared && fencedForMs >= rule.drainAfterMs) {
+      if (r.risk >= t.drain && state.prepared && fencedForMs >= rule.drainAfterMs) {
         return this.transition(
           r,
           state,
           'drain',
           [
-            `risk ${fmt(r.risk)} stayed at or above exit threshold ${fmt(rule.exitThreshold)} for ${Math.round(fencedForMs / 1000)} s while fenced`,
+            `risk ${fmt(r.risk)} >= drain threshold ${fmt(t.drain)} after ${Math.round(fencedForMs / 1000)} s fenced`,
             'capacity reserved and checkpoints pre-staged',
+            from,
           ],
           nowMs,
-          rule.drainDeadlineMs,
+          { level: 'drain', source: t.source, threshold: t.drain, deadlineMs: rule.drainDeadlineMs },
         );
       }
       return undefined;
     }
 
-    if (r.risk < rule.enterThreshold) {
+    if (r.risk < t.prewarn) {
       state.lastHold = '';
       return undefined;
     }
-    const above = `risk ${fmt(r.risk)} >= enter threshold ${fmt(rule.enterThreshold)} (pool ${r.pool || '-'}, class ${r.nodeClass || '-'})`;
+    const above = `risk ${fmt(r.risk)} >= pre-warn threshold ${fmt(t.prewarn)} (pool ${r.pool || '-'}, class ${r.nodeClass || '-'})`;
+    const acted: Acted = { level: 'prewarn', source: t.source, threshold: t.prewarn };
     if (nowMs < state.cooldownUntilMs) {
-      return this.hold(r, state, [above, `cooling down until ${new Date(state.cooldownUntilMs).toISOString()}`], nowMs);
+      return this.hold(
+        r,
+        state,
+        [above, `cooling down until ${new Date(state.cooldownUntilMs).toISOString()}`, from],
+        nowMs,
+        acted,
+      );
     }
     if (budget.active >= this.config.maxConcurrentDrains) {
       return this.hold(
@@ -180,8 +235,10 @@ export class DrainPolicy {
         [
           above,
           `drain budget spent: ${budget.active} of ${this.config.maxConcurrentDrains} nodes in the pool fenced or draining`,
+          from,
         ],
         nowMs,
+        acted,
       );
     }
     const schedulableAfter = budget.total - budget.active - 1;
@@ -192,12 +249,14 @@ export class DrainPolicy {
         [
           above,
           `fencing would leave ${schedulableAfter} schedulable nodes in the pool, minimum ${this.config.minHealthyNodes}`,
+          from,
         ],
         nowMs,
+        acted,
       );
     }
     budget.active += 1;
-    return this.transition(r, state, 'fence', [above], nowMs);
+    return this.transition(r, state, 'fence', [above, from], nowMs, acted);
   }
 
   /** The actions for a fence all completed: the node may be drained once `drainAfter` has passed. */
@@ -284,12 +343,12 @@ export class DrainPolicy {
     return state;
   }
 
-  private hold(r: NodeRisk, state: MutableState, reasons: string[], nowMs: number): Decision | undefined {
+  private hold(r: NodeRisk, state: MutableState, reasons: string[], nowMs: number, acted: Acted): Decision | undefined {
     // The same hold on every tick would flood the audit trail; a hold is recorded when its kind of reason changes.
     const key = (reasons[1] ?? '').replace(/[\d.:TZ-]+/g, '#');
     if (key === state.lastHold) return undefined;
     state.lastHold = key;
-    return this.record(r, state, 'hold', reasons, nowMs);
+    return this.record(r, state, 'hold', reasons, nowMs, acted);
   }
 
   private transition(
@@ -298,7 +357,7 @@ export class DrainPolicy {
     action: Exclude<DecisionAction, 'hold'>,
     reasons: string[],
     nowMs: number,
-    deadlineMs?: number,
+    acted: Acted = {},
   ): Decision {
     const rule = ruleFor(this.config, r.pool, r.nodeClass);
     state.lastHold = '';
@@ -313,7 +372,7 @@ export class DrainPolicy {
       state.cooldownUntilMs = nowMs + rule.cooldownMs;
     }
     state.sinceMs = nowMs;
-    return this.record(r, state, action, reasons, nowMs, deadlineMs);
+    return this.record(r, state, action, reasons, nowMs, acted);
   }
 
   private record(
@@ -322,8 +381,9 @@ export class DrainPolicy {
     action: DecisionAction,
     reasons: string[],
     nowMs: number,
-    deadlineMs?: number,
+    acted: Acted,
   ): Decision {
+    const { deadlineMs, level, threshold, source } = acted;
     const decision: Decision = Object.freeze({
       id: this.nextId++,
       node: r.node,
@@ -334,6 +394,9 @@ export class DrainPolicy {
       risk: r.risk,
       reasons: Object.freeze([...reasons]),
       ...(deadlineMs === undefined ? {} : { deadlineMs }),
+      ...(level === undefined ? {} : { level }),
+      ...(threshold === undefined ? {} : { threshold }),
+      ...(source === undefined ? {} : { thresholdSource: source }),
     });
     state.decisions.push(decision);
     if (state.decisions.length > this.historyPerNode) state.decisions.shift();

@@ -159,7 +159,7 @@ describe('predictive drain through the Nomad adapter', () => {
     expect(fencedB.phase).toBe('fenced');
     expect(fencedB.decisions.map((d) => d.action)).toEqual(['fence']);
     expect(fencedB.decisions[0]?.reasons[0]).toMatch(
-      /^risk 0\.\d+ >= enter threshold 0\.700 \(pool spot, class gpu\)$/,
+      /^risk 0\.\d+ >= pre-warn threshold 0\.700 \(pool spot, class gpu\)$/,
     );
     expect((await nomad.getNode(FIXTURE.nodeA)).value.SchedulingEligibility).toBe('ineligible');
     expect((await nomad.getNode(FIXTURE.nodeB)).value.SchedulingEligibility).toBe('ineligible');
@@ -180,14 +180,12 @@ describe('predictive drain through the Nomad adapter', () => {
     const drained = await risk('client-a');
     expect(drained.phase).toBe('draining');
     expect(drained.decisions.map((d) => d.action)).toEqual(['fence', 'drain']);
-    expect(drained.decisions[1]?.reasons.join('; ')).toMatch(
-      /stayed at or above exit threshold 0\.400 for 360 s while fenced/,
-    );
+    expect(drained.decisions[1]?.reasons.join('; ')).toMatch(/>= drain threshold 0\.700 after 360 s fenced/);
     const nodeA = (await nomad.getNode(FIXTURE.nodeA)).value;
     expect(nodeA.DrainStrategy?.Deadline).toBe(15 * MINUTE * 1_000_000);
     expect(nodeA.LastDrain?.Meta?.['nomad_chain.decision']).toBe(String(drained.decisions[1]?.id));
     expect(nodeA.LastDrain?.Meta?.['nomad_chain.reason']).toMatch(
-      /forecaster decision \d+: risk .* stayed at or above/,
+      /forecaster decision \d+: risk .* >= drain threshold/,
     );
 
     const undone = await risk('client-b');

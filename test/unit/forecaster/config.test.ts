@@ -14,6 +14,8 @@ describe('forecaster parseConfig', () => {
     expect(config.policy.defaults).toEqual({
       enterThreshold: 0.7,
       exitThreshold: 0.5,
+      drainThreshold: 0.7,
+      thresholdsFrom: '',
       cooldownMs: 600_000,
       drainAfterMs: 120_000,
       drainDeadlineMs: 600_000,
@@ -40,10 +42,46 @@ describe('forecaster parseConfig', () => {
     expect(ruleFor(policy, 'other', '')).toBe(policy.defaults);
   });
 
+  it('takes a drain threshold (the pre-warn level when unset), and records which level set the thresholds', () => {
+    const unset = parseConfig({ modelDir: '/m', policy: { drainAfter: '1m', pools: { spot: { cooldown: '1m' } } } });
+    expect(unset.policy.defaults).toMatchObject({ drainThreshold: 0.7, thresholdsFrom: '' });
+    expect(unset.policy.pools.spot).toMatchObject({ thresholdsFrom: '' });
+    const { policy } = parseConfig({
+      modelDir: '/m',
+      policy: {
+        enterThreshold: 0.4,
+        exitThreshold: 0.2,
+        pools: { spot: { enterThreshold: 0.6 }, quiet: { drainAfter: '1m' } },
+        classes: { gpu: { drainThreshold: 0.9 } },
+      },
+    });
+    expect(policy.defaults).toMatchObject({ enterThreshold: 0.4, drainThreshold: 0.4, thresholdsFrom: 'policy' });
+    // Unset everywhere, the drain level follows each rule's own pre-warn level.
+    expect(policy.pools.spot).toMatchObject({ drainThreshold: 0.6, thresholdsFrom: 'policy.pools.spot' });
+    expect(policy.pools.quiet).toMatchObject({ drainThreshold: 0.4, thresholdsFrom: 'policy' });
+    expect(policy.classes.gpu).toMatchObject({
+      enterThreshold: 0.4,
+      drainThreshold: 0.9,
+      thresholdsFrom: 'policy.classes.gpu',
+    });
+    // Set once, it is inherited.
+    const inherited = parseConfig({
+      modelDir: '/m',
+      policy: { drainThreshold: 0.9, pools: { spot: { enterThreshold: 0.8 } } },
+    });
+    expect(inherited.policy.pools.spot).toMatchObject({ enterThreshold: 0.8, drainThreshold: 0.9 });
+  });
+
   it.each([
     [{}, 'modelDir'],
     [{ modelDir: '/m', tick: 'soon' }, 'tick'],
     [{ modelDir: '/m', policy: { exitThreshold: 0.9 } }, 'policy.exitThreshold'],
+    [{ modelDir: '/m', policy: { drainThreshold: 0.6 } }, 'policy.drainThreshold'],
+    [{ modelDir: '/m', policy: { drainThreshold: 1.5 } }, 'policy.drainThreshold'],
+    [
+      { modelDir: '/m', policy: { drainThreshold: 0.8, pools: { spot: { enterThreshold: 0.85 } } } },
+      'policy.pools.spot.drainThreshold',
+    ],
     [{ modelDir: '/m', policy: { pools: { spot: { enterThreshold: 2 } } } }, 'policy.pools.spot.enterThreshold'],
     [{ modelDir: '/m', policy: { classes: { gpu: { drainAftr: '1m' } } } }, 'policy.classes.gpu.drainAftr'],
     [{ modelDir: '/m', nomadAddress: 'nomad:4646' }, 'nomadAddress'],

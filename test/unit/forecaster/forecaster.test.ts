@@ -4,6 +4,7 @@ import { parseConfig } from '../../../forecaster/src/config';
 import { FeatureBuilder } from '../../../forecaster/src/features/feature-builder';
 import { loadFeatureSpec } from '../../../forecaster/src/features/feature-spec';
 import { Forecaster } from '../../../forecaster/src/forecaster';
+import type { ModelCard } from '../../../forecaster/src/model/model-card';
 import { ServingModel } from '../../../forecaster/src/model/serving-model';
 import { DrainPolicy } from '../../../forecaster/src/policy/drain-policy';
 import { ClusterWindows } from '../../../forecaster/src/windows/cluster-windows';
@@ -19,13 +20,16 @@ const CPU = spec.names.indexOf('cpu_mean_5m');
 const log = pino({ level: 'silent' });
 const MINUTE = 60_000;
 
+const THRESHOLDS = { enterThreshold: 0.7, exitThreshold: 0.4 };
+
 async function setup(
-  policy: Record<string, unknown> = {},
+  policy: Record<string, unknown> = THRESHOLDS,
   clock: FakeClock | ManualClock = new FakeClock(1_764_000_000_000),
+  card: Partial<ModelCard> = {},
 ) {
   const config = parseConfig({
     modelDir: '/unused',
-    policy: { enterThreshold: 0.7, exitThreshold: 0.4, drainAfter: '2m', minHealthyNodes: 0, ...policy },
+    policy: { drainAfter: '2m', minHealthyNodes: 0, ...policy },
   });
   const windows = new ClusterWindows(
     { maxNodes: 100, samplesPerNode: 96, eventsPerNode: 64, staleAfterMs: 15 * MINUTE },
@@ -35,11 +39,11 @@ async function setup(
   const model = new ServingModel(log);
   // Risk = the node's 5-minute mean CPU: the telemetry drives it directly.
   const runner = new FakeModelRunner(
-    { version: 'fake', features: spec.names, featureSpec: spec.id },
+    { version: 'fake', features: spec.names, featureSpec: spec.id, ...card },
     (row) => row[CPU] as number,
   );
   await model.replace(async () => runner);
-  const policyState = new DrainPolicy(config.policy);
+  const policyState = new DrainPolicy(config.policy, { servingModel: () => model.card });
   const actions = new FakeSchedulerActions();
   const executor = new ActionExecutor(
     actions,
@@ -70,13 +74,13 @@ async function setup(
     }));
     forecaster.ingest({ node, pool: 'spot', nodeClass: '', points, signals: [], events: [] });
   };
-  return { clock, forecaster, actions, runner, report, executor };
+  return { clock, forecaster, actions, runner, report, executor, model };
 }
 
 describe('Forecaster run loop', () => {
   it('ticks at once on a new terminal notice instead of waiting for the next tick, and only once per notice', async () => {
     const clock = new ManualClock(1_764_000_000_000);
-    const { forecaster, actions, report } = await setup({}, clock);
+    const { forecaster, actions, report } = await setup(THRESHOLDS, clock);
     report('n1', 0.1);
     report('n2', 0.1);
     const stop = new AbortController();
@@ -125,7 +129,7 @@ describe('Forecaster tick', () => {
     expect(runner.calls).toBe(2);
     expect(actions.calls.slice(3)).toEqual(['fence hot', 'drain hot']);
     expect(actions.drains[0]?.request.reason).toMatch(
-      /^nomad-chain forecaster decision \d+: risk 0\.900 stayed at or above/,
+      /^nomad-chain forecaster decision \d+: risk 0\.900 >= drain threshold 0\.700 after 180 s fenced; /,
     );
     const report1 = forecaster.reportFor('hot');
     expect(report1.phase).toBe('draining');
@@ -188,5 +192,46 @@ describe('Forecaster tick', () => {
     expect(runner.calls).toBe(1);
     expect(decisions).toEqual([expect.objectContaining({ node: 'noticed', action: 'drain', deadlineMs: 30_000 })]);
     expect(actions.calls).toEqual(['fence noticed', 'reserve noticed', 'drain noticed']);
+  });
+
+  it("acts at the serving card's levels, and at a promoted card's from the next tick (issue #15)", async () => {
+    const policy = (prewarnThreshold: number, drainThreshold: number) => ({
+      prewarnThreshold,
+      drainThreshold,
+      budget: { maxFencedShare: 0.05, maxFalseDrainsPer100NodeDays: 10 },
+      chosenOn: 'test',
+    });
+    const { clock, forecaster, actions, report, model } = await setup({}, undefined, { policy: policy(0.3, 0.8) });
+    report('n1', 0.5);
+    report('n2', 0.1);
+    const [fence] = await forecaster.tick();
+    await forecaster.settle();
+    expect(fence).toMatchObject({ node: 'n1', action: 'fence', threshold: 0.3, thresholdSource: 'model card fake' });
+    expect(forecaster.reportFor('n1').thresholds).toEqual({
+      prewarn: 0.3,
+      exit: 0.24,
+      drain: 0.8,
+      source: 'model card fake',
+    });
+    clock.advance(3 * MINUTE);
+    report('n1', 0.5, 3);
+    report('n2', 0.1, 3);
+    // Pre-warned, below the card's drain level: fenced and pre-staged, not drained.
+    expect(await forecaster.tick()).toEqual([]);
+    const promoted = new FakeModelRunner(
+      { version: 'v2', features: spec.names, featureSpec: spec.id, policy: policy(0.2, 0.45) },
+      (row) => row[CPU] as number,
+    );
+    await model.replace(async () => promoted);
+    const [drain] = await forecaster.tick();
+    await forecaster.settle();
+    expect(drain).toMatchObject({
+      node: 'n1',
+      action: 'drain',
+      level: 'drain',
+      threshold: 0.45,
+      thresholdSource: 'model card v2',
+    });
+    expect(actions.drains[0]?.request.reason).toMatch(/thresholds from model card v2$/);
   });
 });
