@@ -139,43 +139,48 @@ export interface SidecarConfig {
   readonly idMapping: IdMapping;
 }
 
-const FIELDS = [
-  'nodeName',
-  'listenAddress',
-  'listenPort',
-  'transferPort',
-  'advertiseAddress',
-  'tlsCaFile',
-  'tlsCertFile',
-  'tlsKeyFile',
-  'storeDir',
-  'storeMaxSize',
-  'dataDir',
-  'localSocket',
-  'logLevel',
-  'runcBin',
-  'criuBin',
-  'taskNetworkNamespace',
-  'cgroupParent',
-  'startTimeout',
-  'stopTimeout',
-  'dumpTimeout',
-  'lazyConnectTimeout',
-  'lazyTransferTimeout',
-  'commandTimeout',
-  'transferIdleTimeout',
-  'pageServerHost',
-  'lazyPagesNetns',
-  'backgroundCheckpointInterval',
-  'backgroundBuddy',
-  'telemetry',
-  'filesMaxSize',
-  'filesOverLimit',
-  'handoverRetention',
-  'userNamespace',
-  'userNamespaceHostId',
-  'userNamespaceSize',
-] as const;
+/**
+ * Every option with its default, the one list of what an operator may set; `undefined` = derived from other
+ * options when unset (see SidecarOptions).
+ */
+export const SIDECAR_DEFAULTS = deepFreeze({
+  nodeName: undefined,
+  listenAddress: '0.0.0.0',
+  listenPort: 7450,
+  transferPort: 7451,
+  advertiseAddress: undefined,
+  tlsCaFile: '',
+  tlsCertFile: '',
+  tlsKeyFile: '',
+  storeDir: undefined,
+  storeMaxSize: '8GiB',
+  dataDir: '/var/lib/nomad-chain',
+  localSocket: undefined,
+  logLevel: 'info',
+  runcBin: '/usr/sbin/runc',
+  criuBin: '/usr/local/sbin/criu',
+  taskNetworkNamespace: '',
+  cgroupParent: undefined,
+  startTimeout: '60s',
+  stopTimeout: '10s',
+  dumpTimeout: '5m',
+  lazyConnectTimeout: '15s',
+  lazyTransferTimeout: '10m',
+  commandTimeout: '30s',
+  transferIdleTimeout: '60s',
+  pageServerHost: undefined,
+  lazyPagesNetns: '',
+  backgroundCheckpointInterval: '0s',
+  backgroundBuddy: '',
+  telemetry: {},
+  filesMaxSize: '1GiB',
+  filesOverLimit: 'cold-start',
+  handoverRetention: '10m',
+  userNamespace: 'auto',
+  userNamespaceHostId: DEFAULT_ID_MAPPING.hostId,
+  userNamespaceSize: DEFAULT_ID_MAPPING.size,
+} satisfies Record<keyof SidecarOptions, unknown>);
+const FIELDS = Object.keys(SIDECAR_DEFAULTS) as (keyof SidecarOptions)[];
 const OVER_LIMIT: readonly FilesOverLimit[] = ['cold-start', 'memory-only'];
 const USER_NAMESPACE_MODES: readonly UserNamespaceMode[] = ['auto', 'on', 'off'];
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
@@ -189,15 +194,15 @@ function absolutePath(field: string, value: unknown): string {
 /** Parses and validates once; the result is frozen. Errors name the field. */
 export function parseConfig(raw: Record<string, unknown>, hostname: string): SidecarConfig {
   rejectUnknownKeys('', raw, FIELDS);
-  const dataDir = absolutePath('dataDir', raw.dataDir ?? '/var/lib/nomad-chain');
-  const logLevel = requireString('logLevel', raw.logLevel ?? 'info');
+  const dataDir = absolutePath('dataDir', raw.dataDir ?? SIDECAR_DEFAULTS.dataDir);
+  const logLevel = requireString('logLevel', raw.logLevel ?? SIDECAR_DEFAULTS.logLevel);
   if (!LEVELS.includes(logLevel)) throw new ConfigError('logLevel', `expected one of ${LEVELS.join(', ')}`);
   const nodeName = requireString('nodeName', raw.nodeName ?? hostname);
   if (!/^[\w.-]+$/.test(nodeName)) throw new ConfigError('nodeName', 'expected letters, digits, ".", "_" or "-"');
-  const listenAddress = requireString('listenAddress', raw.listenAddress ?? '0.0.0.0');
-  const listenPort = requireInt('listenPort', raw.listenPort ?? 7450, 0, 65535);
-  const netns = raw.taskNetworkNamespace ?? '';
-  const transferPort = requireInt('transferPort', raw.transferPort ?? 7451, 0, 65535);
+  const listenAddress = requireString('listenAddress', raw.listenAddress ?? SIDECAR_DEFAULTS.listenAddress);
+  const listenPort = requireInt('listenPort', raw.listenPort ?? SIDECAR_DEFAULTS.listenPort, 0, 65535);
+  const netns = raw.taskNetworkNamespace ?? SIDECAR_DEFAULTS.taskNetworkNamespace;
+  const transferPort = requireInt('transferPort', raw.transferPort ?? SIDECAR_DEFAULTS.transferPort, 0, 65535);
   const advertiseAddress = requireString(
     'advertiseAddress',
     raw.advertiseAddress ?? `${listenAddress}:${transferPort}`,
@@ -206,10 +211,10 @@ export function parseConfig(raw: Record<string, unknown>, hostname: string): Sid
   if (tlsFiles.length !== 0 && tlsFiles.length !== 3) {
     throw new ConfigError('tlsCaFile', 'set tlsCaFile, tlsCertFile and tlsKeyFile together, or none of them');
   }
-  const lazyNetns = raw.lazyPagesNetns ?? '';
+  const lazyNetns = raw.lazyPagesNetns ?? SIDECAR_DEFAULTS.lazyPagesNetns;
   const backgroundCheckpointIntervalMs = parseDurationMs(
     'backgroundCheckpointInterval',
-    raw.backgroundCheckpointInterval ?? '0s',
+    raw.backgroundCheckpointInterval ?? SIDECAR_DEFAULTS.backgroundCheckpointInterval,
   );
   const backgroundBuddy =
     raw.backgroundBuddy === undefined || raw.backgroundBuddy === ''
@@ -227,17 +232,28 @@ export function parseConfig(raw: Record<string, unknown>, hostname: string): Sid
   if (raw.telemetry !== undefined && (typeof raw.telemetry !== 'object' || raw.telemetry === null)) {
     throw new ConfigError('telemetry', 'expected an object');
   }
-  const filesOverLimit = requireString('filesOverLimit', raw.filesOverLimit ?? 'cold-start') as FilesOverLimit;
+  const filesOverLimit = requireString(
+    'filesOverLimit',
+    raw.filesOverLimit ?? SIDECAR_DEFAULTS.filesOverLimit,
+  ) as FilesOverLimit;
   if (!OVER_LIMIT.includes(filesOverLimit)) {
     throw new ConfigError('filesOverLimit', `expected one of ${OVER_LIMIT.join(', ')}`);
   }
-  const userNamespace = requireString('userNamespace', raw.userNamespace ?? 'auto') as UserNamespaceMode;
+  const userNamespace = requireString(
+    'userNamespace',
+    raw.userNamespace ?? SIDECAR_DEFAULTS.userNamespace,
+  ) as UserNamespaceMode;
   if (!USER_NAMESPACE_MODES.includes(userNamespace)) {
     throw new ConfigError('userNamespace', `expected one of ${USER_NAMESPACE_MODES.join(', ')}`);
   }
   const idMapping: IdMapping = {
-    hostId: requireInt('userNamespaceHostId', raw.userNamespaceHostId ?? DEFAULT_ID_MAPPING.hostId, 1, 2 ** 32 - 2),
-    size: requireInt('userNamespaceSize', raw.userNamespaceSize ?? DEFAULT_ID_MAPPING.size, 1, 2 ** 32 - 1),
+    hostId: requireInt(
+      'userNamespaceHostId',
+      raw.userNamespaceHostId ?? SIDECAR_DEFAULTS.userNamespaceHostId,
+      1,
+      2 ** 32 - 2,
+    ),
+    size: requireInt('userNamespaceSize', raw.userNamespaceSize ?? SIDECAR_DEFAULTS.userNamespaceSize, 1, 2 ** 32 - 1),
   };
   if (idMapping.hostId + idMapping.size > 2 ** 32 - 1) {
     throw new ConfigError('userNamespaceSize', 'userNamespaceHostId + userNamespaceSize must stay below 2^32 - 1');
@@ -257,35 +273,47 @@ export function parseConfig(raw: Record<string, unknown>, hostname: string): Sid
           }
         : undefined,
     storeDir: absolutePath('storeDir', raw.storeDir ?? `${dataDir}/store`),
-    storeMaxBytes: parseSizeBytes('storeMaxSize', raw.storeMaxSize ?? '8GiB'),
+    storeMaxBytes: parseSizeBytes('storeMaxSize', raw.storeMaxSize ?? SIDECAR_DEFAULTS.storeMaxSize),
     dataDir,
     localSocket: absolutePath('localSocket', raw.localSocket ?? `${dataDir}/sidecar.sock`),
     logLevel,
-    runcBin: absolutePath('runcBin', raw.runcBin ?? '/usr/sbin/runc'),
-    criuBin: absolutePath('criuBin', raw.criuBin ?? '/usr/local/sbin/criu'),
+    runcBin: absolutePath('runcBin', raw.runcBin ?? SIDECAR_DEFAULTS.runcBin),
+    criuBin: absolutePath('criuBin', raw.criuBin ?? SIDECAR_DEFAULTS.criuBin),
     taskNetworkNamespace: netns === '' ? '' : absolutePath('taskNetworkNamespace', netns),
     cgroupParent: absolutePath('cgroupParent', raw.cgroupParent ?? `/nomad-chain/${nodeName}`),
-    startTimeoutMs: parseDurationMs('startTimeout', raw.startTimeout ?? '60s'),
-    stopTimeoutMs: parseDurationMs('stopTimeout', raw.stopTimeout ?? '10s'),
-    dumpTimeoutMs: parseDurationMs('dumpTimeout', raw.dumpTimeout ?? '5m'),
-    lazyConnectTimeoutMs: parseDurationMs('lazyConnectTimeout', raw.lazyConnectTimeout ?? '15s'),
-    lazyTransferTimeoutMs: parseDurationMs('lazyTransferTimeout', raw.lazyTransferTimeout ?? '10m'),
-    commandTimeoutMs: parseDurationMs('commandTimeout', raw.commandTimeout ?? '30s'),
-    transferIdleTimeoutMs: parseDurationMs('transferIdleTimeout', raw.transferIdleTimeout ?? '60s'),
+    startTimeoutMs: parseDurationMs('startTimeout', raw.startTimeout ?? SIDECAR_DEFAULTS.startTimeout),
+    stopTimeoutMs: parseDurationMs('stopTimeout', raw.stopTimeout ?? SIDECAR_DEFAULTS.stopTimeout),
+    dumpTimeoutMs: parseDurationMs('dumpTimeout', raw.dumpTimeout ?? SIDECAR_DEFAULTS.dumpTimeout),
+    lazyConnectTimeoutMs: parseDurationMs(
+      'lazyConnectTimeout',
+      raw.lazyConnectTimeout ?? SIDECAR_DEFAULTS.lazyConnectTimeout,
+    ),
+    lazyTransferTimeoutMs: parseDurationMs(
+      'lazyTransferTimeout',
+      raw.lazyTransferTimeout ?? SIDECAR_DEFAULTS.lazyTransferTimeout,
+    ),
+    commandTimeoutMs: parseDurationMs('commandTimeout', raw.commandTimeout ?? SIDECAR_DEFAULTS.commandTimeout),
+    transferIdleTimeoutMs: parseDurationMs(
+      'transferIdleTimeout',
+      raw.transferIdleTimeout ?? SIDECAR_DEFAULTS.transferIdleTimeout,
+    ),
     pageServerHost: requireString('pageServerHost', raw.pageServerHost ?? advertiseAddress.replace(/:\d+$/, '')),
     lazyPagesNetns: lazyNetns === '' ? '' : absolutePath('lazyPagesNetns', lazyNetns),
     backgroundCheckpointIntervalMs,
     backgroundBuddy,
-    telemetry: parseTelemetryConfig((raw.telemetry ?? {}) as Record<string, unknown>, dataDir),
-    filesMaxBytes: parseSizeBytes('filesMaxSize', raw.filesMaxSize ?? '1GiB'),
+    telemetry: parseTelemetryConfig((raw.telemetry ?? SIDECAR_DEFAULTS.telemetry) as Record<string, unknown>, dataDir),
+    filesMaxBytes: parseSizeBytes('filesMaxSize', raw.filesMaxSize ?? SIDECAR_DEFAULTS.filesMaxSize),
     filesOverLimit,
-    handoverRetentionMs: parseDurationMs('handoverRetention', raw.handoverRetention ?? '10m'),
+    handoverRetentionMs: parseDurationMs(
+      'handoverRetention',
+      raw.handoverRetention ?? SIDECAR_DEFAULTS.handoverRetention,
+    ),
     userNamespace,
     idMapping,
   });
 }
 
-const ENV: Readonly<Record<string, (typeof FIELDS)[number]>> = {
+const ENV: Readonly<Record<string, keyof SidecarOptions>> = {
   NOMAD_CHAIN_NODE_NAME: 'nodeName',
   NOMAD_CHAIN_LISTEN_ADDRESS: 'listenAddress',
   NOMAD_CHAIN_LISTEN_PORT: 'listenPort',
