@@ -16,6 +16,8 @@ import { ClusterRegistry, subnetPrefix, type ClusterRecord, type NodeRecord } fr
 const REPO = resolve(__dirname, '..', '..');
 /** Port of every node's sidecar (State Transfer Protocol and health); each node has its own address. */
 export const SIDECAR_PORT = 7450;
+/** Port of every node's State Transfer Protocol server (the sidecar's default), where a buddy takes checkpoints. */
+const TRANSFER_PORT = 7451;
 
 export interface LocalClusterOptions {
   /** How many simulated nodes. @default 3 */
@@ -35,6 +37,11 @@ export interface LocalClusterOptions {
    * streams its node's telemetry there (and keeps reconnecting until it listens). @default none
    */
   readonly forecasterPort?: number;
+  /**
+   * Background checkpoints: every node checkpoints its running tasks this often (a duration, "5s") to its
+   * buddy, the next node of the cluster (the last node's is the first). @default off
+   */
+  readonly backgroundCheckpointInterval?: string;
 }
 
 export interface LocalNode {
@@ -135,7 +142,8 @@ function spawnSidecar(
   node: NodeRecord,
   clusterId: string,
   runDir: string,
-  options: Pick<LocalClusterOptions, 'sidecarCommand' | 'sidecarEnv'>,
+  options: Pick<LocalClusterOptions, 'sidecarCommand' | 'sidecarEnv' | 'backgroundCheckpointInterval'>,
+  buddyAddress: string,
 ): number {
   const tlsDir = join(runDir, 'tls');
   const command = options.sidecarCommand ?? [
@@ -152,6 +160,13 @@ function spawnSidecar(
     env: {
       ...process.env,
       ...options.sidecarEnv,
+      ...(options.backgroundCheckpointInterval !== undefined && buddyAddress !== node.address
+        ? {
+            NOMAD_CHAIN_BACKGROUND_INTERVAL: options.backgroundCheckpointInterval,
+            NOMAD_CHAIN_TRANSFER_PORT: String(TRANSFER_PORT),
+            NOMAD_CHAIN_BACKGROUND_BUDDY: `${buddyAddress}:${TRANSFER_PORT}`,
+          }
+        : {}),
       NOMAD_CHAIN_NODE_NAME: node.name,
       NOMAD_CHAIN_LISTEN_ADDRESS: node.address,
       NOMAD_CHAIN_LISTEN_PORT: String(SIDECAR_PORT),
@@ -216,6 +231,7 @@ export class LocalCluster {
     readonly hostAddress: string,
     /** Environment every sidecar of this cluster starts with, restarted ones too. */
     private readonly sidecarEnv: Readonly<Record<string, string>>,
+    private readonly backgroundCheckpointInterval: string | undefined,
   ) {}
 
   get logDir(): string {
@@ -290,7 +306,13 @@ export class LocalCluster {
         registry.save(record);
         await network.addNode(nodeRecord.netns, nodeRecord.veth, i);
         const logFile = join(runDir, 'logs', `${name}-sidecar.log`);
-        nodeRecord.sidecarPid = spawnSidecar(nodeRecord, id, runDir, { ...options, sidecarEnv });
+        nodeRecord.sidecarPid = spawnSidecar(
+          nodeRecord,
+          id,
+          runDir,
+          { ...options, sidecarEnv },
+          network.addressOf((i + 1) % count),
+        );
         registry.save(record);
         nodes.push({
           name,
@@ -316,7 +338,17 @@ export class LocalCluster {
       record.haproxyPid = pid;
       registry.save(record);
       await Promise.all(nodes.map((n) => waitHealthy(n.sidecarAddress, options.readyTimeoutMs ?? 30_000, n.logFile)));
-      return new LocalCluster(id, runDir, nodes, haproxy, record, registry, network.gateway, sidecarEnv);
+      return new LocalCluster(
+        id,
+        runDir,
+        nodes,
+        haproxy,
+        record,
+        registry,
+        network.gateway,
+        sidecarEnv,
+        options.backgroundCheckpointInterval,
+      );
     } catch (err) {
       await destroyCluster(record, registry);
       throw err;
@@ -395,10 +427,21 @@ export class LocalCluster {
     options: Pick<LocalClusterOptions, 'sidecarCommand' | 'sidecarEnv' | 'readyTimeoutMs'> = {},
   ): Promise<void> {
     const node = this.recordOf(name);
-    node.sidecarPid = spawnSidecar(node, this.id, this.runDir, {
-      ...options,
-      sidecarEnv: { ...this.sidecarEnv, ...options.sidecarEnv },
-    });
+    const nodes = this.record.nodes;
+    const buddy = nodes[(nodes.indexOf(node) + 1) % nodes.length] ?? node;
+    node.sidecarPid = spawnSidecar(
+      node,
+      this.id,
+      this.runDir,
+      {
+        ...options,
+        sidecarEnv: { ...this.sidecarEnv, ...options.sidecarEnv },
+        ...(this.backgroundCheckpointInterval !== undefined
+          ? { backgroundCheckpointInterval: this.backgroundCheckpointInterval }
+          : {}),
+      },
+      buddy.address,
+    );
     this.registry.save(this.record);
     await waitHealthy(this.node(name).sidecarAddress, options.readyTimeoutMs ?? 30_000, this.node(name).logFile);
   }

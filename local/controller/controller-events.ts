@@ -4,7 +4,26 @@ import type { SchedulerEvent } from '../../common/scheduler/scheduler-event';
  * What the local controller tells watchers (the forecaster in local mode): the scheduler events every
  * scheduler adapter speaks, served as ndjson at /v1/event/stream, resumable from an index like Nomad's.
  */
-export type ControllerEvent = SchedulerEvent;
+export type ControllerEvent = SchedulerEvent | TaskRestoredFromCheckpoint;
+
+/**
+ * A task whose node died during its move, before the hand-over reached the target, brought back from the
+ * newest background checkpoint its buddy held: its state is `checkpointAgeMs` old. Local mode's own event
+ * (watchers that do not know it, as the forecaster, skip it).
+ */
+export interface TaskRestoredFromCheckpoint {
+  readonly type: 'task-restored-from-checkpoint';
+  /** Where the task runs now. */
+  readonly node: string;
+  readonly taskKey: string;
+  /** The node the task was lost on. */
+  readonly lostOn: string;
+  /** The node that held the checkpoint. */
+  readonly buddy: string;
+  readonly checkpointAgeMs: number;
+  readonly timeMs: number;
+  readonly detail: string;
+}
 
 export interface IndexedEvent {
   readonly index: number;

@@ -9,7 +9,7 @@ import type { Instance, Router } from '../../common/router';
 import { pickTarget, type PlacementNode, type SchedulerAdapter } from '../../common/scheduler/scheduler-adapter';
 import { MigrationMode, type TaskInfo } from '../../proto/gen/chain/v1/sidecar';
 import type { MigrationJournal } from '../migration/migration-journal';
-import type { MigrationRecord } from '../migration/migration-record';
+import type { MigrationRecord, TaskSide } from '../migration/migration-record';
 import { MigrationError } from '../migration/errors';
 import { MigrationSequence, type NodeSidecars } from '../migration/migration-sequence';
 import { ControllerEventLog, type ControllerEvent } from './controller-events';
@@ -147,6 +147,10 @@ export class LocalController implements SchedulerAdapter {
       clock: deps.clock,
       log: deps.log,
       checkpointWaitMs: deps.checkpointWaitMs,
+      nodes: () => deps.nodes.map((n) => n.name),
+      // The fence for a source that does not answer: only a node this controller killed itself is known dead.
+      nodeDown: (node) => this.state.nodes[node]?.up === false,
+      sideOn: (record, node) => this.sideFor(record, node),
       ...(deps.afterStep !== undefined ? { afterStep: deps.afterStep } : {}),
     });
     this.prestager = new ReservationPrestager({
@@ -226,8 +230,10 @@ export class LocalController implements SchedulerAdapter {
   static async create(deps: LocalControllerDeps): Promise<LocalController> {
     const controller = new LocalController(deps);
     const resumed = await controller.sequence.resumeAll();
-    for (const record of resumed)
+    for (const record of resumed) {
       deps.log.info({ migrationId: record.id, step: record.step }, 'resumed migration finished');
+      controller.announceBuddyRestore(record);
+    }
     return controller;
   }
 
@@ -370,6 +376,36 @@ export class LocalController implements SchedulerAdapter {
       // The move itself succeeded; a directory left behind costs disk, not correctness.
       this.deps.log.warn({ err, node: node.name, dir }, 'cannot remove a moved task directory');
     }
+  }
+
+  /** Watchers learn that a task came back from a background checkpoint, and how old its state is. */
+  private announceBuddyRestore(record: MigrationRecord): void {
+    const buddy = record.restoredFromBuddy;
+    if (buddy === undefined || record.stepsAtUnixMs.restored === undefined) return;
+    this.emit({
+      type: 'task-restored-from-checkpoint',
+      node: record.target.node,
+      taskKey: record.taskKey,
+      lostOn: this.publicName(record.source.node),
+      buddy: this.publicName(buddy.node),
+      checkpointAgeMs: buddy.ageMs,
+      timeMs: this.eventNow(),
+      detail: `${record.source.node} gone before the hand-over (${buddy.fencedBy}): state as of the background checkpoint ${buddy.checkpointId}, ${buddy.ageMs} ms old`,
+    });
+  }
+
+  /** The task's side on `nodeName` under the migration's target task id, its directories made there. */
+  private sideFor(record: MigrationRecord, nodeName: string): TaskSide {
+    const { service } = this.placed(record.taskKey);
+    const node = this.node(nodeName);
+    const dir = this.prepareDirs(node, service, record.target.taskId);
+    return {
+      node: node.name,
+      taskId: record.target.taskId,
+      identity: this.identity(service, record.target.taskId),
+      spec: taskSpecFor(service, dir, node.netnsPath),
+      instance: this.instance(service, node, record.target.taskId),
+    };
   }
 
   private prepareDirs(node: ControllerNode, service: ServiceDefinition, taskId: string): string {
@@ -530,6 +566,7 @@ export class LocalController implements SchedulerAdapter {
     } finally {
       if (reserved === undefined) this.inbound.set(targetNode.name, (this.inbound.get(targetNode.name) ?? 1) - 1);
     }
+    this.announceBuddyRestore(result);
     if (result.step === 'done') {
       this.consumeReservation(taskKey, task.node, targetNode.name);
       await this.prestager.discard(taskKey);

@@ -15,8 +15,31 @@ export const FORWARD_STEPS = [
   'done',
 ] as const;
 export type ForwardStep = (typeof FORWARD_STEPS)[number];
-/** `rolled-back`: the source runs and serves again. `failed`: an operator must act; a restorable checkpoint remains. */
-export type MigrationStep = ForwardStep | 'rolled-back' | 'failed';
+/**
+ * `restoring-from-buddy`: the source is gone before any hand-over reached the target; the newest background
+ * checkpoint of the task, held by the source's buddy, is chosen and about to be restored (then `restored`).
+ * `rolled-back`: the source runs and serves again. `failed`: an operator must act; a restorable checkpoint remains.
+ */
+export type MigrationStep = ForwardStep | 'restoring-from-buddy' | 'rolled-back' | 'failed';
+
+/**
+ * How the sequence knew the source's copy cannot run any more (a task runs in exactly one place): its own
+ * sidecar answered that the task is not running there (`source-reports-gone`: the node came back empty), or the
+ * controller had killed the node itself (`node-down`: a pre-emption it carried out). A source that merely does
+ * not answer is never fenced: it may be cut off and still running.
+ */
+export type SourceFence = 'source-reports-gone' | 'node-down';
+
+/** The background checkpoint a task was brought back from when its source died before the hand-over. */
+export interface BuddyRestore {
+  /** The node that held the checkpoint (the source's buddy). */
+  readonly node: string;
+  readonly checkpointId: string;
+  readonly checkpointAtUnixMs: number;
+  /** How old the checkpoint's state was when it was chosen: what the task lost. */
+  readonly ageMs: number;
+  readonly fencedBy: SourceFence;
+}
 
 export interface MigrationEnd {
   readonly source: TaskSide;
@@ -51,6 +74,8 @@ export interface MigrationRecord {
   readonly fileBytes?: number;
   readonly checkpointBytes?: number;
   readonly freezeMs?: number;
+  /** Set when the task was restored from a background checkpoint rather than handed over. */
+  readonly restoredFromBuddy?: BuddyRestore;
   /** Wall-clock time of each step's completion, for the operator's timeline. */
   readonly stepsAtUnixMs: Readonly<Partial<Record<MigrationStep, number>>>;
   readonly error?: { readonly code: string; readonly message: string; readonly step: MigrationStep };

@@ -1,3 +1,4 @@
+import { backgroundKey } from '../../common/checkpoint-keys';
 import type { Clock } from '../../common/clock';
 import { errorCode, errorMessage } from '../../common/errors';
 import type { Logger } from '../../common/logging';
@@ -7,7 +8,13 @@ import type { SidecarApi } from '../../common/sidecar-api/sidecar-api';
 import { TaskState } from '../../proto/gen/chain/v1/sidecar';
 import { MigrationError } from './errors';
 import type { MigrationJournal } from './migration-journal';
-import { isFinished, type MigrationRecord, type MigrationStep } from './migration-record';
+import {
+  isFinished,
+  type MigrationRecord,
+  type MigrationStep,
+  type SourceFence,
+  type TaskSide,
+} from './migration-record';
 
 /** Reaches the sidecar of any node by name. */
 export interface NodeSidecars {
@@ -25,19 +32,47 @@ export interface MigrationSequenceDeps {
   readonly checkpointWaitMs: number;
   /** Attempts of a step that only ever moves forward (rotation, clean-up) before an operator is called. */
   readonly maxStepAttempts?: number;
+  /** Every node of the cluster: where a background checkpoint of a lost source's task may be held. @default none */
+  readonly nodes?: () => readonly string[];
+  /**
+   * The scheduler's own word that a node is gone (it killed the node itself, as a pre-emption does): a source
+   * that does not answer is fenced only by this. @default no node is known down
+   */
+  readonly nodeDown?: (node: string) => boolean;
+  /**
+   * The task's side on a node other than the planned target (its directories made there): where a lost
+   * source's task is restored when its buddy is not the target. @default restores only on the target
+   */
+  readonly sideOn?: (record: MigrationRecord, node: string) => TaskSide;
   /** Called after each step is journaled: fault injection for tests and drills. */
   readonly afterStep?: (record: MigrationRecord) => void | Promise<void>;
 }
 
 type RecordUpdate = Partial<
-  Pick<MigrationRecord, 'checkpointId' | 'wireBytes' | 'fileBytes' | 'checkpointBytes' | 'freezeMs' | 'error'>
+  Pick<
+    MigrationRecord,
+    | 'checkpointId'
+    | 'wireBytes'
+    | 'fileBytes'
+    | 'checkpointBytes'
+    | 'freezeMs'
+    | 'error'
+    | 'target'
+    | 'targetTransferAddress'
+    | 'restoredFromBuddy'
+  >
 >;
+
+/** What the source's own sidecar says of the task, or that the scheduler knows its node is gone. */
+type SourceState = 'running' | 'handed-over' | SourceFence;
 
 /**
  * The chained migration, read here and nowhere else: leave rotation, freeze and hand over the final
  * checkpoint, restore on the target, rejoin rotation, clean up. Each step is journaled before the next
  * begins. A failure before the target runs puts the source back (running and in rotation); after it, only
- * forward. A checkpoint is restored at most once: a resumed step first asks whether its work is done.
+ * forward. A checkpoint is restored at most once: a resumed step first asks whether its work is done. A source
+ * gone before any hand-over reached the target (fenced: see `SourceFence`) is replaced by the newest background
+ * checkpoint its buddy holds, its age in the record.
  */
 export class MigrationSequence {
   private readonly attempts = new Map<string, number>();
@@ -115,6 +150,8 @@ export class MigrationSequence {
           return await this.handOver(record);
         case 'handed-over':
           return await this.restore(record);
+        case 'restoring-from-buddy':
+          return await this.restoreFromBuddy(record);
         case 'restored':
           await this.deps.router.joinRotation(record.target.instance);
           return this.next(record, 'joined-rotation');
@@ -216,6 +253,10 @@ export class MigrationSequence {
     }
     // The source's own copy of the hand-over was kept for a rollback, which can no longer happen.
     if (record.checkpointId !== undefined) await source.deleteCheckpoint({ checkpointId: record.checkpointId });
+    // A restored background checkpoint: its source will never forget it on the buddy (it died), so it goes here.
+    const buddy = record.restoredFromBuddy;
+    if (buddy !== undefined)
+      await this.deps.sidecars.sidecar(buddy.node).deleteCheckpoint({ checkpointId: buddy.checkpointId });
   }
 
   private async runs(sidecar: SidecarApi, taskId: string): Promise<boolean> {
@@ -238,6 +279,8 @@ export class MigrationSequence {
     if (record.step === 'planned' || record.step === 'left-rotation')
       return this.rollBackBeforeHandover(record, failure, log);
     if (record.step === 'handed-over') return this.rollBackAfterHandover(record, failure, log);
+    // The background checkpoint stays on the buddy, restorable, for an operator or a restarted controller.
+    if (record.step === 'restoring-from-buddy') return this.next(record, 'failed', failure);
     // The target already runs: only forward. Retry a bounded number of times, then call an operator.
     const key = `${record.id}/${record.step}`;
     const attempt = (this.attempts.get(key) ?? 0) + 1;
@@ -249,15 +292,19 @@ export class MigrationSequence {
     return this.next(record, 'failed', failure);
   }
 
-  /** Before the hand-over the source never stopped serving, unless the hand-over in fact went through. */
+  /**
+   * Before the hand-over the source never stopped serving, unless the hand-over in fact went through, or the
+   * source is gone (fenced): then the newest background checkpoint on its buddy. A source that does not answer
+   * fails the migration (retried once its sidecar is back): it may still be running the task.
+   */
   private async rollBackBeforeHandover(
     record: MigrationRecord,
     failure: RecordUpdate,
     log: Logger,
   ): Promise<MigrationRecord> {
-    const source = this.deps.sidecars.sidecar(record.source.node);
     try {
-      if (await this.runs(source, record.source.taskId)) {
+      const source = await this.sourceState(record);
+      if (source === 'running') {
         await this.deps.router.joinRotation(record.source.instance);
         return this.next(record, 'rolled-back', failure);
       }
@@ -271,10 +318,104 @@ export class MigrationSequence {
         );
         return this.next(record, 'handed-over', { ...failure, checkpointId: staged.checkpoint.checkpointId });
       }
+      if (source !== 'handed-over') return await this.chooseBuddyCheckpoint(record, source, failure, log);
     } catch (err) {
       return this.next(record, 'failed', this.failure(record, err));
     }
     return this.next(record, 'failed', failure);
+  }
+
+  /**
+   * The fence: the source's sidecar answers for its task, or, when it cannot be reached, the scheduler says
+   * it killed the node. Anything else (no answer, no word) rethrows: the source may still run the task.
+   */
+  private async sourceState(record: MigrationRecord): Promise<SourceState> {
+    try {
+      const task = await this.deps.sidecars.sidecar(record.source.node).inspectTask(record.source.taskId);
+      if (task.state === TaskState.TASK_STATE_RUNNING) return 'running';
+      // Dumped and handed over: its own copy of the hand-over is on the source, and an operator's to use.
+      if (task.state === TaskState.TASK_STATE_MIGRATED) return 'handed-over';
+      return 'source-reports-gone';
+    } catch (err) {
+      if (errorCode(err) === 'NC_TASK_NOT_FOUND') return 'source-reports-gone';
+      if (this.deps.nodeDown?.(record.source.node) === true) return 'node-down';
+      throw err;
+    }
+  }
+
+  /**
+   * Picks the newest background checkpoint of the source's task held on any other node that answers (its
+   * buddy), and where to restore it: the planned target when it holds it, else the buddy itself (its bytes
+   * are there already; no second transfer while the task is down). Journaled before the restore.
+   */
+  private async chooseBuddyCheckpoint(
+    record: MigrationRecord,
+    fencedBy: SourceFence,
+    failure: RecordUpdate,
+    log: Logger,
+  ): Promise<MigrationRecord> {
+    let newest: { node: string; checkpointId: string; createdAtUnixMs: number } | undefined;
+    for (const node of (this.deps.nodes?.() ?? []).filter((n) => n !== record.source.node)) {
+      try {
+        const found = await this.deps.sidecars
+          .sidecar(node)
+          .findCheckpoint({ handoverKey: backgroundKey(record.source.taskId), waitMs: 0 });
+        const checkpoint = found.found ? found.checkpoint : undefined;
+        if (checkpoint !== undefined && (newest === undefined || checkpoint.createdAtUnixMs > newest.createdAtUnixMs))
+          newest = { node, checkpointId: checkpoint.checkpointId, createdAtUnixMs: checkpoint.createdAtUnixMs };
+      } catch (err) {
+        log.warn({ err, node }, 'cannot ask a node for background checkpoints');
+      }
+    }
+    if (newest === undefined) {
+      throw new MigrationError(
+        'NC_MIGRATION_NO_BACKGROUND_CHECKPOINT',
+        `source ${record.source.node} is gone before the hand-over and no node holds a background checkpoint of ${record.source.taskId}`,
+        { context: { node: record.source.node, taskId: record.source.taskId, fencedBy } },
+      );
+    }
+    const target = newest.node === record.target.node ? record.target : this.deps.sideOn?.(record, newest.node);
+    if (target === undefined) {
+      throw new MigrationError(
+        'NC_MIGRATION_NO_BACKGROUND_CHECKPOINT',
+        `the background checkpoint of ${record.source.taskId} is on ${newest.node}, where this sequence cannot place it`,
+        { context: { node: newest.node, taskId: record.source.taskId } },
+      );
+    }
+    const ageMs = Math.max(0, this.deps.clock.now() - newest.createdAtUnixMs);
+    log.warn(
+      { fencedBy, buddy: newest.node, checkpointId: newest.checkpointId, ageMs, target: target.node },
+      'source gone before the hand-over: restoring its newest background checkpoint',
+    );
+    return this.next(record, 'restoring-from-buddy', {
+      ...failure,
+      target,
+      restoredFromBuddy: {
+        node: newest.node,
+        checkpointId: newest.checkpointId,
+        checkpointAtUnixMs: newest.createdAtUnixMs,
+        ageMs,
+        fencedBy,
+      },
+    });
+  }
+
+  /** Restores the chosen background checkpoint, at most once: a resumed step first looks for the task. */
+  private async restoreFromBuddy(record: MigrationRecord): Promise<MigrationRecord> {
+    const buddy = record.restoredFromBuddy;
+    if (buddy === undefined) {
+      throw new MigrationError('NC_MIGRATION_NO_BACKGROUND_CHECKPOINT', 'no background checkpoint was chosen', {
+        context: { migrationId: record.id },
+      });
+    }
+    const target = this.deps.sidecars.sidecar(record.target.node);
+    if (!(await this.runs(target, record.target.taskId)))
+      await target.restoreTask({
+        identity: record.target.identity,
+        checkpointId: buddy.checkpointId,
+        spec: record.target.spec,
+      });
+    return this.next(record, 'restored');
   }
 
   /** The source is frozen and dumped, the target could not restore: bring the source back from its own copy. */

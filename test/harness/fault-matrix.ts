@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { resolveBinary } from '../../common/binaries';
 import { errorMessage } from '../../common/errors';
 import { run } from '../../common/exec';
+import { backgroundKey } from '../../common/checkpoint-keys';
 import { GrpcSidecarApi } from '../../common/sidecar-api/grpc-sidecar-api';
 import {
   EXAMPLE_SERVICE,
@@ -38,8 +39,11 @@ export const FAULTS = [
 ] as const;
 export type Fault = (typeof FAULTS)[number];
 
-/** Where the task ended: on the target, back on its source, stopped for an operator, or a broken promise. */
-export type CellOutcome = 'moved' | 'rolled back' | 'operator' | 'lost' | 'duplicated';
+/**
+ * Where the task ended: on the target, back on its source, brought back from its buddy's background checkpoint
+ * (its source died before the hand-over), stopped for an operator, or a broken promise.
+ */
+export type CellOutcome = 'moved' | 'rolled back' | 'restored from buddy' | 'operator' | 'lost' | 'duplicated';
 
 export interface CellResult {
   readonly step: FaultStep;
@@ -50,6 +54,8 @@ export interface CellResult {
   readonly finalStep: MigrationStep | 'none';
   /** Where the one running copy is, when there is exactly one. */
   readonly copyOn?: 'source' | 'target';
+  /** How old the restored state was, when the task came back from its buddy's background checkpoint. */
+  readonly checkpointAgeMs?: number;
   /** The migration's error, when it has one: its code and the step it failed at. */
   readonly error?: string;
   /** Each broken rule, in words; empty when the cell passed. */
@@ -64,6 +70,9 @@ export function applies(step: FaultStep, fault: Fault): boolean {
 
 const KEYS = 10;
 const SETTLE_MS = 120_000;
+/** Every node checkpoints its tasks to the next node this often, as a cluster with background checkpoints does. */
+const BACKGROUND_INTERVAL = '2s';
+const BACKGROUND_WAIT_MS = 60_000;
 
 interface Cell {
   readonly step: FaultStep;
@@ -147,6 +156,26 @@ async function get(base: string, path: string): Promise<unknown> {
   return res.json();
 }
 
+/**
+ * Waits until `buddy` holds a background checkpoint of the task dumped wholly after `sinceMs`: the second one
+ * filed after it (the first may have begun its dump before). A task restored from it keeps every write
+ * acknowledged before `sinceMs`, so the cell checks the same state promise whichever way the task comes back.
+ */
+async function backgroundAfter(buddy: GrpcSidecarApi, taskId: string, sinceMs: number): Promise<void> {
+  const deadline = Date.now() + BACKGROUND_WAIT_MS;
+  let first: string | undefined;
+  for (;;) {
+    const found = await buddy.findCheckpoint({ handoverKey: backgroundKey(taskId), waitMs: 0 });
+    const checkpoint = found.found ? found.checkpoint : undefined;
+    if (checkpoint !== undefined && checkpoint.createdAtUnixMs > sinceMs) {
+      if (first !== undefined && checkpoint.checkpointId !== first) return;
+      first = checkpoint.checkpointId;
+    }
+    if (Date.now() > deadline) throw new Error(`no background checkpoint of ${taskId} on its buddy after ${sinceMs}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 async function settle(controller: LocalController): Promise<MigrationRecord | undefined> {
   const deadline = Date.now() + SETTLE_MS;
   for (;;) {
@@ -171,7 +200,7 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
   try {
     local = await startLocalMode(
       {
-        cluster: { nodes: 2, services: [EXAMPLE_SERVICE.name] },
+        cluster: { nodes: 2, services: [EXAMPLE_SERVICE.name], backgroundCheckpointInterval: BACKGROUND_INTERVAL },
         afterStep: async (record) => {
           if (cell.injected || record.step !== step || local === undefined) return;
           cell.injected = true;
@@ -187,6 +216,16 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
       if (!res.ok) throw new Error(`PUT k${i}: HTTP ${res.status}`);
     }
     const acknowledged = ((await get(base, '/counter')) as { counter: number }).counter;
+    // The buddy is the next node of the cluster (the last node's is the first).
+    const nodes = local.cluster.nodes;
+    const buddyNode = nodes[(nodes.findIndex((n) => n.name === placed.node) + 1) % nodes.length];
+    if (buddyNode === undefined) throw new Error('no buddy node');
+    const buddy = new GrpcSidecarApi({ socketPath: buddyNode.localSocket, timeoutMs: 30_000 });
+    try {
+      await backgroundAfter(buddy, placed.taskId, Date.now());
+    } finally {
+      buddy.close();
+    }
 
     await local.controller.drainNode(placed.node, 'fault matrix').catch((err: unknown) => {
       log.info({ err: errorMessage(err) }, 'drain ended with an error (expected under some faults)');
@@ -214,7 +253,13 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
     if (running.length === 0) outcome = 'lost';
     else if (running.length > 1) outcome = 'duplicated';
     else if (finalStep === 'failed') outcome = 'operator';
+    else if (record?.restoredFromBuddy !== undefined) outcome = 'restored from buddy';
     else outcome = running[0] === placed.node ? 'rolled back' : 'moved';
+    if (
+      record?.restoredFromBuddy !== undefined &&
+      !controller.events.since(0).some((e) => e.event.type === 'task-restored-from-checkpoint')
+    )
+      failures.push('restored from a background checkpoint, but the controller told no one');
     if (running.length !== 1) failures.push(`${running.length} running copies (runc): ${running.join(', ')}`);
 
     if (running.length === 1) {
@@ -238,6 +283,7 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
       outcome,
       finalStep,
       ...(running.length === 1 ? { copyOn: running[0] === placed.node ? 'source' : 'target' } : {}),
+      ...(record?.restoredFromBuddy !== undefined ? { checkpointAgeMs: record.restoredFromBuddy.ageMs } : {}),
       ...(record?.error !== undefined ? { error: `${record.error.code} at ${record.error.step}` } : {}),
       failures,
       elapsedMs: Date.now() - started,

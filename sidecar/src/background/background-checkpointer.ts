@@ -1,3 +1,4 @@
+import { backgroundKey } from '../../../common/checkpoint-keys';
 import type { Clock } from '../../../common/clock';
 import type { Logger } from '../../../common/logging';
 import { shipRunningCopy, type RunningDumper } from '../checkpoint/running-copy';
@@ -34,10 +35,7 @@ export interface BackgroundCheckpointerDeps {
 
 export type BackgroundStatus = SentCheckpoint;
 
-/** The handover key a task's background checkpoints are filed under on the buddy. */
-export function backgroundKey(taskId: string): string {
-  return `background/${taskId}`;
-}
+export { backgroundKey };
 
 /**
  * Incremental background checkpoints: every interval, each running task is dumped without stopping it and

@@ -1,4 +1,5 @@
 import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import { backgroundKey } from '../../../common/checkpoint-keys';
 import { encodeStatus } from '../../../common/grpc/status-codec';
 import type { Logger } from '../../../common/logging';
 import type { CheckpointInfo } from '../../../proto/gen/chain/v1/sidecar';
@@ -8,7 +9,6 @@ import type {
   ForgetBackgroundResponse,
 } from '../../../proto/gen/chain/v1/transfer';
 import { peerNodeName } from '../transfer/tls';
-import { backgroundKey } from './background-checkpointer';
 
 /** The buddy's checkpoint store (CheckpointStore): one checkpoint per handover key. */
 export interface BuddyStore {

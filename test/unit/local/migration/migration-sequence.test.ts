@@ -1,7 +1,8 @@
 import pino from 'pino';
 import { NomadChainError } from '../../../../common/errors';
 import { MemoryMigrationJournal } from '../../../../local/migration/migration-journal';
-import { FORWARD_STEPS, type MigrationRecord } from '../../../../local/migration/migration-record';
+import { backgroundKey } from '../../../../common/checkpoint-keys';
+import { FORWARD_STEPS, type MigrationRecord, type TaskSide } from '../../../../local/migration/migration-record';
 import { MigrationSequence } from '../../../../local/migration/migration-sequence';
 import { MigrationMode, TaskState } from '../../../../proto/gen/chain/v1/sidecar';
 import { FakeClock } from '../../../fakes/fake-clock';
@@ -26,7 +27,12 @@ function setup() {
 
 type Env = ReturnType<typeof setup>;
 
-function sequence(env: Env, afterStep?: (r: MigrationRecord) => void) {
+interface BuddyOptions {
+  readonly down?: ReadonlySet<string>;
+  readonly sideOn?: (record: MigrationRecord, node: string) => TaskSide;
+}
+
+function sequence(env: Env, afterStep?: (r: MigrationRecord) => void, buddy: BuddyOptions = {}) {
   return new MigrationSequence({
     journal: env.journal,
     sidecars: env.cluster,
@@ -35,6 +41,9 @@ function sequence(env: Env, afterStep?: (r: MigrationRecord) => void) {
     clock: env.clock,
     log,
     checkpointWaitMs: 1000,
+    nodes: () => [...env.cluster.sidecars.keys()],
+    nodeDown: (node) => buddy.down?.has(node) === true,
+    ...(buddy.sideOn ? { sideOn: buddy.sideOn } : {}),
     ...(afterStep ? { afterStep } : {}),
   });
 }
@@ -327,4 +336,165 @@ describe('MigrationSequence', () => {
     expect(env.cluster.running('web').map((t) => t.nodeName)).toEqual(['b']);
     expect(env.cluster.sidecar('a').tasks.get('web-1')?.state).toBe(TaskState.TASK_STATE_MIGRATED);
   });
+});
+
+/** Files a background checkpoint of the source's task on `node`, taken `ageMs` before the fake clock's now. */
+function background(env: Env, node: string, ageMs: number): string {
+  const checkpointId = `bg-${node}-${ageMs}`;
+  env.cluster.sidecar(node).staged.set(checkpointId, {
+    checkpointId,
+    handoverKey: backgroundKey('web-1'),
+    source: undefined,
+    manifestDigest: 'digest',
+    sizeBytes: 1024,
+    createdAtUnixMs: env.clock.now() - ageMs,
+    spec: undefined,
+    sourceNode: 'a',
+  });
+  return checkpointId;
+}
+
+/** The source node dies at once, as a pre-emption takes it: its sidecar stops answering, its task is gone. */
+function killSource(env: Env): void {
+  env.cluster.sidecar('a').dead = true;
+  env.cluster.sidecar('a').tasks.clear();
+}
+
+// Issue #13's failing cell, issue #12 item 2's source failure: the source is gone after it left rotation and
+// before any hand-over reached the target. The task comes back from its buddy's newest background checkpoint,
+// never while the source could still run it.
+describe('MigrationSequence: a source gone before the hand-over', () => {
+  it('waits for the source node to answer, then restores the newest background checkpoint on the buddy', async () => {
+    const env = setup();
+    const record = await plan(env);
+    const older = background(env, 'b', 9000);
+    env.cluster.add('c', '10.0.0.3:7450');
+    const newest = background(env, 'b', 2000);
+    env.cluster.sidecar('b').staged.delete(older);
+    background(env, 'c', 4000);
+    const failed = await sequence(env, (r) => {
+      if (r.step === 'left-rotation') killSource(env);
+    }).run(record);
+    // No answer from the source is no proof it stopped: nothing is restored yet.
+    expect(failed).toMatchObject({ step: 'failed', error: { code: 'NC_SIDECAR_UNREACHABLE', step: 'left-rotation' } });
+    expect(env.cluster.restores).toBe(0);
+
+    // The node comes back empty: its own sidecar says the task is not there.
+    env.cluster.sidecar('a').dead = false;
+    const [resumed] = await sequence(env).resumeAll();
+    expect(resumed).toMatchObject({
+      step: 'done',
+      target: { node: 'b' },
+      restoredFromBuddy: { node: 'b', checkpointId: newest, ageMs: 2000, fencedBy: 'source-reports-gone' },
+    });
+    expectOneInstance(env, 'b');
+    expect(env.cluster.restores).toBe(1);
+    expect(env.cluster.sidecar('b').tasks.get('web-2')?.restoredFromCheckpoint).toBe(newest);
+    // The restored checkpoint is dropped on the buddy: the dead source will never forget it there.
+    expect(env.cluster.sidecar('b').staged.has(newest)).toBe(false);
+    expect(env.scheduler.placements.get('web')).toEqual({ node: 'b', taskId: 'web-2' });
+  });
+
+  it('restores at once when the scheduler killed the source node itself (its fence)', async () => {
+    const env = setup();
+    const record = await plan(env);
+    const checkpointId = background(env, 'b', 1500);
+    const result = await sequence(
+      env,
+      (r) => {
+        if (r.step === 'left-rotation') killSource(env);
+      },
+      { down: new Set(['a']) },
+    ).run(record);
+    expect(result).toMatchObject({
+      step: 'failed',
+      error: { code: 'NC_SIDECAR_UNREACHABLE', step: 'joined-rotation' },
+    });
+    expect(result.restoredFromBuddy).toEqual({
+      node: 'b',
+      checkpointId,
+      checkpointAtUnixMs: expect.any(Number) as number,
+      ageMs: 1500,
+      fencedBy: 'node-down',
+    });
+    // Restored and serving; only the dead source's clean-up waits for its node.
+    expectOneInstance(env, 'b');
+    expect(env.cluster.restores).toBe(1);
+  });
+
+  it('never restores while the source does not answer and no one says its node is dead', async () => {
+    const env = setup();
+    const record = await plan(env);
+    background(env, 'b', 1000);
+    const result = await sequence(env, (r) => {
+      if (r.step === 'left-rotation') env.cluster.sidecar('a').dead = true;
+    }).run(record);
+    expect(result.step).toBe('failed');
+    expect(result.restoredFromBuddy).toBeUndefined();
+    expect(env.cluster.restores).toBe(0);
+    // Cut off, not dead: it still runs the task, the one copy.
+    expect(env.cluster.running('web').map((t) => t.nodeName)).toEqual(['a']);
+  });
+
+  it('restores on the buddy when the buddy is not the target, its side made by the scheduler', async () => {
+    const env = setup();
+    env.cluster.add('c', '10.0.0.3:7450');
+    const record = await plan(env);
+    background(env, 'c', 3000);
+    const sideOn = (r: MigrationRecord, node: string): TaskSide => ({
+      ...r.target,
+      node,
+      spec: { ...r.target.spec, allocDir: '/c' },
+      instance: { ...r.target.instance, node, address: '10.0.0.3' },
+    });
+    const result = await sequence(
+      env,
+      (r) => {
+        if (r.step === 'left-rotation') killSource(env);
+      },
+      { down: new Set(['a']), sideOn },
+    ).run(record);
+    expect(result.restoredFromBuddy).toMatchObject({ node: 'c', ageMs: 3000 });
+    expect(result.target).toMatchObject({ node: 'c', spec: { allocDir: '/c' } });
+    expectOneInstance(env, 'c');
+  });
+
+  it('calls an operator when no node holds a background checkpoint: nothing is started', async () => {
+    const env = setup();
+    const record = await plan(env);
+    env.cluster.sidecar('a').dead = true;
+    env.cluster.sidecar('a').tasks.clear();
+    env.cluster.sidecar('a').dead = false;
+    const result = await sequence(env, undefined, {}).run({ ...record, step: 'left-rotation' });
+    expect(result).toMatchObject({
+      step: 'failed',
+      error: { code: 'NC_MIGRATION_NO_BACKGROUND_CHECKPOINT', step: 'left-rotation' },
+    });
+    expect(env.cluster.running('web')).toEqual([]);
+    expect(await sequence(env).resumeAll()).toEqual([]);
+  });
+
+  it.each(['restoring-from-buddy', 'restored'] as const)(
+    'resumes a crash right after "%s" with exactly one restore of the background checkpoint',
+    async (crashStep) => {
+      const env = setup();
+      const record = await plan(env);
+      background(env, 'b', 1000);
+      await expect(
+        sequence(
+          env,
+          (r) => {
+            if (r.step === 'left-rotation') killSource(env);
+            if (r.step === crashStep) throw new Crash(`crash after ${crashStep}`);
+          },
+          { down: new Set(['a']) },
+        ).run(record),
+      ).rejects.toThrow(Crash);
+      env.cluster.sidecar('a').dead = false;
+      const [resumed] = await sequence(env).resumeAll();
+      expect(resumed?.step).toBe('done');
+      expectOneInstance(env, 'b');
+      expect(env.cluster.restores).toBe(1);
+    },
+  );
 });
