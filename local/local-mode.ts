@@ -5,13 +5,14 @@ import { ConfigError } from '../common/config-error';
 import { LocalCluster, type LocalClusterOptions } from './cluster/cluster';
 import { HaproxyRouter } from './router/haproxy-router';
 import type { Logger } from '../common/logging';
-import type { Instance } from '../common/router';
+import type { Instance, Router } from '../common/router';
 import { GrpcSidecarApi } from '../common/sidecar-api/grpc-sidecar-api';
 import type { MigrationMode } from '../proto/gen/chain/v1/sidecar';
 import { FileMigrationJournal } from './migration/migration-journal';
 import type { MigrationRecord } from './migration/migration-record';
 import { LocalController } from './controller/local-controller';
 import type { ServiceDefinition } from './controller/service-definition';
+import { ServiceRoutes } from './job/service-routes';
 
 const REPO = resolve(__dirname, '..');
 
@@ -24,6 +25,9 @@ export const EXAMPLE_SERVICE: ServiceDefinition = {
   localFiles: { [join(REPO, 'jobs/examples/kv-store.js')]: 'kv-store.js' },
   memoryLimitBytes: 256 * 1024 * 1024,
 };
+
+/** The same service as a Nomad job file: what `npm start` runs (a unit test keeps the two in step). */
+export const EXAMPLE_JOB_FILE = join(REPO, 'jobs/examples/kv.nomad.hcl');
 
 /** Resolves once the instance accepts TCP connections on its node's address. */
 export function waitForPort(instance: Instance, timeoutMs = 30_000): Promise<void> {
@@ -59,26 +63,34 @@ export interface LocalModeOptions {
   readonly announceNodes?: boolean;
   /** How many of a draining node's tasks move at once. @default 1 */
   readonly drainConcurrency?: number;
+  /** Spare HAProxy frontends, for services of jobs run after the start (`npm run cluster -- job run`). @default 0 */
+  readonly spareRoutes?: number;
 }
 
 export interface LocalMode {
   readonly cluster: LocalCluster;
   readonly controller: LocalController;
+  /** The controller's router: a service HAProxy has no frontend of its own for takes a spare one. */
+  readonly routes: ServiceRoutes;
   /** Stops talking to the sidecars and takes the cluster down. */
   stop(removeRunDir?: boolean): Promise<void>;
 }
 
 /** Builds a local cluster and the controller over it (real sidecars, HAProxy router, file journal). */
 export async function startLocalMode(options: LocalModeOptions, log: Logger): Promise<LocalMode> {
-  const cluster = await LocalCluster.up(options.cluster);
+  const known = options.cluster.services ?? ['app'];
+  const spares = Array.from({ length: options.spareRoutes ?? 0 }, (_, i) => `spare${i + 1}`);
+  const cluster = await LocalCluster.up({ ...options.cluster, services: [...known, ...spares] });
+  const routes = new ServiceRoutes(new HaproxyRouter(cluster.haproxy), known, spares);
   const sidecars = new Map(
     cluster.nodes.map((n) => [n.name, new GrpcSidecarApi({ socketPath: n.localSocket, timeoutMs: 30_000 })]),
   );
   try {
-    const controller = await connectController(cluster, sidecars, options, log);
+    const controller = await connectController(cluster, sidecars, { ...options, router: routes }, log);
     return {
       cluster,
       controller,
+      routes,
       async stop(removeRunDir = false) {
         for (const s of sidecars.values()) s.close();
         await cluster.down(removeRunDir);
@@ -95,7 +107,7 @@ export async function startLocalMode(options: LocalModeOptions, log: Logger): Pr
 export function connectController(
   cluster: LocalCluster,
   sidecars: ReadonlyMap<string, GrpcSidecarApi>,
-  options: Omit<LocalModeOptions, 'cluster'>,
+  options: Omit<LocalModeOptions, 'cluster'> & { readonly router?: Router },
   log: Logger,
 ): Promise<LocalController> {
   return LocalController.create({
@@ -113,7 +125,7 @@ export function connectController(
         return api;
       },
     },
-    router: new HaproxyRouter(cluster.haproxy),
+    router: options.router ?? new HaproxyRouter(cluster.haproxy),
     journal: new FileMigrationJournal(join(cluster.runDir, 'migrations')),
     clock: new SystemClock(),
     log: log.child({ component: 'controller' }),

@@ -8,18 +8,25 @@ import { createRootLogger } from '../common/logging';
 import { freePort } from './cluster/cluster';
 import { ControllerApi } from './controller/controller-api';
 import { ReplayError } from './controller/errors';
-import { EXAMPLE_SERVICE, startLocalMode, waitForPort } from './local-mode';
+import { EXAMPLE_JOB_FILE, startLocalMode } from './local-mode';
+import { loadJobFile } from './job/job-file';
+import { JobRunner, type JobStatus } from './job/job-runner';
 import { ForecasterProcess } from './replay/forecaster-process';
 import { formatReport, runReplay, type ReplayPass } from './replay/replay-command';
 
 const REPO = resolve(__dirname, '..');
+/** Where the operator ran npm: npm runs scripts from the package's root, and says where it was called in INIT_CWD. */
+const CALLER_DIR = process.env.INIT_CWD ?? process.cwd();
 
 const USAGE = `Usage: npm start -- [options]
 
 Local mode: a simulated cluster on this machine (nodes as network namespaces, a real sidecar on each, real
-runc/CRIU tasks, HAProxy in front) with an example stateful service. Drain a node to watch it move.
+runc/CRIU tasks, HAProxy in front) running a Nomad job file's driver = "chain" tasks: by default the example
+jobs/examples/kv.nomad.hcl. Drain a node to watch them move with their memory.
 
 Options:
+  -job FILE       run this Nomad job file instead of the example (repeat for several); more can be run, listed
+                  and stopped while local mode runs: npm run cluster -- job run FILE | job status | job stop NAME
   -nodes N        number of simulated nodes (default 3; 4 with -replay)
   -no-example     do not start the example key/value service
   -forecaster DIR also run the forecaster, acting through the controller: it serves the current model of the
@@ -42,6 +49,7 @@ Trace replay (two passes over the same trace, one table at the end):
 interface StartOptions {
   readonly nodes: number;
   readonly example: boolean;
+  readonly jobs: readonly string[];
   readonly forecaster?: string;
   readonly replay: ReplayCliOptions | undefined;
 }
@@ -58,6 +66,7 @@ interface ReplayCliOptions {
 function parseArgs(argv: readonly string[]): StartOptions {
   let nodes: number | undefined;
   let example = true;
+  const jobs: string[] = [];
   let forecaster: string | undefined;
   let trace: string | undefined;
   let speed = 60;
@@ -69,6 +78,7 @@ function parseArgs(argv: readonly string[]): StartOptions {
     const arg = argv[i]?.replace(/^--?/, '-');
     if (arg === '-nodes') nodes = requireInt('-nodes', argv[++i], 2, 16);
     else if (arg === '-no-example') example = false;
+    else if (arg === '-job') jobs.push(resolve(CALLER_DIR, requireString('-job', argv[++i])));
     else if (arg === '-forecaster') forecaster = resolve(requireString('-forecaster', argv[++i]));
     else if (arg === '-replay') trace = requireString('-replay', argv[++i]);
     else if (arg === '-speed') speed = requireNumber('-speed', argv[++i], 0.001, 1_000_000);
@@ -86,13 +96,21 @@ function parseArgs(argv: readonly string[]): StartOptions {
     } else throw new ConfigError(argv[i] ?? '', 'unknown option (see npm start -- -help)');
   }
   if (trace === undefined) {
-    return { nodes: nodes ?? 3, example, replay: undefined, ...(forecaster === undefined ? {} : { forecaster }) };
+    return {
+      nodes: nodes ?? 3,
+      example: example && jobs.length === 0,
+      jobs,
+      replay: undefined,
+      ...(forecaster === undefined ? {} : { forecaster }),
+    };
   }
   if (forecaster !== undefined) throw new ConfigError('-forecaster', 'a replay runs its own forecaster');
+  if (jobs.length > 0) throw new ConfigError('-job', 'a replay runs its own chained kv services');
   const replayNodes = nodes ?? 4;
   return {
     nodes: replayNodes,
     example,
+    jobs,
     replay: { trace, speed, eventSpeed, services: services ?? replayNodes - 1, passes, json },
   };
 }
@@ -145,30 +163,75 @@ function startForecaster(
   });
 }
 
+/** How many jobs can be run after the start: HAProxy gets as many spare frontends. */
+const SPARE_ROUTES = 4;
+
+/** One line per service: where HAProxy serves it and where it runs. */
+function serviceLines(status: JobStatus): string {
+  return status.services
+    .map(
+      (s) =>
+        `  service ${s.service.padEnd(8)} ${s.routerUrl.padEnd(24)} runs on ${s.node} (${s.address}, task ${s.taskId})\n`,
+    )
+    .join('');
+}
+
 /** Composition root of local mode. */
 async function main(argv: readonly string[]): Promise<void> {
   const options = parseArgs(argv);
   if (options.replay !== undefined) return replay(options.nodes, options.replay);
-  const log = createRootLogger({ level: process.env.NOMAD_CHAIN_LOG_LEVEL ?? 'info' }).child({
+  const runDir = makeWorkDir('nomad-chain-local-');
+  const logFile = join(runDir, 'logs', 'local-mode.log');
+  const log = createRootLogger({ level: process.env.NOMAD_CHAIN_LOG_LEVEL ?? 'info', file: logFile }).child({
     component: 'local-mode',
   });
-  process.stdout.write(`Starting a local cluster of ${options.nodes} nodes...\n`);
+  const say = (line: string): void => void process.stdout.write(`${line}\n`);
+  const jobFiles = options.example ? [EXAMPLE_JOB_FILE] : options.jobs;
+  // Read every job before the cluster comes up: a file local mode cannot run fails in a second, not a minute.
+  const loaded = await Promise.all(
+    jobFiles.map((file) =>
+      loadJobFile(file, { baseDir: file === EXAMPLE_JOB_FILE ? REPO : CALLER_DIR, filesDir: join(runDir, 'jobs') }),
+    ),
+  );
+  say(`Starting a local cluster of ${options.nodes} nodes...`);
   // The sidecars learn the forecaster's telemetry port as they start; they reconnect until it listens.
   const forecasterPort = options.forecaster === undefined ? undefined : await freePort();
   const local = await startLocalMode(
     {
       cluster: {
         nodes: options.nodes,
-        services: [EXAMPLE_SERVICE.name],
+        runDir,
+        services: loaded.flatMap((job) => job.services.map((s) => s.definition.name)),
         ...(forecasterPort === undefined ? {} : { forecasterPort }),
+      },
+      spareRoutes: SPARE_ROUTES,
+      afterStep: (record) => {
+        if (record.step === 'done')
+          say(
+            `==> ${record.taskKey} moved ${record.source.node} -> ${record.target.node} with its memory (frozen ${record.freezeMs ?? '?'} ms)`,
+          );
+        else if (record.step === 'rolled-back')
+          say(`==> ${record.taskKey} stayed on ${record.source.node}: ${record.error?.message ?? 'move rolled back'}`);
       },
     },
     log,
   );
   const { cluster, controller } = local;
-  const api = new ControllerApi(controller, log.child({ component: 'controller-api' }));
+  const jobs = new JobRunner({
+    controller,
+    routes: local.routes,
+    addressOf: (node) => cluster.node(node).address,
+    portOf: (frontend) => cluster.haproxy.portOf(frontend),
+    filesDir: join(runDir, 'jobs'),
+    log: log.child({ component: 'jobs' }),
+  });
+  const api = new ControllerApi(controller, log.child({ component: 'controller-api' }), undefined, jobs);
   const port = await api.listen();
   cluster.setControllerUrl(`http://127.0.0.1:${port}`);
+  controller.events.subscribe(({ event }) => {
+    if (event.type === 'drain-started') say(`==> ${event.node} draining: its chained tasks move to other nodes`);
+    if (event.type === 'drain-complete') say(`==> ${event.node} drained`);
+  });
   let forecaster: ForecasterProcess | undefined;
   if (options.forecaster !== undefined) {
     try {
@@ -184,32 +247,36 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 
   const stop = async (signal: string): Promise<void> => {
-    process.stdout.write(`\n${signal}: stopping the local cluster...\n`);
+    say(`\n${signal}: stopping the local cluster...`);
     await forecaster?.stop();
     await api.close();
     await local.stop();
-    process.stdout.write(`Stopped. Logs kept in ${cluster.logDir}\n`);
+    say(`Stopped. Logs kept in ${cluster.logDir}`);
     process.exit(0);
   };
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
 
-  let serviceLine = '';
-  if (options.example) {
-    const placed = await controller.runService(EXAMPLE_SERVICE, (i) => waitForPort(i));
-    serviceLine = `  service kv     http://127.0.0.1:${cluster.haproxy.portOf('kv')}/counter  (running on ${placed.node})\n`;
+  let running = '';
+  for (const job of loaded) {
+    say(`Running job "${job.name}" (${job.file})...`);
+    for (const note of job.ignored) say(`    ignored in local mode: ${note}`);
+    running += serviceLines(await jobs.run(job));
   }
+  const kv = options.example ? `http://127.0.0.1:${cluster.haproxy.portOf('kv')}` : undefined;
   process.stdout.write(
     `\nLocal mode is up (cluster ${cluster.id}).\n` +
       cluster.nodes.map((n) => `  ${n.name.padEnd(8)} ${n.address}\n`).join('') +
-      serviceLine +
+      running +
       `  controller     http://127.0.0.1:${port}/v1/nodes\n` +
       (forecaster === undefined
         ? ''
         : `  forecaster     http://127.0.0.1:${forecaster.httpPort}/v1/risk  (log ${forecaster.logFile})\n`) +
-      `  logs           ${cluster.logDir}\n\n` +
-      `Try:  curl -s -X PUT --data hello http://127.0.0.1:${cluster.haproxy.portOf('kv')}/kv/greeting\n` +
-      `      npm run cluster -- drain <node>     (moves the service with its memory to another node)\n` +
+      `  logs           ${cluster.logDir}  (JSON, local-mode.log)\n\n` +
+      (kv === undefined ? '' : `Try:  curl -s -X PUT --data hello ${kv}/kv/greeting\n      curl -s ${kv}/counter\n`) +
+      `      npm run cluster -- drain <node>          (moves the services with their memory to other nodes)\n` +
+      `      npm run cluster -- job run FILE.nomad.hcl  (run your own job: driver = "chain" tasks with a static port)\n` +
+      `      npm run cluster -- job status | job stop NAME\n` +
       `Press Ctrl-C to stop.\n`,
   );
 }

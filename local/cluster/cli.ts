@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { LocalCluster, describe, destroyCluster, isOrphaned } from './cluster';
 import { ClusterRegistry } from './registry';
 
@@ -10,7 +11,34 @@ Commands:
   drain NODE [-id ID]             Drain a node of the cluster npm start runs: its chained tasks move with their state
   eligibility NODE -enable|-disable [-id ID]
                                   Mark a node eligible or ineligible for new work
+  job run FILE [-id ID]           Run a Nomad job file's driver = "chain" tasks on the cluster npm start runs
+  job status [NAME] [-id ID]      The jobs it runs: each service's node, address and HAProxy URL
+  job stop NAME [-id ID]          Stop a job's tasks
 `;
+
+interface JobStatus {
+  readonly job: string;
+  readonly file: string;
+  readonly ignored: readonly string[];
+  readonly services: readonly {
+    service: string;
+    node: string;
+    address: string;
+    taskId: string;
+    routerUrl: string;
+  }[];
+}
+
+function printJob(status: JobStatus): void {
+  process.stdout.write(`Job "${status.job}" (${status.file})\n`);
+  for (const s of status.services)
+    process.stdout.write(
+      `    ${s.service.padEnd(10)} ${(s.node || 'not placed').padEnd(7)} ${s.address.padEnd(20)} ${s.routerUrl}  (task ${s.taskId})\n`,
+    );
+}
+
+/** Where npm was run from: `job run FILE` names the file relative to it, and its file("…") paths are too. */
+const CALLER_DIR = process.env.INIT_CWD ?? process.cwd();
 
 interface DrainOutcome {
   readonly taskKey: string;
@@ -30,6 +58,7 @@ async function controllerCall(
   id: string | undefined,
   path: string,
   body: unknown,
+  method = 'POST',
 ): Promise<unknown> {
   const running = registry.list().filter((r) => r.controllerUrl !== undefined && (id === undefined || r.id === id));
   const cluster = running[0];
@@ -40,12 +69,15 @@ async function controllerCall(
   if (running.length > 1)
     throw new Error(`several clusters run a controller (${running.map((r) => r.id).join(', ')}): pick one with -id`);
   const res = await fetch(`${cluster.controllerUrl}${path}`, {
-    method: 'POST',
+    method,
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
+    ...(method === 'POST' ? { body: JSON.stringify(body) } : {}),
   });
   const answer: unknown = await res.json();
-  if (!res.ok) throw new Error((answer as { error?: string }).error ?? `controller answered ${res.status}`);
+  if (!res.ok) {
+    const { error, code } = answer as { error?: string; code?: string };
+    throw new Error(`${error ?? `controller answered ${res.status}`}${code === undefined ? '' : ` (${code})`}`);
+  }
   return answer;
 }
 
@@ -125,9 +157,43 @@ async function main(args: readonly string[]): Promise<number> {
       );
       return 0;
     }
+    case 'job':
+      return job(registry, args.slice(1));
     default:
       process.stderr.write(USAGE);
       return args[0] === undefined || args[0] === '-h' || args[0] === '--help' ? 0 : 1;
+  }
+}
+
+async function job(registry: ClusterRegistry, args: readonly string[]): Promise<number> {
+  const id = flag(args, 'id');
+  const target = args[1]?.startsWith('-') === true ? undefined : args[1];
+  switch (args[0]) {
+    case 'run': {
+      if (target === undefined) throw new Error('job run needs a job file');
+      const path = resolve(CALLER_DIR, target);
+      process.stdout.write(`==> Running ${path}\n`);
+      const status = (await controllerCall(registry, id, '/v1/jobs', { path, baseDir: CALLER_DIR })) as JobStatus;
+      for (const note of status.ignored) process.stdout.write(`    ignored in local mode: ${note}\n`);
+      printJob(status);
+      return 0;
+    }
+    case 'status': {
+      const path = target === undefined ? '/v1/jobs' : `/v1/job/${encodeURIComponent(target)}`;
+      const answer = await controllerCall(registry, id, path, undefined, 'GET');
+      const statuses = (Array.isArray(answer) ? answer : [answer]) as JobStatus[];
+      if (statuses.length === 0) process.stdout.write('No jobs running.\n');
+      for (const status of statuses) printJob(status);
+      return 0;
+    }
+    case 'stop': {
+      if (target === undefined) throw new Error('job stop needs a job name');
+      await controllerCall(registry, id, `/v1/job/${encodeURIComponent(target)}`, undefined, 'DELETE');
+      process.stdout.write(`==> Job "${target}" stopped\n`);
+      return 0;
+    }
+    default:
+      throw new Error('job needs run FILE, status [NAME] or stop NAME');
   }
 }
 

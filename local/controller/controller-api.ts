@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { errorCode, errorMessage } from '../../common/errors';
 import type { Logger } from '../../common/logging';
+import type { JobRunner } from '../job/job-runner';
 import type { LocalController } from './local-controller';
 
 function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
@@ -17,7 +18,17 @@ function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   });
 }
 
-const NOT_FOUND = new Set(['NC_CLUSTER_NO_NODE', 'NC_CONTROLLER_NO_RESERVATION']);
+const NOT_FOUND = new Set(['NC_CLUSTER_NO_NODE', 'NC_CONTROLLER_NO_RESERVATION', 'NC_JOB_NOT_RUNNING']);
+/** A job file local mode cannot run, or a job already running: the request's fault, not the controller's. */
+const REFUSED = new Set(['NC_JOB_FILE_INVALID', 'NC_JOB_UNSUPPORTED', 'NC_JOB_FIELD_INVALID']);
+const CONFLICT = new Set(['NC_JOB_ALREADY_RUNNING']);
+
+function statusOf(err: unknown): number {
+  const code = errorCode(err) ?? '';
+  if (NOT_FOUND.has(code)) return 404;
+  if (REFUSED.has(code)) return 400;
+  return CONFLICT.has(code) ? 409 : 500;
+}
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' });
@@ -26,7 +37,9 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 
 /**
  * The local controller's HTTP API on loopback, shaped after Nomad's (`/v1/nodes`, `/v1/node/:id/drain`,
- * `/v1/node/:id/eligibility`; `/v1/node/:id/reserve` and `/v1/node/:id/prestage` are local mode's own) so `npm run cluster -- drain NODE` feels like `nomad node drain`.
+ * `/v1/node/:id/eligibility`, `/v1/jobs`, `/v1/job/:id`; `/v1/node/:id/reserve` and `/v1/node/:id/prestage` are local
+ * mode's own) so `npm run cluster -- drain NODE` feels like `nomad node drain`. A job is given as its file's path
+ * (`{"path", "baseDir"}`): the API listens on loopback only, for commands run on this machine.
  */
 export class ControllerApi {
   private server: Server | undefined;
@@ -35,13 +48,14 @@ export class ControllerApi {
     private readonly controller: LocalController,
     private readonly log: Logger,
     private readonly heartbeatMs = 10_000,
+    private readonly jobs?: JobRunner,
   ) {}
 
   listen(port = 0): Promise<number> {
     const server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         this.log.warn({ err, url: req.url }, 'controller API request failed');
-        send(res, NOT_FOUND.has(errorCode(err) ?? '') ? 404 : 500, {
+        send(res, statusOf(err), {
           error: errorMessage(err),
           code: errorCode(err),
         });
@@ -84,6 +98,24 @@ export class ControllerApi {
     send(res, 200, { node, virtual: true, detail });
   }
 
+  /** `nomad job run | status | stop`, local mode's way. */
+  private async job(req: IncomingMessage, res: ServerResponse, parts: readonly string[]): Promise<void> {
+    const jobs = this.jobs;
+    if (jobs === undefined) return;
+    const name = parts[2];
+    if (req.method === 'GET' && parts[1] === 'jobs') return send(res, 200, jobs.status());
+    if (req.method === 'GET' && name !== undefined) return send(res, 200, jobs.status(name)[0]);
+    if (req.method === 'DELETE' && name !== undefined) return send(res, 200, await jobs.stop(name));
+    if (req.method === 'POST' && parts[1] === 'jobs') {
+      const body = await readJson(req);
+      if (typeof body.path !== 'string' || !body.path.startsWith('/'))
+        return send(res, 400, { error: 'path (the job file, absolute) is required' });
+      const baseDir = typeof body.baseDir === 'string' && body.baseDir.startsWith('/') ? body.baseDir : '/';
+      return send(res, 200, await jobs.run(await jobs.load(body.path, baseDir)));
+    }
+    send(res, 404, { error: `no route ${req.method ?? ''} ${req.url ?? ''}` });
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const parts = url.pathname.split('/').filter((p) => p !== '');
@@ -99,6 +131,7 @@ export class ControllerApi {
       return send(res, 200, this.controller.reservationsHeld());
     if (req.method === 'GET' && url.pathname === '/v1/event/stream')
       return this.stream(req, res, Number(url.searchParams.get('index') ?? 0));
+    if (this.jobs !== undefined && (parts[1] === 'jobs' || parts[1] === 'job')) return this.job(req, res, parts);
     if (req.method === 'DELETE' && parts[1] === 'reservation' && parts[2] !== undefined) {
       this.controller.release(parts[2]);
       return send(res, 200, { released: parts[2] });

@@ -10,6 +10,14 @@ export interface ServiceDefinition {
   /** Files copied into the task's /local before it starts: host path -> name under /local. */
   readonly localFiles: Readonly<Record<string, string>>;
   readonly memoryLimitBytes: number;
+  /** Working directory inside the task. @default "/local" */
+  readonly cwd?: string;
+  /** The task's user, resolved inside its root (Nomad's task `user`). @default root */
+  readonly user?: string;
+  /** Relative CPU weight (Nomad's `resources.cpu`). @default 0, no weight set */
+  readonly cpuShares?: number;
+  /** Host path of the task's root filesystem. @default "", the host's /usr and /etc read-only */
+  readonly rootfs?: string;
 }
 
 /** The spec of one instance on one node: its own directories under the node's data dir, the node's network. */
@@ -17,17 +25,17 @@ export function taskSpecFor(service: ServiceDefinition, taskDir: string, netnsPa
   return {
     argv: [...service.argv],
     env: { ...service.env, PORT: String(service.port) },
-    cwd: '/local',
+    cwd: service.cwd ?? '/local',
     allocDir: `${taskDir}/alloc`,
     localDir: `${taskDir}/local`,
     secretsDir: `${taskDir}/secrets`,
     memoryLimitBytes: service.memoryLimitBytes,
-    cpuShares: 0,
+    cpuShares: service.cpuShares ?? 0,
     stdoutPath: `${taskDir}/stdout.log`,
     stderrPath: `${taskDir}/stderr.log`,
     networkNamespace: netnsPath,
-    rootfs: '',
+    rootfs: service.rootfs ?? '',
     binds: {},
-    user: '',
+    user: service.user ?? '',
   };
 }
