@@ -81,7 +81,9 @@ export async function startLocalMode(options: LocalModeOptions, log: Logger): Pr
   const known = options.cluster.services ?? ['app'];
   const spares = Array.from({ length: options.spareRoutes ?? 0 }, (_, i) => `spare${i + 1}`);
   const cluster = await LocalCluster.up({ ...options.cluster, services: [...known, ...spares] });
-  const routes = new ServiceRoutes(new HaproxyRouter(cluster.haproxy), known, spares);
+  const routes = new ServiceRoutes(new HaproxyRouter(cluster.haproxy), known, spares, (frontend) =>
+    cluster.haproxy.release(frontend),
+  );
   const sidecars = new Map(
     cluster.nodes.map((n) => [n.name, new GrpcSidecarApi({ socketPath: n.localSocket, timeoutMs: 30_000 })]),
   );

@@ -77,7 +77,7 @@ export class JobRunner {
           .catch((stopErr: unknown) =>
             this.deps.log.warn({ err: stopErr, job: job.name }, 'cannot stop a started service'),
           );
-      for (const name of claimed) this.deps.routes.unclaim(name);
+      for (const name of claimed) await this.deps.routes.retire(name);
       this.jobs.delete(job.name);
       throw err;
     }
@@ -96,7 +96,7 @@ export class JobRunner {
     const status = this.statusOf(job);
     for (const service of job.services) {
       await this.deps.controller.stopService(service.definition.name, service.killSignal, service.killTimeoutMs);
-      this.deps.routes.unclaim(service.definition.name);
+      await this.deps.routes.retire(service.definition.name);
     }
     this.jobs.delete(name);
     this.deps.log.info({ job: name }, 'job stopped');

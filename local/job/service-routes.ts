@@ -14,6 +14,8 @@ export class ServiceRoutes implements Router {
     /** The frontends HAProxy has; a name among them routes as itself. */
     private readonly known: readonly string[],
     private readonly spares: readonly string[],
+    /** Ends the hold leaving rotation put on a frontend: a stopped service answers 503 at once, not after a wait. */
+    private readonly release: (frontend: string) => Promise<void>,
   ) {}
 
   /** The frontend that routes `service`, taking a free spare for a name HAProxy does not know. */
@@ -32,8 +34,10 @@ export class ServiceRoutes implements Router {
     return spare;
   }
 
-  /** Gives a stopped service's spare back. */
-  unclaim(service: string): void {
+  /** A stopped service: its frontend stops holding requests, and a spare is free for the next job. */
+  async retire(service: string): Promise<void> {
+    const frontend = this.frontendOf(service);
+    if (frontend !== undefined) await this.release(frontend);
     this.frontends.delete(service);
   }
 

@@ -80,7 +80,7 @@ describe('local mode runs a Nomad job file (issue #14 item 5)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('runs redis-server from a job file given at run time; a drain moves it with its dataset and its open AOF', async () => {
+  it('runs job files given at run time: redis-server moves with its dataset and open AOF, HAProxy follows an HTTP job, job stop ends both', async () => {
     dir = makeWorkDir('nc-job-file-');
     const file = join(dir, 'cache.nomad.hcl');
     writeFileSync(file, REDIS_JOB);
@@ -126,6 +126,18 @@ describe('local mode runs a Nomad job file (issue #14 item 5)', () => {
     expect(aofBytes(mode, moved?.node ?? '', 'redis-2')).toBeGreaterThan(aofAtDrain);
     expect(await redis(targetAddress, 'INFO', 'persistence')).toMatch(/aof_last_write_status:ok/);
 
+    // An HTTP job from jobs/ (its program an inline static template) on the other spare frontend: HAProxy follows it.
+    const counter = (await jobs.run(await jobs.load(join(REPO, 'jobs/example-counter.nomad.hcl'), REPO))).services[0];
+    const count = async (): Promise<number> =>
+      ((await (await fetch(`${counter?.routerUrl ?? ''}/`)).json()) as { count: number }).count;
+    expect(counter?.routerUrl).not.toBe(started?.routerUrl);
+    expect(await count()).toBe(1);
+    expect(await count()).toBe(2);
+    expect(jobs.status().map((j) => j.job)).toEqual(['cache', 'example-counter']);
+    const [counterMoved] = await mode.controller.drainNode(counter?.node ?? '', 'test');
+    expect(counterMoved).toMatchObject({ taskKey: 'example-counter', outcome: 'moved' });
+    expect(await count()).toBe(3);
+
     // job stop: nothing of it runs, and its spare frontend is free for the next job.
     await jobs.stop('cache');
     expect(mode.controller.tasks().redis).toBeUndefined();
@@ -134,5 +146,7 @@ describe('local mode runs a Nomad job file (issue #14 item 5)', () => {
     });
     expect(() => jobs.status('cache')).toThrow(expect.objectContaining({ code: 'NC_JOB_NOT_RUNNING' }) as Error);
     expect(mode.routes.claim('next')).toBe('spare1');
+    await jobs.stop('example-counter');
+    expect(Object.keys(mode.controller.tasks())).toEqual([]);
   });
 });
