@@ -14,8 +14,11 @@ export interface StagedCheckpoints {
   /** Files a complete checkpoint directory; the directory itself is the caller's to remove. */
   adopt(dir: string, meta: CheckpointMeta): Promise<CheckpointInfo>;
   get(checkpointId: string): Promise<CheckpointInfo | undefined>;
-  /** The newest checkpoint filed under a handover key, waiting up to `waitMs` for one to arrive. */
-  find(handoverKey: string, waitMs: number): Promise<CheckpointInfo | undefined>;
+  /**
+   * The newest checkpoint filed under a handover key, waiting up to `waitMs` for one to arrive; no longer once
+   * `signal` aborts (the caller has gone).
+   */
+  find(handoverKey: string, waitMs: number, signal?: AbortSignal): Promise<CheckpointInfo | undefined>;
   list(): Promise<CheckpointInfo[]>;
   /** Writes the checkpoint as a plain directory (checkpoint.json + images/) at `dir`, verified. */
   materialize(checkpointId: string, dir: string): Promise<void>;
@@ -65,12 +68,12 @@ export class DirectoryStagedCheckpoints implements StagedCheckpoints {
     return meta && checkpointInfo(meta);
   }
 
-  async find(handoverKey: string, waitMs: number): Promise<CheckpointInfo | undefined> {
+  async find(handoverKey: string, waitMs: number, signal?: AbortSignal): Promise<CheckpointInfo | undefined> {
     const deadline = Date.now() + waitMs;
     for (;;) {
       const matches = (await this.list()).filter((m) => m.handoverKey === handoverKey);
       const newest = matches.sort((a, b) => b.createdAtUnixMs - a.createdAtUnixMs)[0];
-      if (newest !== undefined || Date.now() >= deadline) return newest;
+      if (newest !== undefined || Date.now() >= deadline || signal?.aborted === true) return newest;
       await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))));
     }
   }

@@ -27,8 +27,8 @@ export class StoreStagedCheckpoints implements StagedCheckpoints {
     return Promise.resolve(this.store.get(checkpointId));
   }
 
-  find(handoverKey: string, waitMs: number): Promise<CheckpointInfo | undefined> {
-    return this.store.find(handoverKey, waitMs);
+  find(handoverKey: string, waitMs: number, signal?: AbortSignal): Promise<CheckpointInfo | undefined> {
+    return this.store.find(handoverKey, waitMs, signal);
   }
 
   list(): Promise<CheckpointInfo[]> {

@@ -74,10 +74,15 @@ function requireSpec(spec: TaskSpec | undefined): TaskSpec {
   return spec;
 }
 
-/** Adapts one async method to a grpc-js unary handler; every error leaves through the status codec. */
-function unary<Req, Res>(log: Logger, method: string, fn: (request: Req) => Promise<Res>) {
+/**
+ * Adapts one async method to a grpc-js unary handler; every error leaves through the status codec. The method's
+ * signal aborts when the call is cancelled (the caller gave up, or its deadline passed), so waits end with it.
+ */
+function unary<Req, Res>(log: Logger, method: string, fn: (request: Req, cancelled: AbortSignal) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-    fn(call.request).then(
+    const cancelled = new AbortController();
+    call.once('cancelled', () => cancelled.abort());
+    fn(call.request, cancelled.signal).then(
       (response) => callback(null, response),
       (err: unknown) => {
         log.warn({ err, method }, 'local API call failed');
@@ -175,8 +180,8 @@ export class LocalApi {
           fileBytes: result.meta.fileTree?.totalBytes ?? 0,
         };
       }),
-      findCheckpoint: unary(log, 'FindCheckpoint', async (req) => {
-        const info = await this.deps.staged.find(req.handoverKey, req.waitMs);
+      findCheckpoint: unary(log, 'FindCheckpoint', async (req, cancelled) => {
+        const info = await this.deps.staged.find(req.handoverKey, req.waitMs, cancelled);
         return { found: info !== undefined, checkpoint: info };
       }),
       restoreTask: unary(log, 'RestoreTask', async (req) =>

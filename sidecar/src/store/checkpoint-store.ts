@@ -320,14 +320,18 @@ export class CheckpointStore {
     return [...this.checkpoints.values()].map((entry) => entry.info);
   }
 
-  /** The newest checkpoint filed under `handoverKey`, waiting up to `waitMs` for one to arrive. */
-  async find(handoverKey: string, waitMs: number): Promise<CheckpointInfo | undefined> {
+  /**
+   * The newest checkpoint filed under `handoverKey`, waiting up to `waitMs` for one to arrive; no longer once
+   * `signal` aborts (the caller has gone).
+   */
+  async find(handoverKey: string, waitMs: number, signal?: AbortSignal): Promise<CheckpointInfo | undefined> {
     const id = this.byHandoverKey.get(handoverKey);
     const found = id === undefined ? undefined : this.get(id);
-    if (found !== undefined || waitMs <= 0 || this.closing.signal.aborted) return found;
+    if (found !== undefined || waitMs <= 0 || this.closing.signal.aborted || signal?.aborted === true) return found;
     const timeout = new AbortController();
     const onClose = (): void => timeout.abort();
     this.closing.signal.addEventListener('abort', onClose, { once: true });
+    signal?.addEventListener('abort', onClose, { once: true });
     let arrived: CheckpointInfo | undefined;
     const resolveArrival = (info: CheckpointInfo): void => {
       arrived = info;
@@ -342,6 +346,7 @@ export class CheckpointStore {
       set.delete(resolveArrival);
       if (set.size === 0) this.waiters.delete(handoverKey);
       this.closing.signal.removeEventListener('abort', onClose);
+      signal?.removeEventListener('abort', onClose);
     }
     return arrived;
   }
