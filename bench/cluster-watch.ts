@@ -78,20 +78,6 @@ export async function sidecarUsage(cluster: LocalCluster, node: string): Promise
   return { node, rssKiB, fds, storeBytes: store.bytes, storeFiles: store.files, allocDirs };
 }
 
-/** Nearest-rank percentile (p in 0..100) of the values; NaN when there are none. */
-export function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
-}
-
-/** Rows of cells as a left-aligned text table, the first row its header. */
-export function table(rows: readonly (readonly (string | number)[])[]): string {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, String(cell).length)));
-  return rows.map((row) => row.map((cell, i) => String(cell).padEnd(widths[i] ?? 0)).join('  ')).join('\n');
-}
-
 /** Reads `-flag value` options given as defaults; a flag not among them is a usage error. */
 export function parseFlags<T extends Record<string, string>>(argv: readonly string[], defaults: T, usage: string): T {
   const out: Record<string, string> = { ...defaults };

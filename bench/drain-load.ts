@@ -4,7 +4,8 @@ import { LoadProbe, type ProbeSummary } from '../local/demo/load-probe';
 import type { DrainOutcome } from '../local/controller/local-controller';
 import { EXAMPLE_SERVICE, startLocalMode, waitForPort } from '../local/local-mode';
 import type { ServiceDefinition } from '../local/controller/service-definition';
-import { intFlag, parseFlags, percentile, runcContainers, serviceOf, table } from './cluster-watch';
+import { intFlag, parseFlags, runcContainers, serviceOf } from './cluster-watch';
+import { percentile, printVerdict, table } from './report';
 
 // npm run bench:drain -- [-tasks N] [-nodes K] [-targets T] [-concurrency C] [-probe-ms 200] [-json]
 // Drain under load (issue #13 item 3): K nodes of a real local cluster each hold N chained copies of the
@@ -222,8 +223,7 @@ async function main(): Promise<void> {
       `${result.moved} of ${result.tasks} tasks moved; whole drain ${wholeMs} ms (concurrency ${concurrency}); ` +
         `freeze p50 ${result.freezeP50Ms} ms, max ${result.freezeMaxMs} ms; ${result.failedRequests} of ${result.requests} requests failed`,
     );
-    for (const line of broken) console.log(`BROKEN: ${line}`);
-    console.log(broken.length === 0 ? 'every promise kept' : `${broken.length} broken promises`);
+    printVerdict(broken);
   }
   if (broken.length > 0) process.exitCode = 1;
 }

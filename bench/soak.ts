@@ -4,16 +4,8 @@ import { GrpcSidecarApi } from '../common/sidecar-api/grpc-sidecar-api';
 import { backgroundKey } from '../sidecar/src/background/background-checkpointer';
 import { LoadProbe, type ProbeSummary } from '../local/demo/load-probe';
 import { EXAMPLE_SERVICE, startLocalMode, waitForPort, type LocalMode } from '../local/local-mode';
-import {
-  intFlag,
-  parseFlags,
-  percentile,
-  runcContainers,
-  serviceOf,
-  sidecarUsage,
-  table,
-  type SidecarUsage,
-} from './cluster-watch';
+import { intFlag, parseFlags, runcContainers, serviceOf, sidecarUsage, type SidecarUsage } from './cluster-watch';
+import { percentile, printVerdict, table } from './report';
 
 // npm run soak -- [-migrations N] [-interval 5s] [-probe-ms 20] [-json]
 // The soak (issue #13 item 2): the example key/value service moved back and forth between two nodes of a real
@@ -306,8 +298,7 @@ async function main(): Promise<void> {
       ])}\n`,
     );
     console.log(`${table(usageRows(samples))}\n`);
-    for (const line of broken) console.log(`BROKEN: ${line}`);
-    console.log(broken.length === 0 ? 'every promise kept' : `${broken.length} broken promises`);
+    printVerdict(broken);
   }
   if (broken.length > 0) process.exitCode = 1;
 }
