@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { requireInt, requireNumber, requireString } from '../common/config';
 import { ConfigError } from '../common/config-error';
@@ -171,7 +171,7 @@ function serviceLines(status: JobStatus): string {
   return status.services
     .map(
       (s) =>
-        `  service ${s.service.padEnd(8)} ${s.routerUrl.padEnd(24)} runs on ${s.node} (${s.address}, task ${s.taskId})\n`,
+        `  service ${s.service.padEnd(8)} runs on ${s.node} at ${s.address} (task ${s.taskId}); HTTP via HAProxy: ${s.routerUrl}\n`,
     )
     .join('');
 }
@@ -187,12 +187,15 @@ async function main(argv: readonly string[]): Promise<void> {
   });
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
   const jobFiles = options.example ? [EXAMPLE_JOB_FILE] : options.jobs;
-  // Read every job before the cluster comes up: a file local mode cannot run fails in a second, not a minute.
+  // Read every job before the cluster comes up: a file local mode cannot run fails at once, not after a minute.
   const loaded = await Promise.all(
     jobFiles.map((file) =>
       loadJobFile(file, { baseDir: file === EXAMPLE_JOB_FILE ? REPO : CALLER_DIR, filesDir: join(runDir, 'jobs') }),
     ),
-  );
+  ).catch((err: unknown) => {
+    rmSync(runDir, { recursive: true, force: true });
+    throw err;
+  });
   say(`Starting a local cluster of ${options.nodes} nodes...`);
   // The sidecars learn the forecaster's telemetry port as they start; they reconnect until it listens.
   const forecasterPort = options.forecaster === undefined ? undefined : await freePort();
@@ -272,8 +275,8 @@ async function main(argv: readonly string[]): Promise<void> {
       (forecaster === undefined
         ? ''
         : `  forecaster     http://127.0.0.1:${forecaster.httpPort}/v1/risk  (log ${forecaster.logFile})\n`) +
-      `  logs           ${cluster.logDir}  (JSON, local-mode.log)\n\n` +
-      (kv === undefined ? '' : `Try:  curl -s -X PUT --data hello ${kv}/kv/greeting\n      curl -s ${kv}/counter\n`) +
+      `  logs           ${cluster.logDir}  (JSON, local-mode.log)\n\nTry:\n` +
+      (kv === undefined ? '' : `      curl -s -X PUT --data hello ${kv}/kv/greeting\n      curl -s ${kv}/counter\n`) +
       `      npm run cluster -- drain <node>          (moves the services with their memory to other nodes)\n` +
       `      npm run cluster -- job run FILE.nomad.hcl  (run your own job: driver = "chain" tasks with a static port)\n` +
       `      npm run cluster -- job status | job stop NAME\n` +
