@@ -24,6 +24,8 @@ import type {
   SignalTaskRequest,
   StartTaskRequest,
   StopTaskRequest,
+  TakeOverRequest,
+  TakeOverResponse,
   TaskInfo,
   TaskStatsResponse,
   WaitTaskResponse,
@@ -118,6 +120,11 @@ export class GrpcSidecarApi implements SidecarApi {
 
   restoreTask(request: RestoreTaskRequest): Promise<TaskInfo> {
     return this.call('RestoreTask', (md, o, cb) => this.client.restoreTask(request, md, o, cb), undefined);
+  }
+
+  takeOver(request: TakeOverRequest): Promise<TakeOverResponse> {
+    // The wait is bounded by the request; a restore, like RestoreTask, by the sidecar's own timeouts.
+    return this.call('TakeOver', (md, o, cb) => this.client.takeOver(request, md, o, cb), undefined);
   }
 
   async listTasks(): Promise<TaskInfo[]> {

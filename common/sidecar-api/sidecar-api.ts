@@ -17,6 +17,8 @@ import type {
   SignalTaskRequest,
   StartTaskRequest,
   StopTaskRequest,
+  TakeOverRequest,
+  TakeOverResponse,
   TaskInfo,
   TaskStatsResponse,
 } from '../../proto/gen/chain/v1/sidecar';
@@ -42,6 +44,11 @@ export interface SidecarApi {
   migrateToPeer(request: MigrateToPeerRequest): Promise<MigrateToPeerResponse>;
   findCheckpoint(request: FindCheckpointRequest): Promise<FindCheckpointResponse>;
   restoreTask(request: RestoreTaskRequest): Promise<TaskInfo>;
+  /**
+   * The receiving half of a hand-over: waits (bounded) for the checkpoint filed under the request's key,
+   * restores it, or starts the task cold when the request allows it (else fails, the checkpoint left as it was).
+   */
+  takeOver(request: TakeOverRequest): Promise<TakeOverResponse>;
   listCheckpoints(): Promise<CheckpointInfo[]>;
   /** Copies a running task to the node that will receive it, ahead of a drain; the task keeps running. */
   prestageTask(request: PrestageTaskRequest): Promise<PrestageTaskResponse>;

@@ -59,45 +59,47 @@ export class Chaining {
     driverConfig: TaskDriverConfig,
   ): Promise<StartOutcome> {
     const source = { taskId: nomadTaskId, allocId: identity.allocId, taskName: identity.taskName };
-    const cold = async (why: string | undefined): Promise<StartOutcome> => {
-      if (why !== undefined) this.events.emit({ ...source, message: why });
+    if (!driverConfig.chain)
       return { info: await runtime.sidecar.startTask({ identity, spec }), restoredFromCheckpoint: '' };
-    };
-    if (!driverConfig.chain) return cold(undefined);
 
     const waitMs = driverConfig.checkpointWaitMs ?? runtime.config.checkpointWaitMs;
     const previous = await this.previousAllocation(runtime.lookup, identity.allocId);
-    const key = handoverKey(identity.allocId, identity.taskName);
     // Without a known predecessor only a checkpoint already staged for this key is taken, without waiting.
-    const found = await runtime.sidecar.findCheckpoint({
-      handoverKey: key,
+    const taken = await runtime.sidecar.takeOver({
+      identity,
+      spec,
+      handoverKey: handoverKey(identity.allocId, identity.taskName),
       waitMs: previous === undefined ? 0 : waitMs,
+      coldStartFallback: true,
     });
-    if (!found.found || found.checkpoint === undefined) {
-      return cold(
-        previous === undefined
-          ? undefined
-          : `No checkpoint from previous allocation ${previous} within ${waitMs} ms; started cold`,
-      );
-    }
-    const checkpoint = found.checkpoint;
-    try {
-      const info = await runtime.sidecar.restoreTask({ identity, checkpointId: checkpoint.checkpointId, spec });
-      this.events.emit({
-        ...source,
-        message: `Restored from checkpoint ${checkpoint.checkpointId} of allocation ${checkpoint.source?.allocId ?? 'unknown'}`,
-        annotations: { checkpoint_id: checkpoint.checkpointId, source_node: checkpoint.sourceNode },
+    const info = taken.task;
+    if (info === undefined) {
+      throw new DriverError('NC_PLUGIN_SIDECAR_ANSWER_INVALID', 'the sidecar took the task over but named no task', {
+        context: { taskId: identity.taskId },
       });
-      // Not awaited: StartTask returns now, and Nomad registers task-level services only after it does.
-      void this.consulHandover(runtime.config)?.bridge(identity.allocId);
-      return { info, restoredFromCheckpoint: checkpoint.checkpointId };
-    } catch (err) {
-      this.log.warn(
-        { err, taskId: identity.taskId, checkpointId: checkpoint.checkpointId },
-        'restore failed, starting cold',
-      );
-      return cold(`Restore of checkpoint ${checkpoint.checkpointId} failed (${errorMessage(err)}); started cold`);
     }
+    const checkpoint = taken.restoredFrom;
+    if (checkpoint === undefined) {
+      if (!taken.noCheckpoint) {
+        this.log.warn({ taskId: identity.taskId, reason: taken.coldReason }, 'restore failed, started cold');
+        const reason = taken.coldReason.charAt(0).toUpperCase() + taken.coldReason.slice(1);
+        this.events.emit({ ...source, message: `${reason}; started cold` });
+      } else if (previous !== undefined) {
+        this.events.emit({
+          ...source,
+          message: `No checkpoint from previous allocation ${previous} within ${waitMs} ms; started cold`,
+        });
+      }
+      return { info, restoredFromCheckpoint: '' };
+    }
+    this.events.emit({
+      ...source,
+      message: `Restored from checkpoint ${checkpoint.checkpointId} of allocation ${checkpoint.source?.allocId ?? 'unknown'}`,
+      annotations: { checkpoint_id: checkpoint.checkpointId, source_node: checkpoint.sourceNode },
+    });
+    // Not awaited: StartTask returns now, and Nomad registers task-level services only after it does.
+    void this.consulHandover(runtime.config)?.bridge(identity.allocId);
+    return { info, restoredFromCheckpoint: checkpoint.checkpointId };
   }
 
   /**

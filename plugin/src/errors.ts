@@ -40,7 +40,8 @@ export type DriverErrorCode =
   | 'NC_PLUGIN_TASK_RUNNING'
   | 'NC_PLUGIN_TASK_STATE_INVALID'
   | 'NC_PLUGIN_UNSUPPORTED'
-  | 'NC_PLUGIN_MIGRATION_TARGET_UNKNOWN';
+  | 'NC_PLUGIN_MIGRATION_TARGET_UNKNOWN'
+  | 'NC_PLUGIN_SIDECAR_ANSWER_INVALID';
 
 /** A driver RPC that cannot be served as asked. */
 export class DriverError extends NomadChainError {

@@ -19,6 +19,8 @@ import type {
   SignalTaskRequest,
   StartTaskRequest,
   StopTaskRequest,
+  TakeOverRequest,
+  TakeOverResponse,
   TaskInfo,
   TaskStatsResponse,
 } from '../../proto/gen/chain/v1/sidecar';
@@ -175,6 +177,34 @@ export class FakePluginSidecar implements SidecarApi {
     this.enter('findCheckpoint', request);
     const checkpoint = this.checkpoints.get(request.handoverKey);
     return { found: checkpoint !== undefined, checkpoint };
+  }
+
+  /** A restore of a found checkpoint fails with this, and the task starts cold (when the request allows). */
+  restoreFailure: Error | undefined;
+
+  async takeOver(request: TakeOverRequest): Promise<TakeOverResponse> {
+    this.enter('takeOver', request);
+    const checkpoint = this.checkpoints.get(request.handoverKey);
+    const cold = (reason: string, noCheckpoint: boolean): TakeOverResponse => ({
+      task: this.add({ identity: request.identity, spec: request.spec }, ''),
+      restoredFrom: undefined,
+      coldReason: reason,
+      noCheckpoint,
+    });
+    if (checkpoint === undefined) {
+      const reason = `no checkpoint filed under ${request.handoverKey} within ${request.waitMs} ms`;
+      if (!request.coldStartFallback) throw new SidecarError('NC_CHECKPOINT_NOT_FOUND', reason, status.NOT_FOUND);
+      return cold(reason, true);
+    }
+    if (this.restoreFailure !== undefined) {
+      const failure = this.restoreFailure;
+      this.restoreFailure = undefined;
+      if (!request.coldStartFallback) throw failure;
+      return cold(`restore of checkpoint ${checkpoint.checkpointId} failed (${failure.message})`, false);
+    }
+    this.checkpoints.delete(request.handoverKey);
+    const task = this.add({ identity: request.identity, spec: request.spec }, checkpoint.checkpointId);
+    return { task, restoredFrom: checkpoint, coldReason: '', noCheckpoint: false };
   }
 
   async restoreTask(request: RestoreTaskRequest): Promise<TaskInfo> {

@@ -1,4 +1,4 @@
-import { NomadChainError } from '../../common/errors';
+import { NomadChainError, errorMessage } from '../../common/errors';
 import type { SidecarApi } from '../../common/sidecar-api/sidecar-api';
 import {
   MigrationMode,
@@ -13,6 +13,8 @@ import {
   type PrestageTaskResponse,
   type RestoreTaskRequest,
   type StartTaskRequest,
+  type TakeOverRequest,
+  type TakeOverResponse,
   type TaskInfo,
 } from '../../proto/gen/chain/v1/sidecar';
 
@@ -197,6 +199,34 @@ export class FakeSidecarApi implements SidecarApi {
     this.gate('findCheckpoint');
     const checkpoint = [...this.staged.values()].find((c) => c.handoverKey === request.handoverKey);
     return { found: checkpoint !== undefined, checkpoint };
+  }
+
+  /** As the real sidecar's TakeOver: find, then restore or start cold; its restore obeys failNext('restoreTask'). */
+  async takeOver(request: TakeOverRequest): Promise<TakeOverResponse> {
+    this.gate('takeOver');
+    const checkpoint = [...this.staged.values()].find((c) => c.handoverKey === request.handoverKey);
+    const cold = async (reason: string, noCheckpoint: boolean): Promise<TakeOverResponse> => ({
+      task: await this.startTask({ identity: request.identity, spec: request.spec }),
+      restoredFrom: undefined,
+      coldReason: reason,
+      noCheckpoint,
+    });
+    if (checkpoint === undefined) {
+      const reason = `no checkpoint filed under ${request.handoverKey} within ${request.waitMs} ms`;
+      if (!request.coldStartFallback) throw new NomadChainError('NC_CHECKPOINT_NOT_FOUND', reason);
+      return cold(reason, true);
+    }
+    try {
+      const task = await this.restoreTask({
+        identity: request.identity,
+        checkpointId: checkpoint.checkpointId,
+        spec: request.spec,
+      });
+      return { task, restoredFrom: checkpoint, coldReason: '', noCheckpoint: false };
+    } catch (err) {
+      if (!request.coldStartFallback) throw err;
+      return cold(`restore of checkpoint ${checkpoint.checkpointId} failed (${errorMessage(err)})`, false);
+    }
   }
 
   async restoreTask(request: RestoreTaskRequest): Promise<TaskInfo> {

@@ -1,20 +1,20 @@
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Clock } from '../../../common/clock';
 import { encodeStatus } from '../../../common/grpc/status-codec';
 import type { ExitResult, SidecarServer, TaskIdentity, TaskInfo, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
-import { CheckpointError, TaskError } from '../errors';
+import { TaskError } from '../errors';
 import type { Dumper } from '../checkpoint/dump';
 import type { Features } from '../checkpoint/features';
 import { checkpointInfo } from '../checkpoint/staging';
 import type { PeerMigrator } from '../checkpoint/migrate-to-peer';
 import type { TaskPrestager } from '../checkpoint/prestager';
-import type { RestoreResult, Restorer } from '../checkpoint/restore';
+import type { Restorer } from '../checkpoint/restore';
 import type { RetainedCheckpoints } from '../checkpoint/retained';
 import type { StagedCheckpoints } from '../checkpoint/staging';
+import { TakeOver } from '../checkpoint/take-over';
 import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
 
 export interface LocalApiConfig {
@@ -94,10 +94,21 @@ function unary<Req, Res>(log: Logger, method: string, fn: (request: Req, cancell
 
 /** The sidecar's local API (`chain.v1.Sidecar`): one thin method per RPC. */
 export class LocalApi {
+  private readonly takeOvers: TakeOver;
+
   constructor(
     private readonly config: LocalApiConfig,
     private readonly deps: LocalApiDeps,
-  ) {}
+  ) {
+    this.takeOvers = new TakeOver({
+      runtime: deps.runtime,
+      restorer: deps.restorer,
+      staged: deps.staged,
+      retained: deps.retained,
+      restoreDir: config.restoreDir,
+      log: deps.log,
+    });
+  }
 
   private info(view: TaskView): TaskInfo {
     return taskInfo(view, this.config.nodeName);
@@ -185,8 +196,26 @@ export class LocalApi {
         return { found: info !== undefined, checkpoint: info };
       }),
       restoreTask: unary(log, 'RestoreTask', async (req) =>
-        this.info(await this.restoreTask(requireIdentity(req.identity), req.checkpointId, requireSpec(req.spec))),
+        this.info(await this.takeOvers.restore(requireIdentity(req.identity), req.checkpointId, requireSpec(req.spec))),
       ),
+      takeOver: unary(log, 'TakeOver', async (req, cancelled) => {
+        const outcome = await this.takeOvers.takeOver(
+          {
+            identity: requireIdentity(req.identity),
+            spec: requireSpec(req.spec),
+            handoverKey: req.handoverKey,
+            waitMs: req.waitMs,
+            coldStartFallback: req.coldStartFallback,
+          },
+          cancelled,
+        );
+        return {
+          task: this.info(outcome.view),
+          restoredFrom: outcome.restoredFrom,
+          coldReason: outcome.coldReason,
+          noCheckpoint: outcome.noCheckpoint,
+        };
+      }),
       listCheckpoints: unary(log, 'ListCheckpoints', async () => ({
         checkpoints: await this.deps.staged.list(),
       })),
@@ -206,47 +235,5 @@ export class LocalApi {
         return { deleted: staged !== undefined || retained };
       }),
     };
-  }
-
-  /**
-   * Restores a staged checkpoint and deletes it once the task runs (restored at most once). A failed restore
-   * leaves the staged checkpoint as it was, so it can be tried again.
-   */
-  private async restoreTask(identity: TaskIdentity, checkpointId: string, spec: TaskSpec): Promise<TaskView> {
-    const staged = await this.deps.staged.get(checkpointId);
-    if (staged === undefined) return this.restoreRetained(identity, checkpointId, spec);
-    const dir = join(this.config.restoreDir, checkpointId);
-    await rm(dir, { recursive: true, force: true });
-    let result: RestoreResult;
-    try {
-      await this.deps.staged.materialize(checkpointId, dir);
-      result = await this.deps.restorer.restore({ identity, checkpointDir: dir, spec });
-    } catch (err) {
-      await rm(dir, { recursive: true, force: true });
-      throw err;
-    }
-    // A lazy restore still reads its images until every page arrived; only then is the checkpoint spent.
-    void result.complete
-      .then(
-        () => this.deps.staged.delete(checkpointId),
-        () => undefined,
-      )
-      .finally(() => rm(dir, { recursive: true, force: true }));
-    if (result.meta.mode !== 'lazy') await result.complete;
-    return result.view;
-  }
-
-  /** A rollback: the task comes back on the node that handed it over, from the copy this node kept. */
-  private async restoreRetained(identity: TaskIdentity, checkpointId: string, spec: TaskSpec): Promise<TaskView> {
-    const dir = await this.deps.retained.path(checkpointId);
-    if (dir === undefined) {
-      throw new CheckpointError('NC_CHECKPOINT_NOT_FOUND', 'no such staged or retained checkpoint', {
-        context: { checkpointId },
-      });
-    }
-    const result = await this.deps.restorer.restore({ identity, checkpointDir: dir, spec });
-    await result.complete;
-    await this.deps.retained.release(checkpointId);
-    return result.view;
   }
 }

@@ -33,7 +33,7 @@ type fakeSidecar struct {
 	stops       []*sidecar.StopTaskRequest
 	signals     []*sidecar.SignalTaskRequest
 	migrations  []*sidecar.MigrateToPeerRequest
-	finds       []*sidecar.FindCheckpointRequest
+	takeOvers   []*sidecar.TakeOverRequest
 }
 
 type fakeTask struct {
@@ -242,46 +242,45 @@ func (f *fakeSidecar) MigrateToPeer(_ context.Context, req *sidecar.MigrateToPee
 	return &sidecar.MigrateToPeerResponse{Checkpoint: checkpoint, ModeUsed: req.GetMode(), WireBytes: 4096, FreezeMs: 12}, nil
 }
 
-func (f *fakeSidecar) FindCheckpoint(ctx context.Context, req *sidecar.FindCheckpointRequest) (*sidecar.FindCheckpointResponse, error) {
+// TakeOver waits up to wait_ms for the checkpoint, then restores it (consumed: at most once) or, when
+// allowed, starts the task cold and says why.
+func (f *fakeSidecar) TakeOver(ctx context.Context, req *sidecar.TakeOverRequest) (*sidecar.TakeOverResponse, error) {
 	f.mu.Lock()
-	f.record("FindCheckpoint")
-	f.finds = append(f.finds, req)
+	f.record("TakeOver")
+	f.takeOvers = append(f.takeOvers, req)
 	f.mu.Unlock()
 	deadline := time.Now().Add(time.Duration(req.GetWaitMs()) * time.Millisecond)
 	for {
 		f.mu.Lock()
 		checkpoint, ok := f.checkpoints[req.GetHandoverKey()]
-		f.mu.Unlock()
 		if ok {
-			return &sidecar.FindCheckpointResponse{Found: true, Checkpoint: checkpoint}, nil
+			delete(f.checkpoints, req.GetHandoverKey())
+			info, err := f.add(req.GetIdentity(), req.GetSpec(), checkpoint.GetCheckpointId())
+			f.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			return &sidecar.TakeOverResponse{Task: info, RestoredFrom: checkpoint}, nil
 		}
 		if time.Now().After(deadline) {
-			return &sidecar.FindCheckpointResponse{Found: false}, nil
+			defer f.mu.Unlock()
+			reason := fmt.Sprintf("no checkpoint filed under %s within %d ms", req.GetHandoverKey(), req.GetWaitMs())
+			if !req.GetColdStartFallback() {
+				return nil, status.Error(codes.NotFound, reason)
+			}
+			info, err := f.add(req.GetIdentity(), req.GetSpec(), "")
+			if err != nil {
+				return nil, err
+			}
+			return &sidecar.TakeOverResponse{Task: info, ColdReason: reason, NoCheckpoint: true}, nil
 		}
+		f.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return nil, status.FromContextError(ctx.Err()).Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-func (f *fakeSidecar) RestoreTask(_ context.Context, req *sidecar.RestoreTaskRequest) (*sidecar.TaskInfo, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("RestoreTask")
-	var checkpoint *sidecar.CheckpointInfo
-	for key, c := range f.checkpoints {
-		if c.GetCheckpointId() == req.GetCheckpointId() {
-			checkpoint = c
-			// A checkpoint is restored at most once.
-			delete(f.checkpoints, key)
-		}
-	}
-	if checkpoint == nil {
-		return nil, status.Errorf(codes.NotFound, "checkpoint %q not found", req.GetCheckpointId())
-	}
-	return f.add(req.GetIdentity(), req.GetSpec(), checkpoint.GetCheckpointId())
 }
 
 func (f *fakeSidecar) callCount(call string) int {

@@ -430,7 +430,7 @@ nomad_address  = ""
 	if _, err := tryEncodeConfig(schema.GetSpec(), "command = \"/bin/true\"\nimage = \"x\""); err == nil {
 		t.Error("a task config with an unknown attribute decoded")
 	}
-	if fake.callCount("StartTask") != 0 {
+	if fake.callCount("StartTask") != 0 || fake.callCount("TakeOver") != 0 {
 		t.Fatal("an invalid task config reached the sidecar")
 	}
 	p.kill(t)
@@ -619,10 +619,10 @@ nomad_address  = "`+standIn.url+`"
 	}
 	waitEvent(t, taskEvents, newCfg.Id, "Restored from checkpoint ckpt-1")
 	fake.mu.Lock()
-	find := fake.finds[len(fake.finds)-1]
+	takeOver := fake.takeOvers[len(fake.takeOvers)-1]
 	fake.mu.Unlock()
-	if find.GetHandoverKey() != newAlloc+"/web" || find.GetWaitMs() != 30000 {
-		t.Fatalf("FindCheckpoint = %v, want key <new alloc>/web and the default 30 s wait", find)
+	if takeOver.GetHandoverKey() != newAlloc+"/web" || takeOver.GetWaitMs() != 30000 || !takeOver.GetColdStartFallback() {
+		t.Fatalf("TakeOver = %v, want key <new alloc>/web, the default 30 s wait and a cold start as fallback", takeOver)
 	}
 
 	// A replacement whose predecessor migrated but whose checkpoint never comes: cold start, and an event.

@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { MigrationMode, TaskState as SidecarTaskState } from '../../../proto/gen/chain/v1/sidecar';
-import type { RestoreTaskRequest, StartTaskRequest, StopTaskRequest } from '../../../proto/gen/chain/v1/sidecar';
+import type { StopTaskRequest, TakeOverRequest } from '../../../proto/gen/chain/v1/sidecar';
 import {
   NetworkIsolationSpec_NetworkIsolationMode as NetworkMode,
   TaskState,
@@ -39,7 +39,7 @@ describe('StartTask', () => {
     };
     const response = await r.driver.startTask({ task: config });
 
-    const [start] = r.sidecar.called('startTask') as StartTaskRequest[];
+    const [start] = r.sidecar.called('takeOver') as TakeOverRequest[];
     expect(start?.identity).toEqual({
       taskId: `${OLD}_web_0a1b2c3d`,
       allocId: OLD,
@@ -59,7 +59,7 @@ describe('StartTask', () => {
       env: { NOMAD_ALLOC_ID: OLD },
     });
     // Without Nomad's lineage, only a checkpoint already staged for this key is taken: no waiting.
-    expect(r.sidecar.called('findCheckpoint')).toEqual([{ handoverKey: `${OLD}/web`, waitMs: 0 }]);
+    expect(start).toMatchObject({ handoverKey: `${OLD}/web`, waitMs: 0, coldStartFallback: true });
     expect(response.handle?.config).toBe(config);
     expect(response.handle?.state).toBe(TaskState.RUNNING);
     const state = decodeTaskState(response.handle?.version ?? 0, response.handle?.driverState ?? Buffer.alloc(0));
@@ -76,7 +76,8 @@ describe('StartTask', () => {
   it('never looks for a checkpoint when chain = false', async () => {
     const r = rig();
     await r.driver.startTask({ task: taskConfig(OLD, 'web', taskDriverConfig({ chain: false })) });
-    expect(r.sidecar.called('findCheckpoint')).toEqual([]);
+    expect(r.sidecar.called('takeOver')).toEqual([]);
+    expect(r.sidecar.called('startTask')).toHaveLength(1);
   });
 
   it('restores the predecessor checkpoint of a migrated allocation and says so', async () => {
@@ -95,10 +96,9 @@ describe('StartTask', () => {
     const config = taskConfig(NEW, 'web', taskDriverConfig({ checkpoint_wait: '5s' }));
     const response = await r.driver.startTask({ task: config });
 
-    expect(r.sidecar.called('findCheckpoint')).toEqual([{ handoverKey: `${NEW}/web`, waitMs: 5000 }]);
-    const [restore] = r.sidecar.called('restoreTask') as RestoreTaskRequest[];
-    expect(restore?.checkpointId).toBe('ckpt-9');
-    expect(restore?.spec?.allocDir).toBe(`/var/nomad/alloc/${NEW}/alloc`);
+    const [takeOver] = r.sidecar.called('takeOver') as TakeOverRequest[];
+    expect(takeOver).toMatchObject({ handoverKey: `${NEW}/web`, waitMs: 5000, coldStartFallback: true });
+    expect(takeOver?.spec?.allocDir).toBe(`/var/nomad/alloc/${NEW}/alloc`);
     expect(r.sidecar.called('startTask')).toEqual([]);
     expect(decodeTaskState(1, response.handle?.driverState ?? Buffer.alloc(0)).restoredFromCheckpoint).toBe('ckpt-9');
     await settle();
@@ -111,21 +111,25 @@ describe('StartTask', () => {
     const r = rig();
     migratingPair(r);
     const first = taskConfig(NEW, 'web');
-    await r.driver.startTask({ task: first });
-    expect(r.sidecar.called('findCheckpoint')).toEqual([{ handoverKey: `${NEW}/web`, waitMs: 30_000 }]);
-    expect(r.sidecar.called('startTask')).toHaveLength(1);
+    const cold = await r.driver.startTask({ task: first });
+    expect(r.sidecar.called('takeOver')).toEqual([
+      expect.objectContaining({ handoverKey: `${NEW}/web`, waitMs: 30_000 }),
+    ]);
+    expect(decodeTaskState(1, cold.handle?.driverState ?? Buffer.alloc(0)).restoredFromCheckpoint).toBe('');
 
     r.sidecar.checkpoints.set(`${NEW}/api`, {
       ...(r.sidecar.checkpoints.get(`${NEW}/web`) ?? {}),
       checkpointId: 'ckpt-1',
     } as never);
-    r.sidecar.failNext(
-      'restoreTask',
-      new SidecarError('NC_RESTORE_FAILED', 'sidecar RestoreTask: criu said no', status.INTERNAL),
+    r.sidecar.restoreFailure = new SidecarError(
+      'NC_RESTORE_FAILED',
+      'sidecar RestoreTask: criu said no',
+      status.INTERNAL,
     );
     const second = taskConfig(NEW, 'api');
-    await r.driver.startTask({ task: second });
-    expect(r.sidecar.called('startTask')).toHaveLength(2);
+    const restoredCold = await r.driver.startTask({ task: second });
+    expect(decodeTaskState(1, restoredCold.handle?.driverState ?? Buffer.alloc(0)).restoredFromCheckpoint).toBe('');
+    expect(r.sidecar.checkpoints.has(`${NEW}/api`)).toBe(true);
     await settle();
     expect(r.events.map((e) => e.message)).toEqual([
       `No checkpoint from previous allocation ${OLD} within 30000 ms; started cold`,
@@ -138,7 +142,7 @@ describe('StartTask', () => {
     r.lookup.put({ id: OLD, desiredStatus: 'stop' });
     r.lookup.put({ id: NEW, previousAllocation: OLD });
     await r.driver.startTask({ task: taskConfig(NEW, 'web') });
-    expect(r.sidecar.called('findCheckpoint')).toEqual([{ handoverKey: `${NEW}/web`, waitMs: 0 }]);
+    expect(r.sidecar.called('takeOver')).toEqual([expect.objectContaining({ handoverKey: `${NEW}/web`, waitMs: 0 })]);
     await settle();
     expect(r.events).toEqual([]);
   });
@@ -150,7 +154,7 @@ describe('StartTask', () => {
     expect((await rejection(r.driver.startTask({ task: config }))).code).toBe('NC_PLUGIN_TASK_EXISTS');
     const bad = taskConfig(NEW, 'web', taskDriverConfig({ cwd: 'relative' }));
     expect(await rejection(r.driver.startTask({ task: bad }))).toMatchObject({ code: 'NC_PLUGIN_TASK_CONFIG_INVALID' });
-    expect(r.sidecar.called('startTask')).toHaveLength(1);
+    expect(r.sidecar.called('takeOver')).toHaveLength(1);
     expect((await rejection(r.driver.startTask({ task: undefined }))).code).toBe('NC_PLUGIN_REQUEST_INVALID');
   });
 });

@@ -342,6 +342,38 @@ export interface PrestageTaskResponse {
   shipMs: number;
 }
 
+/**
+ * The receiving half of a hand-over, in one place for both modes: wait (bounded) for the checkpoint filed under
+ * `handover_key`, restore it as the new task, and, when none arrived or its restore failed, start the task from
+ * its spec if `cold_start_fallback` says so (Nomad mode) or fail with the reason (local mode's sequence, which
+ * rolls back instead). A restore also drops this node's pre-staged copy of the same source task: it served.
+ */
+export interface TakeOverRequest {
+  identity:
+    | TaskIdentity
+    | undefined;
+  /** The new task's own environment, directories and network; a restore keeps the checkpoint's argv and cwd. */
+  spec: TaskSpec | undefined;
+  handoverKey: string;
+  /** How long to wait for the checkpoint to arrive; 0 = take only one already staged. */
+  waitMs: number;
+  coldStartFallback: boolean;
+}
+
+export interface TakeOverResponse {
+  task:
+    | TaskInfo
+    | undefined;
+  /** The checkpoint restored; unset when the task started cold. */
+  restoredFrom:
+    | CheckpointInfo
+    | undefined;
+  /** Why the task started cold ("" when restored): no checkpoint arrived in time, or its restore failed. */
+  coldReason: string;
+  /** True when no checkpoint arrived (as opposed to one whose restore failed). */
+  noCheckpoint: boolean;
+}
+
 export interface DeleteCheckpointRequest {
   checkpointId: string;
 }
@@ -3114,6 +3146,233 @@ export const PrestageTaskResponse = {
   },
 };
 
+function createBaseTakeOverRequest(): TakeOverRequest {
+  return { identity: undefined, spec: undefined, handoverKey: "", waitMs: 0, coldStartFallback: false };
+}
+
+export const TakeOverRequest = {
+  encode(message: TakeOverRequest, writer: _m0.Writer = _m0.Writer.create()): _m0.Writer {
+    if (message.identity !== undefined) {
+      TaskIdentity.encode(message.identity, writer.uint32(10).fork()).ldelim();
+    }
+    if (message.spec !== undefined) {
+      TaskSpec.encode(message.spec, writer.uint32(18).fork()).ldelim();
+    }
+    if (message.handoverKey !== "") {
+      writer.uint32(26).string(message.handoverKey);
+    }
+    if (message.waitMs !== 0) {
+      writer.uint32(32).uint32(message.waitMs);
+    }
+    if (message.coldStartFallback !== false) {
+      writer.uint32(40).bool(message.coldStartFallback);
+    }
+    return writer;
+  },
+
+  decode(input: _m0.Reader | Uint8Array, length?: number): TakeOverRequest {
+    const reader = input instanceof _m0.Reader ? input : _m0.Reader.create(input);
+    let end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseTakeOverRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1:
+          if (tag !== 10) {
+            break;
+          }
+
+          message.identity = TaskIdentity.decode(reader, reader.uint32());
+          continue;
+        case 2:
+          if (tag !== 18) {
+            break;
+          }
+
+          message.spec = TaskSpec.decode(reader, reader.uint32());
+          continue;
+        case 3:
+          if (tag !== 26) {
+            break;
+          }
+
+          message.handoverKey = reader.string();
+          continue;
+        case 4:
+          if (tag !== 32) {
+            break;
+          }
+
+          message.waitMs = reader.uint32();
+          continue;
+        case 5:
+          if (tag !== 40) {
+            break;
+          }
+
+          message.coldStartFallback = reader.bool();
+          continue;
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      reader.skipType(tag & 7);
+    }
+    return message;
+  },
+
+  fromJSON(object: any): TakeOverRequest {
+    return {
+      identity: isSet(object.identity) ? TaskIdentity.fromJSON(object.identity) : undefined,
+      spec: isSet(object.spec) ? TaskSpec.fromJSON(object.spec) : undefined,
+      handoverKey: isSet(object.handoverKey) ? globalThis.String(object.handoverKey) : "",
+      waitMs: isSet(object.waitMs) ? globalThis.Number(object.waitMs) : 0,
+      coldStartFallback: isSet(object.coldStartFallback) ? globalThis.Boolean(object.coldStartFallback) : false,
+    };
+  },
+
+  toJSON(message: TakeOverRequest): unknown {
+    const obj: any = {};
+    if (message.identity !== undefined) {
+      obj.identity = TaskIdentity.toJSON(message.identity);
+    }
+    if (message.spec !== undefined) {
+      obj.spec = TaskSpec.toJSON(message.spec);
+    }
+    if (message.handoverKey !== "") {
+      obj.handoverKey = message.handoverKey;
+    }
+    if (message.waitMs !== 0) {
+      obj.waitMs = Math.round(message.waitMs);
+    }
+    if (message.coldStartFallback !== false) {
+      obj.coldStartFallback = message.coldStartFallback;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TakeOverRequest>, I>>(base?: I): TakeOverRequest {
+    return TakeOverRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TakeOverRequest>, I>>(object: I): TakeOverRequest {
+    const message = createBaseTakeOverRequest();
+    message.identity = (object.identity !== undefined && object.identity !== null)
+      ? TaskIdentity.fromPartial(object.identity)
+      : undefined;
+    message.spec = (object.spec !== undefined && object.spec !== null) ? TaskSpec.fromPartial(object.spec) : undefined;
+    message.handoverKey = object.handoverKey ?? "";
+    message.waitMs = object.waitMs ?? 0;
+    message.coldStartFallback = object.coldStartFallback ?? false;
+    return message;
+  },
+};
+
+function createBaseTakeOverResponse(): TakeOverResponse {
+  return { task: undefined, restoredFrom: undefined, coldReason: "", noCheckpoint: false };
+}
+
+export const TakeOverResponse = {
+  encode(message: TakeOverResponse, writer: _m0.Writer = _m0.Writer.create()): _m0.Writer {
+    if (message.task !== undefined) {
+      TaskInfo.encode(message.task, writer.uint32(10).fork()).ldelim();
+    }
+    if (message.restoredFrom !== undefined) {
+      CheckpointInfo.encode(message.restoredFrom, writer.uint32(18).fork()).ldelim();
+    }
+    if (message.coldReason !== "") {
+      writer.uint32(26).string(message.coldReason);
+    }
+    if (message.noCheckpoint !== false) {
+      writer.uint32(32).bool(message.noCheckpoint);
+    }
+    return writer;
+  },
+
+  decode(input: _m0.Reader | Uint8Array, length?: number): TakeOverResponse {
+    const reader = input instanceof _m0.Reader ? input : _m0.Reader.create(input);
+    let end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseTakeOverResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1:
+          if (tag !== 10) {
+            break;
+          }
+
+          message.task = TaskInfo.decode(reader, reader.uint32());
+          continue;
+        case 2:
+          if (tag !== 18) {
+            break;
+          }
+
+          message.restoredFrom = CheckpointInfo.decode(reader, reader.uint32());
+          continue;
+        case 3:
+          if (tag !== 26) {
+            break;
+          }
+
+          message.coldReason = reader.string();
+          continue;
+        case 4:
+          if (tag !== 32) {
+            break;
+          }
+
+          message.noCheckpoint = reader.bool();
+          continue;
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      reader.skipType(tag & 7);
+    }
+    return message;
+  },
+
+  fromJSON(object: any): TakeOverResponse {
+    return {
+      task: isSet(object.task) ? TaskInfo.fromJSON(object.task) : undefined,
+      restoredFrom: isSet(object.restoredFrom) ? CheckpointInfo.fromJSON(object.restoredFrom) : undefined,
+      coldReason: isSet(object.coldReason) ? globalThis.String(object.coldReason) : "",
+      noCheckpoint: isSet(object.noCheckpoint) ? globalThis.Boolean(object.noCheckpoint) : false,
+    };
+  },
+
+  toJSON(message: TakeOverResponse): unknown {
+    const obj: any = {};
+    if (message.task !== undefined) {
+      obj.task = TaskInfo.toJSON(message.task);
+    }
+    if (message.restoredFrom !== undefined) {
+      obj.restoredFrom = CheckpointInfo.toJSON(message.restoredFrom);
+    }
+    if (message.coldReason !== "") {
+      obj.coldReason = message.coldReason;
+    }
+    if (message.noCheckpoint !== false) {
+      obj.noCheckpoint = message.noCheckpoint;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TakeOverResponse>, I>>(base?: I): TakeOverResponse {
+    return TakeOverResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TakeOverResponse>, I>>(object: I): TakeOverResponse {
+    const message = createBaseTakeOverResponse();
+    message.task = (object.task !== undefined && object.task !== null) ? TaskInfo.fromPartial(object.task) : undefined;
+    message.restoredFrom = (object.restoredFrom !== undefined && object.restoredFrom !== null)
+      ? CheckpointInfo.fromPartial(object.restoredFrom)
+      : undefined;
+    message.coldReason = object.coldReason ?? "";
+    message.noCheckpoint = object.noCheckpoint ?? false;
+    return message;
+  },
+};
+
 function createBaseDeleteCheckpointRequest(): DeleteCheckpointRequest {
   return { checkpointId: "" };
 }
@@ -3600,6 +3859,15 @@ export const SidecarService = {
       Buffer.from(DeleteCheckpointResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer) => DeleteCheckpointResponse.decode(value),
   },
+  takeOver: {
+    path: "/chain.v1.Sidecar/TakeOver",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: TakeOverRequest) => Buffer.from(TakeOverRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer) => TakeOverRequest.decode(value),
+    responseSerialize: (value: TakeOverResponse) => Buffer.from(TakeOverResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer) => TakeOverResponse.decode(value),
+  },
 } as const;
 
 export interface SidecarServer extends UntypedServiceImplementation {
@@ -3620,6 +3888,7 @@ export interface SidecarServer extends UntypedServiceImplementation {
   listCheckpoints: handleUnaryCall<ListCheckpointsRequest, ListCheckpointsResponse>;
   prestageTask: handleUnaryCall<PrestageTaskRequest, PrestageTaskResponse>;
   deleteCheckpoint: handleUnaryCall<DeleteCheckpointRequest, DeleteCheckpointResponse>;
+  takeOver: handleUnaryCall<TakeOverRequest, TakeOverResponse>;
 }
 
 export interface SidecarClient extends Client {
@@ -3874,6 +4143,21 @@ export interface SidecarClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  takeOver(
+    request: TakeOverRequest,
+    callback: (error: ServiceError | null, response: TakeOverResponse) => void,
+  ): ClientUnaryCall;
+  takeOver(
+    request: TakeOverRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TakeOverResponse) => void,
+  ): ClientUnaryCall;
+  takeOver(
+    request: TakeOverRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TakeOverResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,143 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { errorCode, errorMessage } from '../../../common/errors';
+import type { CheckpointInfo, TaskIdentity, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
+import { CheckpointError } from '../errors';
+import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
+import { prestageKey } from './prestager';
+import type { Restorer } from './restore';
+import type { RetainedCheckpoints } from './retained';
+import type { StagedCheckpoints } from './staging';
+
+export interface TakeOverRequest {
+  readonly identity: TaskIdentity;
+  readonly spec: TaskSpec;
+  readonly handoverKey: string;
+  /** How long to wait for the checkpoint; 0 = only one already staged. */
+  readonly waitMs: number;
+  /** Start the task from its spec when no checkpoint arrives or its restore fails (Nomad mode); else fail. */
+  readonly coldStartFallback: boolean;
+}
+
+export interface TakeOverOutcome {
+  readonly view: TaskView;
+  /** The checkpoint restored; undefined when the task started cold. */
+  readonly restoredFrom: CheckpointInfo | undefined;
+  /** Why the task started cold; '' when it was restored. */
+  readonly coldReason: string;
+  /** No checkpoint arrived in time (as opposed to one whose restore failed). */
+  readonly noCheckpoint: boolean;
+}
+
+export interface TakeOverDeps {
+  readonly runtime: Pick<TaskRuntime, 'start'>;
+  readonly restorer: Pick<Restorer, 'restore'>;
+  readonly staged: StagedCheckpoints;
+  readonly retained: Pick<RetainedCheckpoints, 'path' | 'release'>;
+  /** Scratch space: staged checkpoints are materialized here for CRIU. */
+  readonly restoreDir: string;
+  readonly log: Logger;
+}
+
+/**
+ * The receiving half of a hand-over, one home for both modes: the plugin (Nomad mode) and the local controller's
+ * migration sequence ask for it, and differ only in what a missing checkpoint means (start cold, or fail so
+ * the sequence can roll back). Each checkpoint is restored at most once.
+ */
+export class TakeOver {
+  constructor(private readonly deps: TakeOverDeps) {}
+
+  async takeOver(request: TakeOverRequest, signal?: AbortSignal): Promise<TakeOverOutcome> {
+    const { identity, spec, handoverKey, waitMs } = request;
+    const found = await this.deps.staged.find(handoverKey, waitMs, signal);
+    if (found === undefined) {
+      const reason = `no checkpoint filed under ${handoverKey} within ${waitMs} ms`;
+      if (!request.coldStartFallback) {
+        throw new CheckpointError('NC_CHECKPOINT_NOT_FOUND', reason, { context: { handoverKey, waitMs } });
+      }
+      return this.cold(identity, spec, reason, true);
+    }
+    try {
+      const view = await this.restore(identity, found.checkpointId, spec);
+      await this.dropPrestagedCopy(found);
+      return { view, restoredFrom: found, coldReason: '', noCheckpoint: false };
+    } catch (err) {
+      if (!request.coldStartFallback) throw err;
+      this.deps.log.warn(
+        { err, taskId: identity.taskId, checkpointId: found.checkpointId },
+        'restore failed, starting cold',
+      );
+      const reason = `restore of checkpoint ${found.checkpointId} failed (${errorMessage(err)})`;
+      return this.cold(identity, spec, reason, false);
+    }
+  }
+
+  /**
+   * Restores a staged checkpoint and deletes it once the task no longer needs it; a checkpoint this node
+   * retained of its own hand-over restores the task here (a rollback). A failed restore leaves the checkpoint
+   * as it was, so it can be tried again.
+   */
+  async restore(identity: TaskIdentity, checkpointId: string, spec: TaskSpec): Promise<TaskView> {
+    const staged = await this.deps.staged.get(checkpointId);
+    if (staged === undefined) return this.restoreRetained(identity, checkpointId, spec);
+    const dir = join(this.deps.restoreDir, checkpointId);
+    await rm(dir, { recursive: true, force: true });
+    let result;
+    try {
+      await this.deps.staged.materialize(checkpointId, dir);
+      result = await this.deps.restorer.restore({ identity, checkpointDir: dir, spec });
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+    // A lazy restore still reads its images until every page arrived; only then is the checkpoint spent.
+    void result.complete
+      .then(
+        () => this.deps.staged.delete(checkpointId),
+        () => undefined,
+      )
+      .finally(() => rm(dir, { recursive: true, force: true }));
+    if (result.meta.mode !== 'lazy') await result.complete;
+    return result.view;
+  }
+
+  private async restoreRetained(identity: TaskIdentity, checkpointId: string, spec: TaskSpec): Promise<TaskView> {
+    const dir = await this.deps.retained.path(checkpointId);
+    if (dir === undefined) {
+      throw new CheckpointError('NC_CHECKPOINT_NOT_FOUND', 'no such staged or retained checkpoint', {
+        context: { checkpointId },
+      });
+    }
+    const result = await this.deps.restorer.restore({ identity, checkpointDir: dir, spec });
+    await result.complete;
+    await this.deps.retained.release(checkpointId);
+    return result.view;
+  }
+
+  private async cold(
+    identity: TaskIdentity,
+    spec: TaskSpec,
+    reason: string,
+    noCheckpoint: boolean,
+  ): Promise<TakeOverOutcome> {
+    this.deps.log.info({ taskId: identity.taskId, reason }, 'taking over cold');
+    const view = await this.deps.runtime.start(identity, spec);
+    return { view, restoredFrom: undefined, coldReason: reason, noCheckpoint };
+  }
+
+  /**
+   * The copy pre-staged here ahead of the drain served its purpose once the hand-over is restored: it only seeded
+   * chunks. Left, it would wait for the store's bound. A failure to drop it costs disk, never the task.
+   */
+  private async dropPrestagedCopy(restored: CheckpointInfo): Promise<void> {
+    const sourceTaskId = restored.source?.taskId;
+    if (sourceTaskId === undefined || sourceTaskId === '') return;
+    try {
+      const copy = await this.deps.staged.find(prestageKey(sourceTaskId), 0);
+      if (copy !== undefined) await this.deps.staged.delete(copy.checkpointId);
+    } catch (err) {
+      this.deps.log.warn({ code: errorCode(err), err, sourceTaskId }, 'pre-staged copy not dropped');
+    }
+  }
+}

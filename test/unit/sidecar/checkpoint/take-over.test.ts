@@ -1,0 +1,147 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import type { CheckpointMeta } from '../../../../sidecar/src/checkpoint/manifest';
+import { prestageKey } from '../../../../sidecar/src/checkpoint/prestager';
+import type { RestoreRequest } from '../../../../sidecar/src/checkpoint/restore';
+import type { StagedCheckpoints } from '../../../../sidecar/src/checkpoint/staging';
+import { TakeOver } from '../../../../sidecar/src/checkpoint/take-over';
+import type { TaskView } from '../../../../sidecar/src/runtime/task-runtime';
+import type { CheckpointInfo, TaskIdentity, TaskSpec } from '../../../../proto/gen/chain/v1/sidecar';
+
+const IDENTITY: TaskIdentity = {
+  taskId: 'new-1',
+  allocId: 'alloc-new',
+  taskName: 'web',
+  jobId: 'job',
+  namespace: 'default',
+};
+const SPEC = { argv: ['/bin/sleep', '60'] } as unknown as TaskSpec;
+
+function info(checkpointId: string, handoverKey: string, sourceTaskId = 'old-1'): CheckpointInfo {
+  return {
+    checkpointId,
+    handoverKey,
+    source: { ...IDENTITY, taskId: sourceTaskId, allocId: 'alloc-old' },
+    manifestDigest: '',
+    sizeBytes: 1,
+    createdAtUnixMs: 0,
+    spec: undefined,
+    sourceNode: 'node-a',
+  };
+}
+
+/** Staged checkpoints in memory. */
+class MemoryStaged implements StagedCheckpoints {
+  readonly byId = new Map<string, CheckpointInfo>();
+  readonly deleted: string[] = [];
+  readonly finds: { handoverKey: string; waitMs: number }[] = [];
+
+  adopt(): Promise<CheckpointInfo> {
+    return Promise.reject(new Error('not used'));
+  }
+  async get(checkpointId: string): Promise<CheckpointInfo | undefined> {
+    return this.byId.get(checkpointId);
+  }
+  async find(handoverKey: string, waitMs: number): Promise<CheckpointInfo | undefined> {
+    this.finds.push({ handoverKey, waitMs });
+    return [...this.byId.values()].find((c) => c.handoverKey === handoverKey);
+  }
+  async list(): Promise<CheckpointInfo[]> {
+    return [...this.byId.values()];
+  }
+  async materialize(): Promise<void> {}
+  async delete(checkpointId: string): Promise<void> {
+    this.deleted.push(checkpointId);
+    this.byId.delete(checkpointId);
+  }
+}
+
+function setup(options: { restoreFails?: Error } = {}) {
+  const staged = new MemoryStaged();
+  const restores: RestoreRequest[] = [];
+  const starts: TaskIdentity[] = [];
+  const view = (restoredFrom: string): TaskView => ({ record: { restoredFromCheckpoint: restoredFrom } }) as TaskView;
+  const takeOver = new TakeOver({
+    runtime: {
+      start: async (identity) => {
+        starts.push(identity);
+        return view('');
+      },
+    },
+    restorer: {
+      restore: async (request) => {
+        restores.push(request);
+        if (options.restoreFails !== undefined) throw options.restoreFails;
+        return {
+          view: view('restored'),
+          meta: { mode: 'stop-and-copy' } as CheckpointMeta,
+          environment: undefined,
+          stepsMs: {},
+          complete: Promise.resolve(),
+        };
+      },
+    },
+    staged,
+    retained: { path: async () => undefined, release: async () => false },
+    restoreDir: mkdtempSync(join(tmpdir(), 'nc-take-over-')),
+    log: pino({ level: 'silent' }),
+  });
+  return { takeOver, staged, restores, starts };
+}
+
+describe('TakeOver', () => {
+  it('restores the checkpoint filed under the key, spends it, and drops the pre-staged copy of the same task', async () => {
+    const { takeOver, staged, restores, starts } = setup();
+    staged.byId.set('ckpt-1', info('ckpt-1', 'alloc-new/web'));
+    staged.byId.set('pre-1', info('pre-1', prestageKey('old-1')));
+    staged.byId.set('pre-2', info('pre-2', prestageKey('other-task'), 'other-task'));
+
+    const outcome = await takeOver.takeOver({
+      identity: IDENTITY,
+      spec: SPEC,
+      handoverKey: 'alloc-new/web',
+      waitMs: 5000,
+      coldStartFallback: true,
+    });
+
+    expect(outcome).toMatchObject({ coldReason: '', noCheckpoint: false, restoredFrom: { checkpointId: 'ckpt-1' } });
+    expect(restores.map((r) => r.identity)).toEqual([IDENTITY]);
+    expect(starts).toEqual([]);
+    expect(staged.finds[0]).toEqual({ handoverKey: 'alloc-new/web', waitMs: 5000 });
+    expect(staged.deleted.sort()).toEqual(['ckpt-1', 'pre-1']);
+    expect([...staged.byId.keys()]).toEqual(['pre-2']);
+  });
+
+  it('starts cold and says why when no checkpoint arrives, if the caller allows it; else fails and starts nothing', async () => {
+    const { takeOver, starts } = setup();
+    const request = { identity: IDENTITY, spec: SPEC, handoverKey: 'alloc-new/web', waitMs: 0 };
+    const cold = await takeOver.takeOver({ ...request, coldStartFallback: true });
+    expect(cold).toMatchObject({ restoredFrom: undefined, noCheckpoint: true });
+    expect(cold.coldReason).toBe('no checkpoint filed under alloc-new/web within 0 ms');
+    expect(starts).toEqual([IDENTITY]);
+
+    await expect(takeOver.takeOver({ ...request, coldStartFallback: false })).rejects.toMatchObject({
+      code: 'NC_CHECKPOINT_NOT_FOUND',
+    });
+    expect(starts).toHaveLength(1);
+  });
+
+  it('a failed restore leaves the checkpoint staged: a cold start when allowed, else the error', async () => {
+    const failure = Object.assign(new Error('criu said no'), { code: 'NC_RESTORE_FAILED' });
+    const { takeOver, staged, starts } = setup({ restoreFails: failure });
+    staged.byId.set('ckpt-1', info('ckpt-1', 'alloc-new/web'));
+    const request = { identity: IDENTITY, spec: SPEC, handoverKey: 'alloc-new/web', waitMs: 0 };
+
+    await expect(takeOver.takeOver({ ...request, coldStartFallback: false })).rejects.toBe(failure);
+    expect(starts).toEqual([]);
+    expect(staged.byId.has('ckpt-1')).toBe(true);
+
+    const cold = await takeOver.takeOver({ ...request, coldStartFallback: true });
+    expect(cold).toMatchObject({ noCheckpoint: false, restoredFrom: undefined });
+    expect(cold.coldReason).toBe('restore of checkpoint ckpt-1 failed (criu said no)');
+    expect(starts).toEqual([IDENTITY]);
+    expect(staged.deleted).toEqual([]);
+  });
+});
