@@ -12,6 +12,17 @@ export interface ForecasterProcessOptions {
   readonly startTimeoutMs?: number;
 }
 
+/** One of the forecaster's decisions, as its `decision` log line gives it (forecaster/README.md, Policy). */
+export interface LoggedDecision {
+  readonly node: string;
+  readonly action: 'fence' | 'drain' | 'undo' | 'hold';
+  /** The forecaster's clock (trace time plus the replay's epoch shift). */
+  readonly atMs: number;
+  readonly level?: string;
+  readonly threshold?: number;
+  readonly thresholdSource?: string;
+}
+
 /**
  * The forecaster as its own process (`forecaster/src/main.ts --config FILE`), as in production: the replay
  * talks to it only through its telemetry gRPC port and, through the controller API, it acts on the cluster.
@@ -22,6 +33,8 @@ export class ForecasterProcess {
     readonly telemetryPort: number,
     readonly httpPort: number,
     readonly logFile: string,
+    /** Every decision it has logged so far, in order: the replay counts the policy from them. */
+    readonly decisions: readonly LoggedDecision[],
   ) {}
 
   static start(options: ForecasterProcessOptions): Promise<ForecasterProcess> {
@@ -35,6 +48,7 @@ export class ForecasterProcess {
     );
     const log = createWriteStream(logFile);
     child.stderr?.pipe(log);
+    const decisions: LoggedDecision[] = [];
     return new Promise((resolve, reject) => {
       let pending = '';
       const fail = (why: string): void => {
@@ -53,10 +67,12 @@ export class ForecasterProcess {
           pending = pending.slice(newline + 1);
           newline = pending.indexOf('\n');
           const entry = parseLine(line);
+          const decision = entry?.msg === 'decision' ? asDecision(entry) : undefined;
+          if (decision !== undefined) decisions.push(decision);
           if (entry?.msg === 'forecaster listening' && typeof entry.telemetryPort === 'number') {
             clearTimeout(timer);
             child.removeAllListeners('exit');
-            resolve(new ForecasterProcess(child, entry.telemetryPort, Number(entry.httpPort), logFile));
+            resolve(new ForecasterProcess(child, entry.telemetryPort, Number(entry.httpPort), logFile, decisions));
           }
         }
       });
@@ -77,10 +93,29 @@ export class ForecasterProcess {
   }
 }
 
-function parseLine(line: string): { msg?: unknown; telemetryPort?: unknown; httpPort?: unknown } | undefined {
+type LogLine = Record<string, unknown>;
+
+function parseLine(line: string): LogLine | undefined {
   try {
-    return JSON.parse(line) as { msg?: unknown; telemetryPort?: unknown; httpPort?: unknown };
+    const entry: unknown = JSON.parse(line);
+    return typeof entry === 'object' && entry !== null ? (entry as LogLine) : undefined;
   } catch {
     return undefined;
   }
+}
+
+const ACTIONS = new Set(['fence', 'drain', 'undo', 'hold']);
+
+function asDecision(entry: LogLine): LoggedDecision | undefined {
+  const { node, action, atMs, level, threshold, thresholdSource } = entry;
+  if (typeof node !== 'string' || typeof action !== 'string' || !ACTIONS.has(action) || typeof atMs !== 'number')
+    return undefined;
+  return {
+    node,
+    action: action as LoggedDecision['action'],
+    atMs,
+    ...(typeof level === 'string' ? { level } : {}),
+    ...(typeof threshold === 'number' ? { threshold } : {}),
+    ...(typeof thresholdSource === 'string' ? { thresholdSource } : {}),
+  };
 }

@@ -77,7 +77,15 @@ export interface ReplayReport {
         readonly dir: string;
         readonly trainedOn: string;
         readonly algorithm: string;
-        /** The card's threshold, used as the policy's enterThreshold (exit at 70 % of it, for hysteresis). */
+        /**
+         * The card's two-level policy: the forecaster takes both levels from the card (the replay sets no
+         * thresholds in its config).
+         */
+        readonly policy: { readonly prewarnThreshold: number; readonly drainThreshold: number } | undefined;
+        /**
+         * A card without a policy (an older trainer's): its threshold, used as the policy's enterThreshold (exit at
+         * 70 % of it, for hysteresis; the drain level is then the same).
+         */
         readonly threshold: number | undefined;
       }
     | undefined;
@@ -140,12 +148,19 @@ export async function runReplay(options: ReplayOptions, log: Logger): Promise<Re
       horizonS?: number;
       algorithm?: string;
       threshold?: number;
+      policy?: { prewarnThreshold?: unknown; drainThreshold?: unknown };
     };
+    const { prewarnThreshold, drainThreshold } = card.policy ?? {};
     horizonS = card.horizonS ?? horizonS;
     model = {
       dir,
       trainedOn: `first ${Math.round(options.trainFraction * 100)} % of the time span (t < ${splitMs - schedule.startMs} ms)`,
       algorithm: card.algorithm ?? 'unknown',
+      // The forecaster validates the card's policy when it loads the model; here it is only reported.
+      policy:
+        typeof prewarnThreshold === 'number' && typeof drainThreshold === 'number'
+          ? { prewarnThreshold, drainThreshold }
+          : undefined,
       threshold:
         typeof card.threshold === 'number' && card.threshold > 0 && card.threshold < 1 ? card.threshold : undefined,
     };
@@ -178,12 +193,7 @@ export async function runReplay(options: ReplayOptions, log: Logger): Promise<Re
     const started = Date.now();
     const obs = await runPass(pass, schedule, spans, options, passDir, model, log.child({ pass }));
     const counts = (fromMs: number, scope: string): ReplayCounts =>
-      tally(obs.preemptions, obs.virtualPreemptions, obs.drains, obs.preemptionTimes, {
-        fromMs,
-        endMs: schedule.endMs,
-        horizonMs: horizonS * 1000,
-        scope,
-      });
+      tally(obs, { fromMs, endMs: schedule.endMs, horizonMs: horizonS * 1000, scope });
     passes.push({
       pass,
       heldOut: counts(splitMs, `held-out ${Math.round((1 - options.trainFraction) * 100)} %`),
@@ -265,8 +275,9 @@ async function runPass(
         workDir: passDir,
         config: {
           modelDir: model.dir,
-          // The policy acts at the threshold the trainer chose for this model (F1-best on held-out time).
-          ...(model.threshold === undefined
+          // The policy acts at the levels the trainer chose for this model and wrote into its card; an older card
+          // without them has one threshold, set here.
+          ...(model.policy !== undefined || model.threshold === undefined
             ? {}
             : { policy: { enterThreshold: model.threshold, exitThreshold: model.threshold * 0.7 } }),
           controllerAddress: `http://127.0.0.1:${port}`,
@@ -307,7 +318,13 @@ async function runPass(
       log.child({ component: 'replay' }),
     );
     const obs = await runner.run(options.signal);
-    return { ...obs, noticesSent: notices?.sent ?? 0 };
+    // The forecaster's decisions, every trace node's, in trace time; holds change nothing.
+    const decided = (forecaster?.decisions ?? []).flatMap((d) =>
+      d.action === 'hold'
+        ? []
+        : [{ node: d.node, t: d.atMs - shift, action: d.action, ...(d.level === undefined ? {} : { level: d.level }) }],
+    );
+    return { ...obs, policy: [...obs.policy, ...decided], noticesSent: notices?.sent ?? 0 };
   } finally {
     notices?.close();
     await forecaster?.stop();
@@ -320,6 +337,12 @@ function pad(value: string | number, width: number): string {
   return String(value).padStart(width);
 }
 
+function modelThresholds(model: NonNullable<ReplayReport['model']>): string {
+  if (model.policy !== undefined)
+    return `policy levels from the model card: pre-warn ${model.policy.prewarnThreshold.toFixed(3)}, drain ${model.policy.drainThreshold.toFixed(3)}`;
+  return `no policy in the model card: one level at ${model.threshold === undefined ? 'the default' : `its threshold ${model.threshold.toFixed(3)}`}`;
+}
+
 /** The table `npm start -- -replay` prints. */
 export function formatReport(report: ReplayReport): string {
   const lines = [
@@ -330,7 +353,7 @@ export function formatReport(report: ReplayReport): string {
     report.model === undefined
       ? 'No forecaster pass.'
       : `Forecaster model: ${report.model.algorithm}, trained with npm run forecast -- train on the ${report.model.trainedOn}; ` +
-        `policy threshold ${report.model.threshold === undefined ? 'default' : report.model.threshold.toFixed(3)} (from the model card)`,
+        modelThresholds(report.model),
     `Counts below: held-out part (trace time >= ${report.splitMs - report.spanMs[0]} ms of ${report.spanMs[1] - report.spanMs[0]} ms) and whole trace; a drain is false when its node is not pre-empted within ${report.horizonS} s.`,
     '',
     'pass        scope          pre-emptions  with-chained  moved-before  caught(cold/lost)  drains  false-drains  undecided',
@@ -339,6 +362,22 @@ export function formatReport(report: ReplayReport): string {
     for (const c of [p.heldOut, p.wholeTrace]) {
       lines.push(
         `${p.pass.padEnd(11)} ${c.scope.padEnd(14)} ${pad(c.preemptions, 12)}  ${pad(c.preemptionsWithChainedTasks, 12)}  ${pad(c.movedBeforePreemption, 12)}  ${pad(`${c.caught} (${c.caughtColdStarted}/${c.caughtLost})`, 17)}  ${pad(c.drains, 6)}  ${pad(c.falseDrains, 12)}  ${pad(c.drainsUndecided, 9)}`,
+      );
+    }
+  }
+  lines.push(
+    '',
+    "The two-level policy, the same counts: moved-ahead = tasks whose move started before their node's notice, at-notice = after it (caught by the notice),",
+    'lost = on their node when it went; pre-warns = fences (reserve, pre-stage), undone = released when risk fell; drain-level = drains before any notice;',
+    'node-time fenced = fenced or draining until undone or gone, every trace node (local or virtual), as a share of all node-time.',
+    '',
+    'pass        scope          moved-ahead  at-notice  lost  false-drains  pre-warns  undone  drain-level  node-time fenced',
+  );
+  for (const p of report.passes) {
+    for (const c of [p.heldOut, p.wholeTrace]) {
+      const share = c.nodeMs > 0 ? (100 * c.fencedNodeMs) / c.nodeMs : 0;
+      lines.push(
+        `${p.pass.padEnd(11)} ${c.scope.padEnd(14)} ${pad(c.movedBeforeNotice, 11)}  ${pad(c.movedAfterNotice, 9)}  ${pad(c.lost, 4)}  ${pad(c.falseDrains, 12)}  ${pad(c.prewarns, 9)}  ${pad(c.prewarnsUndone, 6)}  ${pad(c.predictiveDrains, 11)}  ${pad(`${(c.fencedNodeMs / 3_600_000).toFixed(2)} h (${share.toFixed(2)} %)`, 16)}`,
       );
     }
   }

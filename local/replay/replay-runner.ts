@@ -4,7 +4,7 @@ import type { Logger } from '../../common/logging';
 import type { MigrationRecord } from '../migration/migration-record';
 import type { ControllerEventLog } from '../controller/controller-events';
 import type { DrainOutcome, PreemptionOutcome } from '../controller/local-controller';
-import type { ObservedDrain, ObservedPreemption } from './replay-tally';
+import type { ObservedDrain, ObservedPreemption, PolicyEvent } from './replay-tally';
 import { SlotMap } from './slot-map';
 import type { ReplayEvent, TraceSchedule } from './trace-schedule';
 
@@ -50,6 +50,10 @@ export interface ReplayObservations {
   readonly drains: ObservedDrain[];
   /** Every trace pre-emption by node (mapped or virtual): what a drain is judged against. */
   readonly preemptionTimes: Map<string, number[]>;
+  /** Every trace join by node (mapped or virtual): with the pre-emptions, each node's lifetimes. */
+  readonly joinTimes: Map<string, number[]>;
+  /** The reactive pass's policy: a drain at every notice, mapped or virtual (the forecaster pass logs its own). */
+  readonly policy: PolicyEvent[];
   /** How far behind schedule the replay ran at worst (real ms): pre-emptions and returns take real time. */
   readonly maxLagMs: number;
   virtualJoins: number;
@@ -69,6 +73,8 @@ export interface ReplayObservations {
 export class ReplayRunner {
   private readonly slots: SlotMap;
   private readonly joinedAtReal = new Map<string, number>();
+  /** When each node's notice was played (real ms), until the node goes. */
+  private readonly noticedAtReal = new Map<string, number>();
   private readonly virtual = new Set<string>();
   private readonly drainsInFlight: Promise<void>[] = [];
   private readonly coldStartsInFlight: Promise<void>[] = [];
@@ -98,6 +104,8 @@ export class ReplayRunner {
       virtualPreemptions: [],
       drains: [],
       preemptionTimes: new Map(),
+      joinTimes: new Map(),
+      policy: [],
       maxLagMs: 0,
       virtualJoins: 0,
       mappedJoins: 0,
@@ -129,6 +137,7 @@ export class ReplayRunner {
     const { node } = event;
     if (event.kind === 'join') {
       if (this.slots.slotOf(node) !== undefined || this.virtual.has(node)) return;
+      obs.joinTimes.set(node, [...(obs.joinTimes.get(node) ?? []), event.t]);
       const claim = this.slots.claim(node);
       if (claim.slot === undefined) {
         this.virtual.add(node);
@@ -156,6 +165,8 @@ export class ReplayRunner {
     }
     if (event.kind === 'notice') {
       this.options.notices?.(node, event.t, this.deadlines.get(event) ?? 0);
+      if (!this.noticedAtReal.has(node)) this.noticedAtReal.set(node, this.realClock.now());
+      if (this.options.reactive) obs.policy.push({ node, t: event.t, action: 'drain', level: 'notice' });
       const slot = this.slots.slotOf(node);
       if (this.options.reactive && slot !== undefined) this.drainAtNotice(node, slot);
       return;
@@ -167,6 +178,7 @@ export class ReplayRunner {
     obs.preemptionTimes.set(node, times);
     const slot = this.slots.slotOf(node);
     if (slot === undefined) {
+      this.noticedAtReal.delete(node);
       this.virtual.delete(node);
       this.controller.virtualLeft(node);
       obs.virtualPreemptions.push({ node, t: event.t });
@@ -177,10 +189,14 @@ export class ReplayRunner {
     const onNode = Object.entries(this.controller.tasks())
       .filter(([, task]) => task.node === slot)
       .map(([key]) => key);
+    const moved = this.movedOff(slot, this.joinedAtReal.get(node) ?? 0, preemptedAt);
+    // Without a notice, whatever moved moved ahead of the pre-emption.
+    const noticedAt = this.noticedAtReal.get(node) ?? preemptedAt;
     const observed = {
       node,
       t: event.t,
-      movedBefore: this.movedOff(slot, this.joinedAtReal.get(node) ?? 0, preemptedAt),
+      movedBefore: moved.length,
+      movedAhead: moved.filter((m) => m.createdAtUnixMs < noticedAt).length,
       caught: onNode,
       restarted: 0,
     };
@@ -212,6 +228,7 @@ export class ReplayRunner {
     this.controller.unalias(node);
     this.slots.release(node);
     this.joinedAtReal.delete(node);
+    this.noticedAtReal.delete(node);
   }
 
   private traceNow(): number {
@@ -219,11 +236,11 @@ export class ReplayRunner {
   }
 
   /** Migrations off `slot` that finished while this trace node held it and before it went. */
-  private movedOff(slot: string, fromMs: number, toMs: number): number {
+  private movedOff(slot: string, fromMs: number, toMs: number): MigrationRecord[] {
     return this.controller.migrations().filter((m) => {
       const doneAt = m.stepsAtUnixMs.done ?? m.updatedAtUnixMs;
       return m.source.node === slot && m.step === 'done' && doneAt >= fromMs && doneAt <= toMs;
-    }).length;
+    });
   }
 
   private drainAtNotice(node: string, slot: string): void {

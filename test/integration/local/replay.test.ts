@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import pino from 'pino';
-import { runReplay } from '../../../local/replay/replay-command';
+import { formatReport, runReplay } from '../../../local/replay/replay-command';
 
 const log = pino({ level: process.env.NOMAD_CHAIN_TEST_LOG ?? 'silent' });
 const FIXTURES = join(__dirname, '../../fixtures/replay');
@@ -46,6 +46,18 @@ describe('trace replay in local mode (issue #6)', () => {
     // Two healthy nodes with room remain at each pre-emption: whatever is caught is cold-started, none lost.
     expect(pass?.preemptionErrors).toBe(0);
     expect(whole?.caughtLost).toBe(0);
+    // The two-level policy's columns: the reactive baseline moves only after a notice, never pre-warns, and is out
+    // of service from each of the four notices (d's, a virtual node's, too) to its pre-emption two minutes later.
+    expect(whole).toMatchObject({ movedBeforeNotice: 0, prewarns: 0, prewarnsUndone: 0, predictiveDrains: 0 });
+    expect(whole?.movedAfterNotice).toBe(whole?.movedBeforePreemption);
+    expect(whole?.lost).toBe(whole?.caught);
+    expect(whole?.fencedNodeMs).toBeGreaterThanOrEqual(4 * 120_000);
+    // a, b, c, d from 0, e, f, g from their joins: at least the 2,700 s of the trace's own schedule.
+    expect(whole?.nodeMs).toBeGreaterThanOrEqual(180_000 + 320_000 + 900_000 + 520_000 + 480_000 + 300_000);
+    expect(pass?.heldOut.fencedNodeMs).toBeGreaterThanOrEqual(120_000);
+    expect(formatReport(report)).toMatch(
+      /\nreactive +held-out 40 % +0 +\d+ +\d+ +0 +0 +0 +0 +0\.\d\d h \(\d+\.\d\d %\)\n/,
+    );
   }, 300_000);
 
   it('forecaster pass: trains on the first 60 %, runs the forecaster as its own process, which drains through the API', async () => {
@@ -76,5 +88,12 @@ describe('trace replay in local mode (issue #6)', () => {
     expect((whole?.movedBeforePreemption ?? 0) + (whole?.caught ?? 0)).toBeGreaterThanOrEqual(
       whole?.preemptionsWithChainedTasks ?? 1,
     );
+    // The two-level policy's columns, from the forecaster's own decisions: every move is either ahead of its
+    // node's notice or after it; it drained at least at the notices, so some node-time was out of service.
+    expect((whole?.movedBeforeNotice ?? 0) + (whole?.movedAfterNotice ?? 0)).toBe(whole?.movedBeforePreemption);
+    expect(whole?.lost).toBe(whole?.caught);
+    expect(whole?.prewarnsUndone).toBeLessThanOrEqual(whole?.prewarns ?? 0);
+    expect(whole?.fencedNodeMs).toBeGreaterThan(0);
+    expect(whole?.fencedNodeMs).toBeLessThan(whole?.nodeMs ?? 0);
   }, 300_000);
 });

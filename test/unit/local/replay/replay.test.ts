@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { ScaledClock } from '../../../../common/scaled-clock';
 import { ReplayRunner } from '../../../../local/replay/replay-runner';
-import { tally, type ObservedPreemption } from '../../../../local/replay/replay-tally';
+import { tally, type ObservedPreemption, type PolicyEvent } from '../../../../local/replay/replay-tally';
 import { SlotMap } from '../../../../local/replay/slot-map';
 import { parseTrace, slowSpans, splitTime, traceBefore } from '../../../../local/replay/trace-schedule';
 import type { ServiceDefinition } from '../../../../local/controller/service-definition';
@@ -92,55 +92,99 @@ describe('tally', () => {
     movedBefore: number,
     caught: string[],
     restarted: number,
+    movedAhead = 0,
   ): ObservedPreemption => ({
     node,
     t,
     movedBefore,
+    movedAhead,
     caught,
     restarted,
   });
-
-  it('counts pre-emptions, moves, catches and false drains in the held-out part only', () => {
-    const preemptions = [p('a', 100, 1, [], 0), p('b', 700, 0, ['kv1', 'kv2'], 1), p('c', 800, 0, [], 0)];
-    const times = new Map([
-      ['a', [100]],
-      ['b', [700]],
-      ['c', [800]],
-      ['v', [650]],
-    ]);
-    const drains = [
+  const input = (preemptions: ObservedPreemption[], policy: PolicyEvent[] = []) => ({
+    preemptions,
+    virtualPreemptions: [{ t: 650 }],
+    drains: [
       { node: 'a', t: 50 },
       { node: 'b', t: 600 },
       { node: 'x', t: 620 },
       { node: 'c', t: 100 },
       { node: 'y', t: 950 },
-    ];
-    const counts = tally(preemptions, [{ t: 650 }], drains, times, {
-      fromMs: 500,
-      endMs: 1000,
-      horizonMs: 300,
-      scope: 'held-out',
-    });
+    ],
+    preemptionTimes: new Map([
+      ['a', [100]],
+      ['b', [700]],
+      ['c', [800]],
+      ['v', [650]],
+    ]),
+    joinTimes: new Map([
+      ['a', [0]],
+      ['b', [0]],
+      ['c', [0]],
+      ['v', [0]],
+      ['x', [300]],
+      ['y', [600]],
+    ]),
+    policy,
+  });
+
+  it('counts pre-emptions, moves, catches and false drains in the held-out part only', () => {
+    const preemptions = [p('a', 100, 1, [], 0, 1), p('b', 700, 2, ['kv1', 'kv2'], 1, 1), p('c', 800, 0, [], 0)];
+    const counts = tally(input(preemptions), { fromMs: 500, endMs: 1000, horizonMs: 300, scope: 'held-out' });
     expect(counts).toEqual({
       scope: 'held-out',
       preemptions: 2,
       virtualPreemptions: 1,
       preemptionsWithChainedTasks: 1,
-      movedBeforePreemption: 0,
+      movedBeforePreemption: 2,
       caught: 2,
       caughtColdStarted: 1,
       caughtLost: 1,
       drains: 3,
       falseDrains: 1,
       drainsUndecided: 1,
+      movedBeforeNotice: 1,
+      movedAfterNotice: 1,
+      lost: 2,
+      prewarns: 0,
+      prewarnsUndone: 0,
+      predictiveDrains: 0,
+      fencedNodeMs: 0,
+      // 500..1000: b until 700, c until 800, x and y to the end; a and v went before or at 650.
+      nodeMs: 200 + 300 + 500 + 400 + 150,
     });
-    const whole = tally(preemptions, [{ t: 650 }], drains, times, {
-      fromMs: -Infinity,
-      endMs: 1000,
-      horizonMs: 300,
-      scope: 'whole',
+    const whole = tally(input(preemptions), { fromMs: -Infinity, endMs: 1000, horizonMs: 300, scope: 'whole' });
+    expect(whole).toMatchObject({
+      preemptions: 3,
+      movedBeforePreemption: 3,
+      movedBeforeNotice: 2,
+      movedAfterNotice: 1,
+      drains: 5,
+      falseDrains: 2,
     });
-    expect(whole).toMatchObject({ preemptions: 3, movedBeforePreemption: 1, drains: 5, falseDrains: 2 });
+  });
+
+  it("counts the two-level policy's pre-warns, how they ended, and node-time fenced or draining", () => {
+    const policy: PolicyEvent[] = [
+      // b: pre-warned at 400, undone at 450 (risk fell), pre-warned again at 550, drained at the drain level, gone at 700.
+      { node: 'b', t: 400, action: 'fence', level: 'prewarn' },
+      { node: 'b', t: 450, action: 'undo', level: 'exit' },
+      { node: 'b', t: 550, action: 'fence', level: 'prewarn' },
+      { node: 'b', t: 600, action: 'drain', level: 'drain' },
+      // x: pre-warned at 620, never undone, never pre-empted: fenced to the trace's end.
+      { node: 'x', t: 620, action: 'fence', level: 'prewarn' },
+      // v: drained at a notice at 640, gone at 650; c: a fence whose action failed (no level), undone at once.
+      { node: 'v', t: 640, action: 'drain', level: 'notice' },
+      { node: 'c', t: 700, action: 'fence', level: 'prewarn' },
+      { node: 'c', t: 710, action: 'undo' },
+    ];
+    const held = tally(input([], policy), { fromMs: 500, endMs: 1000, horizonMs: 300, scope: 'held-out' });
+    expect(held).toMatchObject({ prewarns: 3, prewarnsUndone: 0, predictiveDrains: 1 });
+    expect(held.fencedNodeMs).toBe(150 + 380 + 10 + 10);
+    const whole = tally(input([], policy), { fromMs: -Infinity, endMs: 1000, horizonMs: 300, scope: 'whole' });
+    expect(whole).toMatchObject({ prewarns: 4, prewarnsUndone: 1, predictiveDrains: 1 });
+    expect(whole.fencedNodeMs).toBe(50 + 150 + 380 + 10 + 10);
+    expect(whole.nodeMs).toBe(100 + 700 + 800 + 650 + 700 + 400);
   });
 });
 
@@ -225,6 +269,20 @@ describe('ReplayRunner (reactive pass over the fake cluster)', () => {
     const moved = obs.preemptions.reduce((n, p) => n + p.movedBefore, 0);
     expect(moved).toBe(controller.migrations().filter((m) => m.step === 'done').length);
     expect(moved).toBeGreaterThan(0);
+    // The reactive drains start at the notice: nothing moved ahead of one.
+    expect(obs.preemptions.map((p) => p.movedAhead)).toEqual([0, 0, 0]);
+    // Its policy is a drain at every notice, the virtual node's too; each node's lifetime is known.
+    expect(obs.policy.map((e) => `${e.node}:${e.t - schedule.startMs}:${e.level}`)).toEqual([
+      'd:60000:notice',
+      'a:200000:notice',
+      'b:400000:notice',
+      'e:700000:notice',
+    ]);
+    const counts = tally(obs, { fromMs: -Infinity, endMs: schedule.endMs, horizonMs: 600_000, scope: 'whole' });
+    expect(counts).toMatchObject({ movedBeforeNotice: 0, movedAfterNotice: moved, lost: 0, prewarns: 0 });
+    // Drained from each notice to its pre-emption two minutes later (a late pre-emption only lengthens it).
+    expect(counts.fencedNodeMs).toBeGreaterThanOrEqual(4 * 120_000);
+    expect(counts.nodeMs).toBeGreaterThan(counts.fencedNodeMs);
     expect(cluster.running('kv1')).toHaveLength(1);
     expect(cluster.running('kv2')).toHaveLength(1);
     const events = controller.events.since(0).map((e) => `${e.event.type}:${e.event.node}`);
@@ -263,5 +321,39 @@ describe('ReplayRunner (reactive pass over the fake cluster)', () => {
     expect(caught).toBeGreaterThan(0);
     expect(obs.preemptions.reduce((n, p) => n + p.restarted, 0)).toBe(caught);
     expect(obs.preemptions.every((p) => p.movedBefore === 0)).toBe(true);
+    expect(obs.policy).toEqual([]);
+  });
+
+  it("counts a move started before the node's notice as moved ahead (a forecaster that warned in time)", async () => {
+    const schedule = parseTrace(readFileSync(FIXTURE, 'utf8'));
+    const real = new YieldingClock(T0);
+    const trace = new ScaledClock({ scale: 15, originMs: schedule.startMs, realOriginMs: T0 }, real);
+    const { controller } = await controllerOver(['n1', 'n2', 'n3'], real, trace);
+    await controller.runService(SERVICE, async () => undefined);
+    await controller.runService({ ...SERVICE, name: 'kv2', port: 8082 }, async () => undefined);
+    const early: Promise<unknown>[] = [];
+    const obs = await new ReplayRunner(
+      controller,
+      {
+        schedule,
+        slots: ['n1', 'n2', 'n3'],
+        timeline: trace,
+        reactive: false,
+        // Stands in for a forecaster that drains every local node holding a task at the first notice (d's, at
+        // 60 s), well before a's and b's own notices.
+        notices: (node) => {
+          if (node !== 'd') return;
+          for (const slot of new Set(Object.values(controller.tasks()).map((t) => t.node)))
+            early.push(controller.drainNode(slot, 'test: predicted'));
+        },
+      },
+      real,
+      pino({ level: 'silent' }),
+    ).run();
+    await Promise.all(early);
+    const ahead = obs.preemptions.reduce((n, p) => n + p.movedAhead, 0);
+    expect(ahead).toBeGreaterThan(0);
+    expect(ahead).toBe(obs.preemptions.reduce((n, p) => n + p.movedBefore, 0));
+    expect(obs.preemptions.reduce((n, p) => n + p.caught.length, 0)).toBe(0);
   });
 });
