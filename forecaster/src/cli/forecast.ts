@@ -6,6 +6,8 @@ import { parseArgs } from './args';
 import type { CliOptions } from './args';
 import { checkServable, scoreWithServingModel } from './model-scorer';
 import { PythonTrainer } from './python-trainer';
+import { resultsMarkdown, traceFiles, writeResults } from './results-table';
+import type { BoughtTime, ResultsRun } from './results-table';
 import { readRows, writeScores } from './row-files';
 
 const ROOT = resolve(__dirname, '..', '..', '..');
@@ -23,7 +25,33 @@ const METRIC_KEYS = [
 export interface EvaluationResult {
   readonly model: Record<string, number | null>;
   readonly baselines: Record<string, Record<string, number | null>>;
+  readonly boughtTime: BoughtTime;
   readonly context?: Record<string, unknown>;
+}
+
+type TrainingOptions = Pick<
+  CliOptions,
+  'trainTraces' | 'leaveOut' | 'maxFencedShare' | 'maxFalseDrains' | 'migrationS'
+>;
+
+/** The pooled traces and the operator's budget, as the trainer's flags. */
+function trainingArgs(options: TrainingOptions): string[] {
+  const pairs: [string, string | undefined][] = [
+    [
+      '--train-traces',
+      options.trainTraces
+        ?.split(',')
+        .map((p) => resolve(p))
+        .join(','),
+    ],
+    ['--max-fenced-share', options.maxFencedShare],
+    ['--max-false-drains', options.maxFalseDrains],
+    ['--migration-s', options.migrationS],
+  ];
+  return [
+    ...pairs.flatMap(([flag, value]) => (value === undefined ? [] : [flag, value])),
+    ...(options.leaveOut ? ['--leave-out'] : []),
+  ];
 }
 
 function traceArgs(options: Pick<CliOptions, 'trace' | 'format' | 'seed'>): string[] {
@@ -38,7 +66,7 @@ function traceArgs(options: Pick<CliOptions, 'trace' | 'format' | 'seed'>): stri
 /** Trains in Python, then proves the export loads in the serving runner. */
 export async function train(trainer: PythonTrainer, options: CliOptions): Promise<unknown> {
   const out = resolve(options.out as string);
-  const result = (await trainer.run(['train', ...traceArgs(options), '--out', out])) as {
+  const result = (await trainer.run(['train', ...traceArgs(options), ...trainingArgs(options), '--out', out])) as {
     card: Record<string, unknown>;
   };
   const served = await checkServable(out, SPEC_PATH);
@@ -57,6 +85,7 @@ export async function evaluate(trainer: PythonTrainer, options: CliOptions): Pro
       ...traceArgs(options),
       '--work',
       work,
+      ...trainingArgs(options),
       ...(options.model === undefined ? [] : ['--model', resolve(options.model)]),
     ])) as { modelDir: string };
     const { meta, features } = await readRows(work);
@@ -120,6 +149,36 @@ export async function retrain(
   }
 }
 
+/**
+ * The training README's results: every trace of `data` evaluated with its own model and leave-one-trace-out
+ * (trained on the other traces only), each timed; the section is regenerated from these runs, never kept by hand.
+ */
+export async function results(
+  trainer: PythonTrainer,
+  options: Pick<CliOptions, 'data' | 'readme' | 'maxFencedShare' | 'maxFalseDrains' | 'migrationS'>,
+): Promise<ResultsRun[]> {
+  const traces = await traceFiles(resolve(options.data as string));
+  const runs: ResultsRun[] = [];
+  for (const trace of traces) {
+    const others = traces.filter((t) => t !== trace).join(',');
+    const modes = [
+      ['own', { leaveOut: false }],
+      ['leave-one-trace-out', { leaveOut: true, trainTraces: others }],
+    ] as const;
+    for (const [training, extra] of modes) {
+      if (training === 'leave-one-trace-out' && others === '') continue;
+      const started = process.hrtime.bigint();
+      const result = await evaluate(trainer, { ...options, ...extra, trace, json: true, command: 'evaluate' });
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      runs.push({ trace: trace.split('/').pop() as string, training, seconds, result });
+    }
+  }
+  if (options.readme !== undefined) {
+    await writeResults(resolve(options.readme), resultsMarkdown(runs, new Date().toISOString().slice(0, 10)));
+  }
+  return runs;
+}
+
 export function formatTable(result: EvaluationResult): string {
   const rows: [string, Record<string, number | null>][] = [
     ['model', result.model],
@@ -127,9 +186,26 @@ export function formatTable(result: EvaluationResult): string {
   ];
   const cell = (v: number | null | undefined): string => (v === null || v === undefined ? 'n/a' : v.toFixed(3));
   const header = ['scorer', ...METRIC_KEYS].map((h) => h.padStart(14)).join(' ');
+  const leads = ['120', '150', '300', '600'];
+  const budget = ['scorer', ...leads.map((l) => `warned ${l} s`), 'drain done', 'fenced', 'false/100d'];
   return [
     header,
     ...rows.map(([name, m]) => [name, ...METRIC_KEYS.map((k) => cell(m[k]))].map((c) => c.padStart(14)).join(' ')),
+    '',
+    `at the budget (thresholds chosen on the training span): ${JSON.stringify(result.boughtTime.budget)}`,
+    budget.map((h) => h.padStart(14)).join(' '),
+    ...Object.entries(result.boughtTime.scorers).map(([name, s]) =>
+      [
+        name,
+        ...leads.map((l) => cell(s.atBudget.warnedShare[l])),
+        cell(s.atBudget.drainFinishedShare),
+        cell(s.atBudget.fencedShare),
+        cell(s.atBudget.falseDrainsPer100NodeDays),
+      ]
+        .map((c) => c.padStart(14))
+        .join(' '),
+    ),
+    ['notice', ...leads.map((l) => cell(result.boughtTime.notice.warnedShare[l]))].map((c) => c.padStart(14)).join(' '),
   ].join('\n');
 }
 
@@ -143,6 +219,12 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'evaluate': {
       const result = await evaluate(trainer, options);
       process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatTable(result)}\n`);
+      return 0;
+    }
+    case 'results': {
+      const runs = await results(trainer, options);
+      const markdown = resultsMarkdown(runs, new Date().toISOString().slice(0, 10));
+      process.stdout.write(options.json ? `${JSON.stringify(runs, null, 2)}\n` : `${markdown}\n`);
       return 0;
     }
     case 'promote':

@@ -11,8 +11,14 @@ import pandas as pd
 from .features import FeatureSpec, TraceIndex, Windows, _metric, tick_grid
 from .traces import Trace
 
-NAMES = ("reactive", "utilisation", "historicalRate", "prophet")
-PROPHET_REFIT_MS = 3 * 3_600_000
+NAMES = ("reactive", "utilisation", "historicalRate", "prophet", "poolBurst", "nodeAge")
+# The pool-burst heuristic's memory: a score of 1 - since/POOL_BURST_S, so "flag every node of the pool for 10 minutes
+# after any notice or pre-emption in it" is the threshold 1 - 600/3600, and other thresholds are other windows.
+POOL_BURST_S = 3600
+# Node-age bins (upper bounds, s) of the hazard baseline: young nodes and nodes near GCP's 24 h limit go first.
+AGE_BINS_S = (300, 900, 1800, 3600, 7200, 14400, 28800, 57600, 79200, 93600, np.inf)
+# Refitted every 6 h: each fit is a Stan run of about a second, and a 3-day trace took 29 of them at 3 h.
+PROPHET_REFIT_MS = 6 * 3_600_000
 PROPHET_MIN_HISTORY_MS = 2 * 3_600_000
 PRIOR_NODE_HOURS = 1.0
 
@@ -97,7 +103,14 @@ def prophet_capacity(trace: Trace, index: TraceIndex, spec: FeatureSpec) -> dict
             block = (ticks >= origin) & (ticks < origin + PROPHET_REFIT_MS)
             if block.any() and past.sum() > 10:
                 history = pd.DataFrame({"ds": pd.to_datetime(ticks[past], unit="ms"), "y": alive[past]})
-                model = Prophet(yearly_seasonality=False, weekly_seasonality=False, daily_seasonality="auto")
+                # No uncertainty intervals (only yhat is used): predict() otherwise simulates 1000 paths per row.
+                model = Prophet(
+                    yearly_seasonality=False,
+                    weekly_seasonality=False,
+                    daily_seasonality="auto",
+                    uncertainty_samples=0,
+                    n_changepoints=10,
+                )
                 future = pd.DataFrame({"ds": pd.to_datetime(ticks[block] + spec.horizon_ms, unit="ms")})
                 with warnings.catch_warnings():
                     # Prophet 1.5 uses pandas' deprecated inplace drop; nothing for us to act on.
@@ -122,6 +135,59 @@ def prophet(w: Windows, index: TraceIndex, capacity: dict[str, tuple[np.ndarray,
         drop = (alive - predicted) / np.maximum(alive, 1)
         out[rows] = np.where(np.isnan(drop), 0.0, np.clip(drop, 0, 1))
     return out
+
+
+def pool_burst(w: Windows, index: TraceIndex) -> np.ndarray:
+    """1 - (time since the pool's latest notice or pre-emption) / POOL_BURST_S, at least 0."""
+    out = np.zeros(len(w))
+    for pool in np.unique(w.pool.astype(str)):
+        rows = np.flatnonzero(w.pool == pool)
+        t = w.t_ms[rows]
+        events = np.sort(np.concatenate([index.events_of("pool", pool, k) for k in ("notice", "preempted")]))
+        last = _last_at_or_before(events, t)
+        since = np.where(last >= 0, (t - last) / 1000.0, np.inf)
+        out[rows] = np.clip(1 - since / POOL_BURST_S, 0, 1)
+    return out
+
+
+def node_age(w: Windows, index: TraceIndex, spec: FeatureSpec, trace: Trace) -> np.ndarray:
+    """P(pre-empted within the horizon) at the hazard of the node's age bin, estimated from everything the trace
+    recorded before t (pre-emptions at that age / node-time spent at that age), shrunk towards the rate of all ages
+    so far with one node-hour of prior weight."""
+    ticks = tick_grid(trace, spec, trace.start_ms, trace.end_ms)
+    tick_h = spec.tick_ms / 3_600_000
+    exposure_t: list[list[np.ndarray]] = [[] for _ in AGE_BINS_S]
+    event_t: list[list[int]] = [[] for _ in AGE_BINS_S]
+    for node, spans in index.intervals.items():
+        gone = set(index.events_of("node", node, "preempted").tolist())
+        for start, end in spans:
+            alive = ticks[(ticks >= start) & ((ticks < end) if end is not None else True)]
+            bins = np.searchsorted(AGE_BINS_S, (alive - start) / 1000.0, "left")
+            for b in np.unique(bins):
+                exposure_t[b].append(alive[bins == b])
+            if end is not None and end in gone:
+                event_t[int(np.searchsorted(AGE_BINS_S, (end - start) / 1000.0, "left"))].append(end)
+    exposure = [np.sort(np.concatenate(e)) if e else np.empty(0, np.int64) for e in exposure_t]
+    events = [np.sort(np.asarray(e, np.int64)) for e in event_t]
+    all_exposure = np.sort(np.concatenate(exposure))
+    all_events = np.sort(np.concatenate(events))
+    t = w.t_ms
+    age = np.zeros(len(w))
+    for node in np.unique(w.node.astype(str)):
+        rows = np.flatnonzero(w.node == node)
+        joined = _last_at_or_before(index.events_of("node", node, "join"), w.t_ms[rows])
+        age[rows] = (w.t_ms[rows] - joined) / 1000.0
+    bins = np.searchsorted(AGE_BINS_S, age, "left")
+    prior = np.searchsorted(all_events, t, "right") / np.maximum(
+        np.searchsorted(all_exposure, t, "left") * tick_h, 1e-9
+    )
+    rate = np.zeros(len(w))
+    for b in range(len(AGE_BINS_S)):
+        rows = bins == b
+        count = np.searchsorted(events[b], t[rows], "right")
+        hours = np.searchsorted(exposure[b], t[rows], "left") * tick_h
+        rate[rows] = (count + prior[rows] * PRIOR_NODE_HOURS) / (hours + PRIOR_NODE_HOURS)
+    return 1 - np.exp(-rate * spec.horizon_ms / 3_600_000)
 
 
 def _last_at_or_before(times: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from . import baselines
-from .evaluate import best_f1_threshold, evaluate
+from .budget import MIGRATION_S, Budget, Layout, choose_policy, choose_thresholds, pre_notice_pr_auc
+from .evaluate import evaluate
 from .export import CARD_FILE, write_model_dir
 from .features import SpecError, TraceIndex, Windows, build_windows, load_spec
+from .pooled import pool_traces, tag_of
 from .registry import Registry, RegistryError
 from .traces import FORMATS, TraceError, read_trace, write_ndjson
-from .train import CANDIDATES, TrainError, scores_of, train
+from .train import CANDIDATES, Trained, TrainError, scores_of, train
 
 TRAIN_FRACTION = 0.6
 FEATURES_FILE = "features.f32"
@@ -36,13 +38,23 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--spec", default=None, help="feature specification (default: feature-spec.json)")
         return p
 
-    p = with_trace(sub.add_parser("train", help="train on the whole trace, write model.onnx + model-card.json"))
+    def with_budget(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--train-traces", default="", help="comma-separated other traces pooled into the training set")
+        p.add_argument("--max-fenced-share", type=float, default=Budget.max_fenced_share)
+        p.add_argument("--max-false-drains", type=float, default=Budget.max_false_drains_per_100_node_days)
+        p.add_argument("--migration-s", type=float, default=MIGRATION_S)
+        return p
+
+    p = with_budget(with_trace(sub.add_parser("train", help="train on the trace, write model.onnx + model-card.json")))
     p.add_argument("--out", required=True)
     p.add_argument(
         "--holdout-hours", type=float, default=0.0, help="leave the trace's last hours out (for promote to judge on)"
     )
-    p = with_trace(sub.add_parser("prepare", help="evaluate, step 1: (train and) write the rows to score"))
+    p = with_budget(with_trace(sub.add_parser("prepare", help="evaluate, step 1: (train and) write the rows to score")))
     p.add_argument("--model")
+    p.add_argument(
+        "--leave-out", action="store_true", help="train on --train-traces only: the trace is a pool never seen"
+    )
     p.add_argument("--work", required=True)
     p.add_argument("--train-fraction", type=float, default=TRAIN_FRACTION)
     p = sub.add_parser("score", help="evaluate, step 2: metrics from the serving path's scores")
@@ -86,6 +98,52 @@ def _load(args):
     return spec, trace
 
 
+def _budget(args) -> Budget:
+    return Budget(args.max_fenced_share, args.max_false_drains)
+
+
+def _fit(args, spec, target: tuple[str, object, Windows, TraceIndex], *, leave_out: bool = False) -> Trained:
+    """The model card's model: trained on the target's rows, pooled with every --train-traces trace when given (or on
+    those alone with leave_out); its policy's thresholds chosen for the budget on its out-of-fold scores."""
+    tag, trace, windows, index = target
+    others = [p for p in args.train_traces.split(",") if p]
+    if leave_out and not others:
+        raise TrainError("--leave-out needs --train-traces: a model of other traces to score this one with")
+    traces = [] if leave_out else [str(trace.source)]
+    fallback = None
+    if others:
+        taken = {tag}
+        parts = [] if leave_out else [(tag, trace, windows)]
+        for path in others:
+            other = read_trace(path, None, seed=args.seed, notice_lead_s=spec.notice_lead_s)
+            parts.append((tag_of(path, taken), other, build_windows(other, spec)))
+            traces.append(path)
+        rows, fit_index = pool_traces(parts)
+        if not leave_out and int(windows.y.sum()) == 0:
+            fallback = (
+                f"the trace's own training span has no pre-emption ({len(windows)} rows, 0 positive): the model is"
+                f" the one pooled from {len(others)} other trace(s), which it adds nothing to"
+            )
+    else:
+        rows, fit_index = windows, index
+    try:
+        trained = train(rows, spec.horizon_ms, reference=baselines.reactive(rows, fit_index))
+    except TrainError as err:
+        if others:
+            raise
+        raise TrainError(f"{err}; pass --train-traces to fall back on a model pooled from other traces") from err
+    trained.extra["policy"] = choose_policy(
+        trained, fit_index, spec.horizon_ms, spec.tick_ms, _budget(args), args.migration_s
+    )
+    trained.extra["training"] = {
+        "traces": traces,
+        "pooled": bool(others),
+        "leaveOut": leave_out,
+        "fallback": fallback,
+    }
+    return trained
+
+
 def cmd_train(args) -> dict:
     spec, trace = _load(args)
     until = trace.end_ms - int(args.holdout_hours * 3_600_000)
@@ -94,7 +152,7 @@ def cmd_train(args) -> dict:
     windows = build_windows(
         trace, spec, None, until - spec.horizon_ms - 1 if args.holdout_hours > 0 else None, index=index
     )
-    trained = train(windows, spec.horizon_ms, reference=baselines.reactive(windows, index))
+    trained = _fit(args, spec, (tag_of(args.trace, set()), trace, windows, index))
     card = write_model_dir(args.out, trained, spec, trace=args.trace, fmt=trace.format, span_ms=(trace.start_ms, until))
     return {"modelDir": str(Path(args.out).resolve()), "card": card}
 
@@ -105,6 +163,7 @@ def cmd_prepare(args) -> dict:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     span = trace.end_ms - trace.start_ms
+    budget = _budget(args)
     if args.model:
         model_dir = Path(args.model)
         card = json.loads((model_dir / CARD_FILE).read_text())
@@ -117,16 +176,18 @@ def cmd_prepare(args) -> dict:
         # Training rows end where their label window reaches the split: nothing of the scored time leaks in.
         tuning = build_windows(trace, spec, trace.start_ms, split - spec.horizon_ms, index=index)
         scored = build_windows(trace, spec, split, None, index=index)
-        trained = train(tuning, spec.horizon_ms, reference=baselines.reactive(tuning, index))
+        trained = _fit(args, spec, (tag_of(args.trace, set()), trace, tuning, index), leave_out=args.leave_out)
         model_dir = work / "model"
         card = write_model_dir(
             model_dir, trained, spec, trace=args.trace, fmt=trace.format, span_ms=(trace.start_ms, split)
         )
         tuned_on = "the training span"
+    policy = card.get("policy") or {"prewarnThreshold": card.get("threshold", 0.5), "drainThreshold": 1.0}
     capacity = baselines.prophet_capacity(trace, index, spec)
     base_scores = {name: _baseline(name, scored, index, spec, trace, capacity) for name in baselines.NAMES}
+    tuning_layout = Layout(tuning, index, spec.horizon_ms, spec.tick_ms, args.migration_s)
     thresholds = {
-        name: best_f1_threshold(tuning.y, _baseline(name, tuning, index, spec, trace, capacity))
+        name: choose_thresholds(tuning_layout, _baseline(name, tuning, index, spec, trace, capacity), budget)
         for name in baselines.NAMES
     }
     scored.X.astype("<f4").tofile(work / FEATURES_FILE)
@@ -149,8 +210,14 @@ def cmd_prepare(args) -> dict:
         "modelVersion": card["version"],
         "algorithm": card.get("algorithm"),
         "selection": card.get("selection", {}).get("reason"),
-        "threshold": card.get("threshold", 0.5),
-        "baselineThresholds": thresholds,
+        "threshold": policy["prewarnThreshold"],
+        "drainThreshold": policy["drainThreshold"],
+        "policyChosenOn": policy.get("chosenOn", "the model card's threshold (a card without a policy)"),
+        "training": card.get("training", {}),
+        "budget": budget.as_json(),
+        "migrationS": args.migration_s,
+        "baselineThresholds": {name: t[0] for name, t in thresholds.items()},
+        "baselineDrainThresholds": {name: t[1] for name, t in thresholds.items()},
         "baselineThresholdsTunedOn": tuned_on,
         "rows": len(scored),
         "positives": int(scored.y.sum()),
@@ -176,6 +243,10 @@ def _baseline(name, w: Windows, index, spec, trace, capacity) -> np.ndarray:
         return baselines.utilisation(w, index, spec, trace)
     if name == "historicalRate":
         return baselines.historical_rate(w, index, spec.horizon_ms)
+    if name == "poolBurst":
+        return baselines.pool_burst(w, index)
+    if name == "nodeAge":
+        return baselines.node_age(w, index, spec, trace)
     return baselines.prophet(w, index, capacity)
 
 
@@ -198,16 +269,65 @@ def cmd_score(args) -> dict:
         saved["pool"].astype(object),
         [],
     )
-    curves = {}
-    model = evaluate(w, scores, context["threshold"], index, spec.horizon_ms, spec.tick_ms)
-    curves["model"] = {"scores": scores, "leads": model.lead_times_s, "metrics": model.metrics}
-    result = {"model": model.metrics, "baselines": {}}
+    budget = Budget(**_budget_fields(context["budget"]))
+    layout = Layout(w, index, spec.horizon_ms, spec.tick_ms, context["migrationS"])
+    notice = saved["baseline_reactive"]
+    chosen_on = {"model": context["policyChosenOn"]}
+    levels = {"model": (context["threshold"], context["drainThreshold"])}
+    named = {"model": scores}
     for name in baselines.NAMES:
-        s = saved[f"baseline_{name}"]
-        e = evaluate(w, s, context["baselineThresholds"][name], index, spec.horizon_ms, spec.tick_ms)
-        result["baselines"][name] = e.metrics
-        curves[name] = {"scores": s, "leads": e.lead_times_s, "metrics": e.metrics}
-    pr = model.metrics["prAuc"]
+        named[name] = saved[f"baseline_{name}"]
+        levels[name] = (context["baselineThresholds"][name], context["baselineDrainThresholds"][name])
+        chosen_on[name] = context["baselineThresholdsTunedOn"]
+    curves = {}
+    result = {"model": None, "baselines": {}}
+    bought = {}
+    for name, s in named.items():
+        prewarn, drain = levels[name]
+        e = evaluate(w, s, prewarn, index, spec.horizon_ms, spec.tick_ms)
+        if name == "model":
+            result["model"] = e.metrics
+        else:
+            result["baselines"][name] = e.metrics
+        ordered = layout.sorted_scores(s)
+        best = choose_thresholds(layout, s, budget)
+        bought[name] = {
+            "atBudget": {
+                "prewarnThreshold": prewarn,
+                "drainThreshold": drain,
+                "chosenOn": chosen_on[name],
+                **layout.operating_point(ordered, prewarn, drain),
+            },
+            "atBudgetChosenOnHeldOut": {
+                "prewarnThreshold": best[0],
+                "drainThreshold": best[1],
+                "chosenOn": "the held-out span itself: the scorer's best operating point within the budget there",
+                **layout.operating_point(ordered, *best),
+            },
+            "prAucPreNotice": pre_notice_pr_auc(y, np.asarray(s, np.float64), notice),
+            "curve": layout.curve(ordered),
+        }
+        curves[name] = {"scores": s, "leads": e.lead_times_s, "metrics": e.metrics, "curve": bought[name]["curve"]}
+    model = result["model"]
+    result["boughtTime"] = {
+        "budget": budget.as_json(),
+        "migrationS": context["migrationS"],
+        "definitions": {
+            "warnedShare": "share of the held-out pre-emptions whose node alerted (score >= prewarnThreshold) at some"
+            " tick in [pre-emption - horizon, pre-emption - LEAD s]; keys are LEAD in s",
+            "drainFinishedShare": "share whose node crossed drainThreshold within [pre-emption - horizon,"
+            " pre-emption - migrationS]",
+            "fencedShare": "share of held-out node-time (rows) at or above prewarnThreshold",
+            "falseDrainsPer100NodeDays": "runs of rows at or above drainThreshold whose first row is not followed by"
+            " the node's pre-emption within the horizon, per 100 node-days",
+            "prAucPreNotice": "average precision over rows without an active interruption notice",
+            "atBudget": "thresholds chosen for the budget on chosenOn, applied to the held-out span",
+            "notice": "the interruption notices themselves, at the instant each came (scorers act at ticks)",
+        },
+        "scorers": bought,
+        "notice": {"warnedShare": layout.notice_warned()},
+    }
+    pr = model["prAuc"]
     beats = {n: (pr is not None and m["prAuc"] is not None and pr > m["prAuc"]) for n, m in result["baselines"].items()}
     result["context"] = {
         **{
@@ -221,12 +341,16 @@ def cmd_score(args) -> dict:
                 "algorithm",
                 "selection",
                 "threshold",
+                "drainThreshold",
+                "policyChosenOn",
+                "training",
                 "rows",
                 "positives",
             )
         },
-        "preemptions": model.preemptions,
+        "preemptions": layout.preemptions,
         "baselineThresholds": context["baselineThresholds"],
+        "baselineDrainThresholds": context["baselineDrainThresholds"],
         "baselineThresholdsTunedOn": context["baselineThresholdsTunedOn"],
         "modelBeatsBaselinesOnPrAuc": beats,
         "notes": context["notes"],
@@ -236,6 +360,13 @@ def cmd_score(args) -> dict:
 
         write_report(args.report, f"Pre-emption forecast: {Path(context['trace']).name}", y, curves, result["context"])
     return result
+
+
+def _budget_fields(raw: dict) -> dict:
+    return {
+        "max_fenced_share": raw["maxFencedShare"],
+        "max_false_drains_per_100_node_days": raw["maxFalseDrainsPer100NodeDays"],
+    }
 
 
 def cmd_fixture(args) -> dict:

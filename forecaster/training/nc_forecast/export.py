@@ -55,7 +55,8 @@ def model_card(
 ) -> dict:
     created = dt.datetime.now(dt.UTC)
     digest = hashlib.sha256(onnx_bytes).hexdigest()
-    return {
+    policy = trained.extra.get("policy")
+    card = {
         "version": f"{created:%Y%m%dT%H%M%SZ}-{digest[:8]}",
         "features": spec.names,
         "featureSpec": spec.id,
@@ -75,12 +76,18 @@ def model_card(
             "rows": trained.rows,
             "positives": trained.positives,
             "seconds": round(trained.seconds, 3),
+            **trained.extra.get("training", {}),
         },
         "metrics": {"validation": trained.validation},
         "opset": OPSET,
         "onnxSha256": digest,
         "createdAt": created.isoformat(timespec="seconds"),
     }
+    if policy is not None:
+        # The serving side parses exactly these four keys; what the thresholds did where they were chosen goes beside.
+        card["policy"] = {k: policy[k] for k in ("prewarnThreshold", "drainThreshold", "budget", "chosenOn")}
+        card["metrics"]["policyOnChosenSpan"] = policy["onChosenSpan"]
+    return card
 
 
 def write_model_dir(

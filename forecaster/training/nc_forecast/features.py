@@ -96,12 +96,36 @@ class Windows:
     node: np.ndarray
     pool: np.ndarray
     names: list[str]
+    # Which trace each row came from when several are pooled (None: one trace). Time positions (validation blocks,
+    # label windows) are judged within a row's own trace.
+    segment: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
     def subset(self, mask: np.ndarray) -> Windows:
-        return Windows(self.X[mask], self.y[mask], self.t_ms[mask], self.node[mask], self.pool[mask], self.names)
+        return Windows(
+            self.X[mask],
+            self.y[mask],
+            self.t_ms[mask],
+            self.node[mask],
+            self.pool[mask],
+            self.names,
+            None if self.segment is None else self.segment[mask],
+        )
+
+
+def concat(parts: list[Windows]) -> Windows:
+    segments = [p.segment for p in parts]
+    return Windows(
+        np.concatenate([p.X for p in parts]),
+        np.concatenate([p.y for p in parts]),
+        np.concatenate([p.t_ms for p in parts]),
+        np.concatenate([p.node for p in parts]),
+        np.concatenate([p.pool for p in parts]),
+        parts[0].names,
+        None if any(s is None for s in segments) else np.concatenate(segments),
+    )
 
 
 class TraceIndex:

@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 from .export import CARD_FILE, MODEL_FILE
 from .features import Windows
-from .train import rank_metrics
+from .train import is_constant, rank_metrics
 
 
 class RegistryError(ValueError):
@@ -62,13 +62,17 @@ class Registry:
     def _promote_if_better(self, candidate: Path, recent: Windows) -> dict:
         card = json.loads((candidate / CARD_FILE).read_text())
         state = self.state()
-        challenger = rank_metrics(recent.y, score_onnx(candidate / MODEL_FILE, recent.X))
+        challenger_scores = score_onnx(candidate / MODEL_FILE, recent.X)
+        challenger = rank_metrics(recent.y, challenger_scores)
         incumbent = None
         if state["current"] is not None:
             incumbent = rank_metrics(
                 recent.y, score_onnx(self.root / "versions" / state["current"] / MODEL_FILE, recent.X)
             )
-        if challenger["prAuc"] is None:
+        if is_constant(challenger_scores):
+            # A constant model never alerts or always does; no serving model, however poor, is replaced by one.
+            promoted, why = False, f"the candidate scores all {len(recent)} recent rows the same: refused"
+        elif challenger["prAuc"] is None:
             promoted, why = False, "the recent window has a single class: nothing to compare on"
         elif incumbent is None or incumbent["prAuc"] is None:
             promoted, why = True, "no serving model to beat"

@@ -20,6 +20,7 @@ def write_report(path: str, title: str, y: np.ndarray, curves: dict[str, dict], 
     """curves: name -> {"scores": array, "leads": [seconds], "metrics": {...}}."""
     pr = _png(_pr_figure(y, curves))
     leads = _png(_lead_figure(curves))
+    bought = _png(_budget_figure(curves, context.get("budget", {}).get("maxFencedShare")))
     rows = "".join(
         "<tr><th>{}</th>{}</tr>".format(
             html.escape(name), "".join(f"<td>{_fmt(c['metrics'].get(k))}</td>" for k in KEYS)
@@ -35,7 +36,10 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}th{{text-align:
 <table><tr><th>scorer</th>{"".join(f"<th>{k}</th>" for k in KEYS)}</tr>{rows}</table>
 <h2>Precision-recall on held-out time</h2><img alt="PR curves" src="data:image/png;base64,{pr}">
 <h2>Lead time before each pre-emption</h2><p>0 s = the pre-emption was not caught by a drain.</p>
-<img alt="lead times" src="data:image/png;base64,{leads}"></body></html>
+<img alt="lead times" src="data:image/png;base64,{leads}">
+<h2>Warned 5+ minutes ahead against node-time fenced</h2><p>One point per threshold on held-out time; the dotted
+line is the budget's fenced share.</p><img alt="warned ahead vs budget" src="data:image/png;base64,{bought}">
+</body></html>
 """
     with open(path, "w", encoding="utf-8") as out:
         out.write(page)
@@ -70,6 +74,27 @@ def _lead_figure(curves: dict[str, dict]):
             ax.scatter(d, np.full(len(d), i) + np.random.default_rng(i).uniform(-0.15, 0.15, len(d)), s=6, alpha=0.4)
     ax.set_xlabel("lead time before the pre-emption (s)")
     fig.tight_layout()
+    return fig
+
+
+def _budget_figure(curves: dict[str, dict], max_fenced: float | None):
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name, c in curves.items():
+        points = sorted(c.get("curve", []), key=lambda p: p["fencedShare"])
+        ax.plot(
+            [p["fencedShare"] for p in points],
+            [p["warnedShare"]["300"] or 0.0 for p in points],
+            marker=".",
+            label=name,
+        )
+    if max_fenced is not None:
+        ax.axvline(max_fenced, color="grey", linestyle=":", label=f"budget {max_fenced:.0%} fenced")
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("share of node-time fenced (score >= threshold)")
+    ax.set_ylabel("share of pre-emptions warned >= 5 min ahead")
+    ax.legend(loc="lower right", fontsize="small")
     return fig
 
 

@@ -18,15 +18,40 @@ def test_prepare_then_score_writes_every_key_and_a_report(tmp_path: Path, parcae
     assert main(["score", "--work", str(work), "--report", str(report)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["model"]) == set(KEYS)
-    assert set(result["baselines"]) == {"reactive", "utilisation", "historicalRate", "prophet"}
+    assert set(result["baselines"]) == {
+        "reactive",
+        "utilisation",
+        "historicalRate",
+        "prophet",
+        "poolBurst",
+        "nodeAge",
+    }
     for metrics in result["baselines"].values():
         assert set(metrics) == set(KEYS)
+    # Bought time for the model and every baseline, each figure naming the thresholds and where they were chosen.
+    bought = result["boughtTime"]
+    assert bought["budget"] == {"maxFencedShare": 0.05, "maxFalseDrainsPer100NodeDays": 10.0}
+    assert set(bought["scorers"]) == {"model", *result["baselines"]}
+    for scorer in bought["scorers"].values():
+        at = scorer["atBudget"]
+        assert set(at["warnedShare"]) == {"120", "150", "300", "600"} and at["chosenOn"]
+        assert at["preemptions"] == result["context"]["preemptions"] > 0
+        assert 0 <= at["fencedShare"] <= 1 and at["falseDrainsPer100NodeDays"] >= 0
+        # Chosen on the held-out span itself, the thresholds keep within the budget there.
+        best = scorer["atBudgetChosenOnHeldOut"]
+        assert best["fencedShare"] <= 0.05 and best["falseDrainsPer100NodeDays"] <= 10
+        assert len(scorer["curve"]) > 1
+    # The reactive baseline alerts at the notice: it warns at 2 min, never at 2.5 min or more.
+    reactive = bought["scorers"]["reactive"]["atBudget"]["warnedShare"]
+    assert reactive["120"] > 0.9 and reactive["150"] == reactive["300"] == 0
+    # The (synthetic) notice itself came 2 min before every pre-emption.
+    assert bought["notice"]["warnedShare"] == {"120": 1.0, "150": 0.0, "300": 0.0, "600": 0.0}
     # Held-out time: the scored rows all come after the 60 % split.
     context = json.loads((work / "context.json").read_text())
     t = np.load(work / "scored.npz")["t_ms"]
     assert t.min() >= context["splitMs"]
     page = report.read_text()
-    assert page.count("data:image/png;base64,") == 2 and "prAuc" in page
+    assert page.count("data:image/png;base64,") == 3 and "prAuc" in page
 
 
 def test_errors_are_coded_json(tmp_path: Path, capsys) -> None:

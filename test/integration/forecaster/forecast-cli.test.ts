@@ -16,6 +16,7 @@ const KEYS = [
   'leadTimeP10S',
   'falseDrainsPer100NodeDays',
 ].sort();
+const BASELINES = ['historicalRate', 'nodeAge', 'poolBurst', 'prophet', 'reactive', 'utilisation'];
 
 interface Run {
   status: number | null;
@@ -60,14 +61,15 @@ describe('npm run forecast (Python trainer + onnxruntime-node scoring)', () => {
       context: { splitMs: number; spanMs: [number, number]; rows: number };
     };
     expect(Object.keys(result.model).sort()).toEqual(KEYS);
-    expect(Object.keys(result.baselines).sort()).toEqual(['historicalRate', 'prophet', 'reactive', 'utilisation']);
+    expect(Object.keys(result.baselines).sort()).toEqual(BASELINES);
     for (const metrics of Object.values(result.baselines)) expect(Object.keys(metrics).sort()).toEqual(KEYS);
     const [start, end] = result.context.spanMs;
     expect(result.context.splitMs).toBe(start + Math.floor((end - start) * 0.6));
     expect(result.model.prAuc).toBeGreaterThan(0);
     expect(result.model.rocAuc).toBeGreaterThan(0.5);
     const page = readFileSync(report, 'utf8');
-    expect(page.match(/data:image\/png;base64,/g)).toHaveLength(2);
+    // PR curves, lead times, and warned-ahead share against node-time fenced.
+    expect(page.match(/data:image\/png;base64,/g)).toHaveLength(3);
   }, 280_000);
 
   // The bar: on every shared trace, held-out time, the model beats each baseline computed in the same run.
@@ -78,7 +80,7 @@ describe('npm run forecast (Python trainer + onnxruntime-node scoring)', () => {
         model: { prAuc: number };
         baselines: Record<string, { prAuc: number | null }>;
       };
-      expect(Object.keys(result.baselines)).toHaveLength(4);
+      expect(Object.keys(result.baselines).sort()).toEqual(BASELINES);
       for (const [name, baseline] of Object.entries(result.baselines)) {
         expect({ baseline: name, beaten: result.model.prAuc > (baseline.prAuc ?? 0) }).toEqual({
           baseline: name,
@@ -89,13 +91,40 @@ describe('npm run forecast (Python trainer + onnxruntime-node scoring)', () => {
     280_000,
   );
 
+  it('evaluate --leave-out scores a trace with a model of other traces only, and says what each figure spent', async () => {
+    const result = json(
+      await forecast(['evaluate', '--trace', G4DN, '--train-traces', PARCAE, '--leave-out', '--json']),
+    ) as {
+      boughtTime: {
+        budget: Record<string, number>;
+        scorers: Record<string, { atBudget: { chosenOn: string; warnedShare: Record<string, number | null> } }>;
+      };
+      context: { training: { traces: string[]; leaveOut: boolean; pooled: boolean }; policyChosenOn: string };
+    };
+    expect(result.context.training).toMatchObject({ traces: [PARCAE], leaveOut: true, pooled: true });
+    expect(result.context.policyChosenOn).toContain('out-of-fold');
+    expect(result.boughtTime.budget).toEqual({ maxFencedShare: 0.05, maxFalseDrainsPer100NodeDays: 10 });
+    expect(Object.keys(result.boughtTime.scorers).sort()).toEqual(['model', ...BASELINES].sort());
+    for (const scorer of Object.values(result.boughtTime.scorers)) {
+      expect(Object.keys(scorer.atBudget.warnedShare).sort()).toEqual(['120', '150', '300', '600']);
+      expect(scorer.atBudget.chosenOn).not.toBe('');
+    }
+  }, 280_000);
+
   it('train writes a servable model that evaluate --model scores on a whole other trace', async () => {
     const model = join(dir, 'model');
     const trained = json(await forecast(['train', '--trace', PARCAE, '--out', model])) as {
       servable: string;
-      card: { version: string };
+      card: { version: string; policy: Record<string, unknown> };
     };
     expect(trained.servable).toBe(trained.card.version);
+    // The serving side's two-level policy, in exactly the shape it parses.
+    expect(Object.keys(trained.card.policy).sort()).toEqual([
+      'budget',
+      'chosenOn',
+      'drainThreshold',
+      'prewarnThreshold',
+    ]);
     const result = json(await forecast(['evaluate', '--trace', G4DN, '--model', model, '--json'])) as {
       model: Record<string, number | null>;
       context: { splitMs: number | null; modelVersion: string };

@@ -19,9 +19,47 @@ describe('forecast CLI arguments', () => {
       trace: 't.csv',
       model: 'm',
       json: true,
+      leaveOut: false,
       report: 'r.html',
       format: 'parcae',
     });
+  });
+
+  it('parses the pooled traces, leave-one-out and the budget, refusing values out of range', () => {
+    expect(
+      parseArgs([
+        'evaluate',
+        '--trace',
+        't.csv',
+        '--train-traces',
+        'a.csv,b.csv',
+        '--leave-out',
+        '--max-fenced-share',
+        '0.02',
+        '--max-false-drains',
+        '0',
+        '--migration-s',
+        '90',
+      ]),
+    ).toMatchObject({
+      trainTraces: 'a.csv,b.csv',
+      leaveOut: true,
+      maxFencedShare: '0.02',
+      maxFalseDrains: '0',
+      migrationS: '90',
+    });
+    expect(codeOf(() => parseArgs(['evaluate', '--trace', 't', '--leave-out']))).toBe('NC_FORECAST_USAGE');
+    expect(codeOf(() => parseArgs(['evaluate', '--trace', 't', '--max-fenced-share', '0']))).toBe('NC_FORECAST_USAGE');
+    expect(codeOf(() => parseArgs(['evaluate', '--trace', 't', '--max-fenced-share', '1.5']))).toBe(
+      'NC_FORECAST_USAGE',
+    );
+    expect(codeOf(() => parseArgs(['train', '--trace', 't', '--out', 'o', '--max-false-drains', '-1']))).toBe(
+      'NC_FORECAST_USAGE',
+    );
+    expect(codeOf(() => parseArgs(['evaluate', '--trace', 't', '--migration-s', 'soon']))).toBe('NC_FORECAST_USAGE');
+    expect(codeOf(() => parseArgs(['train', '--trace', 't', '--out', 'o', '--leave-out']))).toBe('NC_FORECAST_USAGE');
+    expect(parseArgs(['results', '--data', 'd', '--readme', 'r.md'])).toMatchObject({ data: 'd', readme: 'r.md' });
+    expect(codeOf(() => parseArgs(['results']))).toBe('NC_FORECAST_USAGE');
   });
 
   it('parses train and requires --out', () => {
