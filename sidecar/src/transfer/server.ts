@@ -207,16 +207,18 @@ export class TransferServer {
     const closeWriterWhenIdle = (): void => {
       if ((ended || failed) && active === 0) writer?.close();
     };
-    const fail = (err: unknown): void => {
+    // A status goes out behind the acknowledgements queued before it, which a sender that stopped reading never
+    // takes: it would keep the stream. One that took none for the idle timeout has its stream reset at once;
+    // any other refused sender is given the idle timeout to read them before its stream is reset.
+    const fail = (err: unknown, notReading = false): void => {
       if (failed) return;
       failed = true;
       clearTimeout(idle);
       closeWriterWhenIdle();
       log.warn({ err }, 'chunk upload refused');
-      // A status goes out behind the acknowledgements queued before it: a sender that stopped reading them
-      // would never see it and would keep the stream, so its stream is reset instead.
-      if (call.writableLength > 0 && resetServerStream(call)) return;
+      if (notReading && resetServerStream(call)) return;
       call.emit('error', encodeStatus(err, UNEXPECTED));
+      if (call.writableLength > 0) idle = setTimeout(() => resetServerStream(call), this.idleTimeoutMs).unref();
     };
     try {
       this.checkVersion(call.metadata);
@@ -236,6 +238,7 @@ export class TransferServer {
           context: { idleTimeoutMs: this.idleTimeoutMs, unreadAcks: call.writableLength },
           recoverable: true,
         }),
+        call.writableLength > 0,
       );
     };
     const progressed = (): void => {
