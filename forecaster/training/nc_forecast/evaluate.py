@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .features import TraceIndex, Windows
 
@@ -18,18 +18,6 @@ KEYS = (
     "leadTimeP10S",
     "falseDrainsPer100NodeDays",
 )
-
-
-def best_f1_threshold(y: np.ndarray, scores: np.ndarray) -> float:
-    """The threshold that maximises F1, placed halfway down to the next lower score: among tied thresholds the
-    lowest is taken, and the margin below it keeps rows scored a little lower than their validation twins."""
-    if len(np.unique(y)) < 2:
-        return 0.5
-    precision, recall, thresholds = precision_recall_curve(y, scores)
-    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-    best = int(np.flatnonzero(f1 >= f1.max() - 1e-12)[0])
-    below = float(thresholds[best - 1]) if best > 0 else float(np.min(scores))
-    return float(thresholds[best] + below) / 2 if below < thresholds[best] else float(thresholds[best])
 
 
 @dataclass

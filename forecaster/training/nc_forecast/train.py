@@ -1,4 +1,4 @@
-"""Candidates, selection on held-out time, and the decision threshold."""
+"""Candidates, selection on held-out time, and the refusal of a candidate that cannot be judged."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nc_forecast.evaluate import best_f1_threshold, evaluate
+from nc_forecast.evaluate import evaluate
 from nc_forecast.features import TraceIndex, Windows
 from nc_forecast.traces import read_trace
 
@@ -60,10 +60,3 @@ def test_missed_preemption_has_zero_lead(tmp_path) -> None:
     )
     e = evaluate(w, np.zeros(5), 0.5, TraceIndex(trace), horizon_ms=2 * MIN, tick_ms=MIN)
     assert e.lead_times_s == [0.0] and e.metrics["precision"] is None and e.metrics["recall"] == 0
-
-
-def test_f1_threshold() -> None:
-    y = np.array([0, 0, 1, 1, 0, 1])
-    s = np.array([0.1, 0.2, 0.8, 0.7, 0.3, 0.9])
-    # F1 is 1 from 0.7 down to just above 0.3: halfway between the two.
-    assert best_f1_threshold(y, s) == pytest.approx(0.5)
