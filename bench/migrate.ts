@@ -5,10 +5,20 @@
  * gzip, copy over TCP, unpack, restore) and the raw TCP throughput between the same two namespaces.
  *
  *   npm run bench:migrate -- [--json] [--sizes 64,512,2048] [--modes stop-and-copy,lazy] [--files-mib 64]
+ *                            [--connect-ahead on|off|both]
+ *
+ * --connect-ahead: whether the source connects to the peer before the freeze (the sidecar's default, on); both
+ * runs every row twice, off then on, to compare them under the same load.
  *
  * Each task also holds a file of --files-mib MiB of random bytes open under /alloc and rewrites a few bytes
  * of it every beat, like a database's data file: the task's files travel with its memory (issue #10), and
  * every row shows both.
+ *
+ * peakRssMiB: the bench process's peak resident set during each hand-over, from the migration's start to the
+ * restore's end. Both nodes' sidecar machinery (dump bookkeeping, transfer client and server, store,
+ * materialise, restore) runs in this process; runc and CRIU run as child processes and are not counted.
+ * VmHWM (/proc/self/status) is reset per hand-over through /proc/self/clear_refs; process.memoryUsage().rss is
+ * also sampled every 20 ms, as a check on it.
  *
  * downtimeMs is the largest gap in a wall-clock (CLOCK_REALTIME) heartbeat the task writes every 10 ms into
  * /alloc (CRIU's time namespace hides the freeze from CLOCK_MONOTONIC). Beside it: CRIU alone (the same dump,
@@ -18,6 +28,7 @@
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -36,6 +47,7 @@ import type { TaskRuntime } from '../sidecar/src/runtime/task-runtime';
 import { CheckpointStore } from '../sidecar/src/store/checkpoint-store';
 import { TransferClient } from '../sidecar/src/transfer/client';
 import { TransferServer } from '../sidecar/src/transfer/server';
+import { StageTimes } from '../sidecar/src/transfer/stage-times';
 import { loadTransferTls } from '../sidecar/src/transfer/tls';
 
 const run = promisify(execFile);
@@ -97,7 +109,45 @@ interface Row {
   /** The target's restore, step by step (verify, files, environment, runc restore). */
   targetStepsMs: Readonly<Record<string, number>>;
   rawTcpMBps: number;
+  /** Whether the source connected to the peer before the freeze. */
+  connectAhead: boolean;
+  /** This process's peak resident set during the hand-over (VmHWM reset at its start), and the sampled peak. */
+  peakRssMiB: { hwm: number; sampled: number; before: number };
+  /** Summed busy ms per transfer stage, sender's (client) and receiver's (server + store), for this hand-over. */
+  transferStages: Record<string, { ms: number; bytes: number; calls: number }>;
   note?: string;
+}
+
+/** Peak RSS of this process over a span: the kernel's high-water mark, reset at the start, and a 20 ms sampler. */
+class RssPeak {
+  private sampled = 0;
+  private readonly before = process.memoryUsage().rss;
+  private readonly timer: NodeJS.Timeout;
+  private readonly hwmReset: boolean;
+
+  constructor() {
+    // "5" resets VmHWM to the current RSS (Linux >= 4.0).
+    this.hwmReset = (() => {
+      try {
+        writeFileSync('/proc/self/clear_refs', '5');
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    this.timer = setInterval(() => {
+      this.sampled = Math.max(this.sampled, process.memoryUsage().rss);
+    }, 20);
+  }
+
+  async stop(): Promise<{ hwm: number; sampled: number; before: number }> {
+    clearInterval(this.timer);
+    this.sampled = Math.max(this.sampled, process.memoryUsage().rss);
+    const status = await readFile('/proc/self/status', 'utf8');
+    const hwmKiB = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
+    const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
+    return { hwm: this.hwmReset ? mib(hwmKiB * 1024) : NaN, sampled: mib(this.sampled), before: mib(this.before) };
+  }
 }
 
 function arg(name: string, fallback: string): string {
@@ -307,12 +357,17 @@ async function viaProtocol(
   peer: string,
   mode: MigrationMode,
   sizeMiB: number,
-): Promise<Omit<Row, 'baselineDowntimeMs' | 'criuAloneDowntimeMs' | 'rawTcpMBps'>> {
-  const taskId = `${mode === MigrationMode.MIGRATION_MODE_LAZY ? 'lazy' : 'sac'}-${sizeMiB}`;
+  stages: StageTimes,
+  /** Tells apart the rows of one size and mode (task ids and handover keys must not repeat). */
+  tag: string,
+): Promise<Omit<Row, 'baselineDowntimeMs' | 'criuAloneDowntimeMs' | 'rawTcpMBps' | 'connectAhead'>> {
+  const taskId = `${mode === MigrationMode.MIGRATION_MODE_LAZY ? 'lazy' : 'sac'}-${sizeMiB}-${tag}`;
   const allocA = await startTask(a, taskId, sizeMiB);
   const allocB = join(b.root, 'allocs', `${taskId}-b`);
   await mkdir(allocB, { recursive: true });
   debug(`${taskId} started`);
+  stages.snapshot(true);
+  const rss = new RssPeak();
   const started = Date.now();
   const migration = a.migrator.migrate({ taskId, peerAddress: peer, mode, handoverKey: `${taskId}-next` });
   // A migration that fails before the checkpoint arrives must end the wait, not leave it to its timeout.
@@ -340,6 +395,8 @@ async function viaProtocol(
   const result = await migration;
   await restored.complete;
   const totalMs = Date.now() - started;
+  const peakRssMiB = await rss.stop();
+  const transferStages = stages.snapshot(true);
   await staged.delete(info.checkpointId);
   await rm(dir, { recursive: true, force: true });
   const { downtimeMs, intact } = await measure(b, `${taskId}-b`, allocA, allocB);
@@ -360,6 +417,8 @@ async function viaProtocol(
     targetStepsMs: restored.stepsMs,
     wireBytes: result.wireBytes,
     stateIntact: intact,
+    peakRssMiB,
+    transferStages,
     ...(mode === MigrationMode.MIGRATION_MODE_LAZY
       ? { note: 'wireBytes excludes memory pages, which CRIU page server streams' }
       : {}),
@@ -450,18 +509,28 @@ async function main(): Promise<void> {
         certFile: join(certs, `${n}.crt`),
         keyFile: join(certs, `${n}.key`),
       });
+    // One account for both ends: the stage names of sender, receiver and store do not overlap.
+    const stages = new StageTimes();
     const storeB = await CheckpointStore.open({
       dir: join(work, 'store-b'),
       key: randomBytes(32),
       maxBytes: 16 * 1024 ** 3,
       logger: log,
+      stages,
     });
     cleanups.push(() => storeB.close());
-    const server = new TransferServer({ store: storeB, tls: await tls('bench-b'), logger: log });
+    const server = new TransferServer({ store: storeB, tls: await tls('bench-b'), logger: log, stages });
     // The receiving server listens on the bridge address, so chunks cross the same veth pair as the baseline.
     const port = await server.start(`${net.gateway}:0`);
     cleanups.push(() => server.stop(1000));
-    const shipper = new TransferShipper(new TransferClient({ tls: await tls('bench-a'), logger: log }));
+    const transfer = new TransferShipper(new TransferClient({ tls: await tls('bench-a'), logger: log, stages }));
+    let connectAhead = true;
+    const shipper: CheckpointShipper = {
+      prepare: (peer) => (connectAhead ? transfer.prepare(peer) : Promise.resolve()),
+      ship: (dir, meta, peer) => transfer.ship(dir, meta, peer),
+    };
+    const aheadChoices = { on: [true], off: [false], both: [false, true] }[arg('connect-ahead', 'on')];
+    if (aheadChoices === undefined) throw new Error('--connect-ahead is on, off or both');
     const a = await makeNode('a', net.a, join(work, 'a'), shipper, net.gateway);
     const b = await makeNode('b', net.b, join(work, 'b'), shipper, net.gateway);
     cleanups.push(async () => {
@@ -479,27 +548,35 @@ async function main(): Promise<void> {
       debug('baseline done');
       const floor = await criuAlone(a, b, size);
       debug('criu alone done');
-      for (const mode of modes) {
-        const row: Row = {
-          ...(await viaProtocol(
-            a,
-            b,
-            staged,
-            `${net.gateway}:${port}`,
-            mode === 'lazy' ? MigrationMode.MIGRATION_MODE_LAZY : MigrationMode.MIGRATION_MODE_STOP_AND_COPY,
-            size,
-          )),
-          baselineDowntimeMs: base.downtimeMs,
-          criuAloneDowntimeMs: floor.downtimeMs,
-          rawTcpMBps: raw,
-        };
-        if (json) process.stdout.write(`${JSON.stringify(row)}\n`);
-        else
-          process.stdout.write(
-            `${row.mode.padEnd(14)} ${String(size).padStart(5)} MiB  files ${(row.fileBytes / 2 ** 20).toFixed(1).padStart(6)} MiB  downtime ${String(row.downtimeMs).padStart(6)} ms  total ${String(row.totalMs).padStart(6)} ms  wire ${(row.wireBytes / 2 ** 20).toFixed(1).padStart(7)} MiB  intact ${String(row.stateIntact)}  baseline ${base.downtimeMs} ms (${(base.wireBytes / 2 ** 20).toFixed(1)} MiB)  CRIU alone ${floor.downtimeMs} ms (x${(row.downtimeMs / Math.max(1, floor.downtimeMs)).toFixed(1)}, intact ${String(floor.intact)})  raw TCP ${raw} MB/s\n` +
-              `               stages: dump+push ${row.stagesMs.dumpAndPush} ms, materialize ${row.stagesMs.materialize} ms, restore ${row.stagesMs.restore} ms; source steps ${JSON.stringify(row.sourceStepsMs)}; target steps ${JSON.stringify(row.targetStepsMs)}\n`,
-          );
-      }
+      for (const mode of modes)
+        for (const ahead of aheadChoices) {
+          connectAhead = ahead;
+          const row: Row = {
+            ...(await viaProtocol(
+              a,
+              b,
+              staged,
+              `${net.gateway}:${port}`,
+              mode === 'lazy' ? MigrationMode.MIGRATION_MODE_LAZY : MigrationMode.MIGRATION_MODE_STOP_AND_COPY,
+              size,
+              stages,
+              ahead ? 'ahead' : 'after',
+            )),
+            baselineDowntimeMs: base.downtimeMs,
+            criuAloneDowntimeMs: floor.downtimeMs,
+            rawTcpMBps: raw,
+            connectAhead: ahead,
+          };
+          if (json) process.stdout.write(`${JSON.stringify(row)}\n`);
+          else
+            process.stdout.write(
+              `${row.mode.padEnd(14)} ${ahead ? 'ahead' : 'after'} ${String(size).padStart(5)} MiB  files ${(row.fileBytes / 2 ** 20).toFixed(1).padStart(6)} MiB  downtime ${String(row.downtimeMs).padStart(6)} ms  total ${String(row.totalMs).padStart(6)} ms  wire ${(row.wireBytes / 2 ** 20).toFixed(1).padStart(7)} MiB  intact ${String(row.stateIntact)}  baseline ${base.downtimeMs} ms (${(base.wireBytes / 2 ** 20).toFixed(1)} MiB)  CRIU alone ${floor.downtimeMs} ms (x${(row.downtimeMs / Math.max(1, floor.downtimeMs)).toFixed(1)}, intact ${String(floor.intact)})  raw TCP ${raw} MB/s  peak RSS ${row.peakRssMiB.hwm} MiB (sampled ${row.peakRssMiB.sampled}, before ${row.peakRssMiB.before})\n` +
+                `               stages: dump+push ${row.stagesMs.dumpAndPush} ms, materialize ${row.stagesMs.materialize} ms, restore ${row.stagesMs.restore} ms; source steps ${JSON.stringify(row.sourceStepsMs)}; target steps ${JSON.stringify(row.targetStepsMs)}\n` +
+                `               transfer stages (busy ms): ${Object.entries(row.transferStages)
+                  .map(([k, v]) => `${k} ${v.ms}/${v.calls}`)
+                  .join(', ')}\n`,
+            );
+        }
     }
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);

@@ -65,6 +65,7 @@ export class PeerMigrator {
     const log = this.deps.log.child({ taskId: request.taskId, peer: request.peerAddress });
     if (choice.fallbackReason !== undefined) log.warn({ reason: choice.fallbackReason }, 'migration mode fell back');
     await this.sendFilesAhead(request, log);
+    await this.deps.shipper.prepare?.(request.peerAddress);
     if (choice.mode === MigrationMode.MIGRATION_MODE_LAZY) return this.migrateLazy(request, log);
     const started = this.deps.clock.now();
     // The source's housekeeping (runc, CRIU's network lock) runs while the checkpoint travels.

@@ -27,6 +27,8 @@ export interface StagedCheckpoints {
 
 /** Sends a checkpoint directory to a peer's sidecar, which stages it under the checkpoint's handover key. */
 export interface CheckpointShipper {
+  /** Connects to the peer ahead of a ship, so that a freeze does not wait for the handshake; best effort. */
+  prepare?(peerAddress: string): Promise<void>;
   ship(dir: string, meta: CheckpointMeta, peerAddress: string): Promise<{ wireBytes: number }>;
 }
 

@@ -49,6 +49,10 @@ export class StoreStagedCheckpoints implements StagedCheckpoints {
 export class TransferShipper implements CheckpointShipper {
   constructor(private readonly client: TransferClient) {}
 
+  prepare(peerAddress: string): Promise<void> {
+    return this.client.prepare(peerAddress);
+  }
+
   async ship(dir: string, meta: CheckpointMeta, peerAddress: string): Promise<{ wireBytes: number }> {
     const result = await this.client.push(peerAddress, { directory: dir }, storeMeta(meta));
     return { wireBytes: result.wireBytes };

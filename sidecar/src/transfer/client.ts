@@ -76,6 +76,15 @@ interface PendingChunk {
   readonly data: Buffer;
 }
 
+/** A connection opened ahead of a push and not used within this long is closed. */
+const PREPARED_TTL_MS = 60_000;
+
+interface PreparedPush {
+  readonly client: StateTransferClient;
+  readonly session: PushSession;
+  readonly timer: NodeJS.Timeout;
+}
+
 const QUERY_BATCH_BYTES = 8 * 1024 * 1024;
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 const WIRE_SAMPLE_BYTES = 2 * 1024 * 1024;
@@ -90,6 +99,7 @@ export class TransferClient {
   private readonly callTimeoutMs: number;
   private readonly codecOptions: CodecSelectorOptions;
   private readonly stages: StageTimes | undefined;
+  private readonly prepared = new Map<string, PreparedPush>();
 
   constructor(options: TransferClientOptions) {
     this.tls = options.tls;
@@ -108,19 +118,7 @@ export class TransferClient {
    * resumes: chunks that arrived before are not sent twice. The source is only read.
    */
   async push(peerAddress: string, source: PushSource, meta: CheckpointMeta): Promise<PushResult> {
-    const client = new FastStateTransferClient(peerAddress, channelCredentials(this.tls), {
-      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 5_000,
-      [FLOW_CONTROL_WINDOW_OPTION]: 4 * 1024 * 1024,
-    });
-    const session = new PushSession(
-      client,
-      peerAddress,
-      this,
-      this.log.child({ peer: peerAddress, handoverKey: meta.handoverKey }),
-    );
+    const { client, session } = (await this.takePrepared(peerAddress)) ?? this.open(peerAddress);
     try {
       return await session.run(source, meta);
     } catch (err) {
@@ -131,6 +129,57 @@ export class TransferClient {
       session.abort();
       client.close();
     }
+  }
+
+  /**
+   * Opens a connection to `peerAddress` (TCP, mutual TLS, protocol version agreed) for the next push there,
+   * and resolves once it is up: a hand-over calls it before it freezes its task, so the freeze does not wait
+   * for a handshake. Best effort: if it fails, the push opens its own connection (and reports its failure).
+   * Unused, it is closed after a minute.
+   */
+  async prepare(peerAddress: string): Promise<void> {
+    this.discardPrepared(peerAddress);
+    const opened = this.open(peerAddress);
+    const timer = setTimeout(() => this.discardPrepared(peerAddress), PREPARED_TTL_MS);
+    timer.unref();
+    this.prepared.set(peerAddress, { ...opened, timer });
+    await opened.session.greet().catch((err: unknown) => {
+      this.log.warn({ err, peer: peerAddress }, 'could not connect ahead of the push; it will connect itself');
+    });
+  }
+
+  private open(peerAddress: string): { client: StateTransferClient; session: PushSession } {
+    const client = new FastStateTransferClient(peerAddress, channelCredentials(this.tls), {
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      [FLOW_CONTROL_WINDOW_OPTION]: 4 * 1024 * 1024,
+    });
+    return { client, session: new PushSession(client, peerAddress, this, this.log.child({ peer: peerAddress })) };
+  }
+
+  /** The connection prepared for `peerAddress`, if it came up; one that failed is closed. */
+  private async takePrepared(peerAddress: string): Promise<PreparedPush | undefined> {
+    const prepared = this.prepared.get(peerAddress);
+    if (prepared === undefined) return undefined;
+    this.prepared.delete(peerAddress);
+    clearTimeout(prepared.timer);
+    const up = await prepared.session.greet().then(
+      () => true,
+      () => false,
+    );
+    if (up) return prepared;
+    prepared.client.close();
+    return undefined;
+  }
+
+  private discardPrepared(peerAddress: string): void {
+    const prepared = this.prepared.get(peerAddress);
+    if (prepared === undefined) return;
+    this.prepared.delete(peerAddress);
+    clearTimeout(prepared.timer);
+    prepared.client.close();
   }
 
   /** @internal settings a push session reads. */
@@ -168,6 +217,7 @@ class PushSession {
   private sending: Promise<void> = Promise.resolve();
   private batchBytes = 0;
   private counts = { total: 0, sent: 0, skipped: 0, plain: 0, sentPlain: 0, wire: 0 };
+  private hello: Promise<HelloResponse> | undefined;
 
   constructor(
     private readonly client: StateTransferClient,
@@ -180,36 +230,49 @@ class PushSession {
     this.selector = new CodecSelector(this.settings.codec);
   }
 
-  async run(source: PushSource, meta: CheckpointMeta): Promise<PushResult> {
-    const hello = await this.unary<HelloResponse>((m, o, cb) =>
+  /** Connects (the first call pays the TCP and TLS handshakes) and agrees a version, once per session. */
+  greet(): Promise<HelloResponse> {
+    this.hello ??= this.unary<HelloResponse>((m, o, cb) =>
       this.client.hello({ minVersion: this.settings.versions.min, maxVersion: this.settings.versions.max }, m, o, cb),
-    );
-    if (hello.version < this.settings.versions.min || hello.version > this.settings.versions.max) {
-      throw new TransferError(
-        'NC_TRANSFER_VERSION_MISMATCH',
-        'peer chose a protocol version this node does not speak',
-        {
-          context: { peer: this.peer, version: hello.version },
-        },
-      );
-    }
-    this.metadata.set(VERSION_HEADER, String(hello.version));
+    ).then((hello) => {
+      if (hello.version < this.settings.versions.min || hello.version > this.settings.versions.max) {
+        throw new TransferError(
+          'NC_TRANSFER_VERSION_MISMATCH',
+          'peer chose a protocol version this node does not speak',
+          {
+            context: { peer: this.peer, version: hello.version },
+          },
+        );
+      }
+      this.metadata.set(VERSION_HEADER, String(hello.version));
+      return hello;
+    });
+    return this.hello;
+  }
+
+  async run(source: PushSource, meta: CheckpointMeta): Promise<PushResult> {
+    const stages = this.settings.stages;
+    // Wall time of the push's phases; a prepared session's hello is already settled.
+    const hello = await timedAsync(stages, 'push-hello', 0, () => this.greet());
     this.window = new FlowWindow(
       Math.max(1, Math.min(this.settings.maxInFlightBytes, hello.maxInFlightBytes || Infinity)),
     );
     const started = process.hrtime.bigint();
 
-    const sealed =
+    const sealed = await timedAsync(stages, 'push-offer', 0, () =>
       'directory' in source
-        ? await this.sendDirectory(source.directory, hello.maxChunkBytes)
-        : await this.sendStaged(source.store, source.checkpointId);
-    await this.flush();
-    await this.sending;
-    await this.finishUpload();
+        ? this.sendDirectory(source.directory, hello.maxChunkBytes)
+        : this.sendStaged(source.store, source.checkpointId),
+    );
+    await timedAsync(stages, 'push-drain', 0, async () => {
+      await this.flush();
+      await this.sending;
+      await this.finishUpload();
+    });
 
     const info = infoFromMeta(meta, sealed.digest);
-    const committed = await this.unary<CommitResponse>((m, o, cb) =>
-      this.client.commit({ info, manifest: sealed.bytes }, m, o, cb),
+    const committed = await timedAsync(stages, 'push-commit', 0, () =>
+      this.unary<CommitResponse>((m, o, cb) => this.client.commit({ info, manifest: sealed.bytes }, m, o, cb)),
     );
     const checkpoint = committed.checkpoint;
     if (checkpoint === undefined || checkpoint.manifestDigest !== sealed.digest) {
@@ -233,7 +296,10 @@ class PushSession {
       codecs: this.selector.usage(),
       peakInFlightBytes: this.window.peakBytes,
     };
-    this.log.info({ ...result, checkpoint: undefined, codecs: result.codecs, seconds }, 'checkpoint pushed');
+    this.log.info(
+      { ...result, checkpoint: undefined, codecs: result.codecs, seconds, handoverKey: meta.handoverKey },
+      'checkpoint pushed',
+    );
     return result;
   }
 
