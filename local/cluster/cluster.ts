@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { readdir, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { resolveBinary } from '../../common/binaries';
@@ -168,6 +169,9 @@ function spawnSidecar(
           }
         : {}),
       NOMAD_CHAIN_NODE_NAME: node.name,
+      // Task cgroups named per cluster: two clusters on one machine (tests, helpers) both run a task "kv-1" on a
+      // "node1", and a cgroup shared between them is frozen by one's dump while the other starts in it.
+      NOMAD_CHAIN_CGROUP_PARENT: cgroupParentOf(clusterId, node.name),
       NOMAD_CHAIN_LISTEN_ADDRESS: node.address,
       NOMAD_CHAIN_LISTEN_PORT: String(SIDECAR_PORT),
       NOMAD_CHAIN_DATA_DIR: node.dataDir,
@@ -184,6 +188,25 @@ function spawnSidecar(
   child.unref();
   closeSync(log);
   return child.pid ?? 0;
+}
+
+/** A cluster's task cgroups' parents (`cgroupParent` of each node's sidecar): runc removes only each task's own. */
+function cgroupParentOf(clusterId: string, node: string): string {
+  return `/nomad-chain/${clusterId}/${node}`;
+}
+
+/**
+ * Removes the parent cgroups of a cluster's tasks, in every hierarchy, with the empty cgroups left below them
+ * (a task's shim's); best effort: a cgroup something still runs in is not empty and stays.
+ */
+async function removeCgroupParents(record: ClusterRecord): Promise<void> {
+  const removeTree = async (dir: string): Promise<void> => {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const entry of entries) if (entry.isDirectory()) await removeTree(join(dir, entry.name));
+    await rmdir(dir).catch(() => undefined);
+  };
+  for (const hierarchy of await readdir('/sys/fs/cgroup').catch(() => []))
+    await removeTree(join('/sys/fs/cgroup', hierarchy, 'nomad-chain', record.id));
 }
 
 /** The cluster's name for the host's own network namespace (`ip netns attach`), unique per cluster. */
@@ -207,6 +230,7 @@ export async function destroyCluster(record: ClusterRecord, registry: ClusterReg
   for (const node of record.nodes) inNamespaces.push(...(await processesIn(node.netns)));
   await killAll([...record.nodes.map((n) => n.sidecarPid), record.haproxyPid, ...inNamespaces], 3000);
   for (const node of record.nodes) await deleteContainers(node.dataDir);
+  await removeCgroupParents(record);
   const network = new ClusterNetwork(record.bridge, subnetPrefix(record.subnetIndex));
   for (const node of record.nodes) await network.removeNode(node.netns, node.veth);
   await network.removeBridge();
