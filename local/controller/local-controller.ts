@@ -532,7 +532,7 @@ export class LocalController implements SchedulerAdapter {
       id: `${taskKey}-${generation}-${now}`,
       taskKey,
       handoverKey: `${targetTaskId}/${task.service.name}`,
-      mode: this.deps.mode ?? MigrationMode.MIGRATION_MODE_AUTO,
+      mode: task.service.migrationMode ?? this.deps.mode ?? MigrationMode.MIGRATION_MODE_AUTO,
       source: {
         node: source.name,
         taskId: task.taskId,

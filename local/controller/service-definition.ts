@@ -1,4 +1,4 @@
-import type { TaskSpec } from '../../proto/gen/chain/v1/sidecar';
+import type { MigrationMode, TaskSpec } from '../../proto/gen/chain/v1/sidecar';
 
 /** A chained service the local controller runs: local mode's stand-in for a Nomad job with driver "chain". */
 export interface ServiceDefinition {
@@ -10,6 +10,12 @@ export interface ServiceDefinition {
   /** Files copied into the task's /local before it starts: host path -> name under /local. */
   readonly localFiles: Readonly<Record<string, string>>;
   readonly memoryLimitBytes: number;
+  /**
+   * How this service moves, overriding the automatic choice (post-copy for a task of at least 64 MiB resident
+   * where both nodes offer lazy pages, else stop-and-copy): e.g. MIGRATION_MODE_STOP_AND_COPY for a service that
+   * must never risk post-copy's window. @default the controller's mode, automatic unless set
+   */
+  readonly migrationMode?: MigrationMode;
   /** Working directory inside the task. @default "/local" */
   readonly cwd?: string;
   /** The task's user, resolved inside its root (Nomad's task `user`). @default root */

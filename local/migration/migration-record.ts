@@ -74,6 +74,13 @@ export interface MigrationRecord {
   readonly fileBytes?: number;
   readonly checkpointBytes?: number;
   readonly freezeMs?: number;
+  /** Why `mode` is the one used: the rule that resolved an automatic choice, or the override that set it. */
+  readonly modeReason?: string;
+  /**
+   * Post-copy's danger window: from the target's restore to the moment the source's last page left it (the
+   * source frozen throughout, never killed). A failure inside it kills the target's copy before the source runs.
+   */
+  readonly lazyWindowMs?: number;
   /** Set when the task was restored from a background checkpoint rather than handed over. */
   readonly restoredFromBuddy?: BuddyRestore;
   /** Wall-clock time of each step's completion, for the operator's timeline. */

@@ -5,7 +5,12 @@ import type { Logger } from '../../common/logging';
 import type { Router } from '../../common/router';
 import type { SchedulerAdapter } from '../../common/scheduler/scheduler-adapter';
 import type { SidecarApi } from '../../common/sidecar-api/sidecar-api';
-import { TaskState } from '../../proto/gen/chain/v1/sidecar';
+import {
+  MigrationMode,
+  TaskState,
+  type FeaturesResponse,
+  type MigrateToPeerResponse,
+} from '../../proto/gen/chain/v1/sidecar';
 import { MigrationError } from './errors';
 import type { MigrationJournal } from './migration-journal';
 import {
@@ -44,6 +49,8 @@ export interface MigrationSequenceDeps {
    * source's task is restored when its buddy is not the target. @default restores only on the target
    */
   readonly sideOn?: (record: MigrationRecord, node: string) => TaskSide;
+  /** An automatic mode is post-copy for tasks at least this large (resident memory). @default LAZY_MIN_BYTES */
+  readonly lazyMinBytes?: number;
   /** Called after each step is journaled: fault injection for tests and drills. */
   readonly afterStep?: (record: MigrationRecord) => void | Promise<void>;
 }
@@ -60,8 +67,23 @@ type RecordUpdate = Partial<
     | 'target'
     | 'targetTransferAddress'
     | 'restoredFromBuddy'
+    | 'mode'
+    | 'modeReason'
+    | 'lazyWindowMs'
   >
 >;
+
+/** Post-copy's danger window, open: the source's hand-over, which settles once its last page has left. */
+interface LazyWindow {
+  readonly handover: Promise<MigrateToPeerResponse>;
+}
+
+/**
+ * Below this resident size a task moves by stop-and-copy even where post-copy is offered: on this machine
+ * stop-and-copy freezes a 64 MiB task 3.3-5.7 s (issue #12), a small one about 1 s, where post-copy's freeze
+ * is about 1 s at any size but opens a danger window.
+ */
+export const LAZY_MIN_BYTES = 64 * 1024 * 1024;
 
 /** What the source's own sidecar says of the task, or that the scheduler knows its node is gone. */
 type SourceState = 'running' | 'handed-over' | SourceFence;
@@ -76,6 +98,8 @@ type SourceState = 'running' | 'handed-over' | SourceFence;
  */
 export class MigrationSequence {
   private readonly attempts = new Map<string, number>();
+  /** Post-copy windows open, by migration id: the source's hand-over is still serving pages. */
+  private readonly windows = new Map<string, LazyWindow>();
 
   constructor(private readonly deps: MigrationSequenceDeps) {}
 
@@ -142,10 +166,11 @@ export class MigrationSequence {
   private async advance(record: MigrationRecord, log: Logger): Promise<MigrationRecord> {
     try {
       switch (record.step) {
-        case 'planned':
-          await this.checkTarget(record);
+        case 'planned': {
+          const mode = await this.chooseMode(record);
           await this.deps.router.leaveRotation(record.source.instance);
-          return this.next(record, 'left-rotation');
+          return this.next(record, 'left-rotation', mode);
+        }
         case 'left-rotation':
           return await this.handOver(record);
         case 'handed-over':
@@ -197,12 +222,17 @@ export class MigrationSequence {
         context: { taskId: record.source.taskId, node: record.source.node },
       });
     }
-    const result = await source.migrateToPeer({
+    const handover = source.migrateToPeer({
       taskId: record.source.taskId,
       peerAddress: record.targetTransferAddress,
       mode: record.mode,
       handoverKey: record.handoverKey,
     });
+    if (record.mode === MigrationMode.MIGRATION_MODE_LAZY) {
+      const opened = await this.openWindow(record, handover);
+      if (opened !== undefined) return opened;
+    }
+    const result = await handover;
     return this.next(record, 'handed-over', {
       ...(result.checkpoint !== undefined ? { checkpointId: result.checkpoint.checkpointId } : {}),
       wireBytes: result.wireBytes,
@@ -212,7 +242,119 @@ export class MigrationSequence {
     });
   }
 
+  /**
+   * Post-copy: the source's hand-over settles only once the target's restore has pulled every page, so the
+   * images are awaited on the target meanwhile. Returns the journaled `handed-over` with the window open, or
+   * undefined when the source fell back to a full checkpoint (its hand-over then settles by itself).
+   */
+  private async openWindow(
+    record: MigrationRecord,
+    handover: Promise<MigrateToPeerResponse>,
+  ): Promise<MigrationRecord | undefined> {
+    const settled = handover.then(
+      (result) => ({ result }),
+      (err: unknown) => ({ err }),
+    );
+    const target = this.deps.sidecars.sidecar(record.target.node);
+    const staged = await Promise.race([
+      target.findCheckpoint({ handoverKey: record.handoverKey, waitMs: this.deps.checkpointWaitMs }),
+      settled,
+    ]);
+    if ('err' in staged) throw staged.err;
+    if ('result' in staged) {
+      if (staged.result.modeUsed !== MigrationMode.MIGRATION_MODE_LAZY) return undefined;
+      throw new MigrationError('NC_MIGRATION_NO_CHECKPOINT', 'post-copy hand-over ended before any restore', {
+        context: { handoverKey: record.handoverKey, node: record.target.node },
+      });
+    }
+    if (!staged.found || staged.checkpoint === undefined) {
+      // The source resumes by itself once no page daemon connects: wait for it before rolling back.
+      const ended = await settled;
+      if ('result' in ended && ended.result.modeUsed !== MigrationMode.MIGRATION_MODE_LAZY) return undefined;
+      throw new MigrationError(
+        'NC_MIGRATION_NO_CHECKPOINT',
+        `no checkpoint for ${record.handoverKey} on ${record.target.node} within ${this.deps.checkpointWaitMs} ms`,
+        { context: { handoverKey: record.handoverKey, node: record.target.node } },
+      );
+    }
+    this.windows.set(record.id, { handover });
+    return this.next(record, 'handed-over', { checkpointId: staged.checkpoint.checkpointId });
+  }
+
+  /**
+   * Inside post-copy's window: the target restores and serves at once while its daemon pulls (and prefetches)
+   * the pages; the source stays frozen until the last one left. If the window fails, the target's copy is
+   * killed before anything else (it lacks memory), and the failure goes to the rollback.
+   */
+  private async restoreLazily(record: MigrationRecord, window: LazyWindow): Promise<MigrationRecord> {
+    const target = this.deps.sidecars.sidecar(record.target.node);
+    const openedAt = this.deps.clock.now();
+    let result: MigrateToPeerResponse;
+    try {
+      if (!(await this.runs(target, record.target.taskId))) {
+        await target.restoreTask({
+          identity: record.target.identity,
+          checkpointId: record.checkpointId ?? '',
+          spec: record.target.spec,
+        });
+      }
+      await this.deps.router.joinRotation(record.target.instance);
+      result = await window.handover;
+    } catch (err) {
+      await this.killTargetCopy(record);
+      // The source's hand-over has ended (it resumed the task, or its node is gone) before the rollback looks.
+      await window.handover.catch(() => undefined);
+      throw err;
+    } finally {
+      this.windows.delete(record.id);
+    }
+    return this.next(record, 'restored', {
+      wireBytes: result.wireBytes,
+      fileBytes: result.fileBytes,
+      checkpointBytes: result.checkpoint?.sizeBytes ?? 0,
+      freezeMs: result.freezeMs,
+      lazyWindowMs: this.deps.clock.now() - openedAt,
+    });
+  }
+
+  /** Out of rotation and destroyed: a copy restored from a post-copy checkpoint whose pages did not all arrive. */
+  private async killTargetCopy(record: MigrationRecord): Promise<void> {
+    await this.deps.router.leaveRotation(record.target.instance);
+    try {
+      await this.deps.sidecars.sidecar(record.target.node).destroyTask({ taskId: record.target.taskId, force: true });
+    } catch (err) {
+      if (errorCode(err) !== 'NC_TASK_NOT_FOUND') throw err;
+    }
+  }
+
+  /**
+   * The rule for an automatic mode: post-copy where both nodes offer lazy pages for their tasks (userfaultfd:
+   * the sidecar's probe) and the task's resident memory is at least `lazyMinBytes`; stop-and-copy otherwise.
+   * A mode asked for explicitly (a service's or the controller's override) is kept. Checks the target first:
+   * a target that cannot take the task fails the migration while the source serves.
+   */
+  private async chooseMode(record: MigrationRecord): Promise<RecordUpdate> {
+    const target = await this.checkTarget(record);
+    if (record.mode !== MigrationMode.MIGRATION_MODE_AUTO) return { modeReason: 'asked for' };
+    const source = this.deps.sidecars.sidecar(record.source.node);
+    const minBytes = this.deps.lazyMinBytes ?? LAZY_MIN_BYTES;
+    const stop = (why: string): RecordUpdate => ({ mode: MigrationMode.MIGRATION_MODE_STOP_AND_COPY, modeReason: why });
+    if (!target.lazyPages) return stop(`no lazy pages on ${record.target.node}`);
+    if (!(await source.features()).lazyPages) return stop(`no lazy pages on ${record.source.node}`);
+    let rss: number;
+    try {
+      rss = (await source.taskStats(record.source.taskId)).memoryRssBytes;
+    } catch (err) {
+      return stop(`resident size unknown (${errorMessage(err)})`);
+    }
+    if (rss < minBytes) return stop(`resident ${rss} bytes, under ${minBytes}`);
+    return { mode: MigrationMode.MIGRATION_MODE_LAZY, modeReason: `resident ${rss} bytes, at least ${minBytes}` };
+  }
+
   private async restore(record: MigrationRecord): Promise<MigrationRecord> {
+    const window = this.windows.get(record.id);
+    if (window !== undefined) return this.restoreLazily(record, window);
+    if (record.mode === MigrationMode.MIGRATION_MODE_LAZY) return this.resumeLazily(record);
     const target = this.deps.sidecars.sidecar(record.target.node);
     if (await this.runs(target, record.target.taskId)) return this.next(record, 'restored');
     const staged = await target.findCheckpoint({ handoverKey: record.handoverKey, waitMs: this.deps.checkpointWaitMs });
@@ -233,14 +375,36 @@ export class MigrationSequence {
     return this.next(record, 'restored', { checkpointId: staged.checkpoint.checkpointId });
   }
 
+  /**
+   * A post-copy window this sequence no longer holds (it restarted): the source's own state says how it
+   * ended. Handed over: every page left, the target's copy is whole. Anything else: the target's copy may lack
+   * pages and is killed first; the rollback then finds the source running or gone.
+   */
+  private async resumeLazily(record: MigrationRecord): Promise<MigrationRecord> {
+    const target = this.deps.sidecars.sidecar(record.target.node);
+    if ((await this.sourceState(record)) === 'handed-over') {
+      if (!(await this.runs(target, record.target.taskId))) {
+        throw new MigrationError('NC_MIGRATION_TARGET_LOST', 'post-copy ended but the target copy does not run', {
+          context: { node: record.target.node, taskId: record.target.taskId },
+        });
+      }
+      return this.next(record, 'restored');
+    }
+    await this.killTargetCopy(record);
+    throw new MigrationError('NC_MIGRATION_STEP_FAILED', 'post-copy window interrupted by a restart', {
+      context: { migrationId: record.id },
+    });
+  }
+
   /** Before anything stops: a target that cannot take the task fails the migration while the source serves. */
-  private async checkTarget(record: MigrationRecord): Promise<void> {
+  private async checkTarget(record: MigrationRecord): Promise<FeaturesResponse> {
     const target = await this.deps.sidecars.sidecar(record.target.node).features();
     if (!target.healthy) {
       throw new MigrationError('NC_MIGRATION_TARGET_UNHEALTHY', `target ${record.target.node} is not healthy`, {
         context: { node: record.target.node, reason: target.reason },
       });
     }
+    return target;
   }
 
   private async cleanUp(record: MigrationRecord): Promise<void> {
@@ -424,6 +588,7 @@ export class MigrationSequence {
     failure: RecordUpdate,
     log: Logger,
   ): Promise<MigrationRecord> {
+    if (record.mode === MigrationMode.MIGRATION_MODE_LAZY) return this.rollBackLazy(record, failure, log);
     const source = this.deps.sidecars.sidecar(record.source.node);
     try {
       if (!(await this.runs(source, record.source.taskId))) {
@@ -442,6 +607,27 @@ export class MigrationSequence {
       log.error({ err }, 'source could not be restored either: the staged checkpoint on the target stays restorable');
       return this.next(record, 'failed', failure);
     }
+  }
+
+  /**
+   * Post-copy's window failed and the target's copy is gone: the source, frozen until then, runs again (its
+   * dump resumed it), or its node is gone and the buddy's newest background checkpoint stands in. A post-copy
+   * checkpoint holds no memory: the source is never restored from it.
+   */
+  private async rollBackLazy(record: MigrationRecord, failure: RecordUpdate, log: Logger): Promise<MigrationRecord> {
+    try {
+      const source = await this.sourceState(record);
+      if (source === 'running') {
+        await this.forgetStaged(record, log);
+        await this.deps.router.joinRotation(record.source.instance);
+        log.warn({ node: record.source.node }, 'post-copy window failed: target copy killed, source runs again');
+        return this.next(record, 'rolled-back', failure);
+      }
+      if (source !== 'handed-over') return await this.chooseBuddyCheckpoint(record, source, failure, log);
+    } catch (err) {
+      log.error({ err }, 'post-copy window failed and the source cannot be asked: operator must act');
+    }
+    return this.next(record, 'failed', failure);
   }
 
   /**

@@ -136,13 +136,13 @@ export async function corruptStaged(dataDir: string): Promise<void> {
   await visit(join(dataDir, 'store'));
 }
 
-interface Container {
+export interface Container {
   readonly id: string;
   readonly status: string;
 }
 
 /** runc's own view of a node's containers (not the sidecar's, not the controller's). */
-async function containersOn(dataDir: string): Promise<Container[]> {
+export async function containersOn(dataDir: string): Promise<Container[]> {
   const out = await run([resolveBinary('runc'), '--root', join(dataDir, 'runc'), 'list', '--format', 'json'], {
     allowFailure: true,
   });

@@ -3,12 +3,12 @@ import { NomadChainError } from '../../../../common/errors';
 import { MemoryMigrationJournal } from '../../../../local/migration/migration-journal';
 import { backgroundKey } from '../../../../common/checkpoint-keys';
 import { FORWARD_STEPS, type MigrationRecord, type TaskSide } from '../../../../local/migration/migration-record';
-import { MigrationSequence } from '../../../../local/migration/migration-sequence';
+import { LAZY_MIN_BYTES, MigrationSequence } from '../../../../local/migration/migration-sequence';
 import { MigrationMode, TaskState } from '../../../../proto/gen/chain/v1/sidecar';
 import { FakeClock } from '../../../fakes/fake-clock';
 import { FakeRouter } from '../../../fakes/fake-router';
 import { FakeScheduler } from '../../../fakes/fake-scheduler';
-import { FakeSidecarCluster } from '../../../fakes/fake-sidecar-api';
+import { FakeSidecarApi, FakeSidecarCluster } from '../../../fakes/fake-sidecar-api';
 
 const log = pino({ level: 'silent' });
 
@@ -497,4 +497,160 @@ describe('MigrationSequence: a source gone before the hand-over', () => {
       expect(env.cluster.restores).toBe(1);
     },
   );
+});
+
+/**
+ * Post-copy on the fake source: the images reach the target at once; the hand-over settles when the target's
+ * restore has pulled every page (`complete`, the default on restore) or rejects with the source running again
+ * (`fail`), as the sidecar's lazy dump does once its page server fails. Other modes are the fake's own.
+ */
+function lazySource(env: Env, onRestore: 'complete' | 'none' = 'complete') {
+  const a = env.cluster.sidecar('a');
+  const b = env.cluster.sidecar('b');
+  const window: { complete(): void; fail(error: Error): void } = { complete: () => undefined, fail: () => undefined };
+  a.features = async () => ({ ...(await FakeSidecarApi.prototype.features.call(a)), lazyPages: true });
+  a.migrateToPeer = (request) => {
+    if (request.mode !== MigrationMode.MIGRATION_MODE_LAZY)
+      return FakeSidecarApi.prototype.migrateToPeer.call(a, request);
+    return new Promise((resolve, reject) => {
+      const task = a.tasks.get(request.taskId);
+      if (task === undefined) return reject(new NomadChainError('NC_TASK_NOT_FOUND', 'no task'));
+      const checkpoint = {
+        checkpointId: 'lazy-1',
+        handoverKey: request.handoverKey,
+        source: task.identity,
+        manifestDigest: 'digest',
+        sizeBytes: 64,
+        createdAtUnixMs: env.clock.now(),
+        spec: undefined,
+        sourceNode: 'a',
+      };
+      b.staged.set(checkpoint.checkpointId, checkpoint);
+      window.complete = () => {
+        env.clock.advance(700);
+        a.tasks.set(request.taskId, { ...task, state: TaskState.TASK_STATE_MIGRATED });
+        resolve({
+          checkpoint,
+          modeUsed: MigrationMode.MIGRATION_MODE_LAZY,
+          wireBytes: 64,
+          freezeMs: 90,
+          fallbackReason: '',
+          fileBytes: 0,
+        });
+      };
+      window.fail = (error) => {
+        a.tasks.set(request.taskId, { ...task, state: TaskState.TASK_STATE_RUNNING });
+        reject(error);
+      };
+    });
+  };
+  if (onRestore === 'complete') {
+    b.restoreTask = async (r) => {
+      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+      if (r.checkpointId === 'lazy-1') window.complete();
+      return info;
+    };
+  }
+  return window;
+}
+
+function withRss(env: Env, bytes: number): void {
+  Object.assign(env.cluster.sidecar('a'), {
+    taskStats: async () => ({
+      timestampUnixMs: env.clock.now(),
+      memoryRssBytes: bytes,
+      memoryUsageBytes: bytes,
+      memoryMaxUsageBytes: bytes,
+      cpuPercent: 0,
+      cpuTotalNs: 0,
+      pids: [],
+    }),
+  });
+}
+
+// Issue #12 item 2: post-copy through the sequence; its danger window bounded and in the record.
+describe('MigrationSequence: post-copy', () => {
+  it('chooses post-copy automatically for a large task where both nodes offer lazy pages, stop-and-copy otherwise', async () => {
+    const env = setup();
+    lazySource(env);
+    withRss(env, LAZY_MIN_BYTES);
+    const moved = await sequence(env).run(await plan(env));
+    expect(moved).toMatchObject({ step: 'done', mode: MigrationMode.MIGRATION_MODE_LAZY, lazyWindowMs: 700 });
+    expect(moved.modeReason).toMatch(/at least/);
+    expectOneInstance(env, 'b');
+
+    const small = setup();
+    lazySource(small);
+    withRss(small, LAZY_MIN_BYTES - 1);
+    const copied = await sequence(small).run(await plan(small));
+    expect(copied).toMatchObject({ step: 'done', mode: MigrationMode.MIGRATION_MODE_STOP_AND_COPY });
+    expect(copied.lazyWindowMs).toBeUndefined();
+  });
+
+  it('keeps a mode asked for (the per-service override), whatever the size', async () => {
+    const env = setup();
+    lazySource(env);
+    withRss(env, 1);
+    const record = { ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY };
+    expect(await sequence(env).run(record)).toMatchObject({ step: 'done', modeReason: 'asked for', lazyWindowMs: 700 });
+    expectOneInstance(env, 'b');
+  });
+
+  it('kills the target copy first when the window fails on the target, and the source serves again', async () => {
+    const env = setup();
+    const lazy = lazySource(env, 'none');
+    const b = env.cluster.sidecar('b');
+    const order: string[] = [];
+    const destroy = b.destroyTask.bind(b);
+    b.destroyTask = async (r) => {
+      order.push(`destroy ${r.taskId}`);
+      return destroy(r);
+    };
+    b.restoreTask = async (r) => {
+      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+      // The target's page daemon dies: the source's page server fails and the task resumes there.
+      lazy.fail(new NomadChainError('NC_LAZY_PAGES_FAILED', 'daemon gone'));
+      return info;
+    };
+    const result = await sequence(env).run({ ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY });
+    expect(result).toMatchObject({ step: 'rolled-back', error: { code: 'NC_LAZY_PAGES_FAILED', step: 'handed-over' } });
+    expect(order).toEqual(['destroy web-2']);
+    expectOneInstance(env, 'a');
+  });
+
+  it('restores the buddy checkpoint when the source dies in the window, the target copy killed first', async () => {
+    const env = setup();
+    const lazy = lazySource(env, 'none');
+    background(env, 'b', 2500);
+    const b = env.cluster.sidecar('b');
+    b.restoreTask = async (r) => {
+      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+      if (r.checkpointId === 'lazy-1') {
+        lazy.fail(new NomadChainError('NC_SIDECAR_UNREACHABLE', 'source gone'));
+        killSource(env);
+      }
+      return info;
+    };
+    const result = await sequence(env, undefined, { down: new Set(['a']) }).run({
+      ...(await plan(env)),
+      mode: MigrationMode.MIGRATION_MODE_LAZY,
+    });
+    expect(result.restoredFromBuddy).toMatchObject({ node: 'b', ageMs: 2500, fencedBy: 'node-down' });
+    expect(b.tasks.get('web-2')?.restoredFromCheckpoint).toBe('bg-b-2500');
+    expect(env.cluster.running('web').map((t) => t.nodeName)).toEqual(['b']);
+  });
+
+  it('rolls back when the target cannot restore: the source, never killed, resumes', async () => {
+    const env = setup();
+    const lazy = lazySource(env, 'none');
+    const b = env.cluster.sidecar('b');
+    b.restoreTask = async () => {
+      // No daemon ever connects: the source's dump gives up and resumes the task.
+      lazy.fail(new NomadChainError('NC_LAZY_PAGES_TIMEOUT', 'no daemon'));
+      throw new NomadChainError('NC_RESTORE_FAILED', 'restore failed');
+    };
+    const result = await sequence(env).run({ ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY });
+    expect(result).toMatchObject({ step: 'rolled-back', error: { code: 'NC_RESTORE_FAILED' } });
+    expectOneInstance(env, 'a');
+  });
 });
