@@ -127,8 +127,12 @@ class Layout:
         }
 
     def curve(self, s: np.ndarray) -> list[dict]:
-        """Warned-ahead shares against node-time fenced, one point per threshold (quantiles of the scores)."""
-        levels = np.unique(np.quantile(s, np.linspace(0, 1, CURVE_POINTS))) if len(s) else []
+        """Warned-ahead shares against node-time fenced, one point per threshold: evenly spaced among the distinct
+        scores, so a scorer that gives most rows one value (0) still gets points across the rest."""
+        distinct = np.unique(s)
+        levels = (
+            distinct[np.unique(np.linspace(0, len(distinct) - 1, CURVE_POINTS).round().astype(int))] if len(s) else []
+        )
         points = []
         for level in levels:
             warned = self.warned(s, float(level))

@@ -358,7 +358,13 @@ def cmd_score(args) -> dict:
     if args.report:
         from .report import write_report
 
-        write_report(args.report, f"Pre-emption forecast: {Path(context['trace']).name}", y, curves, result["context"])
+        write_report(
+            args.report,
+            f"Pre-emption forecast: {Path(context['trace']).name}",
+            y,
+            curves,
+            {**result["context"], "budget": budget.as_json(), "migrationS": context["migrationS"]},
+        )
     return result
 
 

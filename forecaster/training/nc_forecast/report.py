@@ -85,6 +85,8 @@ def _budget_figure(curves: dict[str, dict], max_fenced: float | None):
             [p["fencedShare"] for p in points],
             [p["warnedShare"]["300"] or 0.0 for p in points],
             marker=".",
+            # Between two thresholds only the lower point is reached: a step, not a line.
+            drawstyle="steps-post",
             label=name,
         )
     if max_fenced is not None:
