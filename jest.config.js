@@ -13,6 +13,10 @@ module.exports = {
     tier('unit', { setupFilesAfterEnv: ['<rootDir>/test/harness/jest/timeout-unit.js'] }),
     tier('contract', { setupFilesAfterEnv: ['<rootDir>/test/harness/jest/timeout-contract.js'] }),
     tier('integration', { setupFilesAfterEnv: ['<rootDir>/test/harness/jest/timeout-integration.js'] }),
-    tier('nomad', { setupFilesAfterEnv: ['<rootDir>/test/harness/jest/timeout-nomad.js'] }),
+    tier('nomad', {
+      setupFilesAfterEnv: ['<rootDir>/test/harness/jest/timeout-nomad.js'],
+      globalSetup: '<rootDir>/test/harness/jest/nomad-global-setup.js',
+      globalTeardown: '<rootDir>/test/harness/jest/nomad-global-teardown.js',
+    }),
   ],
 };

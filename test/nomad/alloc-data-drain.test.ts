@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { Allocation } from '../../common/nomad-api';
 import { httpGet } from '../harness/programs';
 import { JobAllocations } from './job-allocations';
-import { GiveUp, NomadCluster, freePort, waitFor } from './nomad-cluster';
+import { GiveUp, type NomadCluster, freePort, waitFor } from './nomad-cluster';
+import { attachSharedCluster, releaseSharedCluster } from './shared-cluster';
 
 // Issue 10, "done when": in Nomad mode a task writing into alloc/data survives a drain with its data. One
 // server and two clients (NOMAD_BIN), the chain plugin and a sidecar per client. jobs/example-journal holds
@@ -161,17 +162,11 @@ async function resetCluster(): Promise<void> {
 }
 
 beforeAll(async () => {
-  cluster = await NomadCluster.create(2);
+  cluster = await attachSharedCluster(__filename);
   job = new JobAllocations(cluster, JOB, TASK);
-  await cluster.start();
-  await cluster.waitForHealthyChainDriver(300_000);
 });
 
-afterAll(async () => {
-  if (cluster === undefined) return;
-  await resetCluster().catch(() => undefined);
-  await cluster.teardown();
-});
+afterAll(() => releaseSharedCluster(cluster));
 
 test('drain: a task writing into alloc/data moves with its file and its memory (ephemeral_disk as default)', async () => {
   await drainStory(false);

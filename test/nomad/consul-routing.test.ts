@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { Allocation, TaskEvent } from '../../common/nomad-api';
 import { ConsulProbe } from './consul-probe';
 import { JobAllocations } from './job-allocations';
-import { GiveUp, NomadCluster, freePort, waitFor } from './nomad-cluster';
+import { GiveUp, type NomadCluster, freePort, waitFor } from './nomad-cluster';
+import { attachSharedCluster, releaseSharedCluster } from './shared-cluster';
 
 // Issue 11 item 3 (defect 3): traffic follows a chained service through real Consul. Nomad registers the
 // service (provider = "consul") with an HTTP check; a probe reads the Consul server's passing list every
@@ -18,7 +19,6 @@ let cluster: NomadCluster;
 let job: JobAllocations;
 const events = (alloc: Allocation) => job.events(alloc);
 const messages = (alloc: Allocation) => job.messages(alloc);
-const allocsOfJob = () => job.all();
 const runningAlloc = (predicate?: (a: Allocation) => boolean) => job.running(predicate);
 
 /** The passing instances of the service as the Consul server lists them. */
@@ -32,20 +32,11 @@ function print(text: string): void {
 }
 
 beforeAll(async () => {
-  cluster = await NomadCluster.create(2);
+  cluster = await attachSharedCluster(__filename);
   job = new JobAllocations(cluster, JOB, TASK);
-  await cluster.start();
-  await cluster.waitForHealthyChainDriver(300_000);
 });
 
-afterAll(async () => {
-  if (cluster === undefined) return;
-  await cluster.nomad(['job', 'stop', '-purge', JOB]).catch(() => undefined);
-  await waitFor(`${JOB} to stop`, 60_000, async () =>
-    (await allocsOfJob()).every((a) => a.ClientStatus !== 'running') ? true : undefined,
-  ).catch(() => undefined);
-  await cluster.teardown();
-});
+afterAll(() => releaseSharedCluster(cluster));
 
 test('drain: every instance Consul lists as passing answers, and the moved one passes again', async () => {
   const port = await freePort();

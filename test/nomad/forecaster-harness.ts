@@ -11,7 +11,7 @@ import type { Allocation } from '../../common/nomad-api';
 import { buildTestModel, type TestModel } from '../fixtures/forecaster/test-model';
 import { httpGet } from '../harness/programs';
 import { JobAllocations } from './job-allocations';
-import { NomadCluster, REPO, freePort, waitFor } from './nomad-cluster';
+import { NomadCluster, REPO, SIDECAR_JOB, freePort, waitFor } from './nomad-cluster';
 
 /**
  * The cloud's side of an interruption notice, which no test host has: EC2's instance metadata service (IMDSv2)
@@ -234,9 +234,11 @@ export async function stopJournalCluster(
   for (const c of cluster.clients) {
     await cluster.api.deregisterJob(`${RESERVE_PREFIX}${c.name}`, { purge: true }).catch(() => undefined);
   }
+  // The sidecars' allocations run on until teardown: waiting for those too only ever ran out the 120 s.
   await waitFor('every test allocation to stop', 120_000, async () => {
     const { value } = await cluster.api.listAllocations();
-    return value.every((a) => a.ClientStatus !== 'running' && a.ClientStatus !== 'pending') ? true : undefined;
+    const tests = value.filter((a) => a.JobID !== SIDECAR_JOB);
+    return tests.every((a) => a.ClientStatus !== 'running' && a.ClientStatus !== 'pending') ? true : undefined;
   }).catch(() => undefined);
   await cluster.teardown();
   for (const source of journal.imds.values()) await source.close();

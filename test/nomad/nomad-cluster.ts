@@ -3,10 +3,12 @@ import type { ChildProcess } from 'node:child_process';
 import {
   accessSync,
   chmodSync,
+  closeSync,
   constants,
   createWriteStream,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readFileSync,
   readdirSync,
   rmSync,
@@ -133,11 +135,31 @@ export async function waitFor<T>(what: string, timeoutMs: number, probe: () => P
   }
 }
 
+/**
+ * A Nomad or Consul agent of the cluster. Its pid lives in a file, not in a ChildProcess: the tier's shared
+ * cluster is started by Jest's global setup and stopped, restarted and torn down from other modules.
+ */
 interface Agent {
   readonly name: string;
   readonly configPath: string;
   readonly logPath: string;
-  process?: ChildProcess;
+  readonly pidPath: string;
+}
+
+/** Everything a test file needs to attach to a cluster another module started (JSON, see attach()). */
+export interface NomadClusterDescriptor {
+  readonly nomadBin: string;
+  readonly consulBin: string;
+  readonly dir: string;
+  readonly serverHttpPort: number;
+  readonly serverRpcPort: number;
+  readonly pluginDir: string;
+  readonly consulHttpPort: number;
+  readonly server: Agent;
+  readonly consulServer: Agent;
+  readonly clients: readonly Omit<ClientNode, 'sidecar'>[];
+  readonly sidecarMode: 'job' | 'process';
+  readonly managementToken: string;
 }
 
 export interface ClientNode {
@@ -206,6 +228,43 @@ export class NomadCluster {
   /** The CA of the Nomad agents' certificates (HTTP and RPC run over TLS, as production clusters do). */
   get nomadCaFile(): string {
     return path.join(this.dir, 'nomad-tls', 'ca.crt');
+  }
+
+  /** What attach() needs to reach this cluster from another module, once start() bootstrapped ACLs. */
+  describe(): NomadClusterDescriptor {
+    return {
+      nomadBin: this.nomadBin,
+      consulBin: this.consulBin,
+      dir: this.dir,
+      serverHttpPort: this.serverHttpPort,
+      serverRpcPort: this.serverRpcPort,
+      pluginDir: this.pluginDir,
+      consulHttpPort: this.consulHttpPort,
+      server: this.server,
+      consulServer: this.consulServer,
+      clients: this.clients.map(({ sidecar: _sidecar, ...client }) => client),
+      sidecarMode: this.sidecarMode,
+      managementToken: this.managementToken,
+    };
+  }
+
+  /** The cluster a descriptor describes, running as another module left it. */
+  static attach(d: NomadClusterDescriptor): NomadCluster {
+    const cluster = new NomadCluster(
+      d.nomadBin,
+      d.consulBin,
+      d.dir,
+      d.serverHttpPort,
+      d.serverRpcPort,
+      d.pluginDir,
+      d.consulHttpPort,
+      d.server,
+      d.consulServer,
+      d.clients.map((c) => ({ ...c })),
+      d.sidecarMode,
+    );
+    cluster.useManagementToken(d.managementToken);
+    return cluster;
   }
 
   /** The server's HTTP API with the management token (after start()). */
@@ -290,10 +349,10 @@ consul {
         consulHttpPort: consul.httpPort,
         consul: consul.agent,
         sidecarDir,
-        agent: { name, configPath, logPath: path.join(dir, `${name}.log`) },
+        agent: agentFiles(dir, name, configPath),
       });
     }
-    const server = { name: `${prefix}-server`, configPath: serverConfig, logPath: path.join(dir, 'server.log') };
+    const server = { ...agentFiles(dir, 'server', serverConfig), name: `${prefix}-server` };
     return new NomadCluster(
       nomadBin,
       consulBin,
@@ -421,9 +480,13 @@ consul {
    */
   private async bootstrapAcl(): Promise<void> {
     const { stdout } = await waitFor('the ACL bootstrap', 60_000, () => this.nomad(['acl', 'bootstrap', '-json']));
-    this.managementToken = (JSON.parse(stdout) as { SecretID: string }).SecretID;
-    this.env.NOMAD_TOKEN = this.managementToken;
-    this.serverApi = this.apiFor(this.serverHttpPort, this.managementToken);
+    this.useManagementToken((JSON.parse(stdout) as { SecretID: string }).SecretID);
+  }
+
+  private useManagementToken(token: string): void {
+    this.managementToken = token;
+    this.env.NOMAD_TOKEN = token;
+    this.serverApi = this.apiFor(this.serverHttpPort, token);
   }
 
   /** Writes `rules` as ACL policy `name` and returns the secret of a new client token of that policy only. */
@@ -559,26 +622,16 @@ plugin "chain" {
   }
 
   private launchConsul(agent: Agent): void {
-    const log = createWriteStream(agent.logPath, { flags: 'a' });
-    const child = spawn(this.consulBin, ['agent', `-config-file=${agent.configPath}`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
-    agent.process = child;
+    launchAgent(agent, this.consulBin, ['agent', `-config-file=${agent.configPath}`]);
   }
 
   private launch(agent: Agent): void {
-    const log = createWriteStream(agent.logPath, { flags: 'a' });
-    const child = spawn(this.nomadBin, ['agent', `-config=${agent.configPath}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
-    agent.process = child;
+    launchAgent(agent, this.nomadBin, ['agent', `-config=${agent.configPath}`]);
   }
 
   /** Stops a client agent with SIGINT (Nomad's graceful stop: driver plugins are killed, tasks are not). */
   async stopClient(client: ClientNode, signal: NodeJS.Signals = 'SIGINT'): Promise<void> {
-    await stopProcess(client.agent.process, signal);
+    await stopAgent(client.agent, signal);
   }
 
   /** GET on a client agent's own HTTP API (client endpoints answer from that client's state). */
@@ -617,18 +670,21 @@ plugin "chain" {
   }
 
   async stop(): Promise<void> {
-    // Nomad's clients leave their tasks running when they stop, the sidecar job's too: stop it first.
-    if (this.sidecarMode === 'job' && this.managementToken !== '') {
+    // Nomad's clients leave their tasks running when they stop, the sidecar job's too: stop it first (in
+    // 'process' mode too, where forecaster-harness runs it beside the spawned sidecars).
+    if (this.managementToken !== '') {
       await this.nomad(['job', 'stop', '-purge', SIDECAR_JOB]).catch(() => undefined);
-      await waitFor('the sidecar job to stop', 60_000, async () =>
-        (await this.sidecarAllocations()).size === 0 ? true : undefined,
-      ).catch(() => undefined);
+      // Until each sidecar task has exited: a client stopped before that leaves its raw_exec executor behind.
+      await waitFor('the sidecar job to stop', 60_000, async () => {
+        const { value } = await this.api.listAllocations({ filter: `JobID == "${SIDECAR_JOB}"` });
+        return value.every((a) => a.ClientStatus !== 'running' && a.ClientStatus !== 'pending') ? true : undefined;
+      }).catch(() => undefined);
     }
-    for (const client of this.clients) await stopProcess(client.agent.process, 'SIGINT');
-    await stopProcess(this.server.process, 'SIGINT');
+    for (const client of this.clients) await stopAgent(client.agent, 'SIGINT');
+    await stopAgent(this.server, 'SIGINT');
     for (const client of this.clients) await stopProcess(client.sidecar, 'SIGTERM');
-    for (const client of this.clients) await stopProcess(client.consul.process, 'SIGINT');
-    await stopProcess(this.consulServer.process, 'SIGINT');
+    for (const client of this.clients) await stopAgent(client.consul, 'SIGINT');
+    await stopAgent(this.consulServer, 'SIGINT');
   }
 
   /**
@@ -757,7 +813,70 @@ ports {
 }
 `,
   );
-  return { agent: { name, configPath, logPath: path.join(dir, `${name}.log`) }, httpPort };
+  return { agent: agentFiles(dir, name, configPath), httpPort };
+}
+
+function agentFiles(dir: string, fileName: string, configPath: string): Agent {
+  return {
+    name: fileName,
+    configPath,
+    logPath: path.join(dir, `${fileName}.log`),
+    pidPath: path.join(dir, `${fileName}.pid`),
+  };
+}
+
+/**
+ * Starts an agent writing straight into its log file and records its pid: neither its output nor its stop
+ * depends on the module (or Jest test file) that started it, and it does not hold Jest's event loop open.
+ */
+function launchAgent(agent: Agent, bin: string, args: readonly string[]): void {
+  const log = openSync(agent.logPath, 'a');
+  try {
+    const child = spawn(bin, args, { stdio: ['ignore', log, log] });
+    if (child.pid === undefined) throw new Error(`${bin} ${args.join(' ')} did not start`);
+    writeFileSync(agent.pidPath, String(child.pid));
+    child.unref();
+  } finally {
+    closeSync(log);
+  }
+}
+
+/** Whether a pid is gone or a zombie (exited, not yet reaped by the Node process that spawned it). */
+function exited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+/** Stops the agent its pid file names (SIGKILL after 30 s), if it runs; the pid file goes with it. */
+async function stopAgent(agent: Agent, signal: NodeJS.Signals): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(agent.pidPath, 'utf8'));
+  } catch {
+    return;
+  }
+  const send = (sig: NodeJS.Signals): void => {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // Exited meanwhile.
+    }
+  };
+  if (!exited(pid)) send(signal);
+  const killAt = Date.now() + 30_000;
+  let killed = false;
+  while (!exited(pid)) {
+    if (!killed && Date.now() > killAt) {
+      send('SIGKILL');
+      killed = true;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  rmSync(agent.pidPath, { force: true });
 }
 
 async function stopProcess(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {

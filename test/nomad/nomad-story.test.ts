@@ -4,7 +4,8 @@ import path from 'node:path';
 import { errorMessage } from '../../common/errors';
 import type { Allocation } from '../../common/nomad-api';
 import { httpGet } from '../harness/programs';
-import { GiveUp, NomadCluster, REPO, freePort, waitFor } from './nomad-cluster';
+import { GiveUp, type NomadCluster, REPO, freePort, waitFor } from './nomad-cluster';
+import { attachSharedCluster, releaseSharedCluster } from './shared-cluster';
 
 // The Nomad-mode story against a real Nomad (NOMAD_BIN): one server and two clients on loopback, the chain
 // plugin in each client's plugin_dir, a sidecar per client. Steps run in order and share the cluster; the
@@ -71,20 +72,11 @@ async function runningAlloc(predicate: (a: Allocation) => boolean = () => true):
 }
 
 beforeAll(async () => {
-  cluster = await NomadCluster.create(2);
+  cluster = await attachSharedCluster(__filename);
   counterPort = await freePort();
-  await cluster.start();
 });
 
-afterAll(async () => {
-  if (cluster === undefined) return;
-  await cluster.nomad(['job', 'stop', '-purge', JOB]).catch(() => undefined);
-  await waitFor('the counter to stop', 60_000, async () => {
-    const { value } = await cluster.api.listAllocations({ filter: `JobID == "${JOB}"` });
-    return value.every((a) => a.ClientStatus !== 'running') ? true : undefined;
-  }).catch(() => undefined);
-  await cluster.teardown();
-});
+afterAll(() => releaseSharedCluster(cluster));
 
 test('jobs/ and hcl/ are nomad-fmt clean', async () => {
   const { stdout } = await cluster.nomad(['fmt', '-check', '-recursive', 'jobs', 'hcl']);
@@ -228,7 +220,13 @@ test('client restart: the task keeps running and is recovered, not restarted', a
     const fresh = chain !== undefined && Date.parse(chain.UpdateTime) > restartedAt;
     return node?.Status === 'ready' && fresh && chain.Healthy ? Date.now() - restartedAt : undefined;
   });
-  const restartLog = readFileSync(client.agent.logPath, 'utf8').slice(logOffset);
+  // Nomad holds an agent's log lines until the agent has started, then writes them at once (seen: the healthy
+  // fingerprint read before they were there): read them once the client's own start is logged. The offset
+  // counts bytes (the log has multi-byte characters, like the µ of durations), not characters.
+  const restartLog = await waitFor("the restarted client's start in its log", 60_000, async () => {
+    const text = readFileSync(client.agent.logPath).subarray(logOffset).toString('utf8');
+    return text.includes('client: started client') ? text : undefined;
+  });
   const launches = pluginLaunches(restartLog);
   // plugin/bin/chain says so when it fell back to the sources (dist/ went stale under the run).
   const fromSources = restartLog.split('chain plugin running from its TypeScript sources').length - 1;

@@ -6,7 +6,8 @@ import type { Allocation, Job, NodeListStub } from '../../common/nomad-api';
 import { NomadSchedulerActions } from '../../forecaster/src/actions/nomad-scheduler-actions';
 import type { Reservation } from '../../forecaster/src/actions/scheduler-actions';
 import { buildTestModel } from '../fixtures/forecaster/test-model';
-import { GiveUp, NomadCluster, REPO, waitFor } from './nomad-cluster';
+import { GiveUp, type NomadCluster, REPO, waitFor } from './nomad-cluster';
+import { attachSharedCluster, releaseSharedCluster } from './shared-cluster';
 
 // Issue 6, item 4: "reserve capacity ... in Nomad: low-priority placeholder allocations that the replacements
 // preempt — check on a real Nomad that the scheduler really does". One server, two clients (NOMAD_BIN). A chained
@@ -136,9 +137,7 @@ async function purge(jobId: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  cluster = await NomadCluster.create(2);
-  await cluster.start();
-  await cluster.waitForHealthyChainDriver(300_000);
+  cluster = await attachSharedCluster(__filename);
   // Placeholders run under Nomad's exec driver (the adapter's default task).
   await waitFor('the exec driver healthy on both clients', 120_000, async () => {
     const { value } = await cluster.api.listNodes();
@@ -146,17 +145,8 @@ beforeAll(async () => {
   });
 });
 
-afterAll(async () => {
-  if (cluster === undefined) return;
-  for (const id of [CHAINED, FILLER, BLOCKED, ...[nodeA, nodeB].map((n) => `nomad-chain-reserve-${n?.Name}`)]) {
-    await purge(id);
-  }
-  await waitFor('every test allocation to stop', 120_000, async () => {
-    const { value } = await cluster.api.listAllocations();
-    return value.every((a) => a.ClientStatus !== 'running') ? true : undefined;
-  }).catch(() => undefined);
-  await cluster.teardown();
-});
+// Also turns service-job preemption off again and ends the drain of node A.
+afterAll(() => releaseSharedCluster(cluster));
 
 test("Nomad's default: service-job preemption off, so a priority-1 job blocks a priority-50 one", async () => {
   const config = (await cluster.api.schedulerConfiguration()).value.SchedulerConfig;

@@ -1,7 +1,8 @@
 import type { Allocation } from '../../common/nomad-api';
 import { httpGet } from '../harness/programs';
 import { JobAllocations } from './job-allocations';
-import { NomadCluster, freePort, waitFor } from './nomad-cluster';
+import { type NomadCluster, freePort, waitFor } from './nomad-cluster';
+import { attachSharedCluster, releaseSharedCluster } from './shared-cluster';
 
 // Issue #11, defect 4: after a drain the CRIU-restored task kept its predecessor's NOMAD_ALLOC_ID (the
 // environment is memory, and CRIU restores memory). jobs/example-env serves process.env.NOMAD_ALLOC_ID on each
@@ -29,17 +30,11 @@ async function status(port: number): Promise<EnvStatus> {
 }
 
 beforeAll(async () => {
-  cluster = await NomadCluster.create(2);
+  cluster = await attachSharedCluster(__filename);
   job = new JobAllocations(cluster, JOB, TASK);
-  await cluster.start();
-  await cluster.waitForHealthyChainDriver(300_000);
 });
 
-afterAll(async () => {
-  if (cluster === undefined) return;
-  await cluster.nomad(['job', 'stop', '-purge', JOB]).catch(() => undefined);
-  await cluster.teardown();
-});
+afterAll(() => releaseSharedCluster(cluster));
 
 test('drain: the restored task reads the new allocation’s NOMAD_ALLOC_ID (issue #11)', async () => {
   const port = await freePort();

@@ -5,7 +5,8 @@ import { promisify } from 'node:util';
 import type { Allocation } from '../../common/nomad-api';
 import { httpGet } from '../harness/programs';
 import type { ClientNode } from './nomad-cluster';
-import { GiveUp, NomadCluster, freePort, waitFor } from './nomad-cluster';
+import { GiveUp, type NomadCluster, freePort, waitFor } from './nomad-cluster';
+import { attachSharedCluster, releaseSharedCluster } from './shared-cluster';
 
 // The sidecar runs as the documented system job (jobs/chain-sidecar.nomad.hcl, raw_exec). Restarting it, as
 // an upgrade or `nomad alloc restart` does, must leave chained tasks running, observed (status, logs, exec,
@@ -107,17 +108,12 @@ async function expectObserved(): Promise<void> {
 }
 
 beforeAll(async () => {
-  cluster = await NomadCluster.create(2);
+  cluster = await attachSharedCluster(__filename);
   counterPort = await freePort();
-  await cluster.start();
-  await cluster.waitForHealthyChainDriver(300_000);
 });
 
-afterAll(async () => {
-  if (cluster === undefined) return;
-  await cluster.nomad(['job', 'stop', '-purge', JOB]).catch(() => undefined);
-  await cluster.teardown();
-});
+// Puts the sidecar job back as the tier runs it (this file re-runs it with another log level).
+afterAll(() => releaseSharedCluster(cluster));
 
 test('every client runs the built sidecar as an allocation of the chain-sidecar system job', async () => {
   const allocs = await cluster.sidecarAllocations();
