@@ -8,7 +8,7 @@
  *                            [--connect-ahead on|off|both]
  *
  * --connect-ahead: whether the source connects to the peer before the freeze (the sidecar's default, on); both
- * runs every row twice, off then on, to compare them under the same load.
+ * runs every row twice, off and on (the order alternating from size to size), to compare them under the same load.
  *
  * Each task also holds a file of --files-mib MiB of random bytes open under /alloc and rewrites a few bytes
  * of it every beat, like a database's data file: the task's files travel with its memory (issue #10), and
@@ -543,13 +543,14 @@ async function main(): Promise<void> {
     debug('nodes ready');
     const raw = await rawTcpMBps(net, work);
     debug('raw tcp measured');
-    for (const size of sizes) {
+    for (const [index, size] of sizes.entries()) {
       const base = await baseline(a, b, net, size);
       debug('baseline done');
       const floor = await criuAlone(a, b, size);
       debug('criu alone done');
       for (const mode of modes)
-        for (const ahead of aheadChoices) {
+        // Every other size in the opposite order: the second row of a pair runs right after the first's clean-up.
+        for (const ahead of index % 2 === 0 ? aheadChoices : [...aheadChoices].reverse()) {
           connectAhead = ahead;
           const row: Row = {
             ...(await viaProtocol(

@@ -86,6 +86,12 @@ interface PreparedPush {
 }
 
 const QUERY_BATCH_BYTES = 8 * 1024 * 1024;
+/**
+ * The first query asks about this many chunks, each next one about twice as many, up to queryBatchChunks:
+ * the receiver starts storing while this node still reads, instead of a small checkpoint travelling only
+ * once all of it has been read (at 128 a 5 MiB checkpoint was one batch: read, then ask, then send).
+ */
+const FIRST_QUERY_BATCH_CHUNKS = 8;
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 const WIRE_SAMPLE_BYTES = 2 * 1024 * 1024;
 
@@ -216,6 +222,7 @@ class PushSession {
   private batch: PendingChunk[] = [];
   private sending: Promise<void> = Promise.resolve();
   private batchBytes = 0;
+  private batchLimit: number;
   private counts = { total: 0, sent: 0, skipped: 0, plain: 0, sentPlain: 0, wire: 0 };
   private hello: Promise<HelloResponse> | undefined;
 
@@ -228,6 +235,7 @@ class PushSession {
     this.settings = owner.settings();
     this.window = new FlowWindow(this.settings.maxInFlightBytes);
     this.selector = new CodecSelector(this.settings.codec);
+    this.batchLimit = Math.min(FIRST_QUERY_BATCH_CHUNKS, this.settings.queryBatchChunks);
   }
 
   /** Connects (the first call pays the TCP and TLS handshakes) and agrees a version, once per session. */
@@ -346,7 +354,7 @@ class PushSession {
     this.seen.add(hex);
     this.batch.push(chunk);
     this.batchBytes += chunk.data.length;
-    if (this.batch.length >= this.settings.queryBatchChunks || this.batchBytes >= QUERY_BATCH_BYTES) await this.flush();
+    if (this.batch.length >= this.batchLimit || this.batchBytes >= QUERY_BATCH_BYTES) await this.flush();
   }
 
   /**
@@ -359,6 +367,7 @@ class PushSession {
     const batch = this.batch;
     this.batch = [];
     this.batchBytes = 0;
+    this.batchLimit = Math.min(this.batchLimit * 2, this.settings.queryBatchChunks);
     const query = this.unary<HaveChunksResponse>((m, o, cb) =>
       this.client.haveChunks({ digests: batch.map((c) => c.digest) }, m, o, cb),
     );
