@@ -10,6 +10,7 @@ import {
   TaskState,
   type FeaturesResponse,
   type MigrateToPeerResponse,
+  type TakeOverResponse,
 } from '../../proto/gen/chain/v1/sidecar';
 import { MigrationError } from './errors';
 import type { MigrationJournal } from './migration-journal';
@@ -357,22 +358,25 @@ export class MigrationSequence {
     if (record.mode === MigrationMode.MIGRATION_MODE_LAZY) return this.resumeLazily(record);
     const target = this.deps.sidecars.sidecar(record.target.node);
     if (await this.runs(target, record.target.taskId)) return this.next(record, 'restored');
-    const staged = await target.findCheckpoint({ handoverKey: record.handoverKey, waitMs: this.deps.checkpointWaitMs });
-    if (!staged.found || staged.checkpoint === undefined) {
+    // The target's sidecar takes the task over as in Nomad mode, but never cold: a missing checkpoint rolls back.
+    let taken: TakeOverResponse;
+    try {
+      taken = await target.takeOver({
+        identity: record.target.identity,
+        spec: record.target.spec,
+        handoverKey: record.handoverKey,
+        waitMs: this.deps.checkpointWaitMs,
+        coldStartFallback: false,
+      });
+    } catch (err) {
+      if (errorCode(err) !== 'NC_CHECKPOINT_NOT_FOUND') throw err;
       throw new MigrationError(
         'NC_MIGRATION_NO_CHECKPOINT',
         `no checkpoint for ${record.handoverKey} on ${record.target.node} within ${this.deps.checkpointWaitMs} ms`,
-        {
-          context: { handoverKey: record.handoverKey, node: record.target.node },
-        },
+        { cause: err, context: { handoverKey: record.handoverKey, node: record.target.node } },
       );
     }
-    await target.restoreTask({
-      identity: record.target.identity,
-      checkpointId: staged.checkpoint.checkpointId,
-      spec: record.target.spec,
-    });
-    return this.next(record, 'restored', { checkpointId: staged.checkpoint.checkpointId });
+    return this.next(record, 'restored', { checkpointId: taken.restoredFrom?.checkpointId ?? '' });
   }
 
   /**
