@@ -75,17 +75,26 @@ async function firstBackgroundCheckpoint(buddy: GrpcSidecarApi, taskId: string, 
   if (!found.found) throw new Error(`no background checkpoint of ${taskId} on its buddy within ${waitMs} ms`);
 }
 
+/** A sidecar's usage after a move, and the plain size of the task's background checkpoint it holds (0: none). */
+interface Sample {
+  readonly after: number;
+  readonly usage: SidecarUsage[];
+  readonly heldBytes: ReadonlyMap<string, number>;
+}
+
+const mib = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
+
 /**
  * What a sidecar holds that grew all along: a count that never went down between samples and ended higher
  * than it started is a leak the soak reports (RSS is only shown: a garbage collector makes it wander).
  */
-function grown(samples: readonly { after: number; usage: SidecarUsage[] }[]): string[] {
+function grown(samples: readonly Sample[]): string[] {
   const found: string[] = [];
   const nodes = samples[0]?.usage.map((u) => u.node) ?? [];
   const metrics = [
     ['open fds', (u: SidecarUsage) => u.fds],
     ['store files', (u: SidecarUsage) => u.storeFiles],
-    ['store MiB', (u: SidecarUsage) => Math.round((u.storeBytes / 2 ** 20) * 10) / 10],
+    ['store MiB', (u: SidecarUsage) => mib(u.storeBytes)],
   ] as const;
   for (const node of nodes) {
     for (const [name, read] of metrics) {
@@ -94,15 +103,21 @@ function grown(samples: readonly { after: number; usage: SidecarUsage[] }[]): st
         .map((u) => (u === undefined ? 0 : read(u)));
       const first = values[0] ?? 0;
       const last = values[values.length - 1] ?? 0;
-      if (values.length > 2 && last > first && values.every((v, i) => i === 0 || v >= (values[i - 1] ?? 0)))
-        found.push(`${node}: ${name} grew from ${first} to ${last} and never went down`);
+      if (values.length > 2 && last > first && values.every((v, i) => i === 0 || v >= (values[i - 1] ?? 0))) {
+        // A store that holds the task's background checkpoint grows with the task itself: say by how much.
+        const held = samples.map((s) => mib(s.heldBytes.get(node) ?? 0));
+        const withTask = name === 'store MiB' ? ` (the task's checkpoint it holds: ${held.join(' -> ')} MiB)` : '';
+        found.push(`${node}: ${name} grew from ${first} to ${last} and never went down${withTask}`);
+      }
     }
   }
   return found;
 }
 
-function usageRows(samples: readonly { after: number; usage: SidecarUsage[] }[]): string[][] {
-  const rows = [['after move', 'node', 'RSS MiB', 'fds', 'store MiB', 'store files', 'alloc dirs']];
+function usageRows(samples: readonly Sample[]): string[][] {
+  const rows = [
+    ['after move', 'node', 'RSS MiB', 'fds', 'store MiB', 'store files', 'alloc dirs', 'task ckpt held MiB'],
+  ];
   for (const s of samples)
     for (const u of s.usage)
       rows.push([
@@ -113,6 +128,7 @@ function usageRows(samples: readonly { after: number; usage: SidecarUsage[] }[])
         (u.storeBytes / 2 ** 20).toFixed(1),
         String(u.storeFiles),
         String(u.allocDirs),
+        mib(s.heldBytes.get(u.node) ?? 0).toFixed(1),
       ]);
   return rows;
 }
@@ -140,7 +156,7 @@ async function main(): Promise<void> {
     local.cluster.nodes.map((n) => [n.name, new GrpcSidecarApi({ socketPath: n.localSocket, timeoutMs: 60_000 })]),
   );
   const moves: Move[] = [];
-  const samples: { after: number; usage: SidecarUsage[] }[] = [];
+  const samples: Sample[] = [];
   const broken: string[] = [];
   try {
     await backgroundCheckpointsOn(local, flags.interval, apis);
@@ -151,9 +167,16 @@ async function main(): Promise<void> {
     await put(base, 'start', 'acknowledged');
     const acknowledged = ['start'];
     const sample = async (after: number): Promise<void> => {
+      const key = backgroundKey(local.controller.tasks()[SERVICE]?.taskId ?? '');
+      const heldBytes = new Map<string, number>();
+      for (const n of local.cluster.nodes) {
+        const held = await (apis.get(n.name) as GrpcSidecarApi).findCheckpoint({ handoverKey: key, waitMs: 0 });
+        heldBytes.set(n.name, held.checkpoint?.sizeBytes ?? 0);
+      }
       samples.push({
         after,
         usage: await Promise.all(local.cluster.nodes.map((n) => sidecarUsage(local.cluster, n.name))),
+        heldBytes,
       });
     };
     await sample(0);
