@@ -150,6 +150,19 @@ export async function containersOn(dataDir: string): Promise<Container[]> {
   return (JSON.parse(out.stdout) as { id: string; status: string }[]).map((c) => ({ id: c.id, status: c.status }));
 }
 
+/**
+ * runc's view once no container is paused: a background checkpoint freezes its task for the dump (under a
+ * second), and a copy caught frozen is a running copy, not one left behind. Bounded: one that stays paused is.
+ */
+async function settledContainersOn(dataDir: string): Promise<Container[]> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const containers = await containersOn(dataDir);
+    if (!containers.some((c) => c.status === 'paused') || Date.now() > deadline) return containers;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 async function get(base: string, path: string): Promise<unknown> {
   const res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(10_000) });
   if (!res.ok) throw new Error(`GET ${path}: HTTP ${res.status}`);
@@ -244,7 +257,7 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
 
     const running: string[] = [];
     for (const n of local.cluster.nodes) {
-      for (const c of await containersOn(n.dataDir)) {
+      for (const c of await settledContainersOn(n.dataDir)) {
         if (c.status === 'running') running.push(n.name);
         else failures.push(`${n.name}: container ${c.id} left ${c.status}`);
       }
