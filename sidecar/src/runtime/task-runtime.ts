@@ -239,12 +239,32 @@ export class TaskRuntime {
       pid = await this.awaitRunning(handle, logFile);
     } catch (err) {
       if (existing) await saveRecord(dir, existing.record);
-      else await rm(dir, { recursive: true, force: true });
+      else await this.removeFailedStart(identity.taskId, dir);
       throw err;
     }
     this.tasks.set(identity.taskId, handle);
     this.deps.log.info({ taskId: identity.taskId, pid, restored: image !== undefined }, 'task started');
     return { record, pid, dir };
+  }
+
+  /**
+   * The directory of a task that never ran. Its shim may still be writing the exit status into it as it gives
+   * up (a removal then meets ENOTEMPTY), so the removal is tried again for a while; one left behind is logged,
+   * never allowed to hide the start's own error from the caller.
+   */
+  private async removeFailedStart(taskId: string, dir: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await rm(dir, { recursive: true, force: true });
+        return;
+      } catch (err) {
+        if (attempt >= 50) {
+          this.deps.log.warn({ err, taskId, dir }, 'directory of a failed start left in place');
+          return;
+        }
+        await this.deps.clock.sleep(20);
+      }
+    }
   }
 
   /** The shim exits just after it wrote the exit status; its cgroup is removed once it is empty. */
