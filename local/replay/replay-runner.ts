@@ -137,7 +137,8 @@ export class ReplayRunner {
     const { node } = event;
     if (event.kind === 'join') {
       if (this.slots.slotOf(node) !== undefined || this.virtual.has(node)) return;
-      obs.joinTimes.set(node, [...(obs.joinTimes.get(node) ?? []), event.t]);
+      // Stamped on the clock its pre-emption will be (see below): a lifetime is measured on one clock.
+      obs.joinTimes.set(node, [...(obs.joinTimes.get(node) ?? []), this.stamp(event.t)]);
       const claim = this.slots.claim(node);
       if (claim.slot === undefined) {
         this.virtual.add(node);
@@ -166,7 +167,7 @@ export class ReplayRunner {
     if (event.kind === 'notice') {
       this.options.notices?.(node, event.t, this.deadlines.get(event) ?? 0);
       if (!this.noticedAtReal.has(node)) this.noticedAtReal.set(node, this.realClock.now());
-      if (this.options.reactive) obs.policy.push({ node, t: event.t, action: 'drain', level: 'notice' });
+      if (this.options.reactive) obs.policy.push({ node, t: this.stamp(event.t), action: 'drain', level: 'notice' });
       const slot = this.slots.slotOf(node);
       if (this.options.reactive && slot !== undefined) this.drainAtNotice(node, slot);
       return;
@@ -174,7 +175,7 @@ export class ReplayRunner {
     // Drains are stamped when they happen; when the replay runs behind the trace, so do its pre-emptions, and a
     // drain is judged against when the pre-emption really happened, on the same clock.
     const times = obs.preemptionTimes.get(node) ?? [];
-    times.push(Math.max(event.t, this.traceNow()));
+    times.push(this.stamp(event.t));
     obs.preemptionTimes.set(node, times);
     const slot = this.slots.slotOf(node);
     if (slot === undefined) {
@@ -229,6 +230,14 @@ export class ReplayRunner {
     this.slots.release(node);
     this.joinedAtReal.delete(node);
     this.noticedAtReal.delete(node);
+  }
+
+  /**
+   * When an event of trace time `t` is applied, on the trace's clock: later than `t` when the replay runs behind.
+   * Everything the tally compares (joins, notices, drains, decisions, pre-emptions) is stamped on this one clock.
+   */
+  private stamp(t: number): number {
+    return Math.max(t, Math.round(this.traceNow()));
   }
 
   private traceNow(): number {

@@ -295,6 +295,41 @@ describe('ReplayRunner (reactive pass over the fake cluster)', () => {
     expect(events.filter((e) => /:n\d$/.test(e))).toEqual([]);
   });
 
+  it('a replay running behind its trace stamps joins, notices and pre-emptions on one clock', async () => {
+    const schedule = parseTrace(readFileSync(FIXTURE, 'utf8'));
+    const real = new YieldingClock(T0);
+    const speed = 15;
+    const trace = new ScaledClock({ scale: speed, originMs: schedule.startMs, realOriginMs: T0 }, real);
+    const { controller } = await controllerOver(['n1', 'n2', 'n3'], real, trace);
+    await controller.runService(SERVICE, async () => undefined);
+    let lagged = false;
+    const runner = new ReplayRunner(
+      controller,
+      {
+        schedule,
+        slots: ['n1', 'n2', 'n3'],
+        timeline: trace,
+        reactive: true,
+        // a's notice (trace 200 s) is applied 600 s of trace time late: every event up to 800 s is behind.
+        notices: (node) => {
+          if (node !== 'a' || lagged) return;
+          lagged = true;
+          real.advance(600_000 / speed);
+        },
+      },
+      real,
+      pino({ level: 'silent' }),
+    );
+    const obs = await runner.run();
+    const at = (node: string) => obs.policy.filter((e) => e.node === node).map((e) => e.t - schedule.startMs);
+    expect(at('a')[0]).toBeGreaterThanOrEqual(800_000);
+    // e joined at 340 s in the trace, applied once the replay caught up to 800 s: its lifetime starts there.
+    expect((obs.joinTimes.get('e') ?? []).map((t) => t - schedule.startMs)[0]).toBeGreaterThanOrEqual(800_000);
+    const counts = tally(obs, { fromMs: -Infinity, endMs: schedule.endMs, horizonMs: 600_000, scope: 'whole' });
+    // From each notice as applied to its pre-emption as applied: never the lag itself (a alone was 600 s of it).
+    expect(counts.fencedNodeMs).toBeLessThanOrEqual(4 * 120_000);
+  });
+
   it('without a drain at the notice, the pre-emption catches the tasks and cold-starts them', async () => {
     const schedule = parseTrace(readFileSync(FIXTURE, 'utf8'));
     const real = new FakeClock(T0);
