@@ -16,7 +16,7 @@ import { PythonRetrainer } from '../../../forecaster/src/retrain/python-retraine
 import { TelemetryClient } from '../../../proto/gen/chain/v1/telemetry';
 import type { TelemetryAck } from '../../../proto/gen/chain/v1/telemetry';
 import { FakeSchedulerActions } from '../../fakes/fake-scheduler-actions';
-import { ManualClock } from '../../fakes/manual-clock';
+import { FakeClock } from '../../fakes/fake-clock';
 import { eventually } from '../../harness/eventually';
 import { FEATURE_SPEC, REPO } from '../../fixtures/forecaster/python';
 import { buildTestModel } from '../../fixtures/forecaster/test-model';
@@ -49,11 +49,11 @@ describe('retrain timer with the real trainer and onnxruntime-node (issue 6)', (
     name: string,
     registry: string,
     extra: Record<string, unknown>,
-  ): Promise<{ service: ForecasterService; clock: ManualClock }> {
+  ): Promise<{ service: ForecasterService; clock: FakeClock }> {
     const dataDir = join(root, name, 'data');
     mkdirSync(join(dataDir, 'trace'), { recursive: true });
     writeFileSync(join(dataDir, 'trace', TRACE_FILE), readFileSync(recorded));
-    const clock = new ManualClock(NOW);
+    const clock = new FakeClock(NOW, { sleep: 'waits' });
     const config = parseConfig({
       modelRegistry: registry,
       dataDir,
@@ -88,7 +88,7 @@ describe('retrain timer with the real trainer and onnxruntime-node (issue 6)', (
   };
 
   /** Moves the clock one retrain interval and waits for that run to finish (training takes seconds). */
-  const fireTimer = async (service: ForecasterService, clock: ManualClock): Promise<void> => {
+  const fireTimer = async (service: ForecasterService, clock: FakeClock): Promise<void> => {
     const timer = service.retrainTimer;
     if (timer === undefined) throw new Error('the forecaster built no retrain timer');
     const before = Object.values(timer.counts).reduce((a, b) => a + b, 0);

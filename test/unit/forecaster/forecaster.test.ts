@@ -9,7 +9,6 @@ import { ServingModel } from '../../../forecaster/src/model/serving-model';
 import { DrainPolicy } from '../../../forecaster/src/policy/drain-policy';
 import { ClusterWindows } from '../../../forecaster/src/windows/cluster-windows';
 import { FakeClock } from '../../fakes/fake-clock';
-import { ManualClock } from '../../fakes/manual-clock';
 import { eventually } from '../../harness/eventually';
 import { FakeModelRunner } from '../../fakes/fake-model-runner';
 import { FakeSchedulerActions } from '../../fakes/fake-scheduler-actions';
@@ -24,7 +23,7 @@ const THRESHOLDS = { enterThreshold: 0.7, exitThreshold: 0.4 };
 
 async function setup(
   policy: Record<string, unknown> = THRESHOLDS,
-  clock: FakeClock | ManualClock = new FakeClock(1_764_000_000_000),
+  clock: FakeClock = new FakeClock(1_764_000_000_000),
   card: Partial<ModelCard> = {},
 ) {
   const config = parseConfig({
@@ -79,7 +78,7 @@ async function setup(
 
 describe('Forecaster run loop', () => {
   it('ticks at once on a new terminal notice instead of waiting for the next tick, and only once per notice', async () => {
-    const clock = new ManualClock(1_764_000_000_000);
+    const clock = new FakeClock(1_764_000_000_000, { sleep: 'waits' });
     const { forecaster, actions, report } = await setup(THRESHOLDS, clock);
     report('n1', 0.1);
     report('n2', 0.1);

@@ -11,7 +11,7 @@ import type {
 } from '../../../../forecaster/src/retrain/model-retrainer';
 import { RetrainTimer } from '../../../../forecaster/src/retrain/retrain-timer';
 import type { RetrainTimerConfig } from '../../../../forecaster/src/retrain/retrain-timer';
-import { ManualClock } from '../../../fakes/manual-clock';
+import { FakeClock } from '../../../fakes/fake-clock';
 import { eventually } from '../../../harness/eventually';
 
 const HOUR = 3_600_000;
@@ -87,7 +87,7 @@ function capture(): { log: pino.Logger; lines: Record<string, unknown>[] } {
 describe('RetrainTimer (issue 6: local-mode retrain)', () => {
   let dir: string;
   let tracePath: string;
-  let clock: ManualClock;
+  let clock: FakeClock;
   let retrainer: FakeRetrainer;
   let promoted: RetrainOutcome[];
   let loadFails: boolean;
@@ -133,7 +133,7 @@ describe('RetrainTimer (issue 6: local-mode retrain)', () => {
     dir = mkdtempSync(join(tmpdir(), 'nc-retrain-timer-'));
     tracePath = join(dir, 'observed.ndjson');
     writeTrace(tracePath, 20, 12);
-    clock = new ManualClock(START);
+    clock = new FakeClock(START, { sleep: 'waits' });
     retrainer = new FakeRetrainer();
     promoted = [];
     loadFails = false;

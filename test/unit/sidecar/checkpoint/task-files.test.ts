@@ -15,7 +15,7 @@ import {
 import { Restorer } from '../../../../sidecar/src/checkpoint/restore';
 import { RetainedCheckpoints } from '../../../../sidecar/src/checkpoint/retained';
 import type { TaskRuntime } from '../../../../sidecar/src/runtime/task-runtime';
-import { ManualClock } from '../../../fakes/manual-clock';
+import { FakeClock } from '../../../fakes/fake-clock';
 
 const log = pino({ level: 'silent' });
 
@@ -183,7 +183,7 @@ describe('RetainedCheckpoints', () => {
   it('keeps a hand-over copy until it is released', async () => {
     const retained = new RetainedCheckpoints(
       { dir: join(base, 'retained'), retentionMs: 60_000 },
-      new ManualClock(),
+      new FakeClock(undefined, { sleep: 'waits' }),
       log,
     );
     const { dir, meta } = await dumped('c1');
@@ -198,7 +198,7 @@ describe('RetainedCheckpoints', () => {
   it('drops copies older than the retention when it keeps a new one', async () => {
     const retained = new RetainedCheckpoints(
       { dir: join(base, 'retained'), retentionMs: 60_000 },
-      new ManualClock(),
+      new FakeClock(undefined, { sleep: 'waits' }),
       log,
     );
     const old = await dumped('old');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { CheckpointStore, infoFromMeta } from '../../../../sidecar/src/store/checkpoint-store';
 import { distinctChunks } from '../../../../sidecar/src/transfer/manifest';
 import type { SealedManifest } from '../../../../sidecar/src/transfer/manifest';
-import { ManualClock } from '../../../fakes/manual-clock';
+import { FakeClock } from '../../../fakes/fake-clock';
 import { loadOrCreateStoreKey } from '../../../../sidecar/src/store/store-key';
 import {
   makeCheckpointDir,
@@ -281,7 +281,7 @@ describe('CheckpointStore: concurrent pushes sharing chunks', () => {
   const ttlMs = 10 * 60_000;
   let root: string;
   let key: Buffer;
-  let clock: ManualClock;
+  let clock: FakeClock;
   const open = (maxBytes = 256 * 1024 * 1024): Promise<CheckpointStore> =>
     CheckpointStore.open({
       dir: join(root, 'store'),
@@ -299,7 +299,7 @@ describe('CheckpointStore: concurrent pushes sharing chunks', () => {
   beforeEach(async () => {
     root = await tempDir('store-race');
     key = randomBytes(32);
-    clock = new ManualClock();
+    clock = new FakeClock(undefined, { sleep: 'waits' });
   });
   afterEach(async () => removeAll(root));
 
