@@ -185,40 +185,45 @@ export interface ForecasterConfig {
   readonly timeSpans: readonly ClockSpan[];
 }
 
-const FIELDS = [
-  'telemetryAddress',
-  'telemetryPort',
-  'httpAddress',
-  'httpPort',
-  'tick',
-  'modelDir',
-  'modelRegistry',
-  'dataDir',
-  'traceMaxBytes',
-  'retrainInterval',
-  'retrainMinSpan',
-  'retrainMinPreemptions',
-  'featureSpec',
-  'modelPoll',
-  'maxNodes',
-  'samplesPerNode',
-  'eventsPerNode',
-  'staleAfter',
-  'nomadAddress',
-  'nomadToken',
-  'nomadCaFile',
-  'sidecarTlsCaFile',
-  'sidecarTlsCertFile',
-  'sidecarTlsKeyFile',
-  'controllerAddress',
-  'act',
-  'policy',
-  'logLevel',
-  'timeScale',
-  'timeOrigin',
-  'timeOriginReal',
-  'timeSpans',
-] as const;
+/**
+ * Every option with its default, the one list of what an operator may set; `undefined` = none, or derived from
+ * other options (see ForecasterOptions).
+ */
+export const FORECASTER_DEFAULTS = deepFreeze({
+  telemetryAddress: '0.0.0.0',
+  telemetryPort: 7460,
+  httpAddress: '0.0.0.0',
+  httpPort: 7461,
+  tick: '10s',
+  modelDir: undefined,
+  modelRegistry: undefined,
+  dataDir: undefined,
+  traceMaxBytes: '64MiB',
+  retrainInterval: undefined,
+  retrainMinSpan: '12h',
+  retrainMinPreemptions: 10,
+  featureSpec: DEFAULT_FEATURE_SPEC,
+  modelPoll: '30s',
+  maxNodes: 20_000,
+  samplesPerNode: 96,
+  eventsPerNode: 256,
+  staleAfter: '15m',
+  nomadAddress: undefined,
+  nomadToken: undefined,
+  nomadCaFile: undefined,
+  sidecarTlsCaFile: undefined,
+  sidecarTlsCertFile: undefined,
+  sidecarTlsKeyFile: undefined,
+  controllerAddress: undefined,
+  act: true,
+  policy: undefined,
+  logLevel: 'info',
+  timeScale: 1,
+  timeOrigin: 0,
+  timeOriginReal: 0,
+  timeSpans: undefined,
+} satisfies Record<keyof ForecasterOptions, unknown>);
+const FIELDS = Object.keys(FORECASTER_DEFAULTS) as (keyof ForecasterOptions)[];
 const THRESHOLD_FIELDS = ['enterThreshold', 'exitThreshold', 'drainThreshold'] as const;
 const RULE_FIELDS = [...THRESHOLD_FIELDS, 'cooldown', 'drainAfter', 'drainDeadline'] as const;
 const POLICY_FIELDS = [...RULE_FIELDS, 'pools', 'classes', 'maxConcurrentDrains', 'minHealthyNodes'] as const;
@@ -347,7 +352,7 @@ function parseModelSource(raw: Record<string, unknown>, controllerAddress: strin
   }
   if (retrainIntervalMs > 0 && retrainIntervalMs < 60_000)
     throw new ConfigError('retrainInterval', 'must be at least 1m');
-  const traceMaxBytes = parseSizeBytes('traceMaxBytes', raw.traceMaxBytes ?? '64MiB');
+  const traceMaxBytes = parseSizeBytes('traceMaxBytes', raw.traceMaxBytes ?? FORECASTER_DEFAULTS.traceMaxBytes);
   if (traceMaxBytes < 1024 * 1024) throw new ConfigError('traceMaxBytes', 'must be at least 1MiB');
   return {
     modelDir,
@@ -355,15 +360,20 @@ function parseModelSource(raw: Record<string, unknown>, controllerAddress: strin
     dataDir,
     traceMaxBytes,
     retrainIntervalMs,
-    retrainMinSpanMs: parseDurationMs('retrainMinSpan', raw.retrainMinSpan ?? '12h'),
-    retrainMinPreemptions: requireInt('retrainMinPreemptions', raw.retrainMinPreemptions ?? 10, 1, 1_000_000_000),
+    retrainMinSpanMs: parseDurationMs('retrainMinSpan', raw.retrainMinSpan ?? FORECASTER_DEFAULTS.retrainMinSpan),
+    retrainMinPreemptions: requireInt(
+      'retrainMinPreemptions',
+      raw.retrainMinPreemptions ?? FORECASTER_DEFAULTS.retrainMinPreemptions,
+      1,
+      1_000_000_000,
+    ),
   };
 }
 
 /** Parses and validates once; the result is frozen. Errors name the field. */
 export function parseConfig(raw: Record<string, unknown>): ForecasterConfig {
   rejectUnknownKeys('', raw, FIELDS);
-  const logLevel = requireString('logLevel', raw.logLevel ?? 'info');
+  const logLevel = requireString('logLevel', raw.logLevel ?? FORECASTER_DEFAULTS.logLevel);
   if (!LEVELS.includes(logLevel)) throw new ConfigError('logLevel', `expected one of ${LEVELS.join(', ')}`);
   const nomadAddress =
     raw.nomadAddress === undefined || raw.nomadAddress === '' ? '' : requireString('nomadAddress', raw.nomadAddress);
@@ -380,38 +390,43 @@ export function parseConfig(raw: Record<string, unknown>): ForecasterConfig {
   if (controllerAddress !== '' && nomadAddress !== '') {
     throw new ConfigError('controllerAddress', 'set either controllerAddress (local mode) or nomadAddress, not both');
   }
-  const tickMs = parseDurationMs('tick', raw.tick ?? '10s');
+  const tickMs = parseDurationMs('tick', raw.tick ?? FORECASTER_DEFAULTS.tick);
   if (tickMs < 10) throw new ConfigError('tick', 'must be at least 10ms');
-  const timeScale = requireNumber('timeScale', raw.timeScale ?? 1, 0, 1_000_000);
+  const timeScale = requireNumber('timeScale', raw.timeScale ?? FORECASTER_DEFAULTS.timeScale, 0, 1_000_000);
   if (timeScale <= 0) throw new ConfigError('timeScale', 'must be above 0');
   if (timeScale !== 1 && (raw.timeOrigin === undefined || raw.timeOriginReal === undefined)) {
     throw new ConfigError('timeOrigin', 'a timeScale other than 1 needs timeOrigin and timeOriginReal');
   }
   return deepFreeze({
-    telemetryAddress: requireString('telemetryAddress', raw.telemetryAddress ?? '0.0.0.0'),
-    telemetryPort: requireInt('telemetryPort', raw.telemetryPort ?? 7460, 0, 65535),
-    httpAddress: requireString('httpAddress', raw.httpAddress ?? '0.0.0.0'),
-    httpPort: requireInt('httpPort', raw.httpPort ?? 7461, 0, 65535),
+    telemetryAddress: requireString('telemetryAddress', raw.telemetryAddress ?? FORECASTER_DEFAULTS.telemetryAddress),
+    telemetryPort: requireInt('telemetryPort', raw.telemetryPort ?? FORECASTER_DEFAULTS.telemetryPort, 0, 65535),
+    httpAddress: requireString('httpAddress', raw.httpAddress ?? FORECASTER_DEFAULTS.httpAddress),
+    httpPort: requireInt('httpPort', raw.httpPort ?? FORECASTER_DEFAULTS.httpPort, 0, 65535),
     tickMs,
     ...parseModelSource(raw, controllerAddress),
-    featureSpec: requireString('featureSpec', raw.featureSpec ?? DEFAULT_FEATURE_SPEC),
-    modelPollMs: parseDurationMs('modelPoll', raw.modelPoll ?? '30s'),
-    maxNodes: requireInt('maxNodes', raw.maxNodes ?? 20_000, 1, 10_000_000),
-    samplesPerNode: requireInt('samplesPerNode', raw.samplesPerNode ?? 96, 2, 100_000),
-    eventsPerNode: requireInt('eventsPerNode', raw.eventsPerNode ?? 256, 1, 100_000),
-    staleAfterMs: parseDurationMs('staleAfter', raw.staleAfter ?? '15m'),
+    featureSpec: requireString('featureSpec', raw.featureSpec ?? FORECASTER_DEFAULTS.featureSpec),
+    modelPollMs: parseDurationMs('modelPoll', raw.modelPoll ?? FORECASTER_DEFAULTS.modelPoll),
+    maxNodes: requireInt('maxNodes', raw.maxNodes ?? FORECASTER_DEFAULTS.maxNodes, 1, 10_000_000),
+    samplesPerNode: requireInt('samplesPerNode', raw.samplesPerNode ?? FORECASTER_DEFAULTS.samplesPerNode, 2, 100_000),
+    eventsPerNode: requireInt('eventsPerNode', raw.eventsPerNode ?? FORECASTER_DEFAULTS.eventsPerNode, 1, 100_000),
+    staleAfterMs: parseDurationMs('staleAfter', raw.staleAfter ?? FORECASTER_DEFAULTS.staleAfter),
     nomadAddress,
     controllerAddress,
     nomadToken:
       raw.nomadToken === undefined || raw.nomadToken === '' ? '' : requireString('nomadToken', raw.nomadToken),
     nomadCaFile: optionalString('nomadCaFile', raw.nomadCaFile),
     sidecarTls: parseSidecarTls(raw),
-    act: requireBool('act', raw.act ?? true),
+    act: requireBool('act', raw.act ?? FORECASTER_DEFAULTS.act),
     policy: parsePolicy(asObject('policy', raw.policy)),
     logLevel,
     timeScale,
-    timeOrigin: requireInt('timeOrigin', raw.timeOrigin ?? 0, 0, Number.MAX_SAFE_INTEGER),
-    timeOriginReal: requireInt('timeOriginReal', raw.timeOriginReal ?? 0, 0, Number.MAX_SAFE_INTEGER),
+    timeOrigin: requireInt('timeOrigin', raw.timeOrigin ?? FORECASTER_DEFAULTS.timeOrigin, 0, Number.MAX_SAFE_INTEGER),
+    timeOriginReal: requireInt(
+      'timeOriginReal',
+      raw.timeOriginReal ?? FORECASTER_DEFAULTS.timeOriginReal,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
     timeSpans: parseTimeSpans(raw.timeSpans, timeScale),
   });
 }
