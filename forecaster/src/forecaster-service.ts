@@ -96,6 +96,7 @@ export class ForecasterService {
         },
       },
       log.child({ component: 'actions' }),
+      { clockScale: config.timeScale },
     );
     this.forecaster = new Forecaster({
       clock,

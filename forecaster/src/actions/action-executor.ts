@@ -23,6 +23,11 @@ export interface ActionExecutorOptions {
    * to the drain. @default 60 s
    */
   readonly prestageBeforeDrainMinMs?: number;
+  /**
+   * The forecaster's clock ms per real ms (a trace replay's timeScale): a decision's deadline is on that clock,
+   * while a pre-stage takes real time, so the two are compared in real ms. @default 1
+   */
+  readonly clockScale?: number;
 }
 
 /**
@@ -137,7 +142,8 @@ export class ActionExecutor {
         this.log.warn({ err, node }, 'capacity not reserved: the drain goes ahead');
       }
       // A node fenced earlier was pre-staged then; one drained straight from healthy is, if the notice allows.
-      if (reservation !== undefined && deadlineMs >= (this.options.prestageBeforeDrainMinMs ?? 60_000)) {
+      const realDeadlineMs = deadlineMs / (this.options.clockScale ?? 1);
+      if (reservation !== undefined && realDeadlineMs >= (this.options.prestageBeforeDrainMinMs ?? 60_000)) {
         await this.prestage(node, reservation);
       }
     }

@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { ActionExecutor } from '../../../forecaster/src/actions/action-executor';
+import { ActionExecutor, type ActionExecutorOptions } from '../../../forecaster/src/actions/action-executor';
 import type { Decision } from '../../../forecaster/src/policy/decision';
 import { FakeSchedulerActions } from '../../fakes/fake-scheduler-actions';
 
@@ -17,7 +17,7 @@ function decision(id: number, node: string, action: Decision['action'], deadline
   };
 }
 
-function setup() {
+function setup(options: ActionExecutorOptions = {}) {
   const actions = new FakeSchedulerActions();
   const prepared: string[] = [];
   const failed: string[] = [];
@@ -25,6 +25,7 @@ function setup() {
     actions,
     { prepared: (n) => prepared.push(n), failed: (n) => failed.push(n) },
     pino({ level: 'silent' }),
+    options,
   );
   return { actions, executor, prepared, failed };
 }
@@ -70,6 +71,13 @@ describe('ActionExecutor drain straight from healthy (an interruption notice)', 
   it('a notice shorter than prestageBeforeDrainMinMs goes straight to the drain, without pre-staging', async () => {
     const { actions, executor } = setup();
     const drained = await executor.submit(decision(1, 'leaving', 'drain', 59_999));
+    expect(drained.ok).toBe(true);
+    expect(actions.calls).toEqual(['fence leaving', 'reserve leaving', 'drain leaving']);
+  });
+
+  it('on a scaled clock (a replay at 400x) a two-minute notice is 300 real ms: straight to the drain', async () => {
+    const { actions, executor } = setup({ clockScale: 400 });
+    const drained = await executor.submit(decision(1, 'leaving', 'drain', 120_000));
     expect(drained.ok).toBe(true);
     expect(actions.calls).toEqual(['fence leaving', 'reserve leaving', 'drain leaving']);
   });
