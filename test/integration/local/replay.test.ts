@@ -69,6 +69,9 @@ describe('trace replay in local mode (issue #6)', () => {
       {
         trace: join(FIXTURES, 'periodic-trace.ndjson'),
         speed: 400,
+        // At 400x a two-minute notice is 300 real ms, less than a loaded machine may take to carry the notice to
+        // the forecaster and its drain back; around held-out pre-emptions it is 1.2 s.
+        eventSpeed: 100,
         nodes: 3,
         services: 2,
         passes: ['forecaster'],
@@ -85,7 +88,7 @@ describe('trace replay in local mode (issue #6)', () => {
     expect((pass?.wholeTrace.preemptions ?? 0) + (pass?.wholeTrace.virtualPreemptions ?? 0)).toBe(16);
     expect(pass?.mappedJoins).toBeGreaterThanOrEqual(3);
     // The forecaster drains at least the nodes whose notice it got while they ran on a local node.
-    expect(pass?.wholeTrace.drains).toBeGreaterThanOrEqual(1);
+    expect(pass?.heldOut.drains).toBeGreaterThanOrEqual(1);
     expect(pass?.preemptionErrors).toBe(0);
     const whole = pass?.wholeTrace;
     expect((whole?.movedBeforePreemption ?? 0) + (whole?.caught ?? 0)).toBeGreaterThanOrEqual(
