@@ -13,6 +13,7 @@ import { loadJobFile } from './job/job-file';
 import { JobRunner, type JobStatus } from './job/job-runner';
 import { ForecasterProcess } from './replay/forecaster-process';
 import { formatReport, runReplay, type ReplayPass } from './replay/replay-command';
+import { WEB_VIEW_PATH, WebView } from './web/web-view';
 
 const REPO = resolve(__dirname, '..');
 /** Where the operator ran npm: npm runs scripts from the package's root, and says where it was called in INIT_CWD. */
@@ -228,14 +229,17 @@ async function main(argv: readonly string[]): Promise<void> {
     filesDir: join(runDir, 'jobs'),
     log: log.child({ component: 'jobs' }),
   });
-  const api = new ControllerApi(controller, log.child({ component: 'controller-api' }), undefined, jobs);
+  let forecaster: ForecasterProcess | undefined;
+  const web = new WebView({
+    forecasterUrl: () => (forecaster === undefined ? undefined : `http://127.0.0.1:${forecaster.httpPort}`),
+  });
+  const api = new ControllerApi(controller, log.child({ component: 'controller-api' }), undefined, jobs, web);
   const port = await api.listen();
   cluster.setControllerUrl(`http://127.0.0.1:${port}`);
   controller.events.subscribe(({ event }) => {
     if (event.type === 'drain-started') say(`==> ${event.node} draining: its chained tasks move to other nodes`);
     if (event.type === 'drain-complete') say(`==> ${event.node} drained`);
   });
-  let forecaster: ForecasterProcess | undefined;
   if (options.forecaster !== undefined) {
     try {
       forecaster = await startForecaster(options.forecaster, `http://127.0.0.1:${port}`, {
@@ -271,6 +275,7 @@ async function main(argv: readonly string[]): Promise<void> {
     `\nLocal mode is up (cluster ${cluster.id}).\n` +
       cluster.nodes.map((n) => `  ${n.name.padEnd(8)} ${n.address}\n`).join('') +
       running +
+      `  live view      http://127.0.0.1:${port}${WEB_VIEW_PATH}  (nodes, tasks, migrations, forecaster decisions)\n` +
       `  controller     http://127.0.0.1:${port}/v1/nodes\n` +
       (forecaster === undefined
         ? ''

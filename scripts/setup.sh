@@ -9,8 +9,9 @@ CRIU_VERSION=4.2.1
 CRIU_TARBALL=criu_${CRIU_VERSION}.orig.tar.xz
 CRIU_PREFIX=${CRIU_PREFIX:-/usr/local}
 CRIU_MIN=4.2
+# chromium-headless-shell: the real browser the integration tier drives local mode's web view with.
 APT_PACKAGES=(runc iptables haproxy iproute2 python3-venv xz-utils protobuf-compiler libprotobuf-dev redis-server
-  apache2 mariadb-server sqlite3 util-linux acl)
+  apache2 mariadb-server sqlite3 util-linux acl chromium-headless-shell)
 CRIU_BUILD_DEPS=(build-essential pkgconf libbsd-dev libcap-dev libgnutls28-dev libnet1-dev libnftables-dev
   libnl-3-dev libprotobuf-c-dev libprotobuf-dev uuid-dev protobuf-c-compiler protobuf-compiler
   python3-protobuf dpkg-dev)

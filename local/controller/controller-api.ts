@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { errorCode, errorMessage } from '../../common/errors';
 import type { Logger } from '../../common/logging';
 import type { JobRunner } from '../job/job-runner';
+import type { WebView } from '../web/web-view';
 import type { LocalController } from './local-controller';
 
 function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
@@ -39,7 +40,8 @@ function send(res: ServerResponse, status: number, body: unknown): void {
  * The local controller's HTTP API on loopback, shaped after Nomad's (`/v1/nodes`, `/v1/node/:id/drain`,
  * `/v1/node/:id/eligibility`, `/v1/jobs`, `/v1/job/:id`; `/v1/node/:id/reserve` and `/v1/node/:id/prestage` are local
  * mode's own) so `npm run cluster -- drain NODE` feels like `nomad node drain`. A job is given as its file's path
- * (`{"path", "baseDir"}`): the API listens on loopback only, for commands run on this machine.
+ * (`{"path", "baseDir"}`): the API listens on loopback only, for commands run on this machine. Given a `WebView`, it
+ * also serves the live page of local mode at `/ui` (local/web/).
  */
 export class ControllerApi {
   private server: Server | undefined;
@@ -49,6 +51,7 @@ export class ControllerApi {
     private readonly log: Logger,
     private readonly heartbeatMs = 10_000,
     private readonly jobs?: JobRunner,
+    private readonly web?: WebView,
   ) {}
 
   listen(port = 0): Promise<number> {
@@ -119,6 +122,7 @@ export class ControllerApi {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const parts = url.pathname.split('/').filter((p) => p !== '');
+    if (req.method === 'GET' && this.web?.serves(url.pathname) === true) return this.web.handle(url.pathname, res);
     if (req.method === 'GET' && url.pathname === '/v1/nodes')
       return send(
         res,
