@@ -65,7 +65,7 @@ async function main(): Promise<void> {
     results.push(r);
     if (!json)
       console.log(
-        `${r.pass ? 'pass' : 'FAIL'}: ${r.outcome}${r.copyOn === undefined ? '' : ` on the ${r.copyOn}`}${r.checkpointAgeMs === undefined ? '' : ` (checkpoint ${r.checkpointAgeMs} ms old)`}, ended at ${r.finalStep}${r.error === undefined ? '' : ` (${r.error})`} (${(r.elapsedMs / 1000).toFixed(1)} s)`,
+        `${r.pass ? 'pass' : 'FAIL'}: ${r.outcome}${r.copyOn === undefined ? '' : ` on the ${r.copyOn}`}${r.checkpointAgeMs === undefined ? '' : ` (checkpoint ${r.checkpointAgeMs} ms old)`}, ended at ${r.finalStep}${r.error === undefined ? '' : ` (${r.error}: ${r.errorMessage?.trim() ?? ''})`}${r.faultDetail === undefined ? '' : ` [${r.faultDetail}]`} (${(r.elapsedMs / 1000).toFixed(1)} s)`,
       );
   }
   if (json) console.log(JSON.stringify(results, null, 2));

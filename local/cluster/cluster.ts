@@ -10,7 +10,17 @@ import { run } from '../../common/exec';
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../../proto/gen/grpc/health/v1/health';
 import { LocalClusterError } from './errors';
 import { Haproxy } from '../router/haproxy';
-import { ClusterNetwork } from './network';
+import {
+  ClusterNetwork,
+  addRedirect,
+  linkStats,
+  removeRedirect,
+  shapeLink,
+  unshapeLink,
+  type LinkShape,
+  type LinkStats,
+} from './network';
+import { mountSmallDisk, smallDiskPath, unmountSmallDisks, type SmallDisk } from './small-disks';
 import { makeWorkDir } from './work-dir';
 import { ClusterRegistry, subnetPrefix, type ClusterRecord, type NodeRecord } from './registry';
 
@@ -43,6 +53,11 @@ export interface LocalClusterOptions {
    * buddy, the next node of the cluster (the last node's is the first). @default off
    */
   readonly backgroundCheckpointInterval?: string;
+  /**
+   * A small disk of its own (a tmpfs of this many bytes) for these directories of every node, so a test can
+   * fill one as a real disk fills (see small-disks.ts). @default none: they live on the run dir's disk
+   */
+  readonly smallDisks?: Readonly<Partial<Record<SmallDisk, number>>>;
 }
 
 export interface LocalNode {
@@ -230,6 +245,7 @@ export async function destroyCluster(record: ClusterRecord, registry: ClusterReg
   for (const node of record.nodes) inNamespaces.push(...(await processesIn(node.netns)));
   await killAll([...record.nodes.map((n) => n.sidecarPid), record.haproxyPid, ...inNamespaces], 3000);
   for (const node of record.nodes) await deleteContainers(node.dataDir);
+  await unmountSmallDisks(record.id);
   await removeCgroupParents(record);
   const network = new ClusterNetwork(record.bridge, subnetPrefix(record.subnetIndex));
   for (const node of record.nodes) await network.removeNode(node.netns, node.veth);
@@ -317,6 +333,8 @@ export class LocalCluster {
         const name = `node${i + 1}`;
         const dataDir = join(runDir, 'nodes', name);
         mkdirSync(dataDir, { recursive: true });
+        for (const [disk, bytes] of Object.entries(options.smallDisks ?? {}))
+          await mountSmallDisk(id, dataDir, disk as SmallDisk, bytes);
         const nodeRecord: NodeRecord = {
           name,
           netns: `nc-${id}-${name}`,
@@ -443,6 +461,49 @@ export class LocalCluster {
         );
       }
     }
+  }
+
+  /**
+   * Makes the link between two nodes slow and lossy, both ways (see `shapeLink`); `unshape` removes exactly
+   * that, best effort, so it also cleans a half-made shape.
+   */
+  async shape(a: string, b: string, shape: LinkShape): Promise<void> {
+    await shapeLink(this.node(a).netnsPath, this.node(b).address, shape);
+    await shapeLink(this.node(b).netnsPath, this.node(a).address, shape);
+  }
+
+  /** What the shaped link between two nodes carried and dropped, both ways together. */
+  async shapedLinkStats(a: string, b: string): Promise<LinkStats> {
+    const ab = await linkStats(this.node(a).netnsPath, this.node(b).address);
+    const ba = await linkStats(this.node(b).netnsPath, this.node(a).address);
+    return { shapedBytes: ab.shapedBytes + ba.shapedBytes, droppedPackets: ab.droppedPackets + ba.droppedPackets };
+  }
+
+  async unshape(a: string, b: string, shape: LinkShape): Promise<void> {
+    await unshapeLink(this.node(a).netnsPath, this.node(b).address, shape);
+    await unshapeLink(this.node(b).netnsPath, this.node(a).address, shape);
+  }
+
+  /**
+   * Sends node `from`'s connections to node `to`'s State Transfer Protocol port through `via` (a proxy on the
+   * host's side of the bridge, `hostAddress`): what a test puts between two sidecars. `unredirect` undoes it.
+   */
+  async redirectTransfer(from: string, to: string, via: { address: string; port: number }): Promise<void> {
+    await addRedirect(this.node(from).netnsPath, { address: this.node(to).address, port: TRANSFER_PORT, to: via });
+  }
+
+  async unredirectTransfer(from: string, to: string, via: { address: string; port: number }): Promise<void> {
+    await removeRedirect(this.node(from).netnsPath, { address: this.node(to).address, port: TRANSFER_PORT, to: via });
+  }
+
+  /** Where a node's small disk is mounted (`smallDisks`): what a test fills. */
+  diskPath(node: string, disk: SmallDisk): string {
+    return smallDiskPath(this.node(node).dataDir, disk);
+  }
+
+  /** The State Transfer Protocol port of a node's sidecar: where a test's proxy forwards to. */
+  get transferPort(): number {
+    return TRANSFER_PORT;
   }
 
   /** Brings a killed node (or a killed sidecar) back: a fresh sidecar in the same namespace, resolved once it serves. */

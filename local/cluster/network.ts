@@ -52,3 +52,117 @@ export class ClusterNetwork {
     await run([this.ip, 'link', 'del', this.bridge], { allowFailure: true });
   }
 }
+
+/** A link made slow and lossy: what a congested or long-haul path between two nodes looks like. */
+export interface LinkShape {
+  /** The link's rate, as `tc` reads it ("20mbit"). */
+  readonly rate: string;
+  /** The share of packets lost, 0 to 1. */
+  readonly loss: number;
+}
+
+// tc and ss come with iproute2, as ip does; they are looked up on PATH (common/binaries.ts names neither).
+function inNetns(netnsPath: string, argv: readonly string[]): string[] {
+  return [resolveBinary('nsenter'), `--net=${netnsPath}`, '--', ...argv];
+}
+
+/**
+ * Shapes what a node sends to `peer`: an HTB class at `shape.rate` for the peer's packets (everything else
+ * stays unshaped) and a random drop of `shape.loss` of them. This kernel has no netem (CONFIG_NET_SCH_NETEM
+ * is not set), so there is no added delay beyond the queueing the rate makes. `unshapeLink` removes exactly this.
+ */
+export async function shapeLink(netnsPath: string, peer: string, shape: LinkShape): Promise<void> {
+  const tc = (args: readonly string[]): string[] => inNetns(netnsPath, ['tc', ...args]);
+  await run(tc(['qdisc', 'add', 'dev', 'eth0', 'root', 'handle', '1:', 'htb', 'default', '1']));
+  await run(tc(['class', 'add', 'dev', 'eth0', 'parent', '1:', 'classid', '1:1', 'htb', 'rate', '10gbit']));
+  await run(tc(['class', 'add', 'dev', 'eth0', 'parent', '1:', 'classid', '1:2', 'htb', 'rate', shape.rate]));
+  const filter = ['filter', 'add', 'dev', 'eth0', 'parent', '1:', 'protocol', 'ip', 'u32'];
+  await run(tc([...filter, 'match', 'ip', 'dst', `${peer}/32`, 'flowid', '1:2']));
+  await run(inNetns(netnsPath, lossRule('-I', peer, shape.loss)));
+}
+
+/** Best effort: removes what `shapeLink` added, whatever of it exists. */
+export async function unshapeLink(netnsPath: string, peer: string, shape: LinkShape): Promise<void> {
+  await run(inNetns(netnsPath, ['tc', 'qdisc', 'del', 'dev', 'eth0', 'root']), { allowFailure: true });
+  await run(inNetns(netnsPath, lossRule('-D', peer, shape.loss)), { allowFailure: true });
+}
+
+/** What a shaped link carried: bytes through its rate-limited class and packets its loss rule dropped. */
+export interface LinkStats {
+  readonly shapedBytes: number;
+  readonly droppedPackets: number;
+}
+
+/** The counters of what `shapeLink` added on one node: zero bytes means nothing crossed the slow link. */
+export async function linkStats(netnsPath: string, peer: string): Promise<LinkStats> {
+  const tc = await run(inNetns(netnsPath, ['tc', '-s', 'class', 'show', 'dev', 'eth0', 'classid', '1:2']));
+  const rules = await run(inNetns(netnsPath, [resolveBinary('iptables'), '-w', '-L', 'OUTPUT', '-v', '-x', '-n']));
+  const lossLine = rules.stdout
+    .split('\n')
+    .find((line) => line.includes('statistic') && line.includes(peer) && line.includes('DROP'));
+  return {
+    shapedBytes: Number(/Sent (\d+) bytes/.exec(tc.stdout)?.[1] ?? 0),
+    droppedPackets: Number(lossLine?.trim().split(/\s+/)[0] ?? 0),
+  };
+}
+
+function lossRule(action: '-I' | '-D', peer: string, loss: number): string[] {
+  return [
+    resolveBinary('iptables'),
+    '-w',
+    action,
+    'OUTPUT',
+    '-d',
+    peer,
+    '-m',
+    'statistic',
+    '--mode',
+    'random',
+    '--probability',
+    String(loss),
+    '-j',
+    'DROP',
+  ];
+}
+
+/** Where a node's new TCP connections to one address and port are sent instead. */
+export interface Redirect {
+  readonly address: string;
+  readonly port: number;
+  readonly to: { readonly address: string; readonly port: number };
+}
+
+/**
+ * Sends a node's new connections to `address:port` to `to` instead (DNAT in the node's own OUTPUT), and cuts the
+ * ones already open (`ss -K`), so none of the node's traffic there bypasses `to`. `removeRedirect` undoes it.
+ */
+export async function addRedirect(netnsPath: string, redirect: Redirect): Promise<void> {
+  await run(inNetns(netnsPath, redirectRule('-I', redirect)));
+  await run(inNetns(netnsPath, ['ss', '-K', 'dst', redirect.address, 'dport', '=', `:${redirect.port}`]));
+}
+
+/** Best effort: removes the rule `addRedirect` added. Connections made through it stay where they are. */
+export async function removeRedirect(netnsPath: string, redirect: Redirect): Promise<void> {
+  await run(inNetns(netnsPath, redirectRule('-D', redirect)), { allowFailure: true });
+}
+
+function redirectRule(action: '-I' | '-D', r: Redirect): string[] {
+  return [
+    resolveBinary('iptables'),
+    '-w',
+    '-t',
+    'nat',
+    action,
+    'OUTPUT',
+    '-p',
+    'tcp',
+    '-d',
+    r.address,
+    '--dport',
+    String(r.port),
+    '-j',
+    'DNAT',
+    '--to-destination',
+    `${r.to.address}:${r.to.port}`,
+  ];
+}

@@ -1,4 +1,4 @@
-import { open, readdir } from 'node:fs/promises';
+import { open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { resolveBinary } from '../../common/binaries';
@@ -15,6 +15,10 @@ import {
 } from '../../local/local-mode';
 import type { LocalController } from '../../local/controller/local-controller';
 import { isFinished, type MigrationRecord, type MigrationStep } from '../../local/migration/migration-record';
+import type { LocalClusterOptions } from '../../local/cluster/cluster';
+import type { LinkShape } from '../../local/cluster/network';
+import type { SmallDisk } from '../../local/cluster/small-disks';
+import { FlakyProxy, type Flaw } from './flaky-proxy';
 
 /**
  * The journaled steps a fault can follow: the sequence reports each step once it is done, so a fault "after
@@ -26,7 +30,9 @@ export type FaultStep = (typeof FAULT_STEPS)[number];
 
 /**
  * What can go wrong, each as the real thing: a process killed with SIGKILL, a node's every process killed at
- * once (its containers gone, as after a pre-emption), packets dropped both ways, checkpoint bytes flipped.
+ * once (its containers gone, as after a pre-emption), packets dropped both ways, checkpoint bytes flipped, a
+ * small disk (tmpfs) filled until ENOSPC, a rate-limited link losing packets, a TCP proxy that flips a byte
+ * of, or cuts, every stream the source opens to the target's transfer port.
  */
 export const FAULTS = [
   'controller-crash',
@@ -36,6 +42,11 @@ export const FAULTS = [
   'target-node-gone',
   'partition',
   'restore-fails',
+  'store-full',
+  'disk-full',
+  'slow-link',
+  'corrupt-in-flight',
+  'truncated-stream',
 ] as const;
 export type Fault = (typeof FAULTS)[number];
 
@@ -58,15 +69,55 @@ export interface CellResult {
   readonly checkpointAgeMs?: number;
   /** The migration's error, when it has one: its code and the step it failed at. */
   readonly error?: string;
+  readonly errorMessage?: string;
+  /** What the fault did, for faults that can miss (bytes filled, streams damaged, bytes over a slow link). */
+  readonly faultDetail?: string;
   /** Each broken rule, in words; empty when the cell passed. */
   readonly failures: readonly string[];
   readonly elapsedMs: number;
 }
 
-/** A fault only a step where it means something: a restore can fail only once a checkpoint was handed over. */
+/**
+ * A fault only at a step where it means something. The checkpoint crosses the link into the target's store
+ * between `left-rotation` and `handed-over`: a full store, a slow link or a damaged stream matter only right
+ * after `left-rotation` (later, the bytes are already across). The target writes the task's files and
+ * restores it between `handed-over` and `restored`: a restore can fail, and a disk fill up under the task's
+ * files, only right after `handed-over`.
+ */
 export function applies(step: FaultStep, fault: Fault): boolean {
-  return fault !== 'restore-fails' || step === 'handed-over';
+  switch (fault) {
+    case 'restore-fails':
+    case 'disk-full':
+      return step === 'handed-over';
+    case 'store-full':
+    case 'slow-link':
+    case 'corrupt-in-flight':
+    case 'truncated-stream':
+      return step === 'left-rotation';
+    default:
+      return true;
+  }
 }
+
+/** Which small disk a full-disk fault fills on the target. */
+const FULL_DISK: Partial<Record<Fault, SmallDisk>> = { 'store-full': 'store', 'disk-full': 'allocs' };
+/**
+ * The small disks' sizes: room for the kv service's background checkpoints (its chunks deduplicated) and its
+ * files, small enough that filling one is quick.
+ */
+const SMALL_DISKS: Readonly<Record<SmallDisk, number>> = { store: 512 * 1024 * 1024, allocs: 64 * 1024 * 1024 };
+/** What a slow link is here: this kernel has no netem, so a low rate and random loss, no added delay. */
+const SLOW_LINK: LinkShape = { rate: '20mbit', loss: 0.05 };
+/**
+ * Where the proxy damages a stream: past a TLS handshake and a protocol greeting (a few KiB), inside any push
+ * that carries a checkpoint's chunks.
+ */
+const PROXY_FLAWS: Partial<Record<Fault, Flaw>> = {
+  'corrupt-in-flight': { kind: 'flip', atByte: 64 * 1024 },
+  'truncated-stream': { kind: 'cut', afterBytes: 64 * 1024 },
+};
+/** The file that fills a small disk: the operator's fix is to delete it. */
+const FILLER = 'fault-matrix.filler';
 
 const KEYS = 10;
 const SETTLE_MS = 120_000;
@@ -80,6 +131,13 @@ interface Cell {
   readonly killedSidecars: Set<string>;
   readonly killedNodes: Set<string>;
   partitioned?: readonly [string, string];
+  /** What an operator does once the drain is over, in order: the link repaired, the disk freed, the proxy gone. */
+  readonly repairs: (() => Promise<void>)[];
+  /**
+   * Set by a fault that can be injected without taking effect: what it did (read before the repairs), and
+   * whether that was anything at all.
+   */
+  evidence?: () => Promise<{ readonly detail: string; readonly inEffect: boolean }>;
   injected: boolean;
 }
 
@@ -106,7 +164,82 @@ async function inject(local: LocalMode, cell: Cell, record: MigrationRecord): Pr
       return local.cluster.partition(source, target);
     case 'restore-fails':
       return corruptStaged(local.cluster.node(target).dataDir);
+    case 'store-full':
+    case 'disk-full': {
+      const path = join(local.cluster.diskPath(target, FULL_DISK[cell.fault] ?? 'store'), FILLER);
+      cell.repairs.push(() => rm(path, { force: true }));
+      const filled = await fill(path);
+      cell.evidence = () =>
+        Promise.resolve({
+          detail: `${mib(filled)} filled ${FULL_DISK[cell.fault]} until ENOSPC`,
+          inEffect: filled > 0,
+        });
+      return;
+    }
+    case 'slow-link': {
+      const cluster = local.cluster;
+      cell.repairs.push(() => cluster.unshape(source, target, SLOW_LINK));
+      cell.evidence = async () => {
+        const stats = await cluster.shapedLinkStats(source, target);
+        return {
+          detail: `${mib(stats.shapedBytes)} over the ${SLOW_LINK.rate} link, ${stats.droppedPackets} packets dropped`,
+          inEffect: stats.shapedBytes > 0,
+        };
+      };
+      return cluster.shape(source, target, SLOW_LINK);
+    }
+    case 'corrupt-in-flight':
+    case 'truncated-stream': {
+      const cluster = local.cluster;
+      const flaw = PROXY_FLAWS[cell.fault] ?? { kind: 'flip', atByte: 0 };
+      const proxy = await FlakyProxy.start(
+        cluster.hostAddress,
+        { host: cluster.node(target).address, port: cluster.transferPort },
+        flaw,
+      );
+      const via = { address: proxy.address, port: proxy.port };
+      // Repairs run in order: the rule goes before the proxy, so no new connection finds it gone.
+      cell.repairs.push(
+        () => cluster.unredirectTransfer(source, target, via),
+        () => proxy.stop(),
+      );
+      cell.evidence = () =>
+        Promise.resolve({
+          detail: `${proxy.flawed} of ${proxy.connections} streams ${flaw.kind === 'flip' ? 'flipped' : 'cut'}, ${mib(proxy.bytes)} through the proxy`,
+          inEffect: proxy.flawed > 0,
+        });
+      return cluster.redirectTransfer(source, target, via);
+    }
   }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+/**
+ * Fills the filesystem holding `path` with one file until it is full (ENOSPC), as a disk fills up: large
+ * writes first, then page-sized ones for the last partial megabyte. Resolves the bytes written.
+ */
+async function fill(path: string): Promise<number> {
+  const file = await open(path, 'w');
+  let written = 0;
+  try {
+    for (const size of [1024 * 1024, 4096]) {
+      const block = Buffer.alloc(size, 0x5a);
+      for (;;) {
+        try {
+          written += (await file.write(block)).bytesWritten;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
+          throw err;
+        }
+      }
+    }
+  } finally {
+    await file.close();
+  }
+  return written;
 }
 
 /**
@@ -206,14 +339,19 @@ async function settle(controller: LocalController): Promise<MigrationRecord | un
  */
 export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promise<CellResult> {
   const started = Date.now();
-  const cell: Cell = { step, fault, killedSidecars: new Set(), killedNodes: new Set(), injected: false };
+  const cell: Cell = { step, fault, killedSidecars: new Set(), killedNodes: new Set(), repairs: [], injected: false };
   const failures: string[] = [];
   let local: LocalMode | undefined;
   const sidecars = new Map<string, GrpcSidecarApi>();
   try {
     local = await startLocalMode(
       {
-        cluster: { nodes: 2, services: [EXAMPLE_SERVICE.name], backgroundCheckpointInterval: BACKGROUND_INTERVAL },
+        cluster: {
+          nodes: 2,
+          services: [EXAMPLE_SERVICE.name],
+          backgroundCheckpointInterval: BACKGROUND_INTERVAL,
+          ...clusterFor(fault),
+        },
         afterStep: async (record) => {
           if (cell.injected || record.step !== step || local === undefined) return;
           cell.injected = true;
@@ -244,9 +382,13 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
       log.info({ err: errorMessage(err) }, 'drain ended with an error (expected under some faults)');
     });
     if (!cell.injected) failures.push(`the drain never reached step ${step}`);
+    const evidence = await cell.evidence?.();
+    if (evidence !== undefined && !evidence.inEffect) failures.push(`fault not in effect: ${evidence.detail}`);
 
-    // What operators and supervisors do after such a fault: the link comes back, dead processes restart.
+    // What operators and supervisors do after such a fault: the link comes back, disks are freed, dead
+    // processes restart.
     if (cell.partitioned !== undefined) await local.cluster.heal(...cell.partitioned);
+    await repair(cell);
     for (const node of new Set([...cell.killedSidecars, ...cell.killedNodes])) await local.cluster.restartNode(node);
     for (const n of local.cluster.nodes)
       sidecars.set(n.name, new GrpcSidecarApi({ socketPath: n.localSocket, timeoutMs: 30_000 }));
@@ -288,6 +430,9 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
         failures.push(`service unreachable through the router: ${errorMessage(err)}`);
       }
     }
+    const diskFull = FULL_DISK[fault] !== undefined && record?.error !== undefined;
+    if (diskFull && !/FULL|ENOSPC/.test(`${record?.error?.code} ${record?.error?.message}`))
+      failures.push(`failed on a full disk with an error that does not say so: ${record?.error?.code}`);
     failures.push(...(await leaks(local)));
     return {
       step,
@@ -297,7 +442,10 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
       finalStep,
       ...(running.length === 1 ? { copyOn: running[0] === placed.node ? 'source' : 'target' } : {}),
       ...(record?.restoredFromBuddy !== undefined ? { checkpointAgeMs: record.restoredFromBuddy.ageMs } : {}),
-      ...(record?.error !== undefined ? { error: `${record.error.code} at ${record.error.step}` } : {}),
+      ...(record?.error !== undefined
+        ? { error: `${record.error.code} at ${record.error.step}`, errorMessage: record.error.message }
+        : {}),
+      ...(evidence !== undefined ? { faultDetail: evidence.detail } : {}),
       failures,
       elapsedMs: Date.now() - started,
     };
@@ -313,9 +461,23 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
       elapsedMs: Date.now() - started,
     };
   } finally {
+    await repair(cell).catch((err: unknown) => log.warn({ err }, 'fault repair failed'));
     for (const s of sidecars.values()) s.close();
     await local?.stop(true).catch((err: unknown) => log.warn({ err }, 'cluster teardown failed'));
   }
+}
+
+/** Small disks only where a fault fills one: every other cell runs on the layout a real node has. */
+function clusterFor(fault: Fault): Pick<LocalClusterOptions, 'smallDisks'> {
+  return FULL_DISK[fault] === undefined ? {} : { smallDisks: SMALL_DISKS };
+}
+
+/** Runs the cell's repairs once each, in order, every one even when an earlier one fails; throws the first failure. */
+async function repair(cell: Cell): Promise<void> {
+  let first: Error | undefined;
+  for (const step of cell.repairs.splice(0))
+    await step().catch((err: unknown) => (first ??= err instanceof Error ? err : new Error(String(err))));
+  if (first !== undefined) throw first;
 }
 
 /** What a fault may leave that nothing will clean: CRIU's iptables chains in a node, live CRIU processes. */

@@ -15,6 +15,8 @@ const CELLS: readonly (readonly [FaultStep, Fault, CellOutcome])[] = [
   ['handed-over', 'source-node-gone', 'moved'],
   // Packets between the nodes dropped once the checkpoint is across: the target still restores and serves.
   ['handed-over', 'partition', 'moved'],
+  // A proxy flips one byte of the push into the target's store: TLS refuses the stream, the source comes back.
+  ['left-rotation', 'corrupt-in-flight', 'rolled back'],
 ];
 
 describe('fault matrix, fast subset (real local cluster)', () => {
