@@ -2,12 +2,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import {
-  LocalController,
-  type ControllerNode,
-  type LocalControllerDeps,
-} from '../../local/controller/local-controller';
+import { LocalController, type LocalControllerDeps } from '../../local/controller/local-controller';
 import type { ServiceDefinition } from '../../local/controller/service-definition';
+import type { ControllerNode } from '../../local/controller/task-placement';
 import { MemoryMigrationJournal } from '../../local/migration/migration-journal';
 import { FakeClock } from './fake-clock';
 import { FakeRouter } from './fake-router';
