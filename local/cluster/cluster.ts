@@ -464,24 +464,25 @@ export class LocalCluster {
   }
 
   /**
-   * Makes the link between two nodes slow and lossy, both ways (see `shapeLink`); `unshape` removes exactly
-   * that, best effort, so it also cleans a half-made shape.
+   * Makes the links of two nodes slow and lossy (see `shapeLink`): what each sends to the other, and to the
+   * host's side of the bridge, where a test's proxy between them listens. `unshape` removes exactly that, best
+   * effort, so it also cleans a half-made shape.
    */
   async shape(a: string, b: string, shape: LinkShape): Promise<void> {
-    await shapeLink(this.node(a).netnsPath, this.node(b).address, shape);
-    await shapeLink(this.node(b).netnsPath, this.node(a).address, shape);
-  }
-
-  /** What the shaped link between two nodes carried and dropped, both ways together. */
-  async shapedLinkStats(a: string, b: string): Promise<LinkStats> {
-    const ab = await linkStats(this.node(a).netnsPath, this.node(b).address);
-    const ba = await linkStats(this.node(b).netnsPath, this.node(a).address);
-    return { shapedBytes: ab.shapedBytes + ba.shapedBytes, droppedPackets: ab.droppedPackets + ba.droppedPackets };
+    await shapeLink(this.node(a).netnsPath, [this.node(b).address, this.hostAddress], shape);
+    await shapeLink(this.node(b).netnsPath, [this.node(a).address, this.hostAddress], shape);
   }
 
   async unshape(a: string, b: string, shape: LinkShape): Promise<void> {
-    await unshapeLink(this.node(a).netnsPath, this.node(b).address, shape);
-    await unshapeLink(this.node(b).netnsPath, this.node(a).address, shape);
+    await unshapeLink(this.node(a).netnsPath, [this.node(b).address, this.hostAddress], shape);
+    await unshapeLink(this.node(b).netnsPath, [this.node(a).address, this.hostAddress], shape);
+  }
+
+  /** What the shaped links of two nodes carried and dropped, both ways together. */
+  async shapedLinkStats(a: string, b: string): Promise<LinkStats> {
+    const ab = await linkStats(this.node(a).netnsPath, [this.node(b).address, this.hostAddress]);
+    const ba = await linkStats(this.node(b).netnsPath, [this.node(a).address, this.hostAddress]);
+    return { shapedBytes: ab.shapedBytes + ba.shapedBytes, droppedPackets: ab.droppedPackets + ba.droppedPackets };
   }
 
   /**

@@ -67,53 +67,55 @@ function inNetns(netnsPath: string, argv: readonly string[]): string[] {
 }
 
 /**
- * Shapes what a node sends to `peer`: an HTB class at `shape.rate` for the peer's packets (everything else
+ * Shapes what a node sends to `destinations`: an HTB class at `shape.rate` for their packets (everything else
  * stays unshaped) and a random drop of `shape.loss` of them. This kernel has no netem (CONFIG_NET_SCH_NETEM
  * is not set), so there is no added delay beyond the queueing the rate makes. `unshapeLink` removes exactly this.
  */
-export async function shapeLink(netnsPath: string, peer: string, shape: LinkShape): Promise<void> {
+export async function shapeLink(netnsPath: string, destinations: readonly string[], shape: LinkShape): Promise<void> {
   const tc = (args: readonly string[]): string[] => inNetns(netnsPath, ['tc', ...args]);
   await run(tc(['qdisc', 'add', 'dev', 'eth0', 'root', 'handle', '1:', 'htb', 'default', '1']));
   await run(tc(['class', 'add', 'dev', 'eth0', 'parent', '1:', 'classid', '1:1', 'htb', 'rate', '10gbit']));
   await run(tc(['class', 'add', 'dev', 'eth0', 'parent', '1:', 'classid', '1:2', 'htb', 'rate', shape.rate]));
   const filter = ['filter', 'add', 'dev', 'eth0', 'parent', '1:', 'protocol', 'ip', 'u32'];
-  await run(tc([...filter, 'match', 'ip', 'dst', `${peer}/32`, 'flowid', '1:2']));
-  await run(inNetns(netnsPath, lossRule('-I', peer, shape.loss)));
+  for (const to of destinations) {
+    await run(tc([...filter, 'match', 'ip', 'dst', `${to}/32`, 'flowid', '1:2']));
+    await run(inNetns(netnsPath, lossRule('-I', to, shape.loss)));
+  }
 }
 
 /** Best effort: removes what `shapeLink` added, whatever of it exists. */
-export async function unshapeLink(netnsPath: string, peer: string, shape: LinkShape): Promise<void> {
+export async function unshapeLink(netnsPath: string, destinations: readonly string[], shape: LinkShape): Promise<void> {
   await run(inNetns(netnsPath, ['tc', 'qdisc', 'del', 'dev', 'eth0', 'root']), { allowFailure: true });
-  await run(inNetns(netnsPath, lossRule('-D', peer, shape.loss)), { allowFailure: true });
+  for (const to of destinations) await run(inNetns(netnsPath, lossRule('-D', to, shape.loss)), { allowFailure: true });
 }
 
-/** What a shaped link carried: bytes through its rate-limited class and packets its loss rule dropped. */
+/** What a shaped link carried: bytes through its rate-limited class and packets its loss rules dropped. */
 export interface LinkStats {
   readonly shapedBytes: number;
   readonly droppedPackets: number;
 }
 
 /** The counters of what `shapeLink` added on one node: zero bytes means nothing crossed the slow link. */
-export async function linkStats(netnsPath: string, peer: string): Promise<LinkStats> {
+export async function linkStats(netnsPath: string, destinations: readonly string[]): Promise<LinkStats> {
   const tc = await run(inNetns(netnsPath, ['tc', '-s', 'class', 'show', 'dev', 'eth0', 'classid', '1:2']));
   const rules = await run(inNetns(netnsPath, [resolveBinary('iptables'), '-w', '-L', 'OUTPUT', '-v', '-x', '-n']));
-  const lossLine = rules.stdout
+  // Columns: pkts bytes target prot opt in out source destination [match].
+  const dropped = rules.stdout
     .split('\n')
-    .find((line) => line.includes('statistic') && line.includes(peer) && line.includes('DROP'));
-  return {
-    shapedBytes: Number(/Sent (\d+) bytes/.exec(tc.stdout)?.[1] ?? 0),
-    droppedPackets: Number(lossLine?.trim().split(/\s+/)[0] ?? 0),
-  };
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f[2] === 'DROP' && destinations.includes(f[8] ?? '') && f.includes('statistic'))
+    .reduce((sum, f) => sum + Number(f[0] ?? 0), 0);
+  return { shapedBytes: Number(/Sent (\d+) bytes/.exec(tc.stdout)?.[1] ?? 0), droppedPackets: dropped };
 }
 
-function lossRule(action: '-I' | '-D', peer: string, loss: number): string[] {
+function lossRule(action: '-I' | '-D', to: string, loss: number): string[] {
   return [
     resolveBinary('iptables'),
     '-w',
     action,
     'OUTPUT',
     '-d',
-    peer,
+    to,
     '-m',
     'statistic',
     '--mode',

@@ -31,8 +31,8 @@ export type FaultStep = (typeof FAULT_STEPS)[number];
 /**
  * What can go wrong, each as the real thing: a process killed with SIGKILL, a node's every process killed at
  * once (its containers gone, as after a pre-emption), packets dropped both ways, checkpoint bytes flipped, a
- * small disk (tmpfs) filled until ENOSPC, a rate-limited link losing packets, a TCP proxy that flips a byte
- * of, or cuts, every stream the source opens to the target's transfer port.
+ * small disk (tmpfs) filled until ENOSPC, a rate-limited link losing packets and delaying the transfer, a TCP
+ * proxy that flips a byte of, or cuts, every stream the source opens to the target's transfer port.
  */
 export const FAULTS = [
   'controller-crash',
@@ -106,8 +106,12 @@ const FULL_DISK: Partial<Record<Fault, SmallDisk>> = { 'store-full': 'store', 'd
  * files, small enough that filling one is quick.
  */
 const SMALL_DISKS: Readonly<Record<SmallDisk, number>> = { store: 512 * 1024 * 1024, allocs: 64 * 1024 * 1024 };
-/** What a slow link is here: this kernel has no netem, so a low rate and random loss, no added delay. */
+/**
+ * What a slow link is here: a low rate and random loss on the nodes' links (tc and iptables), and, as this
+ * kernel has no netem to add latency, a proxy that delays the transfer's stream each way.
+ */
 const SLOW_LINK: LinkShape = { rate: '20mbit', loss: 0.05 };
+const SLOW_LINK_DELAY_MS = 50;
 /**
  * Where the proxy damages a stream: past a TLS handshake and a protocol greeting (a few KiB), inside any push
  * that carries a checkpoint's chunks.
@@ -179,38 +183,53 @@ async function inject(local: LocalMode, cell: Cell, record: MigrationRecord): Pr
     case 'slow-link': {
       const cluster = local.cluster;
       cell.repairs.push(() => cluster.unshape(source, target, SLOW_LINK));
+      await cluster.shape(source, target, SLOW_LINK);
+      const proxy = await throughProxy(local, cell, source, target, { kind: 'delay', ms: SLOW_LINK_DELAY_MS });
       cell.evidence = async () => {
         const stats = await cluster.shapedLinkStats(source, target);
         return {
-          detail: `${mib(stats.shapedBytes)} over the ${SLOW_LINK.rate} link, ${stats.droppedPackets} packets dropped`,
-          inEffect: stats.shapedBytes > 0,
+          detail: `${mib(stats.shapedBytes)} over the ${SLOW_LINK.rate} links, ${stats.droppedPackets} packets dropped, ${proxy.flawed} streams delayed ${SLOW_LINK_DELAY_MS} ms each way`,
+          inEffect: stats.shapedBytes > 0 && proxy.flawed > 0,
         };
       };
-      return cluster.shape(source, target, SLOW_LINK);
+      return;
     }
     case 'corrupt-in-flight':
     case 'truncated-stream': {
-      const cluster = local.cluster;
       const flaw = PROXY_FLAWS[cell.fault] ?? { kind: 'flip', atByte: 0 };
-      const proxy = await FlakyProxy.start(
-        cluster.hostAddress,
-        { host: cluster.node(target).address, port: cluster.transferPort },
-        flaw,
-      );
-      const via = { address: proxy.address, port: proxy.port };
-      // Repairs run in order: the rule goes before the proxy, so no new connection finds it gone.
-      cell.repairs.push(
-        () => cluster.unredirectTransfer(source, target, via),
-        () => proxy.stop(),
-      );
+      const proxy = await throughProxy(local, cell, source, target, flaw);
       cell.evidence = () =>
         Promise.resolve({
           detail: `${proxy.flawed} of ${proxy.connections} streams ${flaw.kind === 'flip' ? 'flipped' : 'cut'}, ${mib(proxy.bytes)} through the proxy`,
           inEffect: proxy.flawed > 0,
         });
-      return cluster.redirectTransfer(source, target, via);
+      return;
     }
   }
+}
+
+/**
+ * Puts a proxy with `flaw` between the source and the target's transfer port, for every connection the source
+ * opens there from now on; its removal joins the cell's repairs.
+ */
+async function throughProxy(
+  local: LocalMode,
+  cell: Cell,
+  source: string,
+  target: string,
+  flaw: Flaw,
+): Promise<FlakyProxy> {
+  const cluster = local.cluster;
+  const upstream = { host: cluster.node(target).address, port: cluster.transferPort };
+  const proxy = await FlakyProxy.start(cluster.hostAddress, upstream, flaw);
+  const via = { address: proxy.address, port: proxy.port };
+  // Repairs run in order: the rule goes before the proxy, so no new connection finds it gone.
+  cell.repairs.push(
+    () => cluster.unredirectTransfer(source, target, via),
+    () => proxy.stop(),
+  );
+  await cluster.redirectTransfer(source, target, via);
+  return proxy;
 }
 
 function mib(bytes: number): string {

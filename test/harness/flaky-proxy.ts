@@ -1,16 +1,19 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
 /**
- * What the proxy does to each connection's client-to-server bytes: flip the byte at offset `atByte` (a chunk
- * corrupted in flight), or close the connection once `afterBytes` have passed (a truncated stream). A
- * connection shorter than the offset passes untouched, so handshakes and small calls still work.
+ * What the proxy does to each connection. `flip`: the client-to-server byte at offset `atByte` is inverted (a
+ * chunk corrupted in flight). `cut`: the connection closes once `afterBytes` client-to-server bytes have passed
+ * (a truncated stream). A connection shorter than the offset passes untouched, so handshakes and small calls
+ * still work. `delay`: every byte, both ways, arrives `ms` later (a long link; this kernel has no netem).
  */
 export type Flaw =
-  { readonly kind: 'flip'; readonly atByte: number } | { readonly kind: 'cut'; readonly afterBytes: number };
+  | { readonly kind: 'flip'; readonly atByte: number }
+  | { readonly kind: 'cut'; readonly afterBytes: number }
+  | { readonly kind: 'delay'; readonly ms: number };
 
 /**
  * A TCP proxy that damages the streams it forwards, the way a bad link or middlebox would: it sees only
- * bytes (TLS included), never messages. Server-to-client bytes pass unchanged.
+ * bytes (TLS included), never messages. Server-to-client bytes pass unchanged but for a delay.
  */
 export class FlakyProxy {
   private readonly sockets = new Set<Socket>();
@@ -27,7 +30,8 @@ export class FlakyProxy {
   /** Listens on `address` (port chosen by the OS) and forwards every connection to `upstream`. */
   static start(address: string, upstream: { host: string; port: number }, flaw: Flaw): Promise<FlakyProxy> {
     return new Promise((resolve, reject) => {
-      const server = createServer();
+      // Half-open: each direction ends on its own, as TCP's do, so an end never overtakes the bytes before it.
+      const server = createServer({ allowHalfOpen: true });
       server.once('error', reject);
       server.listen(0, address, () => {
         const bound = server.address();
@@ -39,7 +43,7 @@ export class FlakyProxy {
     });
   }
 
-  /** How many connections the flaw hit: zero means the fault never happened and proves nothing. */
+  /** How many connections the flaw hit (for a delay, carried data): zero means the fault proved nothing. */
   get flawed(): number {
     return this.hits;
   }
@@ -56,23 +60,29 @@ export class FlakyProxy {
 
   private forward(client: Socket, upstream: { host: string; port: number }, flaw: Flaw): void {
     this.accepted++;
-    const server = createConnection(upstream);
+    const server = createConnection({ ...upstream, allowHalfOpen: true });
     for (const s of [client, server]) {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     }
-    // Either side failing ends both, as a dropped connection does.
+    let seen = 0;
+    let cut = false;
+    // Equal delays keep the stream's order: timers of one duration fire in the order they were set.
+    const later = (act: () => void): void => {
+      if (flaw.kind === 'delay') setTimeout(act, flaw.ms);
+      else act();
+    };
+    // Either side failing ends both at once, as a dropped connection does; a clean close ends the other side
+    // after the bytes before it.
     client.on('error', () => server.destroy());
     server.on('error', () => client.destroy());
-    client.on('close', () => server.destroy());
-    server.on('close', () => client.destroy());
-    server.on('data', (chunk: Buffer) => client.write(chunk));
-    server.on('end', () => client.end());
-    client.on('end', () => server.end());
-    let seen = 0;
-    let done = false;
+    client.on('close', () => later(() => server.end()));
+    server.on('close', () => later(() => client.end()));
+    server.on('data', (chunk: Buffer) => later(() => client.write(chunk)));
+    server.on('end', () => later(() => client.end()));
+    client.on('end', () => later(() => server.end()));
     client.on('data', (chunk: Buffer) => {
-      if (done) return;
+      if (cut) return;
       const start = seen;
       seen += chunk.length;
       this.forwarded += chunk.length;
@@ -83,12 +93,15 @@ export class FlakyProxy {
         this.hits++;
         server.write(damaged);
       } else if (flaw.kind === 'cut' && seen > flaw.afterBytes) {
-        done = true;
+        cut = true;
         this.hits++;
         // The server gets the bytes up to the cut, then the end of its stream; the client a reset.
         server.end(chunk.subarray(0, flaw.afterBytes - start));
         client.resetAndDestroy();
-      } else server.write(chunk);
+      } else {
+        if (flaw.kind === 'delay' && start === 0) this.hits++;
+        later(() => server.write(chunk));
+      }
     });
   }
 
