@@ -1,22 +1,35 @@
-import { NomadChainError, errorMessage } from '../../common/errors';
+import { status } from '@grpc/grpc-js';
+import type { Clock } from '../../common/clock';
+import { errorMessage } from '../../common/errors';
+import { SidecarError } from '../../common/sidecar-api/errors';
 import type { SidecarApi } from '../../common/sidecar-api/sidecar-api';
 import {
   MigrationMode,
   TaskState,
   type CheckpointInfo,
+  type CheckpointRequest,
+  type DeleteCheckpointRequest,
+  type DestroyTaskRequest,
+  type ExecTaskRequest,
+  type ExecTaskResponse,
+  type ExitResult,
   type FeaturesResponse,
-  type FindCheckpointResponse,
-  type MigrateToPeerResponse,
   type FindCheckpointRequest,
+  type FindCheckpointResponse,
   type MigrateToPeerRequest,
+  type MigrateToPeerResponse,
   type PrestageTaskRequest,
   type PrestageTaskResponse,
   type RestoreTaskRequest,
+  type SignalTaskRequest,
   type StartTaskRequest,
+  type StopTaskRequest,
   type TakeOverRequest,
   type TakeOverResponse,
   type TaskInfo,
+  type TaskStatsResponse,
 } from '../../proto/gen/chain/v1/sidecar';
+import { FakeClock } from './fake-clock';
 
 type Method = keyof SidecarApi;
 
@@ -26,6 +39,9 @@ export class FakeSidecarCluster {
   /** transfer address -> node name */
   readonly addresses = new Map<string, string>();
   restores = 0;
+
+  /** `clock` stamps the tasks' start and end and the checkpoints' making. */
+  constructor(readonly clock: Clock = new FakeClock()) {}
 
   add(node: string, transferAddress: string): FakeSidecarApi {
     const sidecar = new FakeSidecarApi(node, this, transferAddress);
@@ -50,40 +66,75 @@ export class FakeSidecarCluster {
   }
 }
 
+/**
+ * The one fake of the SidecarApi boundary: a node's sidecar in memory, made by `FakeSidecarCluster.add`. It
+ * records every call (`called`), lets a test make any call fail (`failNext`) or the whole sidecar go down
+ * (`dead`), and hands checkpoints to its cluster's other sidecars as the real ones do, without CRIU. Its
+ * errors are the real client's: `SidecarError` with the gRPC status the sidecar would answer with.
+ */
 export class FakeSidecarApi implements SidecarApi {
+  readonly calls: { method: Method; request: unknown }[] = [];
   readonly tasks = new Map<string, TaskInfo>();
   /** Staged checkpoints by id, and the handover key each is filed under. */
   readonly staged = new Map<string, CheckpointInfo>();
   /** This node's own copies of checkpoints it dumped (what a rollback restores from). */
   readonly ownCopies = new Map<string, CheckpointInfo>();
-  private readonly failures = new Map<Method, Error>();
+  /** What `features` answers; a test may change it. */
+  featuresResponse: FeaturesResponse;
   dead = false;
+  closed = false;
+  /** method → errors its next calls throw, in order. */
+  private readonly failures = new Map<Method, unknown[]>();
+  /** taskId → its exit, for `waitTask`: settled when the task stops or migrates away. */
+  private readonly exits = new Map<string, { readonly exited: Promise<ExitResult>; settle: (e: ExitResult) => void }>();
   private nextCheckpoint = 1;
 
   constructor(
     readonly node: string,
     private readonly cluster: FakeSidecarCluster,
     readonly transferAddress = '',
-  ) {}
-
-  failNext(method: Method, error: Error = new NomadChainError('NC_FAKE_FAILURE', `${method} failed`)): void {
-    this.failures.set(method, error);
+  ) {
+    this.featuresResponse = {
+      healthy: true,
+      reason: '',
+      criuVersion: '4.2.1',
+      runcVersion: '1.1.5',
+      preCopy: false,
+      lazyPages: true,
+      nodeName: node,
+      transferAddress,
+    };
   }
 
-  private gate(method: Method): void {
-    if (this.dead) throw new NomadChainError('NC_SIDECAR_UNREACHABLE', `sidecar on ${this.node} is down`);
-    const failure = this.failures.get(method);
-    if (failure !== undefined) {
-      this.failures.delete(method);
-      throw failure;
-    }
+  failNext(
+    method: Method,
+    error: unknown = new SidecarError('NC_FAKE_FAILURE', `${method} failed`, status.INTERNAL),
+  ): void {
+    this.failures.set(method, [...(this.failures.get(method) ?? []), error]);
+  }
+
+  /** The requests of every call of `method` so far, in order. */
+  called(method: Method): unknown[] {
+    return this.calls.filter((c) => c.method === method).map((c) => c.request);
+  }
+
+  private enter(method: Method, request: unknown): void {
+    this.calls.push({ method, request });
+    if (this.dead)
+      throw new SidecarError('NC_SIDECAR_UNREACHABLE', `sidecar on ${this.node} is down`, status.UNAVAILABLE);
+    const queued = this.failures.get(method);
+    if (queued !== undefined && queued.length > 0) throw queued.shift();
+  }
+
+  private now(): number {
+    return this.cluster.clock.now();
   }
 
   private peerAt(address: string): FakeSidecarApi {
     const peerNode = this.cluster.addresses.get(address);
     const peer = peerNode === undefined ? undefined : this.cluster.sidecar(peerNode);
     if (peer === undefined || peer.dead)
-      throw new NomadChainError('NC_TRANSFER_PEER_UNREACHABLE', `peer ${address} unreachable`);
+      throw new SidecarError('NC_TRANSFER_PEER_UNREACHABLE', `peer ${address} unreachable`, status.UNAVAILABLE);
     return peer;
   }
 
@@ -94,7 +145,7 @@ export class FakeSidecarApi implements SidecarApi {
       source: task.identity,
       manifestDigest: 'digest',
       sizeBytes: 1024,
-      createdAtUnixMs: Date.now(),
+      createdAtUnixMs: this.now(),
       spec: undefined,
       sourceNode: this.node,
     };
@@ -102,89 +153,125 @@ export class FakeSidecarApi implements SidecarApi {
 
   private task(taskId: string): TaskInfo {
     const task = this.tasks.get(taskId);
-    if (task === undefined) throw new NomadChainError('NC_TASK_NOT_FOUND', `no task ${taskId} on ${this.node}`);
+    if (task === undefined)
+      throw new SidecarError('NC_TASK_NOT_FOUND', `no task ${taskId} on ${this.node}`, status.NOT_FOUND);
     return task;
   }
 
-  async features(): Promise<FeaturesResponse> {
-    this.gate('features');
-    return {
-      healthy: true,
-      reason: '',
-      criuVersion: '4.2.1',
-      runcVersion: '1.1.5',
-      preCopy: false,
-      lazyPages: true,
-      nodeName: this.node,
-      transferAddress: this.transferAddress,
-    };
+  private exitOf(taskId: string): { readonly exited: Promise<ExitResult>; settle: (e: ExitResult) => void } {
+    let exit = this.exits.get(taskId);
+    if (exit === undefined) {
+      let settle: (e: ExitResult) => void = () => undefined;
+      const exited = new Promise<ExitResult>((resolve) => (settle = resolve));
+      exit = { exited, settle };
+      this.exits.set(taskId, exit);
+    }
+    return exit;
   }
 
-  async startTask(request: StartTaskRequest): Promise<TaskInfo> {
-    this.gate('startTask');
+  /** The task ends in `state` (its process gone: no pid); whoever waits on it learns `exit`. */
+  private finish(taskId: string, state: TaskState, exit: ExitResult): TaskInfo {
+    const task = { ...this.task(taskId), state, exit, completedAtUnixMs: this.now(), pid: 0 };
+    this.tasks.set(taskId, task);
+    this.exitOf(taskId).settle(exit);
+    return task;
+  }
+
+  private run(request: StartTaskRequest, pid: number, restoredFromCheckpoint: string): TaskInfo {
     const taskId = request.identity?.taskId ?? '';
     const info: TaskInfo = {
       identity: request.identity,
       state: TaskState.TASK_STATE_RUNNING,
-      pid: 100 + this.tasks.size,
-      startedAtUnixMs: Date.now(),
+      pid,
+      startedAtUnixMs: this.now(),
       completedAtUnixMs: 0,
       exit: undefined,
       nodeName: this.node,
-      restoredFromCheckpoint: '',
+      restoredFromCheckpoint,
     };
     this.tasks.set(taskId, info);
+    this.exits.delete(taskId);
     return info;
   }
 
-  async waitTask(): Promise<never> {
-    throw new Error('not used');
+  async features(): Promise<FeaturesResponse> {
+    this.enter('features', {});
+    return this.featuresResponse;
   }
 
-  async stopTask(request: { taskId: string }): Promise<TaskInfo> {
-    this.gate('stopTask');
-    const task = { ...this.task(request.taskId), state: TaskState.TASK_STATE_EXITED };
-    this.tasks.set(request.taskId, task);
-    return task;
+  async startTask(request: StartTaskRequest): Promise<TaskInfo> {
+    this.enter('startTask', request);
+    return this.run(request, 100 + this.tasks.size, '');
   }
 
-  async destroyTask(request: { taskId: string }): Promise<TaskInfo> {
-    this.gate('destroyTask');
+  async waitTask(taskId: string): Promise<ExitResult> {
+    this.enter('waitTask', taskId);
+    this.task(taskId);
+    return this.exitOf(taskId).exited;
+  }
+
+  async stopTask(request: StopTaskRequest): Promise<TaskInfo> {
+    this.enter('stopTask', request);
+    return this.finish(request.taskId, TaskState.TASK_STATE_EXITED, { exitCode: 0, signal: 15, oomKilled: false });
+  }
+
+  async destroyTask(request: DestroyTaskRequest): Promise<TaskInfo> {
+    this.enter('destroyTask', request);
     const task = this.task(request.taskId);
     this.tasks.delete(request.taskId);
     return task;
   }
 
   async inspectTask(taskId: string): Promise<TaskInfo> {
-    this.gate('inspectTask');
+    this.enter('inspectTask', taskId);
     return this.task(taskId);
   }
 
-  async signalTask(): Promise<never> {
-    throw new Error('not used');
-  }
-  async execTask(): Promise<never> {
-    throw new Error('not used');
-  }
-  async taskStats(): Promise<never> {
-    throw new Error('not used');
-  }
-  async listTasks(): Promise<TaskInfo[]> {
-    this.gate('listTasks');
-    return [...this.tasks.values()];
-  }
-  async checkpoint(): Promise<never> {
-    throw new Error('not used');
+  async signalTask(request: SignalTaskRequest): Promise<TaskInfo> {
+    this.enter('signalTask', request);
+    return this.task(request.taskId);
   }
 
+  /** Echoes the command line as its output. */
+  async execTask(request: ExecTaskRequest): Promise<ExecTaskResponse> {
+    this.enter('execTask', request);
+    this.task(request.taskId);
+    return { stdout: Buffer.from(request.argv.join(' ')), stderr: Buffer.alloc(0), exitCode: 0 };
+  }
+
+  async taskStats(taskId: string): Promise<TaskStatsResponse> {
+    this.enter('taskStats', taskId);
+    const task = this.task(taskId);
+    return {
+      timestampUnixMs: this.now() + 500,
+      memoryRssBytes: 1024,
+      memoryUsageBytes: 2048,
+      memoryMaxUsageBytes: 4096,
+      cpuPercent: 5,
+      cpuTotalNs: 0,
+      pids: [task.pid],
+    };
+  }
+
+  async listTasks(): Promise<TaskInfo[]> {
+    this.enter('listTasks', {});
+    return [...this.tasks.values()];
+  }
+
+  async checkpoint(request: CheckpointRequest): Promise<CheckpointInfo> {
+    this.enter('checkpoint', request);
+    throw new SidecarError('NC_FEATURE_UNAVAILABLE', 'the fake takes no bare checkpoints', status.UNIMPLEMENTED);
+  }
+
+  /** Stop-and-copy to the peer at `peerAddress`: the checkpoint is filed there, and kept here for a rollback. */
   async migrateToPeer(request: MigrateToPeerRequest): Promise<MigrateToPeerResponse> {
-    this.gate('migrateToPeer');
+    this.enter('migrateToPeer', request);
     const task = this.task(request.taskId);
     const peer = this.peerAt(request.peerAddress);
     const checkpoint = this.checkpointOf(task, request.handoverKey);
     this.ownCopies.set(checkpoint.checkpointId, checkpoint);
     peer.staged.set(checkpoint.checkpointId, checkpoint);
-    this.tasks.set(request.taskId, { ...task, state: TaskState.TASK_STATE_MIGRATED });
+    this.finish(request.taskId, TaskState.TASK_STATE_MIGRATED, { exitCode: 0, signal: 0, oomKilled: false });
     return {
       checkpoint,
       modeUsed: MigrationMode.MIGRATION_MODE_STOP_AND_COPY,
@@ -196,14 +283,17 @@ export class FakeSidecarApi implements SidecarApi {
   }
 
   async findCheckpoint(request: FindCheckpointRequest): Promise<FindCheckpointResponse> {
-    this.gate('findCheckpoint');
+    this.enter('findCheckpoint', request);
     const checkpoint = [...this.staged.values()].find((c) => c.handoverKey === request.handoverKey);
     return { found: checkpoint !== undefined, checkpoint };
   }
 
-  /** As the real sidecar's TakeOver: find, then restore or start cold; its restore obeys failNext('restoreTask'). */
+  /**
+   * As the real sidecar's TakeOver: find, then restore or start cold. Its restore and cold start go through
+   * `restoreTask` and `startTask` (and are recorded as calls of theirs), so `failNext('restoreTask')` fails it.
+   */
   async takeOver(request: TakeOverRequest): Promise<TakeOverResponse> {
-    this.gate('takeOver');
+    this.enter('takeOver', request);
     const checkpoint = [...this.staged.values()].find((c) => c.handoverKey === request.handoverKey);
     const cold = async (reason: string, noCheckpoint: boolean): Promise<TakeOverResponse> => ({
       task: await this.startTask({ identity: request.identity, spec: request.spec }),
@@ -213,7 +303,7 @@ export class FakeSidecarApi implements SidecarApi {
     });
     if (checkpoint === undefined) {
       const reason = `no checkpoint filed under ${request.handoverKey} within ${request.waitMs} ms`;
-      if (!request.coldStartFallback) throw new NomadChainError('NC_CHECKPOINT_NOT_FOUND', reason);
+      if (!request.coldStartFallback) throw new SidecarError('NC_CHECKPOINT_NOT_FOUND', reason, status.NOT_FOUND);
       return cold(reason, true);
     }
     try {
@@ -229,40 +319,37 @@ export class FakeSidecarApi implements SidecarApi {
     }
   }
 
+  /** A checkpoint is consumed by its restore: it can never be restored twice. */
   async restoreTask(request: RestoreTaskRequest): Promise<TaskInfo> {
-    this.gate('restoreTask');
+    this.enter('restoreTask', request);
     const checkpoint = this.staged.get(request.checkpointId) ?? this.ownCopies.get(request.checkpointId);
     if (checkpoint === undefined)
-      throw new NomadChainError('NC_CHECKPOINT_NOT_FOUND', `no checkpoint ${request.checkpointId} on ${this.node}`);
-    // A checkpoint is consumed by its restore: it can never be restored twice.
+      throw new SidecarError(
+        'NC_CHECKPOINT_NOT_FOUND',
+        `no checkpoint ${request.checkpointId} on ${this.node}`,
+        status.NOT_FOUND,
+      );
     this.staged.delete(request.checkpointId);
     this.ownCopies.delete(request.checkpointId);
     this.cluster.restores += 1;
-    const taskId = request.identity?.taskId ?? '';
-    const info: TaskInfo = {
-      identity: request.identity,
-      state: TaskState.TASK_STATE_RUNNING,
-      pid: 200,
-      startedAtUnixMs: Date.now(),
-      completedAtUnixMs: 0,
-      exit: undefined,
-      nodeName: this.node,
-      restoredFromCheckpoint: checkpoint.checkpointId,
-    };
-    this.tasks.set(taskId, info);
-    return info;
+    return this.run({ identity: request.identity, spec: request.spec }, 200, checkpoint.checkpointId);
   }
 
   async listCheckpoints(): Promise<CheckpointInfo[]> {
+    this.enter('listCheckpoints', {});
     return [...this.staged.values()];
   }
 
   /** Files a copy on the peer under "prestage/<task id>"; the task keeps running here. */
   async prestageTask(request: PrestageTaskRequest): Promise<PrestageTaskResponse> {
-    this.gate('prestageTask');
+    this.enter('prestageTask', request);
     const task = this.task(request.taskId);
     if (task.state !== TaskState.TASK_STATE_RUNNING)
-      throw new NomadChainError('NC_TASK_NOT_RUNNING', `task ${request.taskId} on ${this.node} is not running`);
+      throw new SidecarError(
+        'NC_TASK_NOT_RUNNING',
+        `task ${request.taskId} on ${this.node} is not running`,
+        status.FAILED_PRECONDITION,
+      );
     const peer = this.peerAt(request.peerAddress);
     const checkpoint = this.checkpointOf(task, `prestage/${request.taskId}`);
     for (const [id, staged] of peer.staged) if (staged.handoverKey === checkpoint.handoverKey) peer.staged.delete(id);
@@ -270,11 +357,13 @@ export class FakeSidecarApi implements SidecarApi {
     return { checkpoint, wireBytes: checkpoint.sizeBytes, dumpMs: 3, shipMs: 4 };
   }
 
-  async deleteCheckpoint(request: { checkpointId: string }): Promise<boolean> {
-    this.gate('deleteCheckpoint');
+  async deleteCheckpoint(request: DeleteCheckpointRequest): Promise<boolean> {
+    this.enter('deleteCheckpoint', request);
     const staged = this.staged.delete(request.checkpointId);
     return this.ownCopies.delete(request.checkpointId) || staged;
   }
 
-  close(): void {}
+  close(): void {
+    this.closed = true;
+  }
 }

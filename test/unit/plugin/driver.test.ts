@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { MigrationMode, TaskState as SidecarTaskState } from '../../../proto/gen/chain/v1/sidecar';
-import type { StopTaskRequest, TakeOverRequest } from '../../../proto/gen/chain/v1/sidecar';
+import type { CheckpointInfo, StopTaskRequest, TakeOverRequest } from '../../../proto/gen/chain/v1/sidecar';
 import {
   NetworkIsolationSpec_NetworkIsolationMode as NetworkMode,
   TaskState,
@@ -20,6 +20,20 @@ async function rejection(promise: Promise<unknown>): Promise<{ code?: string; me
 
 const OLD = 'a0000000-0000-4000-8000-000000000001';
 const NEW = 'a0000000-0000-4000-8000-000000000002';
+
+/** A checkpoint a predecessor handed over, filed under `handoverKey`. */
+function handedOver(checkpointId: string, handoverKey: string): CheckpointInfo {
+  return {
+    checkpointId,
+    handoverKey,
+    source: { taskId: 'old', allocId: OLD, taskName: 'web', jobId: 'job', namespace: 'default' },
+    manifestDigest: '',
+    sizeBytes: 1,
+    createdAtUnixMs: 0,
+    spec: undefined,
+    sourceNode: 'node-a',
+  };
+}
 
 function migratingPair(r: ReturnType<typeof rig>): void {
   r.lookup.put({ id: OLD, nodeId: 'node-a', nextAllocation: NEW, migrate: true, desiredStatus: 'stop' });
@@ -83,16 +97,7 @@ describe('StartTask', () => {
   it('restores the predecessor checkpoint of a migrated allocation and says so', async () => {
     const r = rig();
     migratingPair(r);
-    r.sidecar.checkpoints.set(`${NEW}/web`, {
-      checkpointId: 'ckpt-9',
-      handoverKey: `${NEW}/web`,
-      source: { taskId: 'old', allocId: OLD, taskName: 'web', jobId: 'job', namespace: 'default' },
-      manifestDigest: '',
-      sizeBytes: 1,
-      createdAtUnixMs: 0,
-      spec: undefined,
-      sourceNode: 'node-a',
-    });
+    r.sidecar.staged.set('ckpt-9', handedOver('ckpt-9', `${NEW}/web`));
     const config = taskConfig(NEW, 'web', taskDriverConfig({ checkpoint_wait: '5s' }));
     const response = await r.driver.startTask({ task: config });
 
@@ -117,19 +122,15 @@ describe('StartTask', () => {
     ]);
     expect(decodeTaskState(1, cold.handle?.driverState ?? Buffer.alloc(0)).restoredFromCheckpoint).toBe('');
 
-    r.sidecar.checkpoints.set(`${NEW}/api`, {
-      ...(r.sidecar.checkpoints.get(`${NEW}/web`) ?? {}),
-      checkpointId: 'ckpt-1',
-    } as never);
-    r.sidecar.restoreFailure = new SidecarError(
-      'NC_RESTORE_FAILED',
-      'sidecar RestoreTask: criu said no',
-      status.INTERNAL,
+    r.sidecar.staged.set('ckpt-1', handedOver('ckpt-1', `${NEW}/api`));
+    r.sidecar.failNext(
+      'restoreTask',
+      new SidecarError('NC_RESTORE_FAILED', 'sidecar RestoreTask: criu said no', status.INTERNAL),
     );
     const second = taskConfig(NEW, 'api');
     const restoredCold = await r.driver.startTask({ task: second });
     expect(decodeTaskState(1, restoredCold.handle?.driverState ?? Buffer.alloc(0)).restoredFromCheckpoint).toBe('');
-    expect(r.sidecar.checkpoints.has(`${NEW}/api`)).toBe(true);
+    expect(r.sidecar.staged.has('ckpt-1')).toBe(true);
     await settle();
     expect(r.events.map((e) => e.message)).toEqual([
       `No checkpoint from previous allocation ${OLD} within 30000 ms; started cold`,
@@ -177,7 +178,7 @@ describe('StopTask', () => {
     ]);
     expect(r.sidecar.called('stopTask')).toEqual([]);
     await settle();
-    expect(r.events.map((e) => e.message)).toEqual([`Handed over to allocation ${NEW} (frozen 5 ms, 10 bytes sent)`]);
+    expect(r.events.map((e) => e.message)).toEqual([`Handed over to allocation ${NEW} (frozen 5 ms, 1024 bytes sent)`]);
     expect(r.events[0]?.annotations).toEqual({ next_alloc_id: NEW, node_id: 'node-b' });
   });
 
@@ -259,12 +260,13 @@ describe('wait, inspect, destroy, recover', () => {
       completedAt: { seconds: 0, nanos: 0 },
     });
     expect(running.task?.startedAt).toEqual({ seconds: 1_700_000_000, nanos: 0 });
+    r.clock.advance(1000);
     await r.driver.stopTask({ taskId: config.id, timeout: undefined, signal: '' });
     const moved = await r.driver.inspectTask({ taskId: config.id });
     expect(moved.task?.state).toBe(TaskState.EXITED);
     expect(moved.task?.completedAt).toEqual({ seconds: 1_700_000_001, nanos: 0 });
     expect(moved.driver?.attributes).toMatchObject({ migrated: 'true', sidecar_task_id: `${OLD}_web_0a1b2c3d` });
-    expect(r.sidecar.tasks.get(`${OLD}_web_0a1b2c3d`)?.info.state).toBe(SidecarTaskState.TASK_STATE_MIGRATED);
+    expect(r.sidecar.tasks.get(`${OLD}_web_0a1b2c3d`)?.state).toBe(SidecarTaskState.TASK_STATE_MIGRATED);
   });
 
   it('DestroyTask refuses a running task without force and is idempotent', async () => {

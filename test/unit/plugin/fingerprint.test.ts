@@ -8,7 +8,7 @@ import { PluginType } from '../../../proto/gen/nomad/plugins/base/proto/base';
 import { FingerprintResponse_HealthState as Health } from '../../../proto/gen/nomad/plugins/drivers/proto/driver';
 import type { FingerprintResponse } from '../../../proto/gen/nomad/plugins/drivers/proto/driver';
 import { FakeClock } from '../../fakes/fake-clock';
-import { FakePluginSidecar } from '../../fakes/fake-plugin-sidecar';
+import { FakeSidecarCluster, type FakeSidecarApi } from '../../fakes/fake-sidecar-api';
 import { pluginConfig, rig, silent, thrownCode } from './rig';
 
 describe('fingerprint', () => {
@@ -26,7 +26,7 @@ describe('fingerprint', () => {
 
   it("is unhealthy with the sidecar's reason when CRIU or runc is unusable, and when it is unreachable", async () => {
     const r = rig();
-    r.sidecar.features_ = { ...r.sidecar.features_, healthy: false, reason: 'runc not found' };
+    r.sidecar.featuresResponse = { ...r.sidecar.featuresResponse, healthy: false, reason: 'runc not found' };
     expect((await take(r, 1))[0]).toMatchObject({ health: Health.UNHEALTHY, healthDescription: 'runc not found' });
     r.sidecar.failNext('features', new SidecarError('NC_SIDECAR_UNREACHABLE', 'connect ENOENT', status.UNAVAILABLE));
     const [down] = await take(r, 1);
@@ -37,7 +37,11 @@ describe('fingerprint', () => {
   it('is unhealthy before SetConfig', async () => {
     const base = new BasePlugin(
       PLUGIN_VERSION,
-      () => ({ config: {} as never, sidecar: new FakePluginSidecar(), lookup: undefined }),
+      () => ({
+        config: {} as never,
+        sidecar: new FakeSidecarCluster().add('node-a', '198.18.0.2:7451'),
+        lookup: undefined,
+      }),
       silent,
     );
     const fingerprint = await new Fingerprinter(base, PLUGIN_VERSION, new FakeClock(), silent).check();
@@ -53,7 +57,8 @@ describe('fingerprint', () => {
     const features = r.sidecar.features.bind(r.sidecar);
     r.sidecar.features = async () => {
       checks += 1;
-      if (checks === 4) r.sidecar.features_ = { ...r.sidecar.features_, healthy: false, reason: 'criu gone' };
+      if (checks === 4)
+        r.sidecar.featuresResponse = { ...r.sidecar.featuresResponse, healthy: false, reason: 'criu gone' };
       return features();
     };
     for await (const fingerprint of r.driver.fingerprint(stop.signal)) {
@@ -81,11 +86,11 @@ describe('base plugin', () => {
   });
 
   it('replaces (and closes) its sidecar client on every SetConfig, keeping the old one on a bad config', () => {
-    const made: FakePluginSidecar[] = [];
+    const made: FakeSidecarApi[] = [];
     const base = new BasePlugin(
       PLUGIN_VERSION,
       (config) => {
-        const sidecar = new FakePluginSidecar();
+        const sidecar = new FakeSidecarCluster().add('node-a', '198.18.0.2:7451');
         made.push(sidecar);
         return { config, sidecar, lookup: undefined };
       },

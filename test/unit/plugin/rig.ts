@@ -11,7 +11,7 @@ import type { DriverTaskEvent, TaskConfig } from '../../../proto/gen/nomad/plugi
 import { TaskConfig as TaskConfigMessage } from '../../../proto/gen/nomad/plugins/drivers/proto/driver';
 import { FakeAllocationLookup } from '../../fakes/fake-allocation-lookup';
 import { FakeClock } from '../../fakes/fake-clock';
-import { FakePluginSidecar } from '../../fakes/fake-plugin-sidecar';
+import { FakeSidecarCluster, type FakeSidecarApi } from '../../fakes/fake-sidecar-api';
 
 export const silent = pino({ level: 'silent' });
 
@@ -84,7 +84,8 @@ export function taskConfig(allocId: string, name: string, driverConfig = taskDri
 }
 
 export interface Rig {
-  readonly sidecar: FakePluginSidecar;
+  /** This node's sidecar (node-a); its cluster also holds node-b's, the peer of a hand-over. */
+  readonly sidecar: FakeSidecarApi;
   readonly lookup: FakeAllocationLookup;
   readonly base: BasePlugin;
   readonly driver: ChainDriver;
@@ -95,9 +96,11 @@ export interface Rig {
 
 /** A driver over fakes, configured as SetConfig would; `withLookup: false` is nomad_address = "". */
 export function rig(options: { withLookup?: boolean; config?: Record<string, unknown> } = {}): Rig {
-  const sidecar = new FakePluginSidecar();
   const lookup = new FakeAllocationLookup();
   const clock = new FakeClock();
+  const sidecars = new FakeSidecarCluster(clock);
+  const sidecar = sidecars.add('node-a', '198.18.0.2:7451');
+  sidecars.add('node-b', '198.18.0.3:7451');
   const withLookup = options.withLookup ?? true;
   const base = new BasePlugin(
     PLUGIN_VERSION,

@@ -4,7 +4,7 @@ import { MemoryMigrationJournal } from '../../../../local/migration/migration-jo
 import { backgroundKey } from '../../../../common/checkpoint-keys';
 import { FORWARD_STEPS, type MigrationRecord, type TaskSide } from '../../../../local/migration/migration-record';
 import { LAZY_MIN_BYTES, MigrationSequence } from '../../../../local/migration/migration-sequence';
-import { MigrationMode, TaskState } from '../../../../proto/gen/chain/v1/sidecar';
+import { MigrationMode, TaskState, type TaskSpec } from '../../../../proto/gen/chain/v1/sidecar';
 import { FakeClock } from '../../../fakes/fake-clock';
 import { FakeRouter } from '../../../fakes/fake-router';
 import { FakeScheduler } from '../../../fakes/fake-scheduler';
@@ -48,6 +48,26 @@ function sequence(env: Env, afterStep?: (r: MigrationRecord) => void, buddy: Bud
   });
 }
 
+/** A task spec that only says where its allocation directory is. */
+function specIn(allocDir: string): TaskSpec {
+  return {
+    argv: [],
+    env: {},
+    cwd: '/',
+    allocDir,
+    localDir: '',
+    secretsDir: '',
+    memoryLimitBytes: 0,
+    cpuShares: 0,
+    stdoutPath: '',
+    stderrPath: '',
+    networkNamespace: '',
+    rootfs: '',
+    binds: {},
+    user: '',
+  };
+}
+
 async function plan(env: Env): Promise<MigrationRecord> {
   const identity = { taskId: 'web-1', allocId: '', taskName: 'web', jobId: 'web', namespace: 'default' };
   await env.cluster.sidecar('a').startTask({ identity, spec: undefined });
@@ -62,44 +82,14 @@ async function plan(env: Env): Promise<MigrationRecord> {
       node: 'a',
       taskId: 'web-1',
       identity,
-      spec: {
-        argv: [],
-        env: {},
-        cwd: '/',
-        allocDir: '/a',
-        localDir: '',
-        secretsDir: '',
-        memoryLimitBytes: 0,
-        cpuShares: 0,
-        stdoutPath: '',
-        stderrPath: '',
-        networkNamespace: '',
-        rootfs: '',
-        binds: {},
-        user: '',
-      },
+      spec: specIn('/a'),
       instance: source,
     },
     target: {
       node: 'b',
       taskId: 'web-2',
       identity: { ...identity, taskId: 'web-2' },
-      spec: {
-        argv: [],
-        env: {},
-        cwd: '/',
-        allocDir: '/b',
-        localDir: '',
-        secretsDir: '',
-        memoryLimitBytes: 0,
-        cpuShares: 0,
-        stdoutPath: '',
-        stderrPath: '',
-        networkNamespace: '',
-        rootfs: '',
-        binds: {},
-        user: '',
-      },
+      spec: specIn('/b'),
       instance: { ...source, id: 'web-2', address: '10.0.0.2', node: 'b' },
     },
     targetTransferAddress: '10.0.0.2:7450',

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { ScaledClock } from '../../../../common/scaled-clock';
-import { ReplayRunner } from '../../../../local/replay/replay-runner';
+import { ReplayRunner, type ReplayRunnerOptions } from '../../../../local/replay/replay-runner';
 import { tally, type ObservedPreemption, type PolicyEvent } from '../../../../local/replay/replay-tally';
 import { SlotMap } from '../../../../local/replay/slot-map';
 import { parseTrace, slowSpans, splitTime, traceBefore } from '../../../../local/replay/trace-schedule';
@@ -209,6 +209,25 @@ const controllerOver = (slots: string[], real: FakeClock, trace: ScaledClock) =>
     preemptible: true,
   });
 
+/**
+ * The fixture's replay over three local nodes: kv1 runs, and kv2 too unless `services` is 1. `runner` makes the
+ * replay with the pass's own options, after the test has the clocks its notices may need.
+ */
+async function replayOfFixture(options: { readonly clock?: FakeClock; readonly services?: 1 | 2 } = {}) {
+  const schedule = parseTrace(readFileSync(FIXTURE, 'utf8'));
+  const real = options.clock ?? new YieldingClock(T0);
+  const speed = 15;
+  const trace = new ScaledClock({ scale: speed, originMs: schedule.startMs, realOriginMs: T0 }, real);
+  const slots = ['n1', 'n2', 'n3'];
+  const fake = await controllerOver(slots, real, trace);
+  await fake.controller.runService(SERVICE, async () => undefined);
+  if (options.services !== 1)
+    await fake.controller.runService({ ...SERVICE, name: 'kv2', port: 8082 }, async () => undefined);
+  const runner = (pass: Pick<ReplayRunnerOptions, 'reactive' | 'notices'>) =>
+    new ReplayRunner(fake.controller, { schedule, slots, timeline: trace, ...pass }, real, pino({ level: 'silent' }));
+  return { ...fake, schedule, real, speed, runner };
+}
+
 describe('LocalController aliases and virtual nodes', () => {
   it('names a local node by its alias in events and forgets it after unalias', async () => {
     const real = new FakeClock(T0);
@@ -241,20 +260,8 @@ describe('LocalController aliases and virtual nodes', () => {
 
 describe('ReplayRunner (reactive pass over the fake cluster)', () => {
   it('maps trace nodes onto slots, drains at notices, and observes moves before each pre-emption', async () => {
-    const schedule = parseTrace(readFileSync(FIXTURE, 'utf8'));
-    const real = new YieldingClock(T0);
-    const speed = 15;
-    const trace = new ScaledClock({ scale: speed, originMs: schedule.startMs, realOriginMs: T0 }, real);
-    const { controller, cluster } = await controllerOver(['n1', 'n2', 'n3'], real, trace);
-    await controller.runService(SERVICE, async () => undefined);
-    await controller.runService({ ...SERVICE, name: 'kv2', port: 8082 }, async () => undefined);
-    const runner = new ReplayRunner(
-      controller,
-      { schedule, slots: ['n1', 'n2', 'n3'], timeline: trace, reactive: true },
-      real,
-      pino({ level: 'silent' }),
-    );
-    const obs = await runner.run();
+    const { controller, cluster, schedule, runner } = await replayOfFixture();
+    const obs = await runner({ reactive: true }).run();
     expect(obs.mappedJoins).toBe(6);
     expect(obs.virtualJoins).toBe(1);
     expect(obs.virtualPreemptions.map((p) => p.node)).toEqual(['d']);
@@ -296,31 +303,17 @@ describe('ReplayRunner (reactive pass over the fake cluster)', () => {
   });
 
   it('a replay running behind its trace stamps joins, notices and pre-emptions on one clock', async () => {
-    const schedule = parseTrace(readFileSync(FIXTURE, 'utf8'));
-    const real = new YieldingClock(T0);
-    const speed = 15;
-    const trace = new ScaledClock({ scale: speed, originMs: schedule.startMs, realOriginMs: T0 }, real);
-    const { controller } = await controllerOver(['n1', 'n2', 'n3'], real, trace);
-    await controller.runService(SERVICE, async () => undefined);
+    const { schedule, real, speed, runner } = await replayOfFixture({ services: 1 });
     let lagged = false;
-    const runner = new ReplayRunner(
-      controller,
-      {
-        schedule,
-        slots: ['n1', 'n2', 'n3'],
-        timeline: trace,
-        reactive: true,
-        // a's notice (trace 200 s) is applied 600 s of trace time late: every event up to 800 s is behind.
-        notices: (node) => {
-          if (node !== 'a' || lagged) return;
-          lagged = true;
-          real.advance(600_000 / speed);
-        },
+    const obs = await runner({
+      reactive: true,
+      // a's notice (trace 200 s) is applied 600 s of trace time late: every event up to 800 s is behind.
+      notices: (node) => {
+        if (node !== 'a' || lagged) return;
+        lagged = true;
+        real.advance(600_000 / speed);
       },
-      real,
-      pino({ level: 'silent' }),
-    );
-    const obs = await runner.run();
+    }).run();
     const at = (node: string) => obs.policy.filter((e) => e.node === node).map((e) => e.t - schedule.startMs);
     expect(at('a')[0]).toBeGreaterThanOrEqual(800_000);
     // e joined at 340 s in the trace, applied once the replay caught up to 800 s: its lifetime starts there.
@@ -331,25 +324,12 @@ describe('ReplayRunner (reactive pass over the fake cluster)', () => {
   });
 
   it('without a drain at the notice, the pre-emption catches the tasks and cold-starts them', async () => {
-    const schedule = parseTrace(readFileSync(FIXTURE, 'utf8'));
-    const real = new FakeClock(T0);
-    const trace = new ScaledClock({ scale: 15, originMs: schedule.startMs, realOriginMs: T0 }, real);
-    const { controller } = await controllerOver(['n1', 'n2', 'n3'], real, trace);
-    await controller.runService(SERVICE, async () => undefined);
-    await controller.runService({ ...SERVICE, name: 'kv2', port: 8082 }, async () => undefined);
+    const { runner } = await replayOfFixture({ clock: new FakeClock(T0) });
     const sent: string[] = [];
-    const obs = await new ReplayRunner(
-      controller,
-      {
-        schedule,
-        slots: ['n1', 'n2', 'n3'],
-        timeline: trace,
-        reactive: false,
-        notices: (node, t, deadline) => sent.push(`${node}:${deadline - t}`),
-      },
-      real,
-      pino({ level: 'silent' }),
-    ).run();
+    const obs = await runner({
+      reactive: false,
+      notices: (node, t, deadline) => sent.push(`${node}:${deadline - t}`),
+    }).run();
     expect(sent).toEqual(['d:120000', 'a:120000', 'b:120000', 'e:120000']);
     expect(obs.drains).toEqual([]);
     const caught = obs.preemptions.reduce((n, p) => n + p.caught.length, 0);
@@ -360,31 +340,18 @@ describe('ReplayRunner (reactive pass over the fake cluster)', () => {
   });
 
   it("counts a move started before the node's notice as moved ahead (a forecaster that warned in time)", async () => {
-    const schedule = parseTrace(readFileSync(FIXTURE, 'utf8'));
-    const real = new YieldingClock(T0);
-    const trace = new ScaledClock({ scale: 15, originMs: schedule.startMs, realOriginMs: T0 }, real);
-    const { controller } = await controllerOver(['n1', 'n2', 'n3'], real, trace);
-    await controller.runService(SERVICE, async () => undefined);
-    await controller.runService({ ...SERVICE, name: 'kv2', port: 8082 }, async () => undefined);
+    const { controller, runner } = await replayOfFixture();
     const early: Promise<unknown>[] = [];
-    const obs = await new ReplayRunner(
-      controller,
-      {
-        schedule,
-        slots: ['n1', 'n2', 'n3'],
-        timeline: trace,
-        reactive: false,
-        // Stands in for a forecaster that drains every local node holding a task at the first notice (d's, at
-        // 60 s), well before a's and b's own notices.
-        notices: (node) => {
-          if (node !== 'd') return;
-          for (const slot of new Set(Object.values(controller.tasks()).map((t) => t.node)))
-            early.push(controller.drainNode(slot, 'test: predicted'));
-        },
+    const obs = await runner({
+      reactive: false,
+      // Stands in for a forecaster that drains every local node holding a task at the first notice (d's, at
+      // 60 s), well before a's and b's own notices.
+      notices: (node) => {
+        if (node !== 'd') return;
+        for (const slot of new Set(Object.values(controller.tasks()).map((t) => t.node)))
+          early.push(controller.drainNode(slot, 'test: predicted'));
       },
-      real,
-      pino({ level: 'silent' }),
-    ).run();
+    }).run();
     await Promise.all(early);
     const ahead = obs.preemptions.reduce((n, p) => n + p.movedAhead, 0);
     expect(ahead).toBeGreaterThan(0);
