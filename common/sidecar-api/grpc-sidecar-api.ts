@@ -84,6 +84,14 @@ export class GrpcSidecarApi implements SidecarApi {
     return this.call('DestroyTask', (md, o, cb) => this.client.destroyTask(request, md, o, cb), this.options.timeoutMs);
   }
 
+  resumeTask(taskId: string): Promise<TaskInfo> {
+    return this.call(
+      'ResumeTask',
+      (md, o, cb) => this.client.resumeTask({ taskId }, md, o, cb),
+      this.options.timeoutMs,
+    );
+  }
+
   inspectTask(taskId: string): Promise<TaskInfo> {
     return this.call(
       'InspectTask',

@@ -49,6 +49,8 @@ export interface SidecarApi {
    * restores it, or starts the task cold when the request allows it (else fails, the checkpoint left as it was).
    */
   takeOver(request: TakeOverRequest): Promise<TakeOverResponse>;
+  /** Lets a task held frozen by a failed post-copy window run again; call only once the target's copy is gone. */
+  resumeTask(taskId: string): Promise<TaskInfo>;
   listCheckpoints(): Promise<CheckpointInfo[]>;
   /** Copies a running task to the node that will receive it, ahead of a drain; the task keeps running. */
   prestageTask(request: PrestageTaskRequest): Promise<PrestageTaskResponse>;

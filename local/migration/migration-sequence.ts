@@ -86,8 +86,11 @@ interface LazyWindow {
  */
 export const LAZY_MIN_BYTES = 64 * 1024 * 1024;
 
-/** What the source's own sidecar says of the task, or that the scheduler knows its node is gone. */
-type SourceState = 'running' | 'handed-over' | SourceFence;
+/**
+ * What the source's own sidecar says of the task (held: frozen by a failed post-copy window, its memory the
+ * only whole copy), or that the scheduler knows its node is gone.
+ */
+type SourceState = 'running' | 'held' | 'handed-over' | SourceFence;
 
 /**
  * The chained migration, read here and nowhere else: leave rotation, freeze and hand over the final
@@ -303,7 +306,7 @@ export class MigrationSequence {
       result = await window.handover;
     } catch (err) {
       await this.killTargetCopy(record);
-      // The source's hand-over has ended (it resumed the task, or its node is gone) before the rollback looks.
+      // The source's hand-over has ended (its task held frozen or resumed, or its node gone) before the rollback.
       await window.handover.catch(() => undefined);
       throw err;
     } finally {
@@ -471,7 +474,7 @@ export class MigrationSequence {
     log: Logger,
   ): Promise<MigrationRecord> {
     try {
-      const source = await this.sourceState(record);
+      const source = await this.resumedIfHeld(record, await this.sourceState(record), log);
       if (source === 'running') {
         await this.deps.router.joinRotation(record.source.instance);
         return this.next(record, 'rolled-back', failure);
@@ -501,6 +504,7 @@ export class MigrationSequence {
     try {
       const task = await this.deps.sidecars.sidecar(record.source.node).inspectTask(record.source.taskId);
       if (task.state === TaskState.TASK_STATE_RUNNING) return 'running';
+      if (task.state === TaskState.TASK_STATE_HELD) return 'held';
       // Dumped and handed over: its own copy of the hand-over is on the source, and an operator's to use.
       if (task.state === TaskState.TASK_STATE_MIGRATED) return 'handed-over';
       return 'source-reports-gone';
@@ -614,13 +618,14 @@ export class MigrationSequence {
   }
 
   /**
-   * Post-copy's window failed and the target's copy is gone: the source, frozen until then, runs again (its
-   * dump resumed it), or its node is gone and the buddy's newest background checkpoint stands in. A post-copy
-   * checkpoint holds no memory: the source is never restored from it.
+   * Post-copy's window failed and the target's copy is gone: the source, held frozen until then, runs again
+   * (told to, or its dump resumed it before any page left), or its node is gone and the buddy's newest
+   * background checkpoint stands in. A post-copy checkpoint holds no memory: the source is never restored
+   * from it.
    */
   private async rollBackLazy(record: MigrationRecord, failure: RecordUpdate, log: Logger): Promise<MigrationRecord> {
     try {
-      const source = await this.sourceState(record);
+      const source = await this.resumedIfHeld(record, await this.sourceState(record), log);
       if (source === 'running') {
         await this.forgetStaged(record, log);
         await this.deps.router.joinRotation(record.source.instance);
@@ -632,6 +637,22 @@ export class MigrationSequence {
       log.error({ err }, 'post-copy window failed and the source cannot be asked: operator must act');
     }
     return this.next(record, 'failed', failure);
+  }
+
+  /**
+   * A source held frozen by its failed post-copy window runs again, but only once the copy restored on the
+   * target is gone (killed again here: a restarted sequence may not have seen it die): one copy runs, ever.
+   */
+  private async resumedIfHeld(
+    record: MigrationRecord,
+    source: SourceState,
+    log: Logger,
+  ): Promise<Exclude<SourceState, 'held'>> {
+    if (source !== 'held') return source;
+    await this.killTargetCopy(record);
+    const resumed = await this.deps.sidecars.sidecar(record.source.node).resumeTask(record.source.taskId);
+    log.warn({ node: record.source.node }, 'source held by the failed post-copy window resumed, the target copy gone');
+    return resumed.state === TaskState.TASK_STATE_RUNNING ? 'running' : 'source-reports-gone';
   }
 
   /**

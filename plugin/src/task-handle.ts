@@ -63,6 +63,8 @@ export class TaskHandle {
 export function nomadTaskState(state: SidecarTaskState): TaskState {
   switch (state) {
     case SidecarTaskState.TASK_STATE_RUNNING:
+    // Held frozen after a failed post-copy window: still this node's, and resumed here.
+    case SidecarTaskState.TASK_STATE_HELD:
       return TaskState.RUNNING;
     case SidecarTaskState.TASK_STATE_EXITED:
     case SidecarTaskState.TASK_STATE_MIGRATED:

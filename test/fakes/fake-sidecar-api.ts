@@ -227,6 +227,22 @@ export class FakeSidecarApi implements SidecarApi {
     return this.task(taskId);
   }
 
+  /** As the real sidecar: a held task runs again, a running one is left alone, anything else is refused. */
+  async resumeTask(taskId: string): Promise<TaskInfo> {
+    this.enter('resumeTask', taskId);
+    const task = this.task(taskId);
+    if (task.state === TaskState.TASK_STATE_RUNNING) return task;
+    if (task.state !== TaskState.TASK_STATE_HELD)
+      throw new SidecarError(
+        'NC_TASK_NOT_HELD',
+        `task ${taskId} is not held on ${this.node}`,
+        status.FAILED_PRECONDITION,
+      );
+    const resumed = { ...task, state: TaskState.TASK_STATE_RUNNING };
+    this.tasks.set(taskId, resumed);
+    return resumed;
+  }
+
   async signalTask(request: SignalTaskRequest): Promise<TaskInfo> {
     this.enter('signalTask', request);
     return this.task(request.taskId);

@@ -13,6 +13,7 @@ import type { CheckpointMeta } from './manifest';
 import { CHECKPOINT_FORMAT_VERSION, describeImages, imagesDir, writeMeta } from './manifest';
 import type { StepsMs } from './step-times';
 import { StepTimes } from './step-times';
+import { removeMountedDir } from '../runtime/mounted-dir';
 
 export interface DumperConfig {
   /** Where new checkpoints are written, one directory each. */
@@ -148,7 +149,7 @@ export class Dumper {
       let released: Promise<StepsMs> = Promise.resolve({});
       if (request.leaveRunning) {
         await this.deps.runtime.endCheckpoint(taskId, false);
-        await rm(workPath, { recursive: true, force: true });
+        await removeMountedDir(workPath);
       } else {
         // Once the checkpoint is complete, so that a failure before it finds the task as a failed dump leaves it.
         released = this.release(taskId, task.networkNamespace, workPath);
@@ -172,7 +173,7 @@ export class Dumper {
       if (paused) await this.deps.runc.resume(task.containerId).catch(() => undefined);
       await this.deps.runtime.endCheckpoint(taskId, false);
       await rm(dir, { recursive: true, force: true });
-      await rm(workPath, { recursive: true, force: true });
+      await removeMountedDir(workPath);
       throw err;
     }
   }
@@ -183,10 +184,10 @@ export class Dumper {
     try {
       await steps.time('networkUnlock', () => removeCriuNetworkLock(networkNamespace));
       await steps.time('endCheckpoint', () => this.deps.runtime.endCheckpoint(taskId, true));
-      await steps.time('cleanUp', () => rm(workPath, { recursive: true, force: true }));
+      await steps.time('cleanUp', () => removeMountedDir(workPath));
     } catch (err) {
       await this.deps.runtime.endCheckpoint(taskId, false).catch(() => undefined);
-      await rm(workPath, { recursive: true, force: true });
+      await removeMountedDir(workPath);
       throw err;
     }
     return steps.ms;

@@ -17,6 +17,7 @@ import { removeCriuNetworkLock } from './iptables';
 import type { CheckpointMeta } from './manifest';
 import { CHECKPOINT_FORMAT_VERSION, describeImages, imagesDir, writeMeta } from './manifest';
 import { StatusChannel } from './status-fd';
+import { removeMountedDir } from '../runtime/mounted-dir';
 
 export interface LazyDumpConfig {
   readonly checkpointsDir: string;
@@ -47,7 +48,7 @@ export interface LazyDump {
   readonly dumpMs: number;
   /**
    * Waits for a daemon to connect (bounded), then for every page to leave. Resolves when the source is gone;
-   * rejects with NC_LAZY_PAGES_TIMEOUT (source resumed) or NC_LAZY_PAGES_FAILED.
+   * rejects with NC_LAZY_PAGES_TIMEOUT (source resumed) or NC_LAZY_PAGES_FAILED (source held: see held-source.ts).
    */
   finish(): Promise<void>;
   /** Gives up before any daemon connected: the source resumes. */
@@ -102,7 +103,7 @@ export class LazyDumper {
     let channel: StatusChannel | undefined;
     const cleanupFiles = async (): Promise<void> => {
       channel?.close();
-      await rm(workPath, { recursive: true, force: true });
+      await removeMountedDir(workPath);
     };
     const resumeSource = async (): Promise<boolean> => {
       if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
@@ -113,6 +114,13 @@ export class LazyDumper {
       const running = await this.deps.dumper.recoverSource(task.containerId, task.networkNamespace);
       await this.deps.runtime.endCheckpoint(taskId, false);
       return running;
+    };
+    const holdSource = async (): Promise<void> => {
+      if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+        process.kill(-child.pid, 'SIGKILL');
+        await exited(child);
+      }
+      await this.deps.runtime.hold(taskId);
     };
     try {
       const plan = await this.deps.files.plan(taskId, task.record.spec);
@@ -202,11 +210,12 @@ export class LazyDumper {
           ]).finally(() => timer.abort());
           if (code !== 0) {
             const why = (await criuLogTail(join(workPath, 'dump.log'))) || tail(Buffer.concat(stderr));
-            const sourceRunning = await resumeSource();
+            // The danger window: the copy restored on the target may run, lacking pages only this node has. The
+            // source stays frozen until the target's copy is gone and it is told to resume (held-source.ts).
+            await holdSource();
             await cleanupFiles();
-            // The danger window: the copy may already run on the target while the source resumed here.
             throw new CheckpointError('NC_LAZY_PAGES_FAILED', `lazy page transfer failed: ${why || String(code)}`, {
-              context: { taskId, checkpointId, sourceRunning },
+              context: { taskId, checkpointId, sourceRunning: false, sourceHeld: true },
             });
           }
           await removeCriuNetworkLock(task.networkNamespace);
@@ -216,7 +225,7 @@ export class LazyDumper {
         },
       };
     } catch (err) {
-      // Failing after the status byte (taking the files) leaves a frozen source behind: resume it.
+      // Failing after the status byte (taking the files), before any page left: resume the frozen source.
       if (child !== undefined && child.exitCode === null && child.signalCode === null) await resumeSource();
       else if (child === undefined || child.exitCode !== null) await this.deps.runtime.endCheckpoint(taskId, false);
       await cleanupFiles();

@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Clock } from '../../../common/clock';
 import { SystemClock } from '../../../common/clock';
@@ -17,6 +17,7 @@ import { restoreTaskFiles } from './file-tree/task-files';
 import { StatusChannel } from './status-fd';
 import type { StepsMs } from './step-times';
 import { StepTimes } from './step-times';
+import { removeMountedDir } from '../runtime/mounted-dir';
 
 export interface RestorerDeps {
   readonly runtime: TaskRuntime;
@@ -109,19 +110,22 @@ export class Restorer {
       rewrite = await steps.time('environment', () => this.rewriteEnvironment(meta, request));
       if (meta.mode === 'lazy')
         daemon = await steps.time('pageDaemon', () => this.startDaemon(meta, request.checkpointDir, workPath));
+      // A daemon that dies before the task runs (the source's page server gone) leaves the restore waiting for
+      // pages that will never come: give it up at once rather than at the start timeout.
+      const abandon = new AbortController();
+      daemon?.done.catch((err: unknown) => abandon.abort(err));
       const view = await steps.time('runcRestore', () =>
         this.deps.runtime.startFromImages(request.identity, spec, {
           imagePath: imagesDir(request.checkpointDir),
           workPath,
           lazy: daemon !== undefined,
           checkpointId,
+          abandon: abandon.signal,
         }),
       );
       const stepsMs = steps.ms;
       this.deps.log.info({ taskId, checkpointId, pid: view.pid, lazy: daemon !== undefined, stepsMs }, 'task restored');
-      const complete = (daemon ? daemon.done : Promise.resolve()).finally(() =>
-        rm(workPath, { recursive: true, force: true }),
-      );
+      const complete = (daemon ? daemon.done : Promise.resolve()).finally(() => removeMountedDir(workPath));
       // Callers that do not wait still must not see an unhandled rejection; the failure is logged here.
       complete.catch((err: unknown) =>
         this.deps.log.error({ err, taskId, checkpointId }, 'lazy pages did not all arrive'),
@@ -140,7 +144,7 @@ export class Restorer {
           ),
         );
       const criu = await criuLogTail(`${workPath}/restore.log`);
-      await rm(workPath, { recursive: true, force: true }).catch(() => undefined);
+      await removeMountedDir(workPath).catch(() => undefined);
       // The files could not be laid down (corrupt content, full disk): their own code says which, and no
       // process was started.
       if (cause instanceof FileTreeError) throw cause;

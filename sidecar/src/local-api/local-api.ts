@@ -14,6 +14,7 @@ import type { TaskPrestager } from '../checkpoint/prestager';
 import type { Restorer } from '../checkpoint/restore';
 import type { RetainedCheckpoints } from '../checkpoint/retained';
 import type { StagedCheckpoints } from '../checkpoint/staging';
+import { resumeHeldSource } from '../checkpoint/held-source';
 import { TakeOver } from '../checkpoint/take-over';
 import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
 
@@ -43,6 +44,7 @@ const PHASE_STATE = {
   running: TaskState.TASK_STATE_RUNNING,
   exited: TaskState.TASK_STATE_EXITED,
   migrated: TaskState.TASK_STATE_MIGRATED,
+  held: TaskState.TASK_STATE_HELD,
 };
 
 function taskInfo(view: TaskView, nodeName: string): TaskInfo {
@@ -215,6 +217,10 @@ export class LocalApi {
           coldReason: outcome.coldReason,
           noCheckpoint: outcome.noCheckpoint,
         };
+      }),
+      resumeTask: unary(log, 'ResumeTask', async (req) => {
+        await resumeHeldSource({ runtime, dumper: this.deps.dumper }, req.taskId);
+        return this.info(await runtime.inspect(req.taskId));
       }),
       listCheckpoints: unary(log, 'ListCheckpoints', async () => ({
         checkpoints: await this.deps.staged.list(),

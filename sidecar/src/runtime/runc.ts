@@ -5,6 +5,7 @@ import { resolveBinary } from '../../../common/binaries';
 import { TaskError } from '../errors';
 import type { CommandResult } from './run-command';
 import { runCommand, tail } from './run-command';
+import { removeMountedDir, unmountBelow } from './mounted-dir';
 
 export type ContainerStatus = 'creating' | 'created' | 'running' | 'paused' | 'stopped';
 
@@ -65,6 +66,11 @@ export interface Runc {
    * would inherit the sidecar's namespace.
    */
   setCriuNetworkNamespace(id: string, netnsPath: string): Promise<void>;
+  /**
+   * Removes what a runc killed before its end left of a container it never finished creating: its state
+   * directory, with the rootfs a restore bound there for CRIU.
+   */
+  forget(id: string): Promise<void>;
 }
 
 export interface RuncCliOptions {
@@ -128,7 +134,13 @@ export class RuncCli implements Runc {
   }
 
   async delete(id: string, force: boolean): Promise<void> {
+    // A restore killed before its end leaves the rootfs it bound for CRIU mounted in the state directory.
+    await unmountBelow(join(this.options.root, id));
     await this.run(['delete', ...(force ? ['--force'] : []), id], { id, op: 'delete' });
+  }
+
+  async forget(id: string): Promise<void> {
+    await removeMountedDir(join(this.options.root, id));
   }
 
   async pause(id: string): Promise<void> {

@@ -61,6 +61,8 @@ export interface ImageLaunch {
   readonly workPath: string;
   readonly lazy: boolean;
   readonly checkpointId: string;
+  /** Ends the wait for the restore early, as a timeout does: it cannot finish (its lazy-pages daemon died). */
+  readonly abandon?: AbortSignal;
 }
 
 interface Handle {
@@ -236,7 +238,7 @@ export class TaskRuntime {
     await saveRecord(dir, record);
     let pid: number;
     try {
-      pid = await this.awaitRunning(handle, logFile);
+      pid = await this.awaitRunning(handle, logFile, image?.abandon);
     } catch (err) {
       if (existing) await saveRecord(dir, existing.record);
       else await this.removeFailedStart(identity.taskId, dir);
@@ -288,12 +290,13 @@ export class TaskRuntime {
   /** Clears what a previous run of the same task left; its data directories stay (a rollback needs them). */
   private async removeLeftovers(containerId: string, dir: string): Promise<void> {
     if ((await this.deps.runc.state(containerId)) !== undefined) await this.deps.runc.delete(containerId, true);
+    else await this.deps.runc.forget(containerId);
     for (const name of ['bundle', PID_FILE, EXIT_FILE]) await rm(join(dir, name), { recursive: true, force: true });
     await removeShimCgroup(shimCgroup(this.config.cgroupParent, containerId));
   }
 
   /** Waits until runc wrote the pid file (the container runs, a restore has finished), or the shim gave up. */
-  private async awaitRunning(handle: Handle, logFile: string): Promise<number> {
+  private async awaitRunning(handle: Handle, logFile: string, abandon?: AbortSignal): Promise<number> {
     const { containerId, taskId } = handle.record;
     const deadline = this.deps.clock.now() + this.config.startTimeoutMs;
     for (;;) {
@@ -314,8 +317,20 @@ export class TaskRuntime {
           },
         );
       }
-      if (this.deps.clock.now() > deadline) {
+      if (this.deps.clock.now() > deadline || abandon?.aborted === true) {
         await this.deps.runc.kill(containerId, 'KILL').catch(() => undefined);
+        // A restore still waiting (its post-copy pages never came) must not finish later, untracked: its runc
+        // and CRIU go with the shim's process group, and what they left mounted with them.
+        killProcessGroup(handle.record.shimPid);
+        if ((await this.deps.runc.state(containerId)) !== undefined)
+          await this.deps.runc.delete(containerId, true).catch(() => undefined);
+        else await this.deps.runc.forget(containerId).catch(() => undefined);
+        if (abandon?.aborted === true) {
+          throw new TaskError('NC_TASK_START_FAILED', 'the restore was abandoned before the task ran', {
+            cause: abandon.reason,
+            context: { taskId },
+          });
+        }
         throw new TaskError('NC_TASK_START_FAILED', 'the task did not reach running in time', {
           context: { taskId, timeoutMs: this.config.startTimeoutMs },
         });
@@ -478,8 +493,51 @@ export class TaskRuntime {
     handle.checkpointing = false;
   }
 
+  /**
+   * Ends a checkpoint with the task kept frozen (paused if the dump's end let it run): a post-copy window failed
+   * and the copy on the target may still run. Persisted, so a restarted sidecar keeps it frozen too.
+   */
+  async hold(taskId: string): Promise<void> {
+    const handle = this.handle(taskId);
+    const state = await this.deps.runc.state(handle.record.containerId);
+    if (state?.status === 'running') await this.deps.runc.pause(handle.record.containerId);
+    handle.record = { ...handle.record, phase: 'held' };
+    await saveRecord(handle.dir, handle.record);
+    handle.checkpointing = false;
+    this.deps.log.warn({ taskId }, 'task held frozen until told to resume');
+  }
+
+  /** A held task's container, to resume; undefined when the task already runs (a resume that was repeated). */
+  held(taskId: string): { containerId: string; networkNamespace: string } | undefined {
+    const handle = this.handle(taskId);
+    if (handle.record.phase === 'running') return undefined;
+    if (handle.record.phase !== 'held') {
+      throw new TaskError('NC_TASK_NOT_HELD', `task is ${handle.record.phase}, not held`, { context: { taskId } });
+    }
+    return {
+      containerId: handle.record.containerId,
+      networkNamespace: handle.record.spec.networkNamespace || this.config.taskNetworkNamespace,
+    };
+  }
+
+  /** The held task runs again (its container was resumed): exits are watched from now on. */
+  async released(taskId: string): Promise<void> {
+    const handle = this.handle(taskId);
+    handle.record = { ...handle.record, phase: 'running' };
+    await saveRecord(handle.dir, handle.record);
+    this.deps.log.info({ taskId }, 'held task resumed');
+  }
+
   get nodeName(): string {
     return this.config.nodeName;
+  }
+}
+
+function killProcessGroup(leader: number): void {
+  try {
+    process.kill(-leader, 'SIGKILL');
+  } catch {
+    // Gone already.
   }
 }
 

@@ -6,7 +6,11 @@ import { TaskError } from '../errors';
 /** Bumped whenever the persisted shape changes; a sidecar refuses state it does not understand. */
 export const TASK_STATE_VERSION = 1;
 
-export type TaskPhase = 'running' | 'exited' | 'migrated';
+/**
+ * `held`: frozen by a post-copy hand-over whose pages did not all leave. This node holds the task's only whole
+ * memory, so the task stays frozen (not adopted as running, not watched for exits) until it is told to resume.
+ */
+export type TaskPhase = 'running' | 'exited' | 'migrated' | 'held';
 
 export interface TaskExit {
   readonly exitCode: number;

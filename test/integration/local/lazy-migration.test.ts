@@ -7,14 +7,12 @@ import { containersOn } from '../../harness/fault-matrix';
 import { call, counter, runKv } from './kv-service';
 
 // Issue #12 item 2: post-copy through the migration sequence in local mode, and its danger window's faults.
-// Not here yet: the source's dump killed in the window (in 1 of 3 runs here the target's copy still ran beside
-// the resumed source, and CRIU's cgroup yard stays mounted in the target's restore work dir).
 // Lazy restore of a user-namespaced task needs vm.unprivileged_userfaultfd = 1 and CAP_SYS_RESOURCE, which this
 // machine lacks (the sidecar's probe says so): these clusters' tasks run in the node's user namespace.
 const log = pino({ level: process.env.NOMAD_CHAIN_TEST_LOG ?? 'silent' });
 const KEYS = 10;
 
-type WindowFault = 'none' | 'target-page-daemon' | 'link';
+type WindowFault = 'none' | 'target-page-daemon' | 'source-dump' | 'link';
 
 interface Moved {
   readonly record: MigrationRecord;
@@ -54,6 +52,27 @@ async function killWhenSeen(parts: readonly string[], timeoutMs = 60_000): Promi
   return false;
 }
 
+/**
+ * Polls for the source's lazy dump (runc checkpoint, its criu in the same process group) until it shows up,
+ * then SIGKILLs the whole group: true once killed.
+ */
+async function killDumpWhenSeen(dataDir: string, timeoutMs = 60_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const [dump] = await processes(['checkpoint', '--lazy-pages', dataDir]);
+    if (dump !== undefined) {
+      try {
+        process.kill(-dump.pid, 'SIGKILL');
+      } catch {
+        process.kill(dump.pid, 'SIGKILL');
+      }
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
+
 async function lazyMove(fault: WindowFault): Promise<{ local: LocalMode; moved: Moved }> {
   let injection: Promise<boolean> | undefined;
   const local: LocalMode = await startLocalMode(
@@ -72,6 +91,7 @@ async function lazyMove(fault: WindowFault): Promise<{ local: LocalMode; moved: 
         const source = local.cluster.node(record.source.node);
         const target = local.cluster.node(record.target.node);
         if (fault === 'target-page-daemon') injection = killWhenSeen(['lazy-pages', target.dataDir]);
+        if (fault === 'source-dump') injection = killDumpWhenSeen(source.dataDir);
         if (fault === 'link') injection = local.cluster.partition(source.name, target.name).then(() => true);
       },
     },
@@ -129,6 +149,9 @@ describe('local mode: post-copy through the migration sequence (issue #12 item 2
   it.each([
     // The target's daemon dies: its copy (lacking pages) is killed, the source, frozen until then, serves again.
     ['target-page-daemon'],
+    // The source's dump (runc and its criu) dies: the source stays frozen, held, until the target's copy is
+    // killed; then it is told to run again.
+    ['source-dump'],
     // Packets between the nodes dropped: no page arrives; the same rule, once the source's wait ends.
     ['link'],
   ] as const)('a fault in the window (%s) ends with exactly one running copy, the right one', async (fault) => {

@@ -33,6 +33,11 @@ export enum TaskState {
   TASK_STATE_EXITED = 2,
   /** TASK_STATE_MIGRATED - Frozen and dumped, handed over to another node: the task runs there now, not here. */
   TASK_STATE_MIGRATED = 3,
+  /**
+   * TASK_STATE_HELD - Frozen by a post-copy hand-over whose pages did not all leave: this node holds the task's only whole
+   * memory, so it stays frozen until told (ResumeTask), once the copy restored on the target is gone.
+   */
+  TASK_STATE_HELD = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -50,6 +55,9 @@ export function taskStateFromJSON(object: any): TaskState {
     case 3:
     case "TASK_STATE_MIGRATED":
       return TaskState.TASK_STATE_MIGRATED;
+    case 4:
+    case "TASK_STATE_HELD":
+      return TaskState.TASK_STATE_HELD;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -67,6 +75,8 @@ export function taskStateToJSON(object: TaskState): string {
       return "TASK_STATE_EXITED";
     case TaskState.TASK_STATE_MIGRATED:
       return "TASK_STATE_MIGRATED";
+    case TaskState.TASK_STATE_HELD:
+      return "TASK_STATE_HELD";
     case TaskState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -3868,6 +3878,16 @@ export const SidecarService = {
     responseSerialize: (value: TakeOverResponse) => Buffer.from(TakeOverResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer) => TakeOverResponse.decode(value),
   },
+  /** Resumes a task held frozen (TASK_STATE_HELD); a running task is left as it is. */
+  resumeTask: {
+    path: "/chain.v1.Sidecar/ResumeTask",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: TaskRef) => Buffer.from(TaskRef.encode(value).finish()),
+    requestDeserialize: (value: Buffer) => TaskRef.decode(value),
+    responseSerialize: (value: TaskInfo) => Buffer.from(TaskInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer) => TaskInfo.decode(value),
+  },
 } as const;
 
 export interface SidecarServer extends UntypedServiceImplementation {
@@ -3889,6 +3909,8 @@ export interface SidecarServer extends UntypedServiceImplementation {
   prestageTask: handleUnaryCall<PrestageTaskRequest, PrestageTaskResponse>;
   deleteCheckpoint: handleUnaryCall<DeleteCheckpointRequest, DeleteCheckpointResponse>;
   takeOver: handleUnaryCall<TakeOverRequest, TakeOverResponse>;
+  /** Resumes a task held frozen (TASK_STATE_HELD); a running task is left as it is. */
+  resumeTask: handleUnaryCall<TaskRef, TaskInfo>;
 }
 
 export interface SidecarClient extends Client {
@@ -4158,6 +4180,19 @@ export interface SidecarClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TakeOverResponse) => void,
+  ): ClientUnaryCall;
+  /** Resumes a task held frozen (TASK_STATE_HELD); a running task is left as it is. */
+  resumeTask(request: TaskRef, callback: (error: ServiceError | null, response: TaskInfo) => void): ClientUnaryCall;
+  resumeTask(
+    request: TaskRef,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TaskInfo) => void,
+  ): ClientUnaryCall;
+  resumeTask(
+    request: TaskRef,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TaskInfo) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { NomadChainError } from '../../../../common/errors';
+import { NomadChainError, errorCode } from '../../../../common/errors';
 import { MemoryMigrationJournal } from '../../../../local/migration/migration-journal';
 import { backgroundKey } from '../../../../common/checkpoint-keys';
 import { FORWARD_STEPS, type MigrationRecord, type TaskSide } from '../../../../local/migration/migration-record';
@@ -32,7 +32,7 @@ interface BuddyOptions {
   readonly sideOn?: (record: MigrationRecord, node: string) => TaskSide;
 }
 
-function sequence(env: Env, afterStep?: (r: MigrationRecord) => void, buddy: BuddyOptions = {}) {
+function sequence(env: Env, afterStep?: (r: MigrationRecord) => void | Promise<void>, buddy: BuddyOptions = {}) {
   return new MigrationSequence({
     journal: env.journal,
     sidecars: env.cluster,
@@ -491,8 +491,9 @@ describe('MigrationSequence: a source gone before the hand-over', () => {
 
 /**
  * Post-copy on the fake source: the images reach the target at once; the hand-over settles when the target's
- * restore has pulled every page (`complete`, the default on restore) or rejects with the source running again
- * (`fail`), as the sidecar's lazy dump does once its page server fails. Other modes are the fake's own.
+ * restore has pulled every page (`complete`, the default on restore) or rejects (`fail`), as the sidecar's lazy
+ * dump does: once pages flowed (NC_LAZY_PAGES_FAILED) it holds the source frozen, before that it resumes it.
+ * Other modes are the fake's own.
  */
 function lazySource(env: Env, onRestore: 'complete' | 'none' = 'complete') {
   const a = env.cluster.sidecar('a');
@@ -529,7 +530,11 @@ function lazySource(env: Env, onRestore: 'complete' | 'none' = 'complete') {
         });
       };
       window.fail = (error) => {
-        a.tasks.set(request.taskId, { ...task, state: TaskState.TASK_STATE_RUNNING });
+        const held = errorCode(error) === 'NC_LAZY_PAGES_FAILED';
+        a.tasks.set(request.taskId, {
+          ...task,
+          state: held ? TaskState.TASK_STATE_HELD : TaskState.TASK_STATE_RUNNING,
+        });
         reject(error);
       };
     });
@@ -586,25 +591,60 @@ describe('MigrationSequence: post-copy', () => {
     expectOneInstance(env, 'b');
   });
 
-  it('kills the target copy first when the window fails on the target, and the source serves again', async () => {
+  it('kills the target copy first when the window fails, then tells the held source to run again', async () => {
     const env = setup();
     const lazy = lazySource(env, 'none');
+    const a = env.cluster.sidecar('a');
     const b = env.cluster.sidecar('b');
     const order: string[] = [];
     const destroy = b.destroyTask.bind(b);
     b.destroyTask = async (r) => {
-      order.push(`destroy ${r.taskId}`);
+      order.push(`destroy ${r.taskId} (source ${TaskState[a.tasks.get('web-1')?.state ?? 0]})`);
       return destroy(r);
+    };
+    const resume = a.resumeTask.bind(a);
+    a.resumeTask = async (taskId) => {
+      order.push(`resume ${taskId} (target copy ${b.tasks.has('web-2') ? 'there' : 'gone'})`);
+      return resume(taskId);
     };
     b.restoreTask = async (r) => {
       const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
-      // The target's page daemon dies: the source's page server fails and the task resumes there.
+      // The target's page daemon dies (or the source's dump): the page stream breaks, the source is held.
       lazy.fail(new NomadChainError('NC_LAZY_PAGES_FAILED', 'daemon gone'));
       return info;
     };
     const result = await sequence(env).run({ ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY });
     expect(result).toMatchObject({ step: 'rolled-back', error: { code: 'NC_LAZY_PAGES_FAILED', step: 'handed-over' } });
-    expect(order).toEqual(['destroy web-2']);
+    expect(order[0]).toBe('destroy web-2 (source TASK_STATE_HELD)');
+    expect(order.at(-1)).toBe('resume web-1 (target copy gone)');
+    expectOneInstance(env, 'a');
+  });
+
+  it('a restarted sequence finds the source held: kills the target copy, then resumes the source', async () => {
+    const env = setup();
+    const lazy = lazySource(env, 'none');
+    const a = env.cluster.sidecar('a');
+    const b = env.cluster.sidecar('b');
+    let crash = true;
+    b.restoreTask = async (r) => {
+      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+      lazy.fail(new NomadChainError('NC_LAZY_PAGES_FAILED', 'dump killed'));
+      return info;
+    };
+    // The controller dies right after the window opened: the held source and the target copy outlive it.
+    const record = { ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY };
+    const first = sequence(env, async (r) => {
+      if (crash && r.step === 'handed-over') {
+        crash = false;
+        await b.restoreTask({ identity: r.target.identity, checkpointId: r.checkpointId ?? '', spec: r.target.spec });
+        throw new Error('controller crashed');
+      }
+    });
+    await expect(first.run(record)).rejects.toThrow('controller crashed');
+    expect(a.tasks.get('web-1')?.state).toBe(TaskState.TASK_STATE_HELD);
+    expect(b.tasks.get('web-2')?.state).toBe(TaskState.TASK_STATE_RUNNING);
+    const [result] = await sequence(env).resumeAll();
+    expect(result).toMatchObject({ step: 'rolled-back' });
     expectOneInstance(env, 'a');
   });
 
