@@ -11,6 +11,8 @@ export interface FakeClockOptions {
 
 /** Time that moves only when the test (or, by default, a sleep) moves it: the one fake of the Clock boundary. */
 export class FakeClock implements Clock {
+  /** The length of every sleep asked for, in order (a backoff's delays). */
+  readonly sleeps: number[] = [];
   private readonly sleepers = new Set<{ due: number; wake: () => void }>();
 
   constructor(
@@ -28,6 +30,7 @@ export class FakeClock implements Clock {
   }
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    this.sleeps.push(ms);
     if (this.options.sleep !== 'waits') {
       this.advance(ms);
       return Promise.resolve();

@@ -1,30 +1,19 @@
-import type { Clock } from '../../../../common/clock';
 import { errorCode } from '../../../../common/errors';
 import { EventStream } from '../../../../common/nomad-api/event-stream';
 import type { EventStreamOptions } from '../../../../common/nomad-api/event-stream';
 import { NomadHttp } from '../../../../common/nomad-api/http';
 import type { Events } from '../../../../common/nomad-api/types';
+import { FakeClock } from '../../../fakes/fake-clock';
 import { LocalHttpServer } from '../local-http-server';
 import type { Handler } from '../local-http-server';
 
-/** Records backoff sleeps and returns at once, so reconnects need no waiting. */
-class InstantClock implements Clock {
-  readonly sleeps: number[] = [];
-  now(): number {
-    return 0;
-  }
-  sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    this.sleeps.push(ms);
-    return signal?.aborted === true ? Promise.reject(new Error('aborted')) : Promise.resolve();
-  }
-}
-
 let server: LocalHttpServer;
-let clock: InstantClock;
+let clock: FakeClock;
 
 beforeEach(async () => {
   server = await LocalHttpServer.start();
-  clock = new InstantClock();
+  // A backoff's sleeps return at once and are recorded.
+  clock = new FakeClock();
 });
 
 afterEach(async () => {
