@@ -40,7 +40,8 @@ export type CheckpointErrorCode =
   | 'NC_CHECKPOINT_TRUNCATED'
   | 'NC_FEATURE_UNAVAILABLE'
   | 'NC_LAZY_PAGES_TIMEOUT'
-  | 'NC_LAZY_PAGES_FAILED';
+  | 'NC_LAZY_PAGES_FAILED'
+  | 'NC_MIGRATION_ROLLBACK_FAILED';
 
 /** Restoring a checkpoint failed; nothing runs from it, and the checkpoint itself is left as it was. */
 export class RestoreError extends NomadChainError {

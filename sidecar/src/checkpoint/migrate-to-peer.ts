@@ -1,7 +1,8 @@
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Clock } from '../../../common/clock';
-import { NomadChainError, errorMessage } from '../../../common/errors';
+import { errorMessage } from '../../../common/errors';
+import { CheckpointError } from '../errors';
 import { MigrationMode } from '../../../proto/gen/chain/v1/sidecar';
 import type { TaskRuntime } from '../runtime/task-runtime';
 import type { Dumper } from './dump';
@@ -91,7 +92,7 @@ export class PeerMigrator {
         });
       } catch (restoreError) {
         // The dump stays on disk: restorable by hand or by a retry, never lost.
-        throw new NomadChainError(
+        throw new CheckpointError(
           'NC_MIGRATION_ROLLBACK_FAILED',
           `ship failed (${errorMessage(shipError)}) and the local restore failed too: ${errorMessage(restoreError)}`,
           { cause: restoreError, context: { taskId: request.taskId, checkpointDir: dumped.dir } },
@@ -161,7 +162,7 @@ export class PeerMigrator {
   private async migrateLazy(request: MigrateRequest, log: PinoLogger): Promise<MigrateResult> {
     const { lazyDumper } = this.deps;
     if (!lazyDumper) {
-      throw new NomadChainError('NC_FEATURE_UNAVAILABLE', 'this sidecar has no lazy-pages support configured', {
+      throw new CheckpointError('NC_FEATURE_UNAVAILABLE', 'this sidecar has no lazy-pages support configured', {
         context: { taskId: request.taskId },
       });
     }
