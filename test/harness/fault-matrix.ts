@@ -100,7 +100,12 @@ export function applies(step: FaultStep, fault: Fault): boolean {
 }
 
 /** Which small disk a full-disk fault fills on the target. */
-const FULL_DISK: Partial<Record<Fault, SmallDisk>> = { 'store-full': 'store', 'disk-full': 'allocs' };
+const FULL_DISK = { 'store-full': 'store', 'disk-full': 'allocs' } as const satisfies Partial<Record<Fault, SmallDisk>>;
+
+function fillsDisk(fault: Fault): fault is keyof typeof FULL_DISK {
+  return fault in FULL_DISK;
+}
+
 /**
  * The small disks' sizes: room for the kv service's background checkpoints (its chunks deduplicated) and its
  * files, small enough that filling one is quick.
@@ -116,10 +121,10 @@ const SLOW_LINK_DELAY_MS = 50;
  * Where the proxy damages a stream: past a TLS handshake and a protocol greeting (a few KiB), inside any push
  * that carries a checkpoint's chunks.
  */
-const PROXY_FLAWS: Partial<Record<Fault, Flaw>> = {
+const PROXY_FLAWS = {
   'corrupt-in-flight': { kind: 'flip', atByte: 64 * 1024 },
   'truncated-stream': { kind: 'cut', afterBytes: 64 * 1024 },
-};
+} as const satisfies Partial<Record<Fault, Flaw>>;
 /** The file that fills a small disk: the operator's fix is to delete it. */
 const FILLER = 'fault-matrix.filler';
 
@@ -170,12 +175,13 @@ async function inject(local: LocalMode, cell: Cell, record: MigrationRecord): Pr
       return corruptStaged(local.cluster.node(target).dataDir);
     case 'store-full':
     case 'disk-full': {
-      const path = join(local.cluster.diskPath(target, FULL_DISK[cell.fault] ?? 'store'), FILLER);
+      const disk = FULL_DISK[cell.fault];
+      const path = join(local.cluster.diskPath(target, disk), FILLER);
       cell.repairs.push(() => rm(path, { force: true }));
       const filled = await fill(path);
       cell.evidence = () =>
         Promise.resolve({
-          detail: `${mib(filled)} filled ${FULL_DISK[cell.fault]} until ENOSPC`,
+          detail: `${mib(filled)} filled ${disk} until ENOSPC`,
           inEffect: filled > 0,
         });
       return;
@@ -196,7 +202,7 @@ async function inject(local: LocalMode, cell: Cell, record: MigrationRecord): Pr
     }
     case 'corrupt-in-flight':
     case 'truncated-stream': {
-      const flaw = PROXY_FLAWS[cell.fault] ?? { kind: 'flip', atByte: 0 };
+      const flaw: Flaw = PROXY_FLAWS[cell.fault];
       const proxy = await throughProxy(local, cell, source, target, flaw);
       cell.evidence = () =>
         Promise.resolve({
@@ -449,7 +455,7 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
         failures.push(`service unreachable through the router: ${errorMessage(err)}`);
       }
     }
-    const diskFull = FULL_DISK[fault] !== undefined && record?.error !== undefined;
+    const diskFull = fillsDisk(fault) && record?.error !== undefined;
     if (diskFull && !/FULL|ENOSPC/.test(`${record?.error?.code} ${record?.error?.message}`))
       failures.push(`failed on a full disk with an error that does not say so: ${record?.error?.code}`);
     failures.push(...(await leaks(local)));
@@ -488,7 +494,7 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
 
 /** Small disks only where a fault fills one: every other cell runs on the layout a real node has. */
 function clusterFor(fault: Fault): Pick<LocalClusterOptions, 'smallDisks'> {
-  return FULL_DISK[fault] === undefined ? {} : { smallDisks: SMALL_DISKS };
+  return fillsDisk(fault) ? { smallDisks: SMALL_DISKS } : {};
 }
 
 /** Runs the cell's repairs once each, in order, every one even when an earlier one fails; throws the first failure. */
