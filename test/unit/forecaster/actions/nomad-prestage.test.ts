@@ -1,16 +1,7 @@
 import pino from 'pino';
-import type {
-  Allocation,
-  AllocationListStub,
-  Job,
-  JobRegisterResponse,
-  Node,
-  NodeListStub,
-  NomadApi,
-  QueryResult,
-  SchedulerConfigurationResponse,
-} from '../../../../common/nomad-api';
+import type { Allocation } from '../../../../common/nomad-api';
 import { NomadSchedulerActions } from '../../../../forecaster/src/actions/nomad-scheduler-actions';
+import { FakeNomadApi } from '../../../fakes/fake-nomad-api';
 import type { CheckpointPrestager } from '../../../../forecaster/src/actions/nomad-scheduler-actions';
 import { SidecarPrestager } from '../../../../forecaster/src/actions/sidecar-prestager';
 import type {
@@ -22,8 +13,6 @@ import { PeerError } from '../../../../common/grpc/status-codec';
 import type { PrestageAllocTaskRequest } from '../../../../proto/gen/chain/v1/prestage';
 import type { PrestageTaskResponse } from '../../../../proto/gen/chain/v1/sidecar';
 
-const ATTRIBUTE = 'driver.chain.transfer_address';
-
 function alloc(id: string, group: string, tasks: { Name: string; Driver: string }[]): Allocation {
   return {
     ID: id,
@@ -34,57 +23,6 @@ function alloc(id: string, group: string, tasks: { Name: string; Driver: string 
     ClientStatus: 'running',
     Job: { ID: `job-${id}`, Namespace: 'default', Priority: 50, TaskGroups: [{ Name: group, Tasks: tasks }] },
   } as unknown as Allocation;
-}
-
-/** reserve's and prestage's calls; the placeholder's allocations appear after `placedAfter` looks. */
-class FakeNomad implements Partial<NomadApi> {
-  allocs = [
-    alloc('alloc-1', 'web', [
-      { Name: 'kv', Driver: 'chain' },
-      { Name: 'log-shipper', Driver: 'exec' },
-    ]),
-    alloc('alloc-2', 'db', [{ Name: 'store', Driver: 'chain' }]),
-  ];
-  registered: Job[] = [];
-  looks = 0;
-  placedAfter = 2;
-  placeOnly: number | undefined;
-  addresses: Record<string, string | undefined> = { 'id-a': '10.0.0.1:7451', 'id-b': '10.0.0.2:7451' };
-
-  listNodes(): Promise<QueryResult<NodeListStub[]>> {
-    return Promise.resolve({ value: [{ ID: 'id-a', Name: 'a' } as NodeListStub], lastIndex: 1 });
-  }
-  nodeAllocations(): Promise<QueryResult<Allocation[]>> {
-    return Promise.resolve({ value: this.allocs, lastIndex: 1 });
-  }
-  schedulerConfiguration(): Promise<QueryResult<SchedulerConfigurationResponse>> {
-    return Promise.resolve({
-      value: { SchedulerConfig: { PreemptionConfig: { ServiceSchedulerEnabled: true } } } as never,
-      lastIndex: 1,
-    });
-  }
-  registerJob(job: Job): Promise<JobRegisterResponse> {
-    this.registered.push(job);
-    return Promise.resolve({ EvalID: 'e', EvalCreateIndex: 2, JobModifyIndex: 2, Warnings: '' });
-  }
-  listAllocations(): Promise<QueryResult<AllocationListStub[]>> {
-    this.looks += 1;
-    const groups = (this.registered[0]?.TaskGroups ?? []) as { Name: string }[];
-    const placed = this.looks <= this.placedAfter ? [] : groups.slice(0, this.placeOnly ?? groups.length);
-    return Promise.resolve({
-      value: placed.map(
-        (g) => ({ TaskGroup: g.Name, NodeID: 'id-b', NodeName: 'b', DesiredStatus: 'run' }) as AllocationListStub,
-      ),
-      lastIndex: 3,
-    });
-  }
-  getNode(id: string): Promise<QueryResult<Node>> {
-    const address = this.addresses[id];
-    return Promise.resolve({
-      value: { ID: id, Attributes: address === undefined ? {} : { [ATTRIBUTE]: address } } as unknown as Node,
-      lastIndex: 1,
-    });
-  }
 }
 
 class RecordingPrestager implements CheckpointPrestager {
@@ -114,9 +52,19 @@ class RecordingPrestager implements CheckpointPrestager {
 function setup() {
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line) as never) });
-  const nomad = new FakeNomad();
+  const nomad = new FakeNomadApi();
+  nomad.allocs = [
+    alloc('alloc-1', 'web', [
+      { Name: 'kv', Driver: 'chain' },
+      { Name: 'log-shipper', Driver: 'exec' },
+    ]),
+    alloc('alloc-2', 'db', [{ Name: 'store', Driver: 'chain' }]),
+  ];
+  // The placeholders appear after two looks.
+  nomad.placedAfter = 2;
+  nomad.addresses = { 'id-a': '10.0.0.1:7451', 'id-b': '10.0.0.2:7451' };
   const prestager = new RecordingPrestager();
-  const actions = new NomadSchedulerActions(nomad as unknown as NomadApi, log, {
+  const actions = new NomadSchedulerActions(nomad.api, log, {
     prestager,
     placementWaitMs: 5_000,
     placementPollMs: 1,
@@ -160,7 +108,7 @@ describe('NomadSchedulerActions.prestage (issue #12, item 3)', () => {
     const { nomad, prestager } = setup();
     nomad.placedAfter = 0;
     nomad.placeOnly = 1;
-    const quick = new NomadSchedulerActions(nomad as unknown as NomadApi, pino({ level: 'silent' }), {
+    const quick = new NomadSchedulerActions(nomad.api, pino({ level: 'silent' }), {
       prestager,
       placementWaitMs: 0,
     });
@@ -173,7 +121,7 @@ describe('NomadSchedulerActions.prestage (issue #12, item 3)', () => {
   it('does nothing without a prestager, or for a reservation that holds no task', async () => {
     const { nomad, prestager, actions } = setup();
     await actions.prestage('a', { id: '', node: 'a', targets: [], tasks: 0 });
-    const bare = new NomadSchedulerActions(nomad as unknown as NomadApi, pino({ level: 'silent' }));
+    const bare = new NomadSchedulerActions(nomad.api, pino({ level: 'silent' }));
     await bare.prestage('a', await bare.reserve('a', 'risk high'));
     expect(prestager.asked).toEqual([]);
   });

@@ -1,18 +1,8 @@
 import pino from 'pino';
 import { NomadApiError } from '../../../../common/nomad-api';
-import type {
-  Allocation,
-  AllocationListStub,
-  Job,
-  JobRegisterResponse,
-  NodeListStub,
-  NodeUpdateResponse,
-  NomadApi,
-  QueryResult,
-  SchedulerConfiguration,
-  SchedulerConfigurationResponse,
-} from '../../../../common/nomad-api';
+import type { Allocation, NodeListStub, SchedulerConfiguration } from '../../../../common/nomad-api';
 import { NomadSchedulerActions } from '../../../../forecaster/src/actions/nomad-scheduler-actions';
+import { FakeNomadApi } from '../../../fakes/fake-nomad-api';
 
 const NODE_A = 'node-a-id';
 
@@ -51,50 +41,14 @@ function chainedAlloc(id: string, priority: number | undefined): Allocation {
   } as Allocation;
 }
 
-/** The calls reserve and checkPreemption make; anything else fails the test loudly. */
-class FakeNomadApi implements Partial<NomadApi> {
-  config: SchedulerConfigurationResponse | Error = { SchedulerConfig: schedulerConfig(true) };
-  allocs: Allocation[] = [chainedAlloc('alloc-1', 50)];
-  readonly registered: Job[] = [];
-  nodesRefusal: Error | undefined;
-
-  listNodes(): Promise<QueryResult<NodeListStub[]>> {
-    if (this.nodesRefusal !== undefined) return Promise.reject(this.nodesRefusal);
-    return Promise.resolve({ value: [{ ID: NODE_A, Name: 'a' } as NodeListStub], lastIndex: 1 });
-  }
-
-  nodeAllocations(): Promise<QueryResult<Allocation[]>> {
-    return Promise.resolve({ value: this.allocs, lastIndex: 1 });
-  }
-
-  schedulerConfiguration(): Promise<QueryResult<SchedulerConfigurationResponse>> {
-    return this.config instanceof Error
-      ? Promise.reject(this.config)
-      : Promise.resolve({ value: this.config, lastIndex: 5 });
-  }
-
-  registerJob(job: Job): Promise<JobRegisterResponse> {
-    this.registered.push(job);
-    return Promise.resolve({ EvalID: 'e', EvalCreateIndex: 6, JobModifyIndex: 6, Warnings: '' });
-  }
-
-  listAllocations(): Promise<QueryResult<AllocationListStub[]>> {
-    return Promise.resolve({
-      value: [{ DesiredStatus: 'run', NodeName: 'b' } as AllocationListStub],
-      lastIndex: 6,
-    });
-  }
-
-  setEligibility(): Promise<NodeUpdateResponse> {
-    return Promise.resolve({ NodeModifyIndex: 2, EvalIDs: null, EvalCreateIndex: 2 });
-  }
-}
-
 function setup(): { nomad: FakeNomadApi; actions: NomadSchedulerActions; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line) as never) });
   const nomad = new FakeNomadApi();
-  return { nomad, actions: new NomadSchedulerActions(nomad as unknown as NomadApi, log), lines };
+  nomad.nodes = [{ ID: NODE_A, Name: 'a' } as NodeListStub];
+  nomad.allocs = [chainedAlloc('alloc-1', 50)];
+  nomad.config = { SchedulerConfig: schedulerConfig(true) };
+  return { nomad, actions: new NomadSchedulerActions(nomad.api, log), lines };
 }
 
 describe('NomadSchedulerActions.reserve and service-job preemption', () => {
@@ -202,14 +156,10 @@ describe('NomadSchedulerActions.checkAccess', () => {
   it("stops the start on a refused token with the ACL code, Nomad's reason and the policy to use", async () => {
     const { nomad, actions } = setup();
     await expect(actions.checkAccess()).resolves.toBeUndefined();
-    nomad.nodesRefusal = new NomadApiError(
-      'NC_NOMAD_API_ACL_DENIED',
-      'Nomad refused the call: the ACL token is unknown',
-      {
-        status: 403,
-        context: { detail: 'ACL token not found' },
-      },
-    );
+    nomad.nodes = new NomadApiError('NC_NOMAD_API_ACL_DENIED', 'Nomad refused the call: the ACL token is unknown', {
+      status: 403,
+      context: { detail: 'ACL token not found' },
+    });
     const err = (await actions.checkAccess().catch((e: unknown) => e)) as { code: string; message: string };
     expect(err.code).toBe('NC_NOMAD_API_ACL_DENIED');
     expect(err.message).toContain('"ACL token not found"');
@@ -218,7 +168,7 @@ describe('NomadSchedulerActions.checkAccess', () => {
 
   it('lets other failures through unchanged', async () => {
     const { nomad, actions } = setup();
-    nomad.nodesRefusal = new NomadApiError('NC_NOMAD_API_UNREACHABLE', 'Nomad API unreachable');
+    nomad.nodes = new NomadApiError('NC_NOMAD_API_UNREACHABLE', 'Nomad API unreachable');
     await expect(actions.checkAccess()).rejects.toMatchObject({ code: 'NC_NOMAD_API_UNREACHABLE' });
   });
 });
