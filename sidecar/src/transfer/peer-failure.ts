@@ -4,6 +4,11 @@ import type { NomadChainError } from '../../../common/errors';
 import { decodeStatus } from '../../../common/grpc/status-codec';
 import { TransferError } from './errors';
 
+/** TLS refused a record whose authentication tag did not match: bytes were changed between the two ends. */
+function looksAltered(details: string): boolean {
+  return /bad record mac|decryption failed|decrypt error|bad_record_mac/i.test(details);
+}
+
 function looksLikeTls(details: string): boolean {
   return /certificate|handshake|ssl|tls|alert|verify|self[- ]signed/i.test(details);
 }
@@ -16,6 +21,15 @@ export function peerFailure(err: ServiceError, peer: string): NomadChainError {
   const refused = decodeStatus(err, { prefix: 'peer refused: ', context: { peer } });
   if (refused !== undefined) return refused;
   const context = { peer, grpcCode: err.code };
+  // Before the TLS test below, which an alert of this kind would also match: the link, not the peer, is at
+  // fault, and a push over a sound link can go on from the chunks already stored.
+  if (looksAltered(err.details)) {
+    return new TransferError('NC_TRANSFER_STREAM_CORRUPT', `the stream was altered in flight: ${err.details.trim()}`, {
+      cause: err,
+      context,
+      recoverable: true,
+    });
+  }
   switch (err.code) {
     case status.UNAVAILABLE:
       if (looksLikeTls(err.details)) {
