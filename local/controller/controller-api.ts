@@ -168,7 +168,9 @@ export class ControllerApi {
         if (body.Eligibility !== 'eligible' && body.Eligibility !== 'ineligible') {
           return send(res, 400, { error: 'Eligibility must be "eligible" or "ineligible"' });
         }
-        await this.controller.setEligibility(parts[2], body.Eligibility === 'eligible', 'set by an operator');
+        // The caller's own reason (the forecaster names its decision) is what the change is logged with.
+        const reason = typeof body.reason === 'string' && body.reason !== '' ? body.reason : 'set by an operator';
+        await this.controller.setEligibility(parts[2], body.Eligibility === 'eligible', reason);
         return send(res, 200, { node: parts[2], eligible: body.Eligibility === 'eligible' });
       }
     }
