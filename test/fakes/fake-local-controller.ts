@@ -1,7 +1,8 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { ControllerApi } from '../../local/controller/controller-api';
 import { LocalController, type LocalControllerDeps } from '../../local/controller/local-controller';
 import type { ServiceDefinition } from '../../local/controller/service-definition';
 import type { ControllerNode } from '../../local/controller/task-placement';
@@ -85,4 +86,30 @@ export async function fakeLocalController(options: FakeLocalControllerOptions): 
     ...overrides,
   });
   return { controller, cluster, router, dir, nodes, killed };
+}
+
+export interface ServedFakeLocalController extends FakeLocalController {
+  readonly api: ControllerApi;
+  /** http://127.0.0.1:port of the controller's API. */
+  readonly address: string;
+  /** Closes the API and removes the temporary directory. */
+  close(): Promise<void>;
+}
+
+/** `fakeLocalController` behind its real HTTP API on 127.0.0.1:0, with a 200 ms stream heartbeat. */
+export async function servedFakeLocalController(
+  options: FakeLocalControllerOptions,
+): Promise<ServedFakeLocalController> {
+  const fake = await fakeLocalController(options);
+  const api = new ControllerApi(fake.controller, pino({ level: 'silent' }), 200);
+  const address = `http://127.0.0.1:${await api.listen(0)}`;
+  return {
+    ...fake,
+    api,
+    address,
+    close: async () => {
+      await api.close();
+      rmSync(fake.dir, { recursive: true, force: true });
+    },
+  };
 }

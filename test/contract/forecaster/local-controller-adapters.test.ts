@@ -1,33 +1,30 @@
-import { rmSync } from 'node:fs';
 import pino from 'pino';
 import { SystemClock } from '../../../common/clock';
 import { LocalControllerActions } from '../../../forecaster/src/actions/local-controller-actions';
 import { LocalControllerEvents } from '../../../forecaster/src/events/local-controller-events';
 import type { SchedulerEvent } from '../../../forecaster/src/events/scheduler-events';
-import { ControllerApi } from '../../../local/controller/controller-api';
 import type { LocalController } from '../../../local/controller/local-controller';
-import { FAKE_SERVICE, fakeLocalController } from '../../fakes/fake-local-controller';
+import {
+  FAKE_SERVICE,
+  servedFakeLocalController,
+  type ServedFakeLocalController,
+} from '../../fakes/fake-local-controller';
 
 // The forecaster's local-mode adapters against the real controller and its real HTTP API on 127.0.0.1:0
 // (sidecars and router behind it are the controller's own fakes: this checks the forecaster ↔ controller contract).
 const log = pino({ level: 'silent' });
 
 describe('forecaster ↔ local controller API', () => {
-  let dir: string;
+  let served: ServedFakeLocalController | undefined;
   let controller: LocalController;
-  let api: ControllerApi;
   let address: string;
 
   beforeAll(async () => {
-    ({ controller, dir } = await fakeLocalController({ nodes: 3, capacity: 1, tmpPrefix: 'nc-c2-controller-' }));
-    api = new ControllerApi(controller, log, 200);
-    address = `http://127.0.0.1:${await api.listen(0)}`;
+    served = await servedFakeLocalController({ nodes: 3, capacity: 1, tmpPrefix: 'nc-c2-controller-' });
+    ({ controller, address } = served);
   });
 
-  afterAll(async () => {
-    await api?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => served?.close());
 
   it('follows the event stream from its start, then resumes after the last index without repeats', async () => {
     const events = new LocalControllerEvents({ address, backoffMinMs: 20 }, new SystemClock(), log);

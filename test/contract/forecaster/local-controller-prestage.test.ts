@@ -1,39 +1,29 @@
-import { rmSync } from 'node:fs';
-import pino from 'pino';
 import { LocalControllerActions } from '../../../forecaster/src/actions/local-controller-actions';
-import { ControllerApi } from '../../../local/controller/controller-api';
 import type { LocalController } from '../../../local/controller/local-controller';
-import { FAKE_SERVICE, fakeLocalController } from '../../fakes/fake-local-controller';
+import {
+  FAKE_SERVICE,
+  servedFakeLocalController,
+  type ServedFakeLocalController,
+} from '../../fakes/fake-local-controller';
 import type { FakeSidecarCluster } from '../../fakes/fake-sidecar-api';
 
 // The forecaster's pre-stage action against the real controller and its real HTTP API on 127.0.0.1:0 (the
 // sidecars behind it are fakes: this checks the forecaster ↔ controller contract of POST /v1/node/:id/prestage).
-const log = pino({ level: 'silent' });
-
 describe('forecaster ↔ local controller: pre-staging (issue #6)', () => {
-  let dir: string;
+  let served: ServedFakeLocalController | undefined;
   let cluster: FakeSidecarCluster;
   let controller: LocalController;
-  let api: ControllerApi;
   let actions: LocalControllerActions;
   let address: string;
 
   beforeEach(async () => {
-    ({ controller, cluster, dir } = await fakeLocalController({
-      nodes: 2,
-      capacity: 1,
-      tmpPrefix: 'nc-prestage-api-',
-    }));
-    api = new ControllerApi(controller, log, 200);
-    address = `http://127.0.0.1:${await api.listen(0)}`;
+    served = await servedFakeLocalController({ nodes: 2, capacity: 1, tmpPrefix: 'nc-prestage-api-' });
+    ({ controller, cluster, address } = served);
     actions = new LocalControllerActions({ address });
     await controller.runService(FAKE_SERVICE, async () => undefined);
   });
 
-  afterEach(async () => {
-    await api?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => served?.close());
 
   const prestagedOn = (node: string) =>
     [...cluster.sidecar(node).staged.values()].filter((c) => c.handoverKey.startsWith('prestage/'));

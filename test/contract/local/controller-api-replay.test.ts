@@ -1,35 +1,25 @@
-import { rmSync } from 'node:fs';
-import pino from 'pino';
 import { LocalControllerActions } from '../../../forecaster/src/actions/local-controller-actions';
-import { ControllerApi } from '../../../local/controller/controller-api';
 import type { LocalController } from '../../../local/controller/local-controller';
-import { fakeLocalController } from '../../fakes/fake-local-controller';
+import { servedFakeLocalController, type ServedFakeLocalController } from '../../fakes/fake-local-controller';
 
 // A trace replay's names through the real controller API on 127.0.0.1:0, driven by the forecaster's own
 // local-mode adapter: aliased trace nodes act on their local node, virtual and departed ones do nothing.
-const log = pino({ level: 'silent' });
-
 describe('controller API with replay aliases and virtual nodes', () => {
-  let dir: string;
+  let served: ServedFakeLocalController | undefined;
   let controller: LocalController;
-  let api: ControllerApi;
   let address: string;
 
   beforeAll(async () => {
-    ({ controller, dir } = await fakeLocalController({
+    served = await servedFakeLocalController({
       nodes: 2,
       capacity: 2,
       tmpPrefix: 'nc-replay-api-',
       announceNodes: false,
-    }));
-    api = new ControllerApi(controller, log, 200);
-    address = `http://127.0.0.1:${await api.listen(0)}`;
+    });
+    ({ controller, address } = served);
   });
 
-  afterAll(async () => {
-    await api?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => served?.close());
 
   it('acts on the local node behind an alias and lists it under the alias', async () => {
     controller.alias('trace-a', 'n1');
