@@ -71,7 +71,7 @@ export class TlsPeerPrestageCaller implements PeerPrestageCaller {
     return new Promise((resolve, reject) => {
       call.prestageAllocTask(request, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, response) => {
         if (err === null) resolve(response);
-        else reject(fromServiceError(address, err));
+        else reject(prestageCallFailure(address, err));
       });
     });
   }
@@ -83,7 +83,7 @@ export class TlsPeerPrestageCaller implements PeerPrestageCaller {
 }
 
 /** The sidecar's own error when it sent one (its code kept); else the channel's failure. */
-function fromServiceError(address: string, err: ServiceError): Error {
+function prestageCallFailure(address: string, err: ServiceError): Error {
   return (
     decodeStatus(err, { prefix: `sidecar at ${address}: `, context: { address } }) ??
     new SchedulerActionError(`sidecar at ${address} unreachable: ${err.details}`, {
