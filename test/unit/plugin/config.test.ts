@@ -9,7 +9,7 @@ import {
   taskConfigSpec,
 } from '../../../plugin/src/config';
 import type { Spec } from '../../../proto/gen/nomad/plugins/shared/hclspec/hcl_spec';
-import { pluginConfig, taskDriverConfig } from './rig';
+import { PLUGIN_ATTRIBUTES, pluginConfig, taskDriverConfig } from './rig';
 
 function failure(fn: () => unknown): { code?: string; message: string; attribute?: string } {
   try {
@@ -65,18 +65,7 @@ describe('plugin (agent) config', () => {
     const spec = pluginConfigSpec();
     expect(spec.block?.$case).toBe('object');
     const attributes = spec.block?.$case === 'object' ? spec.block.object.attributes : [];
-    expect(attributes.map((a) => a.key).sort()).toEqual([
-      'checkpoint_wait',
-      'consul_address',
-      'consul_token',
-      'fingerprint_period',
-      'migration_mode',
-      'nomad_address',
-      'nomad_ca_file',
-      'nomad_token',
-      'sidecar_socket',
-      'sidecar_timeout',
-    ]);
+    expect(attributes.map((a) => a.key).sort()).toEqual(PLUGIN_ATTRIBUTES);
     for (const { key, value } of attributes) {
       const block = (value as Spec).block;
       expect(block?.$case).toBe('default');

@@ -15,7 +15,8 @@ import { FakeSidecarCluster, type FakeSidecarApi } from '../../fakes/fake-sideca
 
 export const silent = pino({ level: 'silent' });
 
-const PLUGIN_ATTRIBUTES = [
+/** The plugin config's attributes, sorted: what Nomad's msgpack of a decoded config holds. */
+export const PLUGIN_ATTRIBUTES = [
   'checkpoint_wait',
   'consul_address',
   'consul_token',
