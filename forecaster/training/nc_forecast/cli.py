@@ -12,14 +12,23 @@ from pathlib import Path
 import numpy as np
 
 from . import baselines
-from .budget import MIGRATION_S, Budget, Layout, choose_policy, choose_thresholds, pre_notice_pr_auc
+from .budget import (
+    CHOSEN_ON,
+    MIGRATION_S,
+    Budget,
+    Layout,
+    choose_in_every_block,
+    choose_policy,
+    choose_thresholds,
+    pre_notice_pr_auc,
+)
 from .evaluate import evaluate
 from .export import CARD_FILE, write_model_dir
 from .features import SpecError, TraceIndex, Windows, build_windows, load_spec
 from .pooled import pool_traces, tag_of
 from .registry import Registry, RegistryError
 from .traces import FORMATS, TraceError, read_trace, write_ndjson
-from .train import CANDIDATES, Trained, TrainError, scores_of, train
+from .train import CANDIDATES, Trained, TrainError, scores_of, train, validation_block_of
 
 TRAIN_FRACTION = 0.6
 FEATURES_FILE = "features.f32"
@@ -170,7 +179,7 @@ def cmd_prepare(args) -> dict:
         scored = build_windows(trace, spec, index=index)
         tuning = scored
         split = None
-        tuned_on = "the scored span itself (no training span with --model)"
+        tuned_on = f"{CHOSEN_ON}; blocks of the scored span itself (no training span with --model)"
     else:
         split = trace.start_ms + int(span * args.train_fraction)
         # Training rows end where their label window reaches the split: nothing of the scored time leaks in.
@@ -181,13 +190,23 @@ def cmd_prepare(args) -> dict:
         card = write_model_dir(
             model_dir, trained, spec, trace=args.trace, fmt=trace.format, span_ms=(trace.start_ms, split)
         )
-        tuned_on = "the training span"
+        tuned_on = f"{CHOSEN_ON}; the baselines' blocks are those of the trace's training span"
     policy = card.get("policy") or {"prewarnThreshold": card.get("threshold", 0.5), "drainThreshold": 1.0}
     capacity = baselines.prophet_capacity(trace, index, spec)
     base_scores = {name: _baseline(name, scored, index, spec, trace, capacity) for name in baselines.NAMES}
-    tuning_layout = Layout(tuning, index, spec.horizon_ms, spec.tick_ms, args.migration_s)
+    # The model's rule on the same blocks of the tuning span: the same budget rule for every scorer.
+    tuning_blocks = validation_block_of(tuning, spec.horizon_ms)
     thresholds = {
-        name: choose_thresholds(tuning_layout, _baseline(name, tuning, index, spec, trace, capacity), budget)
+        name: choose_in_every_block(
+            tuning,
+            tuning_blocks,
+            index,
+            _baseline(name, tuning, index, spec, trace, capacity),
+            budget,
+            spec.horizon_ms,
+            spec.tick_ms,
+            args.migration_s,
+        )
         for name in baselines.NAMES
     }
     scored.X.astype("<f4").tofile(work / FEATURES_FILE)

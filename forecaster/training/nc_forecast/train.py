@@ -87,6 +87,16 @@ def time_positions(windows: Windows, horizon_ms: int) -> tuple[np.ndarray, np.nd
     return at, closes
 
 
+def validation_block_of(windows: Windows, horizon_ms: int) -> np.ndarray:
+    """Each row's validation block (index into VALIDATION_BLOCKS, by its place in its own trace's span), -1 before
+    the first: the blocks a policy's thresholds must keep the budget in, for the model and the baselines alike."""
+    at, _ = time_positions(windows, horizon_ms)
+    block = np.full(len(windows), -1, np.int64)
+    for k, (lo, hi) in enumerate(VALIDATION_BLOCKS):
+        block[(at >= lo) & ((at < hi) | (hi == 1.0))] = k
+    return block
+
+
 def is_constant(scores: np.ndarray) -> bool:
     return len(scores) == 0 or float(np.ptp(scores)) <= 1e-12
 
@@ -105,23 +115,24 @@ def train(
     A candidate that scores a validation block with one constant value is refused, and so is every candidate when no
     block can compare them (TrainError): such a model never alerts or always does, and keeping it hid that (a trace
     whose pool is empty for hours kept a constant model). The pooled out-of-fold rows and scores of the winner are
-    kept (`extra["oof"]`): the policy's thresholds are chosen on them (`choose_policy`)."""
+    kept with each row's block (`extra["oof"]`): the policy's thresholds are chosen on them (`choose_policy`)."""
     started = time.perf_counter()
     names = algorithms or list(CANDIDATES)
     if len(windows) == 0 or len(np.unique(windows.y)) < 2:
         raise TrainError(
             f"training needs rows of both classes; got {len(windows)} rows, {int(windows.y.sum())} positive"
         )
-    at, closes = time_positions(windows, horizon_ms)
+    _, closes = time_positions(windows, horizon_ms)
+    blocks = validation_block_of(windows, horizon_ms)
     folds = []
-    for lo, hi in VALIDATION_BLOCKS:
+    for k, (lo, _) in enumerate(VALIDATION_BLOCKS):
         # Rows whose label window crosses the block's start would carry validation-time events into fitting.
         fit = windows.subset(closes <= lo)
-        in_block = (at >= lo) & ((at < hi) | (hi == 1.0))
+        in_block = blocks == k
         val = windows.subset(in_block)
         if len(np.unique(fit.y)) == 2 and len(np.unique(val.y)) == 2:
             floor = average_precision_score(val.y, reference[in_block]) if reference is not None else None
-            folds.append((fit, val, floor))
+            folds.append((fit, val, floor, k))
     if not folds:
         raise TrainError(
             "no validation block had both classes: no candidate can be compared on held-out time, none is kept"
@@ -131,7 +142,7 @@ def train(
     refused: dict[str, str] = {}
     for name in names:
         per_fold, scores = [], []
-        for k, (fit, val, _) in enumerate(folds):
+        for k, (fit, val, _, _) in enumerate(folds):
             model = CANDIDATES[name]()
             model.fit(fit.X, fit.y)
             scores.append(scores_of(model, val.X))
@@ -149,7 +160,7 @@ def train(
         }
         if reference is not None:
             results[name]["worstMarginOverReactive"] = float(
-                min(m["prAuc"] - floor for m, (_, _, floor) in zip(per_fold, folds))
+                min(m["prAuc"] - floor for m, (_, _, floor, _) in zip(per_fold, folds))
             )
     kept = [n for n in names if n in results]
     if not kept:
@@ -187,5 +198,12 @@ def train(
         positives=int(windows.y.sum()),
         seconds=time.perf_counter() - started,
         split_ms=t0 + int((t1 - t0) * VALIDATION_BLOCKS[0][0]),
-        extra={"oof": (concat([val for _, val, _ in folds]), pooled[winner]), "refused": refused},
+        extra={
+            "oof": (
+                concat([val for _, val, _, _ in folds]),
+                pooled[winner],
+                np.concatenate([np.full(len(val), k, np.int64) for _, val, _, k in folds]),
+            ),
+            "refused": refused,
+        },
     )

@@ -1,6 +1,6 @@
 import numpy as np
 
-from nc_forecast.budget import Budget, Layout, choose_thresholds
+from nc_forecast.budget import SAFETY, Budget, Layout, choose_in_every_block, choose_thresholds
 from nc_forecast.features import TraceIndex, build_windows, load_spec
 from nc_forecast.traces import read_trace
 
@@ -56,3 +56,30 @@ def test_thresholds_keep_within_the_budget_and_never_act_when_nothing_can(tmp_pa
     flat = np.full(len(w), 0.3)
     prewarn, drain = choose_thresholds(layout, flat, Budget(0.05, 10))
     assert prewarn > 0.3 and drain > 0.3
+
+
+def test_thresholds_keep_the_budget_with_its_margin_in_every_block(tmp_path) -> None:
+    """Scores that drift upwards in the second half: a level chosen on the whole span fences more than the budget
+    there; the level chosen in every block keeps half of it in each."""
+    spec, index, w = _trace(tmp_path)
+    rng = np.random.default_rng(1)
+    late = w.t_ms >= 300 * MIN
+    s = rng.uniform(0, 1, len(w)) + np.where(late, 0.5, 0.0)
+    blocks = late.astype(np.int64)
+    budget = Budget(0.1, 10_000)
+    whole = choose_thresholds(Layout(w, index, spec.horizon_ms, spec.tick_ms, 60), s, budget)
+    prewarn, drain = choose_in_every_block(w, blocks, index, s, budget, spec.horizon_ms, spec.tick_ms, 60)
+    for b in (0, 1):
+        part = Layout(w.subset(blocks == b), index, spec.horizon_ms, spec.tick_ms, 60)
+        ordered = part.sorted_scores(s[blocks == b])
+        assert part.fenced_share(ordered, prewarn) <= budget.max_fenced_share * SAFETY
+        assert part.false_drains_per_100(ordered, drain) <= budget.max_false_drains_per_100_node_days * SAFETY
+    late_part = Layout(w.subset(late), index, spec.horizon_ms, spec.tick_ms, 60)
+    assert late_part.fenced_share(late_part.sorted_scores(s[late]), whole[0]) > budget.max_fenced_share
+    # The late block's level is the higher one: the early block alone would have allowed a lower level.
+    early = Layout(w.subset(~late), index, spec.horizon_ms, spec.tick_ms, 60)
+    assert prewarn > choose_thresholds(early, s[~late], Budget(0.05, 5_000))[0]
+    assert prewarn <= drain
+    # Rows of no block (negative) are left out; no block at all: never act, above every score.
+    none = choose_in_every_block(w, np.full(len(w), -1), index, s, budget, spec.horizon_ms, spec.tick_ms, 60)
+    assert min(none) > s.max()

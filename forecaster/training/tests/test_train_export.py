@@ -5,8 +5,8 @@ import numpy as np
 import onnx
 import pytest
 
-from nc_forecast.export import CARD_FILE, MODEL_FILE, OPSET, write_model_dir
 from nc_forecast import baselines
+from nc_forecast.export import CARD_FILE, MODEL_FILE, OPSET, write_model_dir
 from nc_forecast.features import TraceIndex, build_windows, load_spec
 from nc_forecast.registry import score_onnx
 from nc_forecast.traces import read_trace
