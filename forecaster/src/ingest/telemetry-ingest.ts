@@ -8,6 +8,7 @@ import type {
   TelemetryServer,
 } from '../../../proto/gen/chain/v1/telemetry';
 import type { HistoryKind, TelemetryPoint } from '../windows/node-window';
+import { historyKindOfSignal } from '../windows/signal-kind';
 import type { IngestEvent, IngestSignal, TelemetrySink } from './telemetry-sink';
 
 const EVENT_KINDS: Partial<Record<NodeEventKind, HistoryKind>> = {
@@ -17,6 +18,16 @@ const EVENT_KINDS: Partial<Record<NodeEventKind, HistoryKind>> = {
   [NodeEventKind.NODE_EVENT_KIND_DRAIN_CANCELED]: 'drain-canceled',
   [NodeEventKind.NODE_EVENT_KIND_NOTICE]: 'notice',
 };
+
+/**
+ * The history kind of a node event. The sidecar records each fresh cloud signal as a NOTICE event whose detail is
+ * "<source> <kind> <detail>" (sidecar/src/telemetry/node-sampler.ts): advice such as a rebalance recommendation
+ * becomes an `advice` event, never a notice.
+ */
+function historyKind(kind: NodeEventKind, detail: string): HistoryKind | undefined {
+  const mapped = EVENT_KINDS[kind];
+  return mapped === 'notice' ? historyKindOfSignal(detail.split(' ')[1] ?? '') : mapped;
+}
 
 /** Counters for /metrics. */
 export interface IngestStats {
@@ -90,7 +101,7 @@ export class TelemetryIngest {
           detail: s.detail,
         }));
         for (const e of sample.events) {
-          const kind = EVENT_KINDS[e.kind];
+          const kind = historyKind(e.kind, e.detail);
           if (kind !== undefined && e.timeUnixMs > 0) events.push({ timeMs: e.timeUnixMs, kind, detail: e.detail });
         }
       }

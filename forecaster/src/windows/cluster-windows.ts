@@ -1,6 +1,7 @@
 import type { IngestBatch, TelemetrySink } from '../ingest/telemetry-sink';
 import type { HistoryKind, NodeWindow, TelemetryPoint } from './node-window';
 import { PoolState } from './pool-state';
+import { historyKindOfSignal } from './signal-kind';
 import { WindowStore } from './window-store';
 import type { WindowStoreConfig } from './window-store';
 
@@ -13,7 +14,7 @@ export interface WindowsObserver {
 }
 
 /**
- * Every node's window and every pool's history, fed by telemetry (samples, notices, history events) and by the
+ * Every node's window and every pool's history, fed by telemetry (samples, cloud signals, history events) and by the
  * scheduler's events. A node joins its pool when it is first seen (or on a join event) and leaves it when it is
  * pre-empted, its drain completes, or it falls silent for `staleAfterMs`.
  */
@@ -47,8 +48,10 @@ export class ClusterWindows implements TelemetrySink {
     for (const p of batch.points) if (window.push(p)) this.observer?.sample(window.node, p);
     const lastTime = batch.points[batch.points.length - 1]?.timeMs ?? first;
     for (const fresh of window.setSignals(batch.signals, lastTime)) {
-      if (!batch.events.some((e) => e.kind === 'notice')) {
-        this.record(window, pool, 'notice', lastTime, `${fresh.source} ${fresh.kind}`);
+      const kind = historyKindOfSignal(fresh.kind);
+      // The sidecar also sends a fresh signal as a history event: one record of it.
+      if (!batch.events.some((e) => e.kind === kind)) {
+        this.record(window, pool, kind, lastTime, `${fresh.source} ${fresh.kind}`);
       }
     }
   }

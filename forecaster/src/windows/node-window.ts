@@ -28,6 +28,7 @@ export const HISTORY_KINDS = [
   'join',
   'preempted',
   'notice',
+  'advice',
   'drain-started',
   'drain-complete',
   'drain-canceled',

@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 
 FORMATS = ("ndjson", "parcae", "bamboo-s", "bamboo-h")
-EVENTS = ("join", "preempted", "notice", "drain-started", "drain-complete", "drain-canceled", "leave")
+EVENTS = ("join", "preempted", "notice", "advice", "drain-started", "drain-complete", "drain-canceled", "leave")
+# Cloud signal kinds that announce the node's end: a `notice` line of one of these (or of no kind) is a notice, any
+# other kind (rebalance-recommendation, maintenance-migrate, freeze, ...) is advice. The serving side's list is
+# forecaster/src/policy/drain-policy.ts's; the feature-parity test holds them equal.
+TERMINAL_NOTICE_KINDS = frozenset(
+    ("spot-interruption", "preempted", "maintenance-terminate", "preempt", "terminate", "scheduled-maintenance")
+)
 # Events after which a node is no longer in the pool.
 LEAVING = ("preempted", "drain-complete", "leave")
 DEFAULT_POOL = "default"
@@ -174,6 +180,11 @@ def _read_bamboo(path: str | Path, *, hours: bool, seed: int) -> Trace:
     return Trace(_events_frame(rows), _empty_samples(), str(path), "bamboo-h" if hours else "bamboo-s", span_ms=span)
 
 
+def signal_event(kind: object) -> str:
+    """The event a `notice` line of this signal kind is: `notice` when it announces the node's end, else `advice`."""
+    return "notice" if not isinstance(kind, str) or kind == "" or kind in TERMINAL_NOTICE_KINDS else "advice"
+
+
 def _read_ndjson(path: str | Path) -> Trace:
     events: list[tuple[int, str, str, str]] = []
     samples: list[dict[str, object]] = []
@@ -199,7 +210,7 @@ def _read_ndjson(path: str | Path) -> Trace:
                 kind = record["event"]
                 if kind not in EVENTS:
                     raise TraceError(f"{path}:{number}: unknown event {kind!r}; one of {', '.join(EVENTS)}")
-                events.append((t, node, "", kind))
+                events.append((t, node, "", signal_event(record.get("kind")) if kind == "notice" else kind))
             elif isinstance(record.get("metrics"), dict):
                 values = record["metrics"]
                 bad = [k for k, v in values.items() if not isinstance(v, (int, float)) or isinstance(v, bool)]

@@ -122,5 +122,5 @@ def test_spec_errors_name_the_field(tmp_path: Path) -> None:
 def test_shipped_spec_loads_and_rows_are_float32(parcae_trace: Path) -> None:
     spec = load_spec()
     w = build_windows(read_trace(parcae_trace), spec)
-    assert w.X.dtype == np.float32 and w.X.shape[1] == len(spec.names) == 27
+    assert w.X.dtype == np.float32 and w.X.shape[1] == len(spec.names) == 29
     assert 0 < w.y.mean() < 0.5

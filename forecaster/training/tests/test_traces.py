@@ -76,6 +76,29 @@ def test_ndjson_roundtrip_and_implicit_join(tmp_path: Path) -> None:
     assert again.samples.cpu.tolist() == [0.5]
 
 
+def test_advice_is_its_own_event_and_never_a_notice(tmp_path: Path) -> None:
+    """A rebalance recommendation or a live migration is advice (a feature of its own), whether the line says
+    `advice` or is a `notice` naming a kind that does not announce the node's end; a terminal kind stays a notice.
+    Advice alone does not count as notices: the synthetic ones are still added."""
+    lines = [
+        {"t": 0, "node": "a", "event": "join"},
+        {"t": 1000, "node": "a", "event": "notice", "source": "aws-imds", "kind": "rebalance-recommendation"},
+        {"t": 2000, "node": "a", "event": "notice", "source": "gcp-metadata", "kind": "maintenance-migrate"},
+        {"t": 3000, "node": "a", "event": "advice"},
+        {"t": 400_000, "node": "a", "event": "preempted"},
+    ]
+    trace = read_trace(write_lines(tmp_path / "advice.ndjson", lines), notice_lead_s=120)
+    assert list(trace.events.kind) == ["join", "advice", "advice", "advice", "notice", "preempted"]
+    assert int(trace.events.t_ms[trace.events.kind == "notice"].iloc[0]) == 280_000
+    lines.insert(4, {"t": 390_000, "node": "a", "event": "notice", "kind": "spot-interruption"})
+    trace = read_trace(write_lines(tmp_path / "notice.ndjson", lines), notice_lead_s=120)
+    assert list(trace.events.kind) == ["join", "advice", "advice", "advice", "notice", "preempted"]
+    assert int(trace.events.t_ms[trace.events.kind == "notice"].iloc[0]) == 390_000
+    # The project's own writer keeps them apart.
+    write_ndjson(trace, tmp_path / "back.ndjson")
+    assert list(read_trace(tmp_path / "back.ndjson").events.kind) == list(trace.events.kind)
+
+
 def test_ndjson_errors_name_the_line(tmp_path: Path) -> None:
     path = write_lines(
         tmp_path / "t.ndjson", [{"t": 0, "node": "a", "event": "join"}, {"t": 1, "node": "a", "event": "exploded"}]

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { FeatureBuilder } from '../../../forecaster/src/features/feature-builder';
 import { loadFeatureSpec } from '../../../forecaster/src/features/feature-spec';
 import { ClusterWindows } from '../../../forecaster/src/windows/cluster-windows';
+import { historyKindOfSignal } from '../../../forecaster/src/windows/signal-kind';
 import { FEATURE_SPEC, runPython } from '../../fixtures/forecaster/python';
 import { syntheticTrace } from '../../fixtures/forecaster/trace';
 import type { TraceLine } from '../../fixtures/forecaster/trace';
@@ -49,13 +50,15 @@ function typescriptRows(lines: readonly TraceLine[], ticks: readonly number[]): 
       const line = ordered[next] as TraceLine;
       next += 1;
       now = line.t;
+      // A cloud signal arrives as the sidecar's telemetry carries it: a signal on the node's sample.
+      const signal = 'event' in line && line.kind !== undefined;
       windows.ingest({
         node: line.node,
         pool: line.pool ?? '',
         nodeClass: '',
         points: 'metrics' in line ? [{ timeMs: line.t, ...line.metrics }] : [],
-        signals: [],
-        events: 'event' in line ? [{ timeMs: line.t, kind: line.event, detail: '' }] : [],
+        signals: signal ? [{ source: 'cloud', kind: line.kind as string, deadlineMs: 0, detail: '' }] : [],
+        events: 'event' in line && !signal ? [{ timeMs: line.t, kind: line.event, detail: '' }] : [],
       });
     }
     now = t;
@@ -109,5 +112,32 @@ describe('feature parity: TypeScript serving features == Python trainer features
     expect(mismatches.slice(0, 20)).toEqual([]);
     // Every feature varies across rows, so the comparison is not vacuous.
     spec.names.forEach((_, c) => expect(new Set(py.X.map((row) => row[c])).size).toBeGreaterThan(1));
+  });
+
+  it('tells a notice from advice by the same signal kinds as the serving side', async () => {
+    // Every kind chain.v1.Telemetry names (proto/telemetry.proto), and one no source sends yet.
+    const kinds = [
+      'spot-interruption',
+      'rebalance-recommendation',
+      'scheduled-maintenance',
+      'preempted',
+      'maintenance-terminate',
+      'maintenance-migrate',
+      'preempt',
+      'terminate',
+      'reboot',
+      'redeploy',
+      'freeze',
+      'some-future-kind',
+      '',
+    ];
+    const script = `
+import json, sys
+from nc_forecast.traces import signal_event
+json.dump([signal_event(k) for k in json.loads(sys.argv[1])], sys.stdout)
+`;
+    const python = JSON.parse(await runPython(script, [JSON.stringify(kinds)])) as string[];
+    expect(python).toEqual(kinds.map(historyKindOfSignal));
+    expect(python.filter((k) => k === 'advice').length).toBeGreaterThan(3);
   });
 });

@@ -73,4 +73,35 @@ describe('ClusterWindows', () => {
     expect(w.isAlive(window)).toBe(true);
     expect(window.count('join', 0, 1000)).toBe(2);
   });
+
+  it('records advice (a rebalance recommendation, a live migration) as its own event, never as a notice, and once', () => {
+    const w = make();
+    w.ingest(batch('n1', [point(100)]));
+    const rebalance = { source: 'aws-imds', kind: 'rebalance-recommendation', deadlineMs: 0, detail: '' };
+    // The sidecar sends a fresh signal both as a signal and as a history event, which the ingest maps to advice.
+    w.ingest(
+      batch('n1', [point(200)], {
+        signals: [rebalance],
+        events: [{ timeMs: 200, kind: 'advice', detail: 'aws-imds rebalance-recommendation' }],
+      }),
+    );
+    const migrate = {
+      source: 'gcp-metadata',
+      kind: 'maintenance-migrate',
+      deadlineMs: 360,
+      detail: 'MIGRATE_ON_HOST_MAINTENANCE',
+    };
+    w.ingest(batch('n1', [point(300)], { signals: [rebalance, migrate] }));
+    const interruption = { source: 'aws-imds', kind: 'spot-interruption', deadlineMs: 500, detail: 'terminate' };
+    w.ingest(batch('n1', [point(400)], { signals: [rebalance, migrate, interruption] }));
+    const window = w.store.get('n1')!;
+    expect(window.history().map((e) => [e.kind, e.timeMs])).toEqual([
+      ['join', 100],
+      ['advice', 200],
+      ['advice', 300],
+      ['notice', 400],
+    ]);
+    expect(w.poolOf(window).count('advice', 0, 1000)).toBe(2);
+    expect(window.latest('notice', 1000)).toBe(400);
+  });
 });
