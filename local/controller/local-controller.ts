@@ -343,6 +343,9 @@ export class LocalController implements SchedulerAdapter {
       this.placement.removeTaskDir(task.node, task.taskId);
       return { taskKey, outcome: 'moved', migration: result };
     }
+    // Rolled back, the target's copy never runs again: the directory made (and filled by the restore) for it goes.
+    // A failed move keeps everything for the operator.
+    if (result.step === 'rolled-back') this.placement.removeTaskDir(target.name, targetTaskId);
     return { taskKey, outcome: result.step === 'rolled-back' ? 'rolled-back' : 'failed', migration: result };
   }
 

@@ -43,7 +43,7 @@ describe('LocalController', () => {
     expect(existsSync(dirOf(now?.node ?? '', now?.taskId ?? ''))).toBe(true);
   });
 
-  it("keeps the source's task directory when the move rolls back: the task runs on from it", async () => {
+  it("keeps the source's task directory when the move rolls back, and removes the one made on the target", async () => {
     const { controller, cluster, nodes } = await setup();
     const placed = await controller.runService(FAKE_SERVICE, async () => undefined);
     cluster.sidecar(placed.node).failNext('migrateToPeer', new NomadChainError('NC_TRANSFER_PEER_UNREACHABLE', 'gone'));
@@ -51,6 +51,10 @@ describe('LocalController', () => {
     expect(moved.outcome).toBe('rolled-back');
     const dataDir = nodes.find((n) => n.name === placed.node)?.dataDir ?? '';
     expect(existsSync(join(dataDir, 'allocs', placed.taskId))).toBe(true);
+    if (!('migration' in moved)) throw new Error(`no migration: ${JSON.stringify(moved)}`);
+    const target = nodes.find((n) => n.name === moved.migration.target.node);
+    expect(target).toBeDefined();
+    expect(existsSync(join(target?.dataDir ?? '', 'allocs', moved.migration.target.taskId))).toBe(false);
   });
 
   it('reserves room for each chained task on other nodes, counted against their capacity, and releases it', async () => {
