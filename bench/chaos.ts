@@ -4,6 +4,7 @@ import {
   FAULTS,
   applies,
   runCell,
+  when,
   type CellResult,
   type Fault,
   type FaultStep,
@@ -11,9 +12,10 @@ import {
 
 // npm run chaos -- [-steps a,b] [-faults x,y] [-json]
 // The fault matrix on a real local cluster: for each journaled step of a migration and each fault, a drain
-// of a stateful service with the fault injected right after that step, everything restarted that a real
-// node would restart, then runc's view, the router, the service's state and leftovers checked. Prints a
-// table; exits 1 when a cell breaks a promise.
+// of a stateful service with the fault injected right after that step (also inside a post-copy drain's window,
+// and during a pre-stage ahead of the drain), everything restarted that a real node would restart, then runc's
+// view, the router, the service's state and leftovers checked. Prints a table; exits 1 when a cell breaks a
+// promise.
 const USAGE = `usage: npm run chaos -- [-steps ${FAULT_STEPS.join(',')}] [-faults ${FAULTS.join(',')}] [-json]`;
 
 function pick<T extends string>(flag: string, value: string | undefined, all: readonly T[]): T[] {
@@ -41,7 +43,7 @@ function parseArgs(argv: readonly string[]): { steps: FaultStep[]; faults: Fault
 
 function table(results: readonly CellResult[], steps: readonly FaultStep[], faults: readonly Fault[]): string {
   const width = 24;
-  const lines = [['after step \\ fault'.padEnd(16), ...faults.map((f) => f.padEnd(width))].join(' ')];
+  const lines = [['step \\ fault'.padEnd(16), ...faults.map((f) => f.padEnd(width))].join(' ')];
   for (const step of steps) {
     const cells = faults.map((fault) => {
       const r = results.find((x) => x.step === step && x.fault === fault);
@@ -60,7 +62,7 @@ async function main(): Promise<void> {
   const cells = steps.flatMap((step) => faults.filter((f) => applies(step, f)).map((fault) => ({ step, fault })));
   const results: CellResult[] = [];
   for (const [i, { step, fault }] of cells.entries()) {
-    if (!json) process.stdout.write(`[${i + 1}/${cells.length}] ${fault} after ${step} ... `);
+    if (!json) process.stdout.write(`[${i + 1}/${cells.length}] ${fault} ${when(step)} ... `);
     const r = await runCell(step, fault, log);
     results.push(r);
     if (!json)
@@ -71,7 +73,7 @@ async function main(): Promise<void> {
   if (json) console.log(JSON.stringify(results, null, 2));
   else {
     console.log(`\n${table(results, steps, faults)}\n`);
-    for (const r of results.filter((x) => !x.pass)) console.log(`${r.fault} after ${r.step}: ${r.failures.join('; ')}`);
+    for (const r of results.filter((x) => !x.pass)) console.log(`${r.fault} ${when(r.step)}: ${r.failures.join('; ')}`);
     console.log(`${results.filter((r) => r.pass).length} of ${results.length} cells kept every promise`);
   }
   if (results.some((r) => !r.pass)) process.exitCode = 1;

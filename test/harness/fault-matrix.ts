@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -15,24 +16,48 @@ import {
 } from '../../local/local-mode';
 import type { LocalController } from '../../local/controller/local-controller';
 import { isFinished, type MigrationRecord, type MigrationStep } from '../../local/migration/migration-record';
+import { MigrationMode } from '../../proto/gen/chain/v1/sidecar';
 import type { LocalClusterOptions } from '../../local/cluster/cluster';
 import type { LinkShape } from '../../local/cluster/network';
 import type { SmallDisk } from '../../local/cluster/small-disks';
 import { FlakyProxy, type Flaw } from './flaky-proxy';
+import { killGroup, killOne, whenSeen } from './processes';
 
 /**
- * The journaled steps a fault can follow: the sequence reports each step once it is done, so a fault "after
- * planned" is one before the source leaves rotation, which the target check covers (after `done` nothing is
- * at stake).
+ * Where a fault strikes. The journaled steps of a stop-and-copy drain: the sequence reports each step once it
+ * is done, so a fault "after planned" is one before the source leaves rotation, which the target check covers
+ * (after `done` nothing is at stake). `post-copy-window`: a post-copy drain's `handed-over`, with its window
+ * open (the images on the target, the source frozen serving its pages). `pre-stage`: while a pre-stage copies
+ * the running task to its reserved node, ahead of the drain.
  */
-export const FAULT_STEPS = ['left-rotation', 'handed-over', 'restored', 'joined-rotation'] as const;
+export const FAULT_STEPS = [
+  'left-rotation',
+  'handed-over',
+  'restored',
+  'joined-rotation',
+  'post-copy-window',
+  'pre-stage',
+] as const;
 export type FaultStep = (typeof FAULT_STEPS)[number];
+
+/** The journaled step a fault follows: none for a pre-stage, which journals nothing. */
+function journaledStep(step: FaultStep): MigrationStep | undefined {
+  if (step === 'pre-stage') return undefined;
+  return step === 'post-copy-window' ? 'handed-over' : step;
+}
+
+/** How a cell's step reads in a sentence: "after left-rotation", "in post-copy-window", "during pre-stage". */
+export function when(step: FaultStep): string {
+  if (step === 'pre-stage') return 'during pre-stage';
+  return step === 'post-copy-window' ? 'in post-copy-window' : `after ${step}`;
+}
 
 /**
  * What can go wrong, each as the real thing: a process killed with SIGKILL, a node's every process killed at
  * once (its containers gone, as after a pre-emption), packets dropped both ways, checkpoint bytes flipped, a
  * small disk (tmpfs) filled until ENOSPC, a rate-limited link losing packets and delaying the transfer, a TCP
- * proxy that flips a byte of, or cuts, every stream the source opens to the target's transfer port.
+ * proxy that flips a byte of, or cuts, every stream the source opens to the target's transfer port; in a
+ * post-copy window, the source's lazy dump (runc and its CRIU) or the target's page daemon killed.
  */
 export const FAULTS = [
   'controller-crash',
@@ -47,6 +72,8 @@ export const FAULTS = [
   'slow-link',
   'corrupt-in-flight',
   'truncated-stream',
+  'source-dump-kill',
+  'target-page-daemon-kill',
 ] as const;
 export type Fault = (typeof FAULTS)[number];
 
@@ -85,7 +112,12 @@ export interface CellResult {
  * files, only right after `handed-over`.
  */
 export function applies(step: FaultStep, fault: Fault): boolean {
+  if (step === 'post-copy-window') return WINDOW_FAULTS.has(fault);
+  if (step === 'pre-stage') return PRESTAGE_FAULTS.has(fault);
   switch (fault) {
+    case 'source-dump-kill':
+    case 'target-page-daemon-kill':
+      return false;
     case 'restore-fails':
     case 'disk-full':
       return step === 'handed-over';
@@ -98,6 +130,55 @@ export function applies(step: FaultStep, fault: Fault): boolean {
       return true;
   }
 }
+
+/**
+ * Inside a post-copy window the images are already on the target (no store, link or stream fault is left to
+ * strike) and the target restores from them while pulling pages: what can break is a party of the window
+ * (either sidecar, either node, the controller), the page stream between them (a partition), or one of the
+ * window's own processes (the source's lazy dump serving the pages, the target's page daemon pulling them).
+ * A restore failing or a disk filling up under the task's files is the stop-and-copy row's `handed-over`.
+ */
+const WINDOW_FAULTS: ReadonlySet<Fault> = new Set<Fault>([
+  'source-sidecar-kill',
+  'target-sidecar-kill',
+  'source-node-gone',
+  'target-node-gone',
+  'partition',
+  'controller-crash',
+  'source-dump-kill',
+  'target-page-daemon-kill',
+]);
+/**
+ * A pre-stage dumps the running task on its source (leave-running) and pushes the copy into the target's
+ * store: either sidecar or the target node can die, the link can drop, the store can be full, the stream can
+ * be damaged. Nothing is restored (no restore or disk fault) and nothing is journaled (no controller state to
+ * lose); a source node gone takes the task with it, which is no longer the pre-stage's doing.
+ */
+const PRESTAGE_FAULTS: ReadonlySet<Fault> = new Set<Fault>([
+  'source-sidecar-kill',
+  'target-sidecar-kill',
+  'target-node-gone',
+  'partition',
+  'store-full',
+  'corrupt-in-flight',
+]);
+/**
+ * A post-copy cell's nodes: lazy restore of a user-namespaced task needs vm.unprivileged_userfaultfd = 1 and
+ * CAP_SYS_RESOURCE, which this machine lacks (the sidecar's probe says so), so its tasks run in the node's user
+ * namespace, as in the post-copy integration test.
+ */
+const WINDOW_CLUSTER = {
+  sidecarEnv: { NOMAD_CHAIN_USER_NAMESPACE: 'off' },
+  readyTimeoutMs: 90_000,
+} as const satisfies Partial<LocalClusterOptions>;
+/**
+ * Faults in place before a pre-stage starts, so its push runs into them (a full store, a damaged stream); the
+ * others strike once its dump is seen running on the source.
+ */
+const BEFORE_PRESTAGE: ReadonlySet<Fault> = new Set<Fault>(['store-full', 'corrupt-in-flight']);
+/** State written besides the keys before a pre-stage, so its dump and push last long enough to be struck. */
+const PRESTAGE_VALUES = 16;
+const PRESTAGE_VALUE_BYTES = 512 * 1024;
 
 /** Which small disk a full-disk fault fills on the target. */
 const FULL_DISK = { 'store-full': 'store', 'disk-full': 'allocs' } as const satisfies Partial<Record<Fault, SmallDisk>>;
@@ -150,12 +231,41 @@ interface Cell {
   injected: boolean;
 }
 
-async function inject(local: LocalMode, cell: Cell, record: MigrationRecord): Promise<void> {
-  const source = record.source.node;
-  const target = record.target.node;
+/**
+ * Injects the cell's fault between `source` and `target`. A fault that waits for a process of the window (the
+ * migration goes on meanwhile: the sequence awaits this) leaves its evidence to await it; `over` says when the
+ * moment for it has passed.
+ */
+async function inject(
+  local: LocalMode,
+  cell: Cell,
+  source: string,
+  target: string,
+  over: () => boolean,
+): Promise<void> {
   switch (cell.fault) {
     case 'controller-crash':
-      throw new Error(`fault matrix: controller crash after ${record.step}`);
+      throw new Error(`fault matrix: controller crash ${when(cell.step)}`);
+    case 'source-dump-kill': {
+      // runc checkpoint --lazy-pages and the CRIU it started share its process group: both die.
+      const killed = whenSeen(['checkpoint', '--lazy-pages', local.cluster.node(source).dataDir], over).then((pid) =>
+        pid === undefined ? false : (killGroup(pid), true),
+      );
+      cell.evidence = async () => ({
+        detail: (await killed) ? "the source's lazy dump killed" : 'no lazy dump seen on the source',
+        inEffect: await killed,
+      });
+      return;
+    }
+    case 'target-page-daemon-kill': {
+      const parts = ['lazy-pages', '--page-server', '--images-dir', local.cluster.node(target).dataDir];
+      const killed = whenSeen(parts, over).then((pid) => (pid === undefined ? false : (killOne(pid), true)));
+      cell.evidence = async () => ({
+        detail: (await killed) ? "the target's page daemon killed" : 'no page daemon seen on the target',
+        inEffect: await killed,
+      });
+      return;
+    }
     case 'source-sidecar-kill':
       cell.killedSidecars.add(source);
       return local.cluster.killSidecar(source);
@@ -359,28 +469,34 @@ async function settle(controller: LocalController): Promise<MigrationRecord | un
 
 /**
  * One cell: a stateful service (keys written and acknowledged, a request counter, a journal held open), a
- * drain, the fault right after `step` is journaled, then everything a real node would restart (sidecars,
- * nodes, the controller, the link); then the promises are checked where they can break.
+ * drain, the fault right after `step` is journaled (in a pre-stage cell: during a pre-stage ahead of the
+ * drain, everything restarted before the drain), then everything a real node would restart (sidecars, nodes,
+ * the controller, the link); then the promises are checked where they can break.
  */
 export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promise<CellResult> {
   const started = Date.now();
   const cell: Cell = { step, fault, killedSidecars: new Set(), killedNodes: new Set(), repairs: [], injected: false };
   const failures: string[] = [];
   let local: LocalMode | undefined;
+  let drained = false;
   const sidecars = new Map<string, GrpcSidecarApi>();
+  const window = step === 'post-copy-window';
   try {
     local = await startLocalMode(
       {
         cluster: {
           nodes: 2,
           services: [EXAMPLE_SERVICE.name],
-          backgroundCheckpointInterval: BACKGROUND_INTERVAL,
+          // A pre-stage cell finds the pre-stage's dump by its command line: no background dump to mistake for it.
+          ...(step === 'pre-stage' ? {} : { backgroundCheckpointInterval: BACKGROUND_INTERVAL }),
+          ...(window ? WINDOW_CLUSTER : {}),
           ...clusterFor(fault),
         },
+        ...(window ? { mode: MigrationMode.MIGRATION_MODE_LAZY } : {}),
         afterStep: async (record) => {
-          if (cell.injected || record.step !== step || local === undefined) return;
+          if (cell.injected || record.step !== journaledStep(step) || local === undefined) return;
           cell.injected = true;
-          await inject(local, cell, record);
+          await inject(local, cell, record.source.node, record.target.node, () => drained);
         },
       },
       log,
@@ -391,44 +507,63 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
       const res = await fetch(`${base}/kv/k${i}`, { method: 'PUT', body: `v${i}` });
       if (!res.ok) throw new Error(`PUT k${i}: HTTP ${res.status}`);
     }
+    let prestage: string | undefined;
+    if (step === 'pre-stage') {
+      for (let i = 0; i < PRESTAGE_VALUES; i++) {
+        const value = randomBytes(PRESTAGE_VALUE_BYTES / 2).toString('hex');
+        const res = await fetch(`${base}/kv/big${i}`, { method: 'PUT', body: value });
+        if (!res.ok) throw new Error(`PUT big${i}: HTTP ${res.status}`);
+      }
+      prestage = await prestageUnder(local, cell, placed.node, failures);
+      // What operators and supervisors do after such a fault, before the drain: the pre-stage must not have
+      // cost the task its one running copy.
+      await restore(local, cell);
+      const running = await runningOn(local, failures);
+      if (running.length !== 1 || running[0] !== placed.node)
+        failures.push(`after the pre-stage and the restarts, running copies (runc): ${running.join(', ') || 'none'}`);
+    }
     const acknowledged = ((await get(base, '/counter')) as { counter: number }).counter;
-    // The buddy is the next node of the cluster (the last node's is the first).
-    const nodes = local.cluster.nodes;
-    const buddyNode = nodes[(nodes.findIndex((n) => n.name === placed.node) + 1) % nodes.length];
-    if (buddyNode === undefined) throw new Error('no buddy node');
-    const buddy = new GrpcSidecarApi({ socketPath: buddyNode.localSocket, timeoutMs: 30_000 });
-    try {
-      await backgroundAfter(buddy, placed.taskId, Date.now());
-    } finally {
-      buddy.close();
+    if (step !== 'pre-stage') {
+      // The buddy is the next node of the cluster (the last node's is the first).
+      const nodes = local.cluster.nodes;
+      const buddyNode = nodes[(nodes.findIndex((n) => n.name === placed.node) + 1) % nodes.length];
+      if (buddyNode === undefined) throw new Error('no buddy node');
+      const buddy = new GrpcSidecarApi({ socketPath: buddyNode.localSocket, timeoutMs: 30_000 });
+      try {
+        await backgroundAfter(buddy, placed.taskId, Date.now());
+      } finally {
+        buddy.close();
+      }
     }
 
-    await local.controller.drainNode(placed.node, 'fault matrix').catch((err: unknown) => {
-      log.info({ err: errorMessage(err) }, 'drain ended with an error (expected under some faults)');
-    });
-    if (!cell.injected) failures.push(`the drain never reached step ${step}`);
+    await local.controller
+      .drainNode(placed.node, 'fault matrix')
+      .catch((err: unknown) => {
+        log.info({ err: errorMessage(err) }, 'drain ended with an error (expected under some faults)');
+      })
+      .finally(() => (drained = true));
+    if (!cell.injected) failures.push(`the fault never struck ${when(step)}`);
     const evidence = await cell.evidence?.();
     if (evidence !== undefined && !evidence.inEffect) failures.push(`fault not in effect: ${evidence.detail}`);
 
     // What operators and supervisors do after such a fault: the link comes back, disks are freed, dead
     // processes restart.
-    if (cell.partitioned !== undefined) await local.cluster.heal(...cell.partitioned);
-    await repair(cell);
-    for (const node of new Set([...cell.killedSidecars, ...cell.killedNodes])) await local.cluster.restartNode(node);
+    await restore(local, cell);
     for (const n of local.cluster.nodes)
       sidecars.set(n.name, new GrpcSidecarApi({ socketPath: n.localSocket, timeoutMs: 30_000 }));
-    const controller = await connectController(local.cluster, sidecars, {}, log);
+    const controller = await connectController(
+      local.cluster,
+      sidecars,
+      window ? { mode: MigrationMode.MIGRATION_MODE_LAZY } : {},
+      log,
+    );
     const record = await settle(controller);
     const finalStep = record?.step ?? 'none';
     if (record !== undefined && !isFinished(record)) failures.push(`migration still at ${record.step} after settling`);
+    if (window && record !== undefined && record.mode !== MigrationMode.MIGRATION_MODE_LAZY)
+      failures.push(`the drain ran in mode ${record.mode}, not post-copy`);
 
-    const running: string[] = [];
-    for (const n of local.cluster.nodes) {
-      for (const c of await settledContainersOn(n.dataDir)) {
-        if (c.status === 'running') running.push(n.name);
-        else failures.push(`${n.name}: container ${c.id} left ${c.status}`);
-      }
-    }
+    const running = await runningOn(local, failures);
     let outcome: CellOutcome;
     if (running.length === 0) outcome = 'lost';
     else if (running.length > 1) outcome = 'duplicated';
@@ -447,8 +582,9 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
       try {
         const who = (await get(base, '/whoami')) as { addresses: string[] };
         if (!who.addresses.includes(home)) failures.push(`router reaches ${who.addresses.join(',')}, not ${home}`);
-        const keys = Object.keys((await get(base, '/keys')) as object).length;
-        if (keys < KEYS) failures.push(`${keys} of ${KEYS} acknowledged keys left`);
+        const keys = (await get(base, '/keys')) as Record<string, string>;
+        const kept = Array.from({ length: KEYS }, (_, i) => i).filter((i) => keys[`k${i}`] === `v${i}`).length;
+        if (kept < KEYS) failures.push(`${kept} of ${KEYS} acknowledged keys left`);
         const counter = ((await get(base, '/counter')) as { counter: number }).counter;
         if (counter <= acknowledged) failures.push(`counter ${counter} is not past the acknowledged ${acknowledged}`);
       } catch (err) {
@@ -465,7 +601,10 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
       record.error.code !== 'NC_TRANSFER_STREAM_CORRUPT'
     )
       failures.push(`failed on an altered stream with ${record.error.code}, not NC_TRANSFER_STREAM_CORRUPT`);
+    const copies = await prestagedCopies(sidecars);
+    if (copies.length > 0) failures.push(`pre-staged copies left: ${copies.join(', ')}`);
     failures.push(...(await leaks(local)));
+    const detail = [prestage, evidence?.detail].filter((d) => d !== undefined).join('; ');
     return {
       step,
       fault,
@@ -477,7 +616,7 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
       ...(record?.error !== undefined
         ? { error: `${record.error.code} at ${record.error.step}`, errorMessage: record.error.message }
         : {}),
-      ...(evidence !== undefined ? { faultDetail: evidence.detail } : {}),
+      ...(detail !== '' ? { faultDetail: detail } : {}),
       failures,
       elapsedMs: Date.now() - started,
     };
@@ -495,7 +634,87 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
   } finally {
     await repair(cell).catch((err: unknown) => log.warn({ err }, 'fault repair failed'));
     for (const s of sidecars.values()) s.close();
-    await local?.stop(true).catch((err: unknown) => log.warn({ err }, 'cluster teardown failed'));
+    // NC_KEEP_RUN_DIR keeps the cluster's directory (sidecar logs, journal) for a post-mortem.
+    await local
+      ?.stop(process.env.NC_KEEP_RUN_DIR === undefined)
+      .catch((err: unknown) => log.warn({ err }, 'cluster teardown failed'));
+  }
+}
+
+/**
+ * A pre-stage of the placed task to its reserved node with the cell's fault striking it: set up before it
+ * starts, or once its dump runs on the source. Resolves what the pre-stage reported; a fault that left the
+ * pre-stage's copy staged, or a damaged stream it did not name, is a failure.
+ */
+async function prestageUnder(local: LocalMode, cell: Cell, source: string, failures: string[]): Promise<string> {
+  const { controller } = local;
+  await controller.setEligibility(source, false, 'fault matrix: pre-stage ahead of a drain');
+  const reservation = await controller.reserve(source, 'fault matrix: pre-stage ahead of a drain');
+  const [target] = Object.values(reservation.assignments);
+  if (target === undefined) throw new Error(`no reserved node for the task of ${source}`);
+  let over = false;
+  let struck: Promise<void> = Promise.resolve();
+  if (BEFORE_PRESTAGE.has(cell.fault)) {
+    cell.injected = true;
+    await inject(local, cell, source, target, () => over);
+  } else {
+    struck = whenSeen(['checkpoint', '--leave-running', local.cluster.node(source).dataDir], () => over).then(
+      async (pid) => {
+        if (pid === undefined) return;
+        cell.injected = true;
+        await inject(local, cell, source, target, () => over);
+      },
+    );
+  }
+  const report = await controller.prestage(source, reservation.id).finally(() => (over = true));
+  await struck;
+  if (!cell.injected) return 'no pre-stage dump seen on the source';
+  const [staged] = report.staged;
+  if (staged === undefined) throw new Error('the pre-stage reported no task');
+  if (staged.outcome === 'staged') {
+    failures.push(`the pre-stage staged its copy through the fault (${staged.wireBytes} bytes)`);
+    return `pre-stage staged ${mib(staged.wireBytes)}`;
+  }
+  if (cell.fault === 'corrupt-in-flight' && staged.code !== 'NC_TRANSFER_STREAM_CORRUPT')
+    failures.push(`the pre-stage failed on an altered stream with ${staged.code}, not NC_TRANSFER_STREAM_CORRUPT`);
+  return `pre-stage failed: ${staged.code}: ${staged.error}`;
+}
+
+/** The link healed, the cell's repairs run, every killed sidecar and node restarted. */
+async function restore(local: LocalMode, cell: Cell): Promise<void> {
+  if (cell.partitioned !== undefined) await local.cluster.heal(...cell.partitioned);
+  cell.partitioned = undefined;
+  await repair(cell);
+  for (const node of new Set([...cell.killedSidecars, ...cell.killedNodes])) await local.cluster.restartNode(node);
+  cell.killedSidecars.clear();
+  cell.killedNodes.clear();
+}
+
+/** Nodes with a running copy (runc's view); a container in any other state joins `failures` when given. */
+async function runningOn(local: LocalMode, failures?: string[]): Promise<string[]> {
+  const running: string[] = [];
+  for (const n of local.cluster.nodes) {
+    for (const c of await settledContainersOn(n.dataDir)) {
+      if (c.status === 'running') running.push(n.name);
+      else failures?.push(`${n.name}: container ${c.id} left ${c.status}`);
+    }
+  }
+  return running;
+}
+
+/**
+ * Pre-staged copies still held on any node. A moved task's copy is deleted in the background once the drain
+ * took its reservation: a bounded wait for that before the copies count as left.
+ */
+async function prestagedCopies(sidecars: ReadonlyMap<string, GrpcSidecarApi>): Promise<string[]> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const found: string[] = [];
+    for (const [node, api] of sidecars)
+      for (const c of await api.listCheckpoints())
+        if (c.handoverKey.startsWith('prestage/')) found.push(`${node}: ${c.handoverKey}`);
+    if (found.length === 0 || Date.now() > deadline) return found;
+    await new Promise((r) => setTimeout(r, 500));
   }
 }
 
