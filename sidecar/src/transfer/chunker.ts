@@ -108,11 +108,15 @@ export class ContentDefinedChunker {
   }
 
   /**
-   * Walks `dir` in path order and yields each entry and then its chunks, reading 4 MiB at a time: memory
-   * stays bounded whatever the checkpoint's size. Only regular files and directories are allowed.
+   * Walks `dir` in path order and yields each entry and then its chunks. A file of up to one read block (4 MiB)
+   * is read whole, in one call, while the files before it are still being chunked (a few at a time); a larger
+   * one is read 4 MiB at a time: memory stays bounded whatever the checkpoint's size. Only regular files and
+   * directories are allowed.
    */
   async *chunkDirectory(dir: string): AsyncGenerator<ChunkerEvent> {
-    for (const entry of await walk(dir, '')) {
+    const entries = await walk(dir, '');
+    const reads = new WholeReads(dir, entries, this.stages);
+    for (const [index, entry] of entries.entries()) {
       if (entry.directory) {
         yield { kind: 'directory', path: entry.path, mode: entry.mode };
         continue;
@@ -120,7 +124,13 @@ export class ContentDefinedChunker {
       yield { kind: 'file', path: entry.path, mode: entry.mode, sizeBytes: entry.sizeBytes };
       let read = 0;
       const fixed = this.pageChunkBytes > 0 && isPageImage(entry.path);
-      const chunks = fixed ? this.fixedChunks(join(dir, entry.path)) : this.chunkFile(join(dir, entry.path));
+      const whole = reads.take(index);
+      const chunks =
+        whole !== undefined
+          ? this.wholeChunks(await whole, fixed)
+          : fixed
+            ? this.fixedChunks(join(dir, entry.path))
+            : this.chunkFile(join(dir, entry.path));
       for await (const data of chunks) {
         read += data.length;
         yield { kind: 'chunk', digest: timed(this.stages, 'hash', data.length, () => sha256(data)), data };
@@ -130,6 +140,28 @@ export class ContentDefinedChunker {
           context: { path: entry.path, expectedBytes: entry.sizeBytes, readBytes: read },
         });
       }
+    }
+  }
+
+  /** The chunks of a file read whole: the same cuts as reading it a block at a time. */
+  private *wholeChunks(data: Buffer, fixed: boolean): Generator<Buffer> {
+    if (fixed) {
+      for (let pos = 0; pos < data.length; pos += this.pageChunkBytes)
+        yield data.subarray(pos, Math.min(pos + this.pageChunkBytes, data.length));
+      return;
+    }
+    const cuts: number[] = [];
+    timed(this.stages, 'chunk', data.length, () => {
+      for (let at = 0; at < data.length;) {
+        const cut = this.nextCut(data, at, data.length, true);
+        cuts.push(cut);
+        at = cut;
+      }
+    });
+    let pos = 0;
+    for (const cut of cuts) {
+      yield data.subarray(pos, cut);
+      pos = cut;
     }
   }
 
@@ -201,26 +233,82 @@ interface WalkEntry {
   readonly directory: boolean;
 }
 
+/** Whole-file reads in flight at once: as many as libuv's pool has threads by default. */
+const WHOLE_READS_AHEAD = 4;
+
+/**
+ * Reads the walk's small files whole, up to WHOLE_READS_AHEAD ahead of the one being chunked. Each file system
+ * call is a trip through libuv's pool, queued behind everything else on a busy node; one file's open, read and
+ * close in a row cost three such waits, several files' overlap.
+ */
+class WholeReads {
+  private readonly pending = new Map<number, Promise<Buffer>>();
+  private readonly small: number[];
+  private next = 0;
+
+  constructor(
+    private readonly dir: string,
+    private readonly entries: readonly WalkEntry[],
+    private readonly stages: StageTimes | undefined,
+  ) {
+    this.small = entries.flatMap((e, i) => (!e.directory && e.sizeBytes <= READ_BLOCK_BYTES ? [i] : []));
+  }
+
+  /** The whole content of entry `index` if it is read whole (undefined otherwise); starts the reads after it. */
+  take(index: number): Promise<Buffer> | undefined {
+    this.fill();
+    const read = this.pending.get(index);
+    this.pending.delete(index);
+    this.fill();
+    return read;
+  }
+
+  private fill(): void {
+    while (this.pending.size < WHOLE_READS_AHEAD && this.next < this.small.length) {
+      const index = this.small[this.next] as number;
+      this.next += 1;
+      const entry = this.entries[index] as WalkEntry;
+      const read = timedAsync(this.stages, 'read', entry.sizeBytes, () =>
+        readWhole(join(this.dir, entry.path), entry.sizeBytes),
+      );
+      // Reads ahead of a failing file are abandoned; they must not surface as unhandled.
+      read.catch(() => undefined);
+      this.pending.set(index, read);
+    }
+  }
+}
+
+/**
+ * A file's bytes in one read call: one byte more than its size is asked for, so a file that grew since it was
+ * listed reads long (and is refused) without a second call to find the end.
+ */
+async function readWhole(path: string, sizeBytes: number): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(sizeBytes + 1);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The tree under `root/prefix` in path order; each directory's entries are examined at once. */
 async function walk(root: string, prefix: string): Promise<WalkEntry[]> {
   const names = (await readdir(join(root, prefix))).sort();
-  const entries: WalkEntry[] = [];
-  for (const name of names) {
-    const path = prefix === '' ? name : `${prefix}/${name}`;
-    const stat = await lstat(join(root, path));
-    if (stat.isDirectory()) {
-      entries.push({ path, mode: stat.mode & 0o7777, sizeBytes: 0, directory: true });
-      entries.push(...(await walk(root, path)));
-    } else if (stat.isFile()) {
-      entries.push({ path, mode: stat.mode & 0o7777, sizeBytes: stat.size, directory: false });
-    } else {
+  const subtrees = await Promise.all(
+    names.map(async (name): Promise<WalkEntry[]> => {
+      const path = prefix === '' ? name : `${prefix}/${name}`;
+      const stat = await lstat(join(root, path));
+      if (stat.isDirectory())
+        return [{ path, mode: stat.mode & 0o7777, sizeBytes: 0, directory: true }, ...(await walk(root, path))];
+      if (stat.isFile()) return [{ path, mode: stat.mode & 0o7777, sizeBytes: stat.size, directory: false }];
       throw new TransferError(
         'NC_TRANSFER_SOURCE_INVALID',
         'checkpoint directory holds something other than files and directories',
-        {
-          context: { path },
-        },
+        { context: { path } },
       );
-    }
-  }
-  return entries;
+    }),
+  );
+  return subtrees.flat();
 }

@@ -85,6 +85,39 @@ describe('ContentDefinedChunker', () => {
     for (const e of bigChunks) expect(e.digest.equals(sha256(e.data))).toBe(true);
   });
 
+  it('cuts a directory of small files, read whole and several at once, as it cuts their bytes in one piece', async () => {
+    const chunker = new ContentDefinedChunker(params, undefined, 16384);
+    const files = new Map<string, Buffer>();
+    for (let i = 0; i < 24; i += 1) files.set(`f-${String(i).padStart(2, '0')}.img`, pseudoRandom(`f${i}`, i * 3001));
+    files.set('pages-1.img', pseudoRandom('pages', 3 * 16384 + 4096));
+    files.set('sub/pages-2.img', pseudoRandom('pages2', 5 * 1024 * 1024 + 4096));
+    files.set('sub/core-1.img', pseudoRandom('core', 4 * 1024 * 1024));
+    files.set('sub/mm-1.img', pseudoRandom('mm', 4 * 1024 * 1024 + 1));
+    await mkdir(join(dir, 'sub'));
+    for (const [name, data] of files) await writeFile(join(dir, name), data);
+    const expected: string[] = [];
+    for (const name of [...files.keys()].sort()) {
+      if (name === 'sub/core-1.img') expected.push('directory:sub');
+      const data = files.get(name) as Buffer;
+      expected.push(`file:${name}:${data.length}`);
+      const pieces = name.includes('pages-')
+        ? Array.from({ length: Math.ceil(data.length / 16384) }, (_, k) => data.subarray(k * 16384, (k + 1) * 16384))
+        : cuts(chunker, data);
+      for (const piece of pieces) expected.push(`chunk:${sha256(piece).toString('hex')}:${piece.length}`);
+    }
+    const events = await collect(dir, chunker);
+    for (const e of events) if (e.kind === 'chunk') expect(e.digest.equals(sha256(e.data))).toBe(true);
+    expect(
+      events.map((e) =>
+        e.kind === 'chunk'
+          ? `chunk:${e.digest.toString('hex')}:${e.data.length}`
+          : e.kind === 'file'
+            ? `file:${e.path}:${e.sizeBytes}`
+            : `directory:${e.path}`,
+      ),
+    ).toEqual(expected);
+  });
+
   it('refuses anything but files and directories', async () => {
     await writeFile(join(dir, 'a.img'), 'x');
     await symlink('a.img', join(dir, 'link'));
