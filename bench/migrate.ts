@@ -390,6 +390,8 @@ async function viaProtocol(
     },
     checkpointDir: dir,
     spec: TaskSpec.fromPartial({ allocDir: allocB }),
+    // As the sidecar's take-over does: the store checked every chunk on receipt.
+    verifiedByStore: staged.materializesVerified,
   });
   const restoredAt = Date.now();
   const result = await migration;

@@ -12,7 +12,7 @@ import { criuLogTail } from './dump';
 import type { EnvironmentReport, EnvironmentRewrite } from './environ/environment-rewriter';
 import { EnvironmentRewriter } from './environ/environment-rewriter';
 import type { CheckpointMeta } from './manifest';
-import { imagesDir, verifyCheckpoint } from './manifest';
+import { imagesDir, readMeta, verifyCheckpoint } from './manifest';
 import { restoreTaskFiles } from './file-tree/task-files';
 import { StatusChannel } from './status-fd';
 import type { StepsMs } from './step-times';
@@ -62,6 +62,13 @@ export interface RestoreRequest {
   readonly identity: TaskIdentity;
   readonly checkpointDir: string;
   readonly spec: TaskSpec;
+  /**
+   * The checkpoint store laid this directory down (StagedCheckpoints.materializesVerified): every chunk's sha256
+   * checked when the store took it in, sealed under that digest, authenticated again as it was read back. Its
+   * images are then not hashed a second time. Any other directory (a dump or retained copy on this node's disk,
+   * a plain staged directory) is verified against its metadata before CRIU reads it.
+   */
+  readonly verifiedByStore?: boolean;
 }
 
 const SYSTEM_CLOCK = new SystemClock();
@@ -75,7 +82,9 @@ export class Restorer {
 
   async restore(request: RestoreRequest): Promise<RestoreResult> {
     const steps = new StepTimes(this.deps.clock ?? SYSTEM_CLOCK);
-    const meta = await steps.time('verify', () => verifyCheckpoint(request.checkpointDir));
+    const meta = await steps.time('verify', () =>
+      request.verifiedByStore === true ? readMeta(request.checkpointDir) : verifyCheckpoint(request.checkpointDir),
+    );
     const { checkpointId } = meta;
     const taskId = request.identity.taskId;
     if (this.used.has(checkpointId)) {
@@ -106,7 +115,7 @@ export class Restorer {
         this.deps.log.info({ taskId, dirs: granted }, "granted the task's root search on directories above its binds");
       const placed = await steps.time('files', () => restoreTaskFiles(request.checkpointDir, meta.fileTree, spec));
       if (placed !== undefined) this.deps.log.info({ taskId, checkpointId, ...placed }, 'task files restored');
-      // The checkpoint was verified above; from here its pages image holds the new environment until undone.
+      // The checkpoint's content is known intact (above); from here its pages image holds the new environment until undone.
       rewrite = await steps.time('environment', () => this.rewriteEnvironment(meta, request));
       if (meta.mode === 'lazy')
         daemon = await steps.time('pageDaemon', () => this.startDaemon(meta, request.checkpointDir, workPath));

@@ -22,6 +22,8 @@ export interface StagedCheckpoints {
   list(): Promise<CheckpointInfo[]>;
   /** Writes the checkpoint as a plain directory (checkpoint.json + images/) at `dir`, verified. */
   materialize(checkpointId: string, dir: string): Promise<void>;
+  /** `materialize` writes only bytes checked against their digests, so a restore need not hash them again. */
+  readonly materializesVerified: boolean;
   delete(checkpointId: string): Promise<void>;
 }
 
@@ -48,6 +50,9 @@ export function checkpointInfo(meta: CheckpointMeta): CheckpointInfo {
 
 /** Staged checkpoints as plain directories: `<root>/<checkpointId>/`. */
 export class DirectoryStagedCheckpoints implements StagedCheckpoints {
+  /** Hard links to files on disk that nothing checked since: the restore verifies them. */
+  readonly materializesVerified = false;
+
   constructor(private readonly root: string) {}
 
   private dirOf(checkpointId: string): string {

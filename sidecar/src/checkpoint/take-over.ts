@@ -86,7 +86,8 @@ export class TakeOver {
     let result;
     try {
       await this.deps.staged.materialize(checkpointId, dir);
-      result = await this.deps.restorer.restore({ identity, checkpointDir: dir, spec });
+      const verifiedByStore = this.deps.staged.materializesVerified;
+      result = await this.deps.restorer.restore({ identity, checkpointDir: dir, spec, verifiedByStore });
     } catch (err) {
       await rm(dir, { recursive: true, force: true });
       throw err;
@@ -109,7 +110,8 @@ export class TakeOver {
         context: { checkpointId },
       });
     }
-    const result = await this.deps.restorer.restore({ identity, checkpointDir: dir, spec });
+    // Read from this node's disk as it was dumped: nothing checked it since, so the restore verifies it.
+    const result = await this.deps.restorer.restore({ identity, checkpointDir: dir, spec, verifiedByStore: false });
     await result.complete;
     await this.deps.retained.release(checkpointId);
     return result.view;

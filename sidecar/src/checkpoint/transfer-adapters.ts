@@ -17,6 +17,9 @@ function storeMeta(meta: CheckpointMeta): StoreMeta {
 
 /** Staged checkpoints in the transfer layer's store: chunked, encrypted at rest, bounded. */
 export class StoreStagedCheckpoints implements StagedCheckpoints {
+  /** The store hashed every chunk as it took it in and authenticates each as it reads it back. */
+  readonly materializesVerified = true;
+
   constructor(private readonly store: CheckpointStore) {}
 
   adopt(dir: string, meta: CheckpointMeta): Promise<CheckpointInfo> {

@@ -38,6 +38,8 @@ class MemoryStaged implements StagedCheckpoints {
   readonly deleted: string[] = [];
   readonly finds: { handoverKey: string; waitMs: number }[] = [];
 
+  constructor(readonly materializesVerified: boolean) {}
+
   adopt(): Promise<CheckpointInfo> {
     return Promise.reject(new Error('not used'));
   }
@@ -58,8 +60,8 @@ class MemoryStaged implements StagedCheckpoints {
   }
 }
 
-function setup(options: { restoreFails?: Error } = {}) {
-  const staged = new MemoryStaged();
+function setup(options: { restoreFails?: Error; materializesVerified?: boolean; retainedDir?: string } = {}) {
+  const staged = new MemoryStaged(options.materializesVerified ?? true);
   const restores: RestoreRequest[] = [];
   const starts: TaskIdentity[] = [];
   const view = (restoredFrom: string): TaskView => ({ record: { restoredFromCheckpoint: restoredFrom } }) as TaskView;
@@ -84,7 +86,7 @@ function setup(options: { restoreFails?: Error } = {}) {
       },
     },
     staged,
-    retained: { path: async () => undefined, release: async () => false },
+    retained: { path: async () => options.retainedDir, release: async () => true },
     restoreDir: mkdtempSync(join(tmpdir(), 'nc-take-over-')),
     log: pino({ level: 'silent' }),
   });
@@ -143,5 +145,32 @@ describe('TakeOver', () => {
     expect(cold.coldReason).toBe('restore of checkpoint ckpt-1 failed (criu said no)');
     expect(starts).toEqual([IDENTITY]);
     expect(staged.deleted).toEqual([]);
+  });
+
+  // Issue #12: the store checked every chunk's sha256 as it took it in; a second hash of the images only adds
+  // to the freeze. What comes from disk as it is still is verified.
+  it('asks the restore to skip the re-hash only for a checkpoint the store materialised', async () => {
+    const request = {
+      identity: IDENTITY,
+      spec: SPEC,
+      handoverKey: 'alloc-new/web',
+      waitMs: 0,
+      coldStartFallback: false,
+    };
+    const store = setup({ materializesVerified: true });
+    store.staged.byId.set('ckpt-1', info('ckpt-1', 'alloc-new/web'));
+    await store.takeOver.takeOver(request);
+    expect(store.restores.map((r) => r.verifiedByStore)).toEqual([true]);
+
+    const directory = setup({ materializesVerified: false });
+    directory.staged.byId.set('ckpt-1', info('ckpt-1', 'alloc-new/web'));
+    await directory.takeOver.takeOver(request);
+    expect(directory.restores.map((r) => r.verifiedByStore)).toEqual([false]);
+  });
+
+  it('verifies a retained local copy restored on rollback, even beside a store that verifies', async () => {
+    const { takeOver, restores } = setup({ materializesVerified: true, retainedDir: '/retained/ckpt-9' });
+    await takeOver.restore(IDENTITY, 'ckpt-9', SPEC);
+    expect(restores).toEqual([expect.objectContaining({ checkpointDir: '/retained/ckpt-9', verifiedByStore: false })]);
   });
 });
