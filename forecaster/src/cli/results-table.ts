@@ -99,7 +99,7 @@ export function resultsMarkdown(runs: readonly ResultsRun[], date: string): stri
     `(budget.py, MIGRATION_S).`,
     '',
     `Share of pre-emptions warned 5+ minutes ahead (node-time fenced, false drains per 100 node-days), thresholds`,
-    `chosen for the budget on the training span (the model: its out-of-fold scores; baselines: the trace's first 60 %):`,
+    `chosen for the budget in each of the training span's three validation blocks at half the budget (budget.py, SAFETY):`,
     '',
     ...table('atBudget'),
     '',
