@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,5 +60,18 @@ describe('checkpoint manifest', () => {
     await expect(verifyCheckpoint(dir)).rejects.toMatchObject({ code: 'NC_CHECKPOINT_CORRUPT' });
     await writeFile(join(dir, 'checkpoint.json'), '{');
     await expect(verifyCheckpoint(dir)).rejects.toMatchObject({ code: 'NC_CHECKPOINT_CORRUPT' });
+  });
+
+  it('lists each image with the size and sha256 of the same bytes, whole-read or streamed', async () => {
+    const big = Buffer.alloc(16 * 1024 * 1024 + 5, 7);
+    await writeFile(join(dir, 'images', 'empty.img'), Buffer.alloc(0));
+    await writeFile(join(dir, 'images', 'pages-2.img'), big);
+    const digest = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
+    expect(await describeImages(dir)).toEqual([
+      { path: 'empty.img', sizeBytes: 0, sha256: digest(Buffer.alloc(0)) },
+      { path: 'pages-1.img', sizeBytes: 8192, sha256: digest(Buffer.alloc(8192, 1)) },
+      { path: 'pages-2.img', sizeBytes: big.length, sha256: digest(big) },
+      { path: 'sub/x.img', sizeBytes: 1, sha256: digest('x') },
+    ]);
   });
 });
