@@ -15,6 +15,12 @@ export type ChunkReader = (digestHex: string, size: number) => Promise<Buffer>;
 const READ_AHEAD_CHUNKS = 8;
 /** Chunks ready in order are written together, up to this many bytes per call. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
+/**
+ * Files written at once: as many as libuv's pool has threads by default. A file costs several trips through
+ * that pool (open, writes, chmod, close), each queued behind other work on a busy node; a checkpoint of a
+ * small task is ~30 such files, so writing them one after another is most of its materialisation.
+ */
+const FILES_AT_ONCE = 4;
 
 /**
  * Lays a manifest's tree down in `targetDir` (absent or empty). Everything is written beside it and
@@ -30,17 +36,25 @@ export async function materializeTree(
   const partial = `${targetDir}.partial-${randomBytes(6).toString('hex')}`;
   try {
     await mkdir(partial, { recursive: true, mode: 0o700 });
+    const made = new Set<string>([partial]);
+    const files: { path: string; file: Manifest['files'][number] }[] = [];
     for (const file of manifest.files) {
       const path = join(partial, ...file.path.split('/'));
       if (file.directory) {
         await mkdir(path, { recursive: true });
         await chmod(path, file.mode);
-        continue;
+        made.add(path);
+      } else {
+        if (!made.has(dirname(path))) {
+          await mkdir(dirname(path), { recursive: true });
+          made.add(dirname(path));
+        }
+        files.push({ path, file });
       }
-      await mkdir(dirname(path), { recursive: true });
-      await writeFile(path, [...fileChunks(file)], readChunk, stages);
-      await chmod(path, file.mode);
     }
+    await eachAtOnce(files, async ({ path, file }) => {
+      await writeFile(path, [...fileChunks(file)], file.mode, readChunk, stages);
+    });
     await rename(partial, targetDir);
   } catch (err) {
     await rm(partial, { recursive: true, force: true });
@@ -49,9 +63,32 @@ export async function materializeTree(
   }
 }
 
+/**
+ * `work` over every item, FILES_AT_ONCE at a time. After a failure no further item starts, and the first
+ * failure is thrown only once every started item has settled: nothing writes into the tree while it is removed.
+ */
+async function eachAtOnce<T>(items: readonly T[], work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (failure === undefined && next < items.length) {
+      const item = items[next] as T;
+      next += 1;
+      try {
+        await work(item);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(FILES_AT_ONCE, items.length) }, worker));
+  if (failure !== undefined) throw failure.error;
+}
+
 async function writeFile(
   path: string,
   pieces: readonly { digest: Buffer; size: number }[],
+  mode: number,
   readChunk: ChunkReader,
   stages: StageTimes | undefined,
 ): Promise<void> {
@@ -85,6 +122,7 @@ async function writeFile(
       }
       await timedAsync(stages, 'materialize-write', bytes, () => writeAll(handle, batch, bytes));
     }
+    await handle.chmod(mode);
   } finally {
     await handle.close();
   }
