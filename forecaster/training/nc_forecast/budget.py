@@ -257,7 +257,6 @@ def choose_policy(
         "prewarnThreshold": prewarn,
         "drainThreshold": drain,
         "budget": budget.as_json(),
-        "safety": SAFETY,
         "chosenOn": CHOSEN_ON + (", in every pooled trace" if oof.segment is not None else ""),
         "onChosenSpan": layout.operating_point(layout.sorted_scores(scores), prewarn, drain),
     }

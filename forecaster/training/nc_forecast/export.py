@@ -85,7 +85,7 @@ def model_card(
     }
     if policy is not None:
         # The serving side parses exactly these four keys; what the thresholds did where they were chosen goes beside.
-        card["policy"] = {k: policy[k] for k in ("prewarnThreshold", "drainThreshold", "budget", "safety", "chosenOn")}
+        card["policy"] = {k: policy[k] for k in ("prewarnThreshold", "drainThreshold", "budget", "chosenOn")}
         card["metrics"]["policyOnChosenSpan"] = policy["onChosenSpan"]
     return card
 

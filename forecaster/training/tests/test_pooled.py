@@ -71,7 +71,7 @@ def test_train_writes_the_two_level_policy_for_the_budget_given(tmp_path, capsys
     assert main([*argv, "--max-false-drains", "20"]) == 0
     card = json.loads(capsys.readouterr().out)["card"]
     policy = card["policy"]
-    assert set(policy) == {"prewarnThreshold", "drainThreshold", "budget", "safety", "chosenOn"}
+    assert set(policy) == {"prewarnThreshold", "drainThreshold", "budget", "chosenOn"}
     assert 0 <= policy["prewarnThreshold"] <= policy["drainThreshold"] <= 1
     assert policy["budget"] == {"maxFencedShare": 0.1, "maxFalseDrainsPer100NodeDays": 20.0}
     assert "out-of-fold" in policy["chosenOn"] and card["threshold"] == policy["prewarnThreshold"]
