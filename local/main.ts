@@ -5,7 +5,7 @@ import { ConfigError } from '../common/config-error';
 import { makeWorkDir } from './cluster/work-dir';
 import { errorCode, errorMessage } from '../common/errors';
 import { createRootLogger } from '../common/logging';
-import { freePort } from './cluster/cluster';
+import { freePort } from '../common/free-port';
 import { ControllerApi } from './controller/controller-api';
 import { ReplayError } from './controller/errors';
 import { EXAMPLE_JOB_FILE, startLocalMode } from './local-mode';

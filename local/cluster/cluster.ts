@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { readdir, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { resolveBinary } from '../../common/binaries';
 import { run } from '../../common/exec';
+import { freePort } from '../../common/free-port';
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../../proto/gen/grpc/health/v1/health';
 import { LocalClusterError } from './errors';
 import { Haproxy } from '../router/haproxy';
@@ -70,20 +70,6 @@ export interface LocalNode {
   readonly dataDir: string;
   readonly localSocket: string;
   readonly logFile: string;
-}
-
-/** A TCP port free on this machine now (for a service the cluster's nodes or HAProxy will reach). */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address !== null ? resolvePort(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
 }
 
 function alive(pid: number): boolean {
@@ -369,11 +355,9 @@ export class LocalCluster {
       }
       const services: ClusterRecord['services'] = [];
       for (const name of options.services ?? ['app']) {
-        // freePort closes its socket, so the kernel may hand the same port out again; HAProxy would then bind
-        // it twice (SO_REUSEPORT) and split one port's requests between two services.
-        let port = await freePort();
-        while (services.some((s) => s.port === port)) port = await freePort();
-        services.push({ name, port });
+        // Never one port twice (freePort remembers what it handed out): HAProxy would bind it twice
+        // (SO_REUSEPORT) and split one port's requests between two services.
+        services.push({ name, port: await freePort() });
       }
       record.services = services;
       const { haproxy, pid } = await Haproxy.start(runDir, services, join(runDir, 'logs', 'haproxy.log'));

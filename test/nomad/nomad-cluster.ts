@@ -18,15 +18,16 @@ import {
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import https from 'node:https';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { errorMessage } from '../../common/errors';
+import { freePort } from '../../common/free-port';
 import { HttpNomadApi } from '../../common/nomad-api';
 import type { AllocationListStub, NodeListStub } from '../../common/nomad-api';
 import { GrpcSidecarApi } from '../../common/sidecar-api/grpc-sidecar-api';
+
+export { freePort };
 
 const execFileAsync = promisify(execFile);
 export const REPO = path.resolve(__dirname, '..', '..');
@@ -88,27 +89,6 @@ function requireBuilt(): void {
       { cwd: REPO, encoding: 'utf8' },
     ).trim();
     if (stale !== '') throw new Error(`${built} is older than ${stale}: run npm run build before the real-Nomad tier`);
-  }
-}
-
-/** Every port freePort handed out in this process: a cluster asks for a dozen before any agent binds one. */
-const handedOut = new Set<number>();
-
-/**
- * A loopback port free now and never handed out before in this process: the probe socket closes at once, so
- * the kernel may offer the same port to the next call, and two agents of one cluster then fight over it
- * (seen: a Consul client's serf port "address already in use", the cluster never formed).
- */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const server = net.createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    if (!handedOut.has(port)) {
-      handedOut.add(port);
-      return port;
-    }
   }
 }
 

@@ -1,4 +1,4 @@
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../../common/errors';
 import type { AllocationListStub, PreemptionConfig } from '../../common/nomad-api';
@@ -193,8 +193,11 @@ async function otherAllocations(cluster: NomadCluster): Promise<AllocationListSt
   return (await cluster.api.listAllocations()).value.filter((a) => a.JobID !== SIDECAR_JOB);
 }
 
+/** Every agent's log, Nomad's and Consul's: a cluster that never formed may have failed in either. */
 function logTails(cluster: NomadCluster): string {
-  const agents = ['server.log', ...cluster.clients.map((c) => `${c.name}.log`)];
+  const agents = readdirSync(cluster.dir)
+    .filter((file) => file.endsWith('.log'))
+    .sort();
   return agents
     .map((file) => `--- ${path.join(cluster.dir, file)} (last 20 lines)\n${cluster.tail(file, 20)}`)
     .join('\n');
