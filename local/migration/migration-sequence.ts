@@ -634,6 +634,13 @@ export class MigrationSequence {
       }
       if (source !== 'handed-over') return await this.chooseBuddyCheckpoint(record, source, failure, log);
     } catch (err) {
+      // A source whose sidecar does not answer (it died, or its node went and no one says so yet) may hold its
+      // task frozen or be gone: failed as unreachable, the migration is taken up again once the sidecar is back
+      // (resumeAll), and its answer then decides between resuming it and the buddy's checkpoint.
+      if (errorCode(err) === 'NC_SIDECAR_UNREACHABLE') {
+        log.warn({ err }, 'post-copy window failed and the source does not answer: retried once it does');
+        return this.next(record, 'failed', this.failure(record, err));
+      }
       log.error({ err }, 'post-copy window failed and the source cannot be asked: operator must act');
     }
     return this.next(record, 'failed', failure);

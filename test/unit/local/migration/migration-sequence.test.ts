@@ -670,6 +670,30 @@ describe('MigrationSequence: post-copy', () => {
     expect(env.cluster.running('web').map((t) => t.nodeName)).toEqual(['b']);
   });
 
+  it('a source whose node went unannounced in the window is retried once it answers: the buddy restores', async () => {
+    const env = setup();
+    const lazy = lazySource(env, 'none');
+    background(env, 'b', 2500);
+    const b = env.cluster.sidecar('b');
+    b.restoreTask = async (r) => {
+      if (r.checkpointId !== 'lazy-1') return FakeSidecarApi.prototype.restoreTask.call(b, r);
+      // The source's node goes with its page server: the restore, pulling its first pages, fails.
+      lazy.fail(new NomadChainError('NC_SIDECAR_UNREACHABLE', 'source gone'));
+      killSource(env);
+      throw new NomadChainError('NC_RESTORE_FAILED', 'uffd: Failed sending restore finished indication');
+    };
+    // No one tells the sequence the node is down: the source may still hold its task, so nothing is chosen yet.
+    const record = { ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY };
+    const first = await sequence(env).run(record);
+    expect(first).toMatchObject({ step: 'failed', error: { code: 'NC_SIDECAR_UNREACHABLE', step: 'handed-over' } });
+    expect(env.cluster.running('web')).toEqual([]);
+    // The node comes back empty (its tasks died with it): the retry finds the source gone, the buddy restores.
+    env.cluster.sidecar('a').dead = false;
+    const [retried] = await sequence(env).resumeAll();
+    expect(retried?.restoredFromBuddy).toMatchObject({ node: 'b', fencedBy: 'source-reports-gone' });
+    expect(env.cluster.running('web').map((t) => t.nodeName)).toEqual(['b']);
+  });
+
   it('rolls back when the target cannot restore: the source, never killed, resumes', async () => {
     const env = setup();
     const lazy = lazySource(env, 'none');
