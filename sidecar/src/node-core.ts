@@ -99,6 +99,7 @@ export async function buildNodeCore(settings: NodeCoreSettings, deps: NodeCoreDe
     { checkpointsDir: dumpsDir, nodeName: settings.nodeName, dumpTimeoutMs: settings.dumpTimeoutMs },
     { runtime, runc, files, clock, log: checkpointLog },
   );
+  await dumper.recoverInterrupted();
   const retained = new RetainedCheckpoints(
     { dir: join(settings.dataDir, 'retained'), retentionMs: settings.handoverRetentionMs },
     clock,

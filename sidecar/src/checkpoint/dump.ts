@@ -235,6 +235,19 @@ export class Dumper {
    * After a failed dump CRIU lets the task go on, but the freezer cgroup or the network lock may be left
    * behind: thaw and unlock, then report whether the task runs.
    */
+  /**
+   * After a restart: thaws every task a dump of the previous sidecar left frozen (paused, CRIU's network lock
+   * in place) when it died, a pre-stage's or a background checkpoint's, which must not leave the task stopped.
+   */
+  async recoverInterrupted(): Promise<void> {
+    for (const task of this.deps.runtime.pausedAtAdoption()) {
+      const running = await this.recoverSource(task.containerId, task.networkNamespace);
+      const log = this.deps.log.child({ taskId: task.taskId });
+      if (running) log.warn('task left frozen by an interrupted dump resumed');
+      else log.error('task left frozen by an interrupted dump did not run again');
+    }
+  }
+
   async recoverSource(containerId: string, networkNamespace: string): Promise<boolean> {
     await removeCriuNetworkLock(networkNamespace).catch((err: unknown) => {
       this.deps.log.error({ err, networkNamespace }, 'could not remove the CRIU network lock');

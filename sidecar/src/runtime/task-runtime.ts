@@ -101,6 +101,8 @@ function shimCgroup(cgroupParent: string, containerId: string): string {
  */
 export class TaskRuntime {
   private readonly tasks = new Map<string, Handle>();
+  /** Running tasks found frozen at adoption: a dump of the sidecar before this one died with them paused. */
+  private readonly foundPaused: { taskId: string; containerId: string; networkNamespace: string }[] = [];
   private poller: NodeJS.Timeout | undefined;
   private polling = false;
 
@@ -137,7 +139,14 @@ export class TaskRuntime {
       if (record.phase !== 'running') continue;
       const state = await this.deps.runc.state(record.containerId);
       if (state?.status === 'running' || state?.status === 'paused') {
-        this.deps.log.info({ taskId: record.taskId, pid: state.pid }, 'task adopted');
+        this.deps.log.info({ taskId: record.taskId, pid: state.pid, status: state.status }, 'task adopted');
+        if (state.status === 'paused') {
+          this.foundPaused.push({
+            taskId: record.taskId,
+            containerId: record.containerId,
+            networkNamespace: record.spec.networkNamespace || this.config.taskNetworkNamespace,
+          });
+        }
       } else if (!(await this.collectExit(handle))) {
         // Neither running nor an exit status: the machine rebooted or someone removed the container.
         this.deps.log.warn({ taskId: record.taskId }, 'task vanished while the sidecar was down');
@@ -505,6 +514,14 @@ export class TaskRuntime {
     await saveRecord(handle.dir, handle.record);
     handle.checkpointing = false;
     this.deps.log.warn({ taskId }, 'task held frozen until told to resume');
+  }
+
+  /**
+   * Adopted tasks whose container was paused: no checkpoint of this sidecar is under way yet, so each is one a
+   * dump left frozen when the sidecar before this one died (a held task is not among them: it is not running).
+   */
+  pausedAtAdoption(): readonly { taskId: string; containerId: string; networkNamespace: string }[] {
+    return this.foundPaused;
   }
 
   /** A held task's container, to resume; undefined when the task already runs (a resume that was repeated). */

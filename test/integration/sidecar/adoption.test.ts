@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -118,5 +118,45 @@ describe('sidecar restart adopts running containers (real sidecar process)', () 
     });
     expect(stopped.state).toBe(TaskState.TASK_STATE_EXITED);
     expect(stopped.exit?.exitCode).toBe(5);
+  });
+
+  it('thaws a task that a dump left frozen when its sidecar died', async () => {
+    client?.close();
+    sidecar?.kill('SIGKILL');
+    const first = startSidecar();
+    sidecar = first.child;
+    client = await connect(first.socket);
+    await call(client.startTask.bind(client), {
+      identity: identity('frozen'),
+      spec: TaskSpec.fromPartial({
+        argv: ['/bin/sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.1 & wait $!; done'],
+        stdoutPath: join(dataDir, 'frozen.out'),
+      }),
+    });
+    client.close();
+    client = undefined;
+    const exited = new Promise((r) => first.child.once('exit', r));
+    first.child.kill('SIGKILL');
+    await exited;
+    // What a dump's freeze leaves when its sidecar is killed mid-dump: the container paused, nobody to thaw it.
+    const runcRoot = join(dataDir, 'runc');
+    const ids = execFileSync(RUNC_BIN, ['--root', runcRoot, 'list', '-q'], { encoding: 'utf8' }).trim().split('\n');
+    const frozen = ids.find((id) => id.includes('frozen'));
+    expect(frozen).toBeDefined();
+    execFileSync(RUNC_BIN, ['--root', runcRoot, 'pause', frozen ?? '']);
+    const linesFrozen = (await readFile(join(dataDir, 'frozen.out'), 'utf8')).split('\n').length;
+
+    const second = startSidecar();
+    sidecar = second.child;
+    client = await connect(second.socket);
+    await eventually(async () => {
+      const lines = (await readFile(join(dataDir, 'frozen.out'), 'utf8')).split('\n').length;
+      if (!(lines > linesFrozen + 3)) throw new Error('still frozen');
+    });
+    const status = JSON.parse(
+      execFileSync(RUNC_BIN, ['--root', runcRoot, 'state', frozen ?? ''], { encoding: 'utf8' }),
+    ) as { status: string };
+    expect(status.status).toBe('running');
+    await call(client.destroyTask.bind(client), { taskId: 'frozen', force: true });
   });
 });
