@@ -389,7 +389,7 @@ export class MigrationSequence {
    */
   private async resumeLazily(record: MigrationRecord): Promise<MigrationRecord> {
     const target = this.deps.sidecars.sidecar(record.target.node);
-    if ((await this.sourceState(record)) === 'handed-over') {
+    if ((await this.sourceStateAfterDump(record)) === 'handed-over') {
       if (!(await this.runs(target, record.target.taskId))) {
         throw new MigrationError('NC_MIGRATION_TARGET_LOST', 'post-copy ended but the target copy does not run', {
           context: { node: record.target.node, taskId: record.target.taskId },
@@ -516,6 +516,28 @@ export class MigrationSequence {
   }
 
   /**
+   * The source's state once no dump of it is under way. A post-copy hand-over outlives a sequence that
+   * restarted: until its page stream ends, the source reports running while it is frozen. The stream ends
+   * with every page gone (handed over) or broken (the source held). Bounded by checkpointWaitMs.
+   */
+  private async sourceStateAfterDump(record: MigrationRecord): Promise<SourceState> {
+    const deadline = this.deps.clock.now() + this.deps.checkpointWaitMs;
+    for (;;) {
+      const task = await this.deps.sidecars
+        .sidecar(record.source.node)
+        .inspectTask(record.source.taskId)
+        .catch(() => undefined);
+      if (task?.state !== TaskState.TASK_STATE_RUNNING || !task.checkpointing) return this.sourceState(record);
+      if (this.deps.clock.now() > deadline) {
+        throw new MigrationError('NC_MIGRATION_STEP_FAILED', 'the source is still being dumped', {
+          context: { node: record.source.node, taskId: record.source.taskId, waitedMs: this.deps.checkpointWaitMs },
+        });
+      }
+      await this.deps.clock.sleep(250);
+    }
+  }
+
+  /**
    * Picks the newest background checkpoint of the source's task held on any other node that answers (its
    * buddy), and where to restore it: the planned target when it holds it, else the buddy itself (its bytes
    * are there already; no second transfer while the task is down). Journaled before the restore.
@@ -625,7 +647,7 @@ export class MigrationSequence {
    */
   private async rollBackLazy(record: MigrationRecord, failure: RecordUpdate, log: Logger): Promise<MigrationRecord> {
     try {
-      const source = await this.resumedIfHeld(record, await this.sourceState(record), log);
+      const source = await this.resumedIfHeld(record, await this.sourceStateAfterDump(record), log);
       if (source === 'running') {
         await this.forgetStaged(record, log);
         await this.deps.router.joinRotation(record.source.instance);

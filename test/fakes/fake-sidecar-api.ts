@@ -188,6 +188,7 @@ export class FakeSidecarApi implements SidecarApi {
       exit: undefined,
       nodeName: this.node,
       restoredFromCheckpoint,
+      checkpointing: false,
     };
     this.tasks.set(taskId, info);
     this.exits.delete(taskId);

@@ -63,6 +63,7 @@ function taskInfo(view: TaskView, nodeName: string): TaskInfo {
     exit,
     nodeName,
     restoredFromCheckpoint: record.restoredFromCheckpoint,
+    checkpointing: view.checkpointing ?? false,
   };
 }
 

@@ -47,6 +47,8 @@ export interface TaskView {
   readonly record: TaskRecord;
   readonly pid: number;
   readonly dir: string;
+  /** A dump of the task is under way (inspect says so; other views leave it out). */
+  readonly checkpointing?: boolean;
 }
 
 export interface TaskStats extends ContainerStats {
@@ -390,7 +392,7 @@ export class TaskRuntime {
     const handle = this.handle(taskId);
     let pid = 0;
     if (handle.record.phase === 'running') pid = (await this.deps.runc.state(handle.record.containerId))?.pid ?? 0;
-    return { record: handle.record, pid, dir: handle.dir };
+    return { record: handle.record, pid, dir: handle.dir, checkpointing: handle.checkpointing };
   }
 
   list(): TaskRecord[] {

@@ -194,6 +194,11 @@ export interface TaskInfo {
   nodeName: string;
   /** Set when the task was restored from a checkpoint rather than started cold. */
   restoredFromCheckpoint: string;
+  /**
+   * A dump of the task is under way: it is frozen for some or all of it (a post-copy hand-over's whole window),
+   * so RUNNING does not yet mean it serves; it runs on, is held, or is handed over once the dump ends.
+   */
+  checkpointing: boolean;
 }
 
 export interface StartTaskRequest {
@@ -1082,6 +1087,7 @@ function createBaseTaskInfo(): TaskInfo {
     exit: undefined,
     nodeName: "",
     restoredFromCheckpoint: "",
+    checkpointing: false,
   };
 }
 
@@ -1110,6 +1116,9 @@ export const TaskInfo = {
     }
     if (message.restoredFromCheckpoint !== "") {
       writer.uint32(66).string(message.restoredFromCheckpoint);
+    }
+    if (message.checkpointing !== false) {
+      writer.uint32(72).bool(message.checkpointing);
     }
     return writer;
   },
@@ -1177,6 +1186,13 @@ export const TaskInfo = {
 
           message.restoredFromCheckpoint = reader.string();
           continue;
+        case 9:
+          if (tag !== 72) {
+            break;
+          }
+
+          message.checkpointing = reader.bool();
+          continue;
       }
       if ((tag & 7) === 4 || tag === 0) {
         break;
@@ -1198,6 +1214,7 @@ export const TaskInfo = {
       restoredFromCheckpoint: isSet(object.restoredFromCheckpoint)
         ? globalThis.String(object.restoredFromCheckpoint)
         : "",
+      checkpointing: isSet(object.checkpointing) ? globalThis.Boolean(object.checkpointing) : false,
     };
   },
 
@@ -1227,6 +1244,9 @@ export const TaskInfo = {
     if (message.restoredFromCheckpoint !== "") {
       obj.restoredFromCheckpoint = message.restoredFromCheckpoint;
     }
+    if (message.checkpointing !== false) {
+      obj.checkpointing = message.checkpointing;
+    }
     return obj;
   },
 
@@ -1247,6 +1267,7 @@ export const TaskInfo = {
       : undefined;
     message.nodeName = object.nodeName ?? "";
     message.restoredFromCheckpoint = object.restoredFromCheckpoint ?? "";
+    message.checkpointing = object.checkpointing ?? false;
     return message;
   },
 };
