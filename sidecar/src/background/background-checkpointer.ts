@@ -8,7 +8,11 @@ import type { SentCheckpoint, SentLedger } from './sent-ledger';
 
 /** The running tasks the sidecar owns (TaskRuntime). */
 export interface RunningTasks {
-  list(): readonly { readonly taskId: string; readonly phase: string }[];
+  list(): readonly {
+    readonly taskId: string;
+    readonly phase: string;
+    readonly exit?: { readonly exitCode: number };
+  }[];
 }
 
 /** Serialises everything that dumps one task (a migration and a background checkpoint never overlap). */
@@ -67,8 +71,9 @@ export class BackgroundCheckpointer {
   }
 
   /**
-   * One round over every running task, then the buddy forgets the tasks that left since the last round; a
-   * failure on one task is logged and does not stop the others (a forget that fails is tried again next round).
+   * One round over every running task, then the buddy forgets the tasks that left since the last round (moved,
+   * ended cleanly or destroyed); a failure on one task is logged and does not stop the others (a forget that
+   * fails is tried again next round).
    */
   async checkpointAll(): Promise<void> {
     const running = new Set(
@@ -84,7 +89,15 @@ export class BackgroundCheckpointer {
         this.deps.log.warn({ err, taskId, buddy: this.deps.buddyAddress }, 'background checkpoint failed');
       }
     }
-    for (const taskId of [...this.deps.sent.view().keys()].filter((id) => !running.has(id))) {
+    // A task that died (killed, crashed: a non-zero exit) or is held frozen keeps its copy on the buddy: it may be
+    // the newest whole state of the task left anywhere, until the task is destroyed.
+    const keep = new Set(
+      this.deps.tasks
+        .list()
+        .filter((t) => t.phase === 'held' || (t.phase === 'exited' && (t.exit?.exitCode ?? 0) !== 0))
+        .map((t) => t.taskId),
+    );
+    for (const taskId of [...this.deps.sent.view().keys()].filter((id) => !running.has(id) && !keep.has(id))) {
       try {
         const deleted = await this.deps.buddy.forget(taskId);
         await this.deps.sent.drop(taskId);

@@ -9,6 +9,7 @@ import { runCommand, tail } from '../runtime/run-command';
 import type { TaskRuntime } from '../runtime/task-runtime';
 import type { TaskFiles } from './file-tree/task-files';
 import { removeCriuNetworkLock } from './iptables';
+import { liveDumpOf } from './live-dump';
 import type { CheckpointMeta } from './manifest';
 import { CHECKPOINT_FORMAT_VERSION, describeImages, imagesDir, writeMeta } from './manifest';
 import type { StepsMs } from './step-times';
@@ -241,8 +242,25 @@ export class Dumper {
    */
   async recoverInterrupted(): Promise<void> {
     for (const task of this.deps.runtime.pausedAtAdoption()) {
-      const running = await this.recoverSource(task.containerId, task.networkNamespace);
       const log = this.deps.log.child({ taskId: task.taskId });
+      const dump = await liveDumpOf(task.containerId);
+      if (dump?.lazy === true) {
+        // A post-copy dump outlived its sidecar: a copy elsewhere may run on its pages. Held as the lazy dump
+        // holds on a broken stream: frozen until the copy is gone and the task is told to resume.
+        try {
+          process.kill(-dump.processGroup, 'SIGKILL');
+        } catch {
+          // Ended meanwhile.
+        }
+        await this.deps.runtime.hold(task.taskId);
+        continue;
+      }
+      if (dump !== undefined) {
+        // A dump that leaves the task running still runs: it thaws the task itself when it ends.
+        log.warn('task frozen by a dump that outlived its sidecar; the dump resumes it');
+        continue;
+      }
+      const running = await this.recoverSource(task.containerId, task.networkNamespace);
       if (running) log.warn('task left frozen by an interrupted dump resumed');
       else log.error('task left frozen by an interrupted dump did not run again');
     }

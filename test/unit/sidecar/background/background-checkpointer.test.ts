@@ -20,7 +20,7 @@ const BUDDY = '10.0.0.9:7450';
 
 /** A sidecar's background checkpointer; a second one on the same data dir is that sidecar restarted. */
 async function setup(
-  tasks: { taskId: string; phase: string }[],
+  tasks: { taskId: string; phase: string; exit?: { exitCode: number } }[],
   failShipFor: string[] = [],
   dataDir = mkdtempSync(join(tmpdir(), 'nc-bg-data-')),
 ) {
@@ -117,6 +117,28 @@ describe('BackgroundCheckpointer when tasks leave the node', () => {
     expect(shipped.filter((s) => s.checkpointId.startsWith('stays')).length).toBe(2);
     await checkpointer.checkpointAll();
     expect(forgotten.length).toBe(3);
+  });
+
+  it('keeps the copy of a task that died or is held: it may be the newest whole state left, until destroyed', async () => {
+    const tasks: { taskId: string; phase: string; exit?: { exitCode: number } }[] = [
+      { taskId: 'killed', phase: 'running' },
+      { taskId: 'held', phase: 'running' },
+      { taskId: 'done', phase: 'running' },
+    ];
+    const { checkpointer, forgotten } = await setup(tasks);
+    await checkpointer.checkpointAll();
+    tasks.splice(
+      0,
+      3,
+      { taskId: 'killed', phase: 'exited', exit: { exitCode: 137 } },
+      { taskId: 'held', phase: 'held' },
+      { taskId: 'done', phase: 'exited', exit: { exitCode: 0 } },
+    );
+    await checkpointer.checkpointAll();
+    expect(forgotten).toEqual(['done']);
+    tasks.splice(0, 1);
+    await checkpointer.checkpointAll();
+    expect(forgotten.sort()).toEqual(['done', 'killed']);
   });
 
   it('asks again next round when the buddy could not be told, keeping the entry until it was', async () => {
