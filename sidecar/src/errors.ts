@@ -60,4 +60,8 @@ export class FileTreeError extends NomadChainError {
 }
 
 export type FileTreeErrorCode =
-  'NC_FILES_TOO_LARGE' | 'NC_FILES_UNSUPPORTED' | 'NC_FILES_CORRUPT' | 'NC_FILES_RESTORE_FAILED';
+  | 'NC_FILES_TOO_LARGE'
+  | 'NC_FILES_UNSUPPORTED'
+  | 'NC_FILES_UNREADABLE'
+  | 'NC_FILES_CORRUPT'
+  | 'NC_FILES_RESTORE_FAILED';

@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../../../../common/logging';
+import { errorMessage } from '../../../../common/errors';
 import type { TaskSpec } from '../../../../proto/gen/chain/v1/sidecar';
 import { FileTreeError } from '../../errors';
 import type { FileTreeRef } from '../manifest';
@@ -49,7 +50,16 @@ export class TaskFiles {
    */
   async plan(taskId: string, spec: TaskSpec): Promise<FilesPlan | undefined> {
     const roots = taskRoots(spec);
-    const { totalBytes } = await measureFiles(roots);
+    let totalBytes: number;
+    try {
+      ({ totalBytes } = await measureFiles(roots));
+    } catch (cause) {
+      // Before the freeze: a task whose own directories cannot be read (one removed under it) keeps running.
+      throw new FileTreeError('NC_FILES_UNREADABLE', `the task's files cannot be read: ${errorMessage(cause)}`, {
+        cause,
+        context: { taskId },
+      });
+    }
     const { maxBytes, overLimit } = this.config;
     if (maxBytes === 0 || totalBytes <= maxBytes) return { roots, totalBytes };
     if (overLimit === 'memory-only') {

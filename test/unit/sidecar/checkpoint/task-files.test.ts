@@ -71,6 +71,15 @@ describe('TaskFiles', () => {
     });
   });
 
+  it('refuses, coded and before the freeze, a task whose own directory was removed under it', async () => {
+    const files = new TaskFiles({ maxBytes: 0, overLimit: 'cold-start' }, log);
+    await rm(spec.allocDir, { recursive: true });
+    await expect(files.plan('t', spec)).rejects.toMatchObject({
+      code: 'NC_FILES_UNREADABLE',
+      message: expect.stringContaining('ENOENT') as unknown,
+    });
+  });
+
   it('moves memory only when the operator chose so for a task over the limit', async () => {
     const files = new TaskFiles({ maxBytes: 1000, overLimit: 'memory-only' }, log);
     expect(await files.plan('t', spec)).toBeUndefined();
