@@ -2,6 +2,9 @@ import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
+/** Nomad's default min_dynamic_port: the first port it may give a task's network block on a client. */
+const NOMAD_MIN_DYNAMIC_PORT = 20_000;
+
 /** Every port handed out in this process: callers ask for several before anything binds one. */
 const handedOut = new Set<number>();
 
@@ -40,15 +43,18 @@ function bindsUdp(port: number, host: string): Promise<boolean> {
 }
 
 /**
- * A port free on `host` for both TCP and UDP (gossip binds both), outside the kernel's ephemeral range, and
+ * A port free on `host` for both TCP and UDP (gossip binds both), outside the kernel's ephemeral range and
+ * Nomad's dynamic ports, and
  * never handed out before by this process. Probing closes the socket, so the port is free, not held: below
  * the ephemeral range only another program choosing it on purpose can take it first.
  */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   const [ephemeralLow, ephemeralHigh] = ephemeralRange();
-  // Below the ephemeral range from 10000 (clear of well-known services' defaults), else above it.
+  // From 10000 (clear of well-known services' defaults) up to Nomad's dynamic ports (20000-32000 unless a
+  // client sets min_dynamic_port), which Nomad hands its tasks on the same host; and below the ephemeral range.
+  // A port given to an agent here and to a task by Nomad ended with a sidecar's transfer port refused (CI).
   const [low, high] =
-    ephemeralLow - 10_000 >= 65_535 - ephemeralHigh ? [10_000, ephemeralLow] : [ephemeralHigh + 1, 65_536];
+    ephemeralLow > 10_000 ? [10_000, Math.min(NOMAD_MIN_DYNAMIC_PORT, ephemeralLow)] : [ephemeralHigh + 1, 65_536];
   for (let attempt = 0; attempt < 1000; attempt++) {
     const port = low + Math.floor(Math.random() * (high - low));
     if (handedOut.has(port)) continue;
