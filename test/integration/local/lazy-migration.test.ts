@@ -1,9 +1,9 @@
 import pino from 'pino';
-import { run } from '../../../common/exec';
 import { EXAMPLE_SERVICE, startLocalMode, type LocalMode } from '../../../local/local-mode';
 import type { MigrationRecord } from '../../../local/migration/migration-record';
 import { MigrationMode } from '../../../proto/gen/chain/v1/sidecar';
 import { containersOn } from '../../harness/fault-matrix';
+import { killGroup, killOne, whenSeen } from '../../harness/processes';
 import { call, counter, runKv } from './kv-service';
 
 // Issue #12 item 2: post-copy through the migration sequence in local mode, and its danger window's faults.
@@ -23,54 +23,14 @@ interface Moved {
   readonly injected: boolean;
 }
 
-/** Process ids of the processes whose command line holds every one of `parts`. */
-async function processes(parts: readonly string[]): Promise<{ pid: number }[]> {
-  const out = await run(['ps', '-eo', 'pid=,args='], { allowFailure: true });
-  return out.stdout
-    .split('\n')
-    .filter((line) => parts.every((p) => line.includes(p)))
-    .map((line) => line.trim().split(/\s+/))
-    .map(([pid]) => ({ pid: Number(pid) }))
-    .filter((p) => p.pid !== process.pid && Number.isInteger(p.pid) && p.pid > 0);
-}
-
-/** Polls for a process until it shows up, then SIGKILLs it: true once killed. */
-async function killWhenSeen(parts: readonly string[], timeoutMs = 60_000): Promise<boolean> {
+/** Polls for a process until it shows up (within `timeoutMs`), then SIGKILLs it (its group, with `group`). */
+async function killWhenSeen(parts: readonly string[], group = false, timeoutMs = 60_000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const found = await processes(parts);
-    for (const p of found) {
-      try {
-        process.kill(p.pid, 'SIGKILL');
-      } catch {
-        // Gone already.
-      }
-    }
-    if (found.length > 0) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return false;
-}
-
-/**
- * Polls for the source's lazy dump (runc checkpoint, its criu in the same process group) until it shows up,
- * then SIGKILLs the whole group: true once killed.
- */
-async function killDumpWhenSeen(dataDir: string, timeoutMs = 60_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const [dump] = await processes(['checkpoint', '--lazy-pages', dataDir]);
-    if (dump !== undefined) {
-      try {
-        process.kill(-dump.pid, 'SIGKILL');
-      } catch {
-        process.kill(dump.pid, 'SIGKILL');
-      }
-      return true;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return false;
+  const pid = await whenSeen(parts, () => Date.now() > deadline);
+  if (pid === undefined) return false;
+  if (group) killGroup(pid);
+  else killOne(pid);
+  return true;
 }
 
 async function lazyMove(fault: WindowFault): Promise<{ local: LocalMode; moved: Moved }> {
@@ -91,7 +51,7 @@ async function lazyMove(fault: WindowFault): Promise<{ local: LocalMode; moved: 
         const source = local.cluster.node(record.source.node);
         const target = local.cluster.node(record.target.node);
         if (fault === 'target-page-daemon') injection = killWhenSeen(['lazy-pages', target.dataDir]);
-        if (fault === 'source-dump') injection = killDumpWhenSeen(source.dataDir);
+        if (fault === 'source-dump') injection = killWhenSeen(['checkpoint', '--lazy-pages', source.dataDir], true);
         if (fault === 'link') injection = local.cluster.partition(source.name, target.name).then(() => true);
       },
     },
