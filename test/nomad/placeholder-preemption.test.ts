@@ -189,9 +189,14 @@ async function blockedBehindFiller(nodeId: string): Promise<void> {
     return evals.find((e) => e.Status === 'blocked' && e.PreviousEval === registered.EvalID);
   });
   expect(blocked.Status).toBe('blocked');
-  const summary = await serverGet<{ Summary: Record<string, { Queued: number; Running: number }> }>(
-    `/v1/job/${BLOCKED}/summary`,
-  );
+  // The summary counts the group as queued once the first evaluation's outcome is applied, a moment after the
+  // blocked evaluation shows (a clean-clone run read Queued: 0 in between): wait for it, bounded.
+  const summary = await waitFor('the priority-50 group counted as queued', 30_000, async () => {
+    const s = await serverGet<{ Summary: Record<string, { Queued: number; Running: number }> }>(
+      `/v1/job/${BLOCKED}/summary`,
+    );
+    return (s.Summary.work?.Queued ?? 0) > 0 ? s : undefined;
+  });
   expect(summary.Summary.work).toMatchObject({ Queued: 1, Running: 0 });
   expect(await allocsOf(BLOCKED)).toEqual([]);
   const after = (await cluster.api.getAllocation(filler.ID)).value;
