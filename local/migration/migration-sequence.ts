@@ -6,11 +6,13 @@ import type { Router } from '../../common/router';
 import type { SchedulerAdapter } from '../../common/scheduler/scheduler-adapter';
 import type { SidecarApi } from '../../common/sidecar-api/sidecar-api';
 import {
+  LazyPages,
   MigrationMode,
   TaskState,
   type FeaturesResponse,
   type MigrateToPeerResponse,
   type TakeOverResponse,
+  type TaskInfo,
 } from '../../proto/gen/chain/v1/sidecar';
 import { MigrationError } from './errors';
 import type { MigrationJournal } from './migration-journal';
@@ -293,7 +295,7 @@ export class MigrationSequence {
   private async restoreLazily(record: MigrationRecord, window: LazyWindow): Promise<MigrationRecord> {
     const target = this.deps.sidecars.sidecar(record.target.node);
     const openedAt = this.deps.clock.now();
-    let result: MigrateToPeerResponse;
+    let result: MigrateToPeerResponse | undefined;
     try {
       if (!(await this.runs(target, record.target.taskId))) {
         await target.restoreTask({
@@ -305,20 +307,68 @@ export class MigrationSequence {
       await this.deps.router.joinRotation(record.target.instance);
       result = await window.handover;
     } catch (err) {
-      await this.killTargetCopy(record);
-      // The source's hand-over has ended (its task held frozen or resumed, or its node gone) before the rollback.
-      await window.handover.catch(() => undefined);
-      throw err;
+      if (!(await this.keepsTargetCopy(record))) {
+        await this.killTargetCopy(record);
+        // The source's hand-over has ended (its task held frozen or resumed, or its node gone) before the rollback.
+        await window.handover.catch(() => undefined);
+        throw err;
+      }
+      this.deps.log.warn(
+        { err, migrationId: record.id, node: record.target.node },
+        "post-copy hand-over failed after every page arrived: the target's copy is whole, going forward",
+      );
     } finally {
       this.windows.delete(record.id);
     }
     return this.next(record, 'restored', {
-      wireBytes: result.wireBytes,
-      fileBytes: result.fileBytes,
-      checkpointBytes: result.checkpoint?.sizeBytes ?? 0,
-      freezeMs: result.freezeMs,
+      ...(result !== undefined
+        ? {
+            wireBytes: result.wireBytes,
+            fileBytes: result.fileBytes,
+            checkpointBytes: result.checkpoint?.sizeBytes ?? 0,
+            freezeMs: result.freezeMs,
+          }
+        : {}),
       lazyWindowMs: this.deps.clock.now() - openedAt,
     });
+  }
+
+  /**
+   * Whether a failed or interrupted post-copy window leaves the target's copy standing: only once its page
+   * daemon pulled every page (waited for while pages still arrive, bounded by checkpointWaitMs), and never
+   * while the source runs the task again. A source whose dump ends with every page gone is killed by CRIU,
+   * with or without its sidecar (which may have died: the case this exists for); one still dumping is waited
+   * for, one that cannot be asked is cleaned up once it answers.
+   */
+  private async keepsTargetCopy(record: MigrationRecord): Promise<boolean> {
+    const source = (): Promise<TaskInfo | undefined> =>
+      this.deps.sidecars
+        .sidecar(record.source.node)
+        .inspectTask(record.source.taskId)
+        .catch(() => undefined);
+    const runsAgain = (task: TaskInfo | undefined): boolean =>
+      task?.state === TaskState.TASK_STATE_RUNNING && !task.checkpointing;
+    const target = this.deps.sidecars.sidecar(record.target.node);
+    const deadline = this.deps.clock.now() + this.deps.checkpointWaitMs;
+    let sourceTask = await source();
+    for (;;) {
+      if (runsAgain(sourceTask)) return false;
+      const task = await target.inspectTask(record.target.taskId).catch(() => undefined);
+      if (task?.state !== TaskState.TASK_STATE_RUNNING) return false;
+      if (task.lazyPages === LazyPages.LAZY_PAGES_COMPLETE) break;
+      // A held source serves no more pages: what is missing now never comes.
+      if (task.lazyPages !== LazyPages.LAZY_PAGES_PENDING || sourceTask?.state === TaskState.TASK_STATE_HELD)
+        return false;
+      if (this.deps.clock.now() > deadline) return false;
+      await this.deps.clock.sleep(250);
+      sourceTask = await source();
+    }
+    if (sourceTask?.checkpointing !== true) return true;
+    try {
+      return (await this.sourceStateAfterDump(record)) !== 'running';
+    } catch {
+      return true;
+    }
   }
 
   /** Out of rotation and destroyed: a copy restored from a post-copy checkpoint whose pages did not all arrive. */
@@ -389,6 +439,7 @@ export class MigrationSequence {
    */
   private async resumeLazily(record: MigrationRecord): Promise<MigrationRecord> {
     const target = this.deps.sidecars.sidecar(record.target.node);
+    if (await this.keepsTargetCopy(record)) return this.next(record, 'restored');
     if ((await this.sourceStateAfterDump(record)) === 'handed-over') {
       if (!(await this.runs(target, record.target.taskId))) {
         throw new MigrationError('NC_MIGRATION_TARGET_LOST', 'post-copy ended but the target copy does not run', {
@@ -502,17 +553,17 @@ export class MigrationSequence {
    */
   private async sourceState(record: MigrationRecord): Promise<SourceState> {
     try {
-      const task = await this.deps.sidecars.sidecar(record.source.node).inspectTask(record.source.taskId);
-      if (task.state === TaskState.TASK_STATE_RUNNING) return 'running';
-      if (task.state === TaskState.TASK_STATE_HELD) return 'held';
-      // Dumped and handed over: its own copy of the hand-over is on the source, and an operator's to use.
-      if (task.state === TaskState.TASK_STATE_MIGRATED) return 'handed-over';
-      return 'source-reports-gone';
+      return stateOf(await this.deps.sidecars.sidecar(record.source.node).inspectTask(record.source.taskId));
     } catch (err) {
-      if (errorCode(err) === 'NC_TASK_NOT_FOUND') return 'source-reports-gone';
-      if (this.deps.nodeDown?.(record.source.node) === true) return 'node-down';
-      throw err;
+      return this.fenceOf(record, err);
     }
+  }
+
+  /** A source that cannot be asked is fenced only by its sidecar's word or the scheduler's; else rethrows. */
+  private fenceOf(record: MigrationRecord, err: unknown): SourceFence {
+    if (errorCode(err) === 'NC_TASK_NOT_FOUND') return 'source-reports-gone';
+    if (this.deps.nodeDown?.(record.source.node) === true) return 'node-down';
+    throw err;
   }
 
   /**
@@ -523,11 +574,13 @@ export class MigrationSequence {
   private async sourceStateAfterDump(record: MigrationRecord): Promise<SourceState> {
     const deadline = this.deps.clock.now() + this.deps.checkpointWaitMs;
     for (;;) {
-      const task = await this.deps.sidecars
-        .sidecar(record.source.node)
-        .inspectTask(record.source.taskId)
-        .catch(() => undefined);
-      if (task?.state !== TaskState.TASK_STATE_RUNNING || !task.checkpointing) return this.sourceState(record);
+      let task: TaskInfo;
+      try {
+        task = await this.deps.sidecars.sidecar(record.source.node).inspectTask(record.source.taskId);
+      } catch (err) {
+        return this.fenceOf(record, err);
+      }
+      if (task.state !== TaskState.TASK_STATE_RUNNING || !task.checkpointing) return stateOf(task);
       if (this.deps.clock.now() > deadline) {
         throw new MigrationError('NC_MIGRATION_STEP_FAILED', 'the source is still being dumped', {
           context: { node: record.source.node, taskId: record.source.taskId, waitedMs: this.deps.checkpointWaitMs },
@@ -724,6 +777,15 @@ export class MigrationSequence {
       log.warn({ err, node: record.target.node }, 'could not remove the staged copy on the target');
     }
   }
+}
+
+/** What the source's own sidecar says of its task. */
+function stateOf(task: TaskInfo): SourceState {
+  if (task.state === TaskState.TASK_STATE_RUNNING) return 'running';
+  if (task.state === TaskState.TASK_STATE_HELD) return 'held';
+  // Dumped and handed over: its own copy of the hand-over is on the source, and an operator's to use.
+  if (task.state === TaskState.TASK_STATE_MIGRATED) return 'handed-over';
+  return 'source-reports-gone';
 }
 
 /** Failed only because a sidecar did not answer, at a step the sequence can take again. */

@@ -4,6 +4,7 @@ import { errorMessage } from '../../common/errors';
 import { SidecarError } from '../../common/sidecar-api/errors';
 import type { SidecarApi } from '../../common/sidecar-api/sidecar-api';
 import {
+  LazyPages,
   MigrationMode,
   TaskState,
   type CheckpointInfo,
@@ -189,6 +190,7 @@ export class FakeSidecarApi implements SidecarApi {
       nodeName: this.node,
       restoredFromCheckpoint,
       checkpointing: false,
+      lazyPages: LazyPages.LAZY_PAGES_NONE,
     };
     this.tasks.set(taskId, info);
     this.exits.delete(taskId);

@@ -1,8 +1,9 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { errorCode, errorMessage } from '../../../common/errors';
-import type { CheckpointInfo, TaskIdentity, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
+import { type CheckpointInfo, LazyPages, type TaskIdentity, type TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import { CheckpointError } from '../errors';
 import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
 import { prestageKey } from './prestager';
@@ -46,7 +47,18 @@ export interface TakeOverDeps {
  * the sequence can roll back). Each checkpoint is restored at most once.
  */
 export class TakeOver {
+  /**
+   * Post-copy restores by task id: whether their pages all arrived is what tells a caller that lost the source
+   * (its sidecar died mid-window) whether the copy here is whole. Bounded: only recent restores matter.
+   */
+  private readonly lazyPages = new LRUCache<string, LazyPages>({ max: 1024 });
+
   constructor(private readonly deps: TakeOverDeps) {}
+
+  /** Where the pages of a task restored here from a post-copy checkpoint stand; NONE for any other task. */
+  lazyPagesOf(taskId: string): LazyPages {
+    return this.lazyPages.get(taskId) ?? LazyPages.LAZY_PAGES_NONE;
+  }
 
   async takeOver(request: TakeOverRequest, signal?: AbortSignal): Promise<TakeOverOutcome> {
     const { identity, spec, handoverKey, waitMs } = request;
@@ -91,6 +103,14 @@ export class TakeOver {
     } catch (err) {
       await rm(dir, { recursive: true, force: true });
       throw err;
+    }
+    if (result.meta.mode === 'lazy') {
+      const taskId = identity.taskId;
+      this.lazyPages.set(taskId, LazyPages.LAZY_PAGES_PENDING);
+      result.complete.then(
+        () => this.lazyPages.set(taskId, LazyPages.LAZY_PAGES_COMPLETE),
+        () => this.lazyPages.set(taskId, LazyPages.LAZY_PAGES_FAILED),
+      );
     }
     // A lazy restore still reads its images until every page arrived; only then is the checkpoint spent.
     void result.complete

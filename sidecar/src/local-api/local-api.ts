@@ -3,7 +3,14 @@ import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Clock } from '../../../common/clock';
 import { encodeStatus } from '../../../common/grpc/status-codec';
-import type { ExitResult, SidecarServer, TaskIdentity, TaskInfo, TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
+import type {
+  ExitResult,
+  LazyPages,
+  SidecarServer,
+  TaskIdentity,
+  TaskInfo,
+  TaskSpec,
+} from '../../../proto/gen/chain/v1/sidecar';
 import { TaskState } from '../../../proto/gen/chain/v1/sidecar';
 import { TaskError } from '../errors';
 import type { Dumper } from '../checkpoint/dump';
@@ -47,7 +54,7 @@ const PHASE_STATE = {
   held: TaskState.TASK_STATE_HELD,
 };
 
-function taskInfo(view: TaskView, nodeName: string): TaskInfo {
+function taskInfo(view: TaskView, nodeName: string, lazyPages: LazyPages): TaskInfo {
   const { record } = view;
   const exit: ExitResult | undefined = record.exit && {
     exitCode: record.exit.exitCode,
@@ -64,6 +71,7 @@ function taskInfo(view: TaskView, nodeName: string): TaskInfo {
     nodeName,
     restoredFromCheckpoint: record.restoredFromCheckpoint,
     checkpointing: view.checkpointing ?? false,
+    lazyPages,
   };
 }
 
@@ -114,7 +122,7 @@ export class LocalApi {
   }
 
   private info(view: TaskView): TaskInfo {
-    return taskInfo(view, this.config.nodeName);
+    return taskInfo(view, this.config.nodeName, this.takeOvers.lazyPagesOf(view.record.identity.taskId));
   }
 
   handlers(): SidecarServer {

@@ -83,6 +83,59 @@ export function taskStateToJSON(object: TaskState): string {
   }
 }
 
+/**
+ * Where a post-copy restore's pages stand on the node that restored it. Only that node's running sidecar
+ * knows: after it restarts, NONE.
+ */
+export enum LazyPages {
+  /** LAZY_PAGES_NONE - Not restored from a post-copy checkpoint, or not known here any more. */
+  LAZY_PAGES_NONE = 0,
+  /** LAZY_PAGES_PENDING - Running while its page daemon still pulls the memory it lacks from the source. */
+  LAZY_PAGES_PENDING = 1,
+  /** LAZY_PAGES_COMPLETE - Every page arrived: the copy is whole, whatever became of the source. */
+  LAZY_PAGES_COMPLETE = 2,
+  /** LAZY_PAGES_FAILED - The page daemon ended before every page arrived: the copy lacks memory. */
+  LAZY_PAGES_FAILED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function lazyPagesFromJSON(object: any): LazyPages {
+  switch (object) {
+    case 0:
+    case "LAZY_PAGES_NONE":
+      return LazyPages.LAZY_PAGES_NONE;
+    case 1:
+    case "LAZY_PAGES_PENDING":
+      return LazyPages.LAZY_PAGES_PENDING;
+    case 2:
+    case "LAZY_PAGES_COMPLETE":
+      return LazyPages.LAZY_PAGES_COMPLETE;
+    case 3:
+    case "LAZY_PAGES_FAILED":
+      return LazyPages.LAZY_PAGES_FAILED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LazyPages.UNRECOGNIZED;
+  }
+}
+
+export function lazyPagesToJSON(object: LazyPages): string {
+  switch (object) {
+    case LazyPages.LAZY_PAGES_NONE:
+      return "LAZY_PAGES_NONE";
+    case LazyPages.LAZY_PAGES_PENDING:
+      return "LAZY_PAGES_PENDING";
+    case LazyPages.LAZY_PAGES_COMPLETE:
+      return "LAZY_PAGES_COMPLETE";
+    case LazyPages.LAZY_PAGES_FAILED:
+      return "LAZY_PAGES_FAILED";
+    case LazyPages.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum MigrationMode {
   MIGRATION_MODE_AUTO = 0,
   MIGRATION_MODE_STOP_AND_COPY = 1,
@@ -199,6 +252,7 @@ export interface TaskInfo {
    * so RUNNING does not yet mean it serves; it runs on, is held, or is handed over once the dump ends.
    */
   checkpointing: boolean;
+  lazyPages: LazyPages;
 }
 
 export interface StartTaskRequest {
@@ -1088,6 +1142,7 @@ function createBaseTaskInfo(): TaskInfo {
     nodeName: "",
     restoredFromCheckpoint: "",
     checkpointing: false,
+    lazyPages: 0,
   };
 }
 
@@ -1119,6 +1174,9 @@ export const TaskInfo = {
     }
     if (message.checkpointing !== false) {
       writer.uint32(72).bool(message.checkpointing);
+    }
+    if (message.lazyPages !== 0) {
+      writer.uint32(80).int32(message.lazyPages);
     }
     return writer;
   },
@@ -1193,6 +1251,13 @@ export const TaskInfo = {
 
           message.checkpointing = reader.bool();
           continue;
+        case 10:
+          if (tag !== 80) {
+            break;
+          }
+
+          message.lazyPages = reader.int32() as any;
+          continue;
       }
       if ((tag & 7) === 4 || tag === 0) {
         break;
@@ -1215,6 +1280,7 @@ export const TaskInfo = {
         ? globalThis.String(object.restoredFromCheckpoint)
         : "",
       checkpointing: isSet(object.checkpointing) ? globalThis.Boolean(object.checkpointing) : false,
+      lazyPages: isSet(object.lazyPages) ? lazyPagesFromJSON(object.lazyPages) : 0,
     };
   },
 
@@ -1247,6 +1313,9 @@ export const TaskInfo = {
     if (message.checkpointing !== false) {
       obj.checkpointing = message.checkpointing;
     }
+    if (message.lazyPages !== 0) {
+      obj.lazyPages = lazyPagesToJSON(message.lazyPages);
+    }
     return obj;
   },
 
@@ -1268,6 +1337,7 @@ export const TaskInfo = {
     message.nodeName = object.nodeName ?? "";
     message.restoredFromCheckpoint = object.restoredFromCheckpoint ?? "";
     message.checkpointing = object.checkpointing ?? false;
+    message.lazyPages = object.lazyPages ?? 0;
     return message;
   },
 };

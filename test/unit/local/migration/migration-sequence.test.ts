@@ -4,7 +4,7 @@ import { MemoryMigrationJournal } from '../../../../local/migration/migration-jo
 import { backgroundKey } from '../../../../common/checkpoint-keys';
 import { FORWARD_STEPS, type MigrationRecord, type TaskSide } from '../../../../local/migration/migration-record';
 import { LAZY_MIN_BYTES, MigrationSequence } from '../../../../local/migration/migration-sequence';
-import { MigrationMode, TaskState, type TaskSpec } from '../../../../proto/gen/chain/v1/sidecar';
+import { LazyPages, MigrationMode, TaskSpec, TaskState } from '../../../../proto/gen/chain/v1/sidecar';
 import { FakeClock } from '../../../fakes/fake-clock';
 import { FakeRouter } from '../../../fakes/fake-router';
 import { FakeScheduler } from '../../../fakes/fake-scheduler';
@@ -50,22 +50,7 @@ function sequence(env: Env, afterStep?: (r: MigrationRecord) => void | Promise<v
 
 /** A task spec that only says where its allocation directory is. */
 function specIn(allocDir: string): TaskSpec {
-  return {
-    argv: [],
-    env: {},
-    cwd: '/',
-    allocDir,
-    localDir: '',
-    secretsDir: '',
-    memoryLimitBytes: 0,
-    cpuShares: 0,
-    stdoutPath: '',
-    stderrPath: '',
-    networkNamespace: '',
-    rootfs: '',
-    binds: {},
-    user: '',
-  };
+  return TaskSpec.fromPartial({ cwd: '/', allocDir });
 }
 
 async function plan(env: Env): Promise<MigrationRecord> {
@@ -692,6 +677,133 @@ describe('MigrationSequence: post-copy', () => {
     const [retried] = await sequence(env).resumeAll();
     expect(retried?.restoredFromBuddy).toMatchObject({ node: 'b', fencedBy: 'source-reports-gone' });
     expect(env.cluster.running('web').map((t) => t.nodeName)).toEqual(['b']);
+  });
+
+  /** The target's copy, its page daemon at `pages` (what its sidecar's inspect says). */
+  function targetPages(env: Env, pages: LazyPages): void {
+    const b = env.cluster.sidecar('b');
+    const task = b.tasks.get('web-2');
+    if (task !== undefined) b.tasks.set('web-2', { ...task, lazyPages: pages });
+  }
+
+  /** What a post-copy dump does once every page left, with or without its sidecar: CRIU kills the source. */
+  function sourceDumpedAway(env: Env): void {
+    const a = env.cluster.sidecar('a');
+    const source = a.tasks.get('web-1');
+    if (source !== undefined) a.tasks.set('web-1', { ...source, state: TaskState.TASK_STATE_EXITED, pid: 0 });
+  }
+
+  // Issue #13, the fault matrix's post-copy-window x source-sidecar-kill: CRIU finished the page transfer without
+  // its sidecar (and killed the source, as a post-copy dump does); the whole copy on the target must stay.
+  it("keeps the target's copy when the source's sidecar dies after every page arrived: moved, cleaned up later", async () => {
+    const env = setup();
+    const lazy = lazySource(env, 'none');
+    const a = env.cluster.sidecar('a');
+    const b = env.cluster.sidecar('b');
+    b.restoreTask = async (r) => {
+      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+      targetPages(env, LazyPages.LAZY_PAGES_COMPLETE);
+      a.dead = true;
+      lazy.fail(new NomadChainError('NC_SIDECAR_UNREACHABLE', 'source sidecar gone'));
+      sourceDumpedAway(env);
+      return info;
+    };
+    const first = await sequence(env).run({ ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY });
+    // Forward, never back: only the clean-up of the source waits for its sidecar.
+    expect(first).toMatchObject({ step: 'failed', error: { code: 'NC_SIDECAR_UNREACHABLE', step: 'joined-rotation' } });
+    expect(b.called('destroyTask')).toEqual([]);
+    expectOneInstance(env, 'b');
+    a.dead = false;
+    const [retried] = await sequence(env).resumeAll();
+    expect(retried).toMatchObject({ step: 'done' });
+    expect(retried?.restoredFromBuddy).toBeUndefined();
+    expectOneInstance(env, 'b');
+    expect(a.tasks.size).toBe(0);
+  });
+
+  it('waits, bounded, while the pages still arrive, and keeps the copy once they all did', async () => {
+    const env = setup();
+    const lazy = lazySource(env, 'none');
+    const a = env.cluster.sidecar('a');
+    const b = env.cluster.sidecar('b');
+    let polls = 0;
+    const inspect = b.inspectTask.bind(b);
+    b.inspectTask = async (taskId) => {
+      if (taskId === 'web-2' && ++polls === 3) {
+        targetPages(env, LazyPages.LAZY_PAGES_COMPLETE);
+        sourceDumpedAway(env);
+      }
+      return inspect(taskId);
+    };
+    b.restoreTask = async (r) => {
+      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+      targetPages(env, LazyPages.LAZY_PAGES_PENDING);
+      a.dead = true;
+      lazy.fail(new NomadChainError('NC_SIDECAR_UNREACHABLE', 'source sidecar gone'));
+      return info;
+    };
+    const first = await sequence(env).run({ ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY });
+    expect(first.error?.step).toBe('joined-rotation');
+    expect(polls).toBeGreaterThanOrEqual(3);
+    expect(b.called('destroyTask')).toEqual([]);
+
+    // Pages that never finish within checkpointWaitMs: the copy is not whole, and goes.
+    const slow = setup();
+    const stuck = lazySource(slow, 'none');
+    const sb = slow.cluster.sidecar('b');
+    sb.restoreTask = async (r) => {
+      const info = await FakeSidecarApi.prototype.restoreTask.call(sb, r);
+      targetPages(slow, LazyPages.LAZY_PAGES_PENDING);
+      slow.cluster.sidecar('a').dead = true;
+      stuck.fail(new NomadChainError('NC_SIDECAR_UNREACHABLE', 'source sidecar gone'));
+      return info;
+    };
+    const started = slow.clock.now();
+    const given = await sequence(slow).run({ ...(await plan(slow)), mode: MigrationMode.MIGRATION_MODE_LAZY });
+    expect(given).toMatchObject({ step: 'failed', error: { code: 'NC_SIDECAR_UNREACHABLE', step: 'handed-over' } });
+    expect(sb.called('destroyTask')).toEqual([{ taskId: 'web-2', force: true }]);
+    expect(slow.clock.now() - started).toBeGreaterThan(1000);
+  });
+
+  it('gives up a copy at once when its source is held with pages still missing: the source resumes', async () => {
+    const env = setup();
+    const lazy = lazySource(env, 'none');
+    const b = env.cluster.sidecar('b');
+    b.restoreTask = async (r) => {
+      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+      targetPages(env, LazyPages.LAZY_PAGES_PENDING);
+      lazy.fail(new NomadChainError('NC_LAZY_PAGES_FAILED', 'stream broke'));
+      return info;
+    };
+    const started = env.clock.now();
+    const result = await sequence(env).run({ ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY });
+    expect(result).toMatchObject({ step: 'rolled-back', error: { code: 'NC_LAZY_PAGES_FAILED' } });
+    expect(env.clock.now() - started).toBeLessThan(1000);
+    expectOneInstance(env, 'a');
+  });
+
+  it("a restarted sequence keeps a whole target copy though the source's sidecar is dead", async () => {
+    const env = setup();
+    lazySource(env, 'none');
+    const a = env.cluster.sidecar('a');
+    const b = env.cluster.sidecar('b');
+    const record = { ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY };
+    const first = sequence(env, async (r) => {
+      if (r.step !== 'handed-over' || b.tasks.has('web-2')) return;
+      await b.restoreTask({ identity: r.target.identity, checkpointId: r.checkpointId ?? '', spec: r.target.spec });
+      targetPages(env, LazyPages.LAZY_PAGES_COMPLETE);
+      sourceDumpedAway(env);
+      a.dead = true;
+      throw new Crash();
+    });
+    await expect(first.run(record)).rejects.toThrow(Crash);
+    const [resumed] = await sequence(env).resumeAll();
+    expect(resumed).toMatchObject({
+      step: 'failed',
+      error: { code: 'NC_SIDECAR_UNREACHABLE', step: 'joined-rotation' },
+    });
+    expect(b.called('destroyTask')).toEqual([]);
+    expectOneInstance(env, 'b');
   });
 
   it('rolls back when the target cannot restore: the source, never killed, resumes', async () => {

@@ -8,7 +8,12 @@ import type { RestoreRequest } from '../../../../sidecar/src/checkpoint/restore'
 import type { StagedCheckpoints } from '../../../../sidecar/src/checkpoint/staging';
 import { TakeOver } from '../../../../sidecar/src/checkpoint/take-over';
 import type { TaskView } from '../../../../sidecar/src/runtime/task-runtime';
-import type { CheckpointInfo, TaskIdentity, TaskSpec } from '../../../../proto/gen/chain/v1/sidecar';
+import {
+  LazyPages,
+  type CheckpointInfo,
+  type TaskIdentity,
+  type TaskSpec,
+} from '../../../../proto/gen/chain/v1/sidecar';
 
 const IDENTITY: TaskIdentity = {
   taskId: 'new-1',
@@ -60,7 +65,15 @@ class MemoryStaged implements StagedCheckpoints {
   }
 }
 
-function setup(options: { restoreFails?: Error; materializesVerified?: boolean; retainedDir?: string } = {}) {
+interface SetupOptions {
+  readonly restoreFails?: Error;
+  readonly materializesVerified?: boolean;
+  readonly retainedDir?: string;
+  /** Restores are post-copy ones whose pages all arrive when this settles. */
+  readonly lazyPages?: Promise<void>;
+}
+
+function setup(options: SetupOptions = {}) {
   const staged = new MemoryStaged(options.materializesVerified ?? true);
   const restores: RestoreRequest[] = [];
   const starts: TaskIdentity[] = [];
@@ -78,10 +91,10 @@ function setup(options: { restoreFails?: Error; materializesVerified?: boolean; 
         if (options.restoreFails !== undefined) throw options.restoreFails;
         return {
           view: view('restored'),
-          meta: { mode: 'stop-and-copy' } as CheckpointMeta,
+          meta: { mode: options.lazyPages !== undefined ? 'lazy' : 'stop-and-copy' } as CheckpointMeta,
           environment: undefined,
           stepsMs: {},
-          complete: Promise.resolve(),
+          complete: options.lazyPages ?? Promise.resolve(),
         };
       },
     },
@@ -172,5 +185,34 @@ describe('TakeOver', () => {
     const { takeOver, restores } = setup({ materializesVerified: true, retainedDir: '/retained/ckpt-9' });
     await takeOver.restore(IDENTITY, 'ckpt-9', SPEC);
     expect(restores).toEqual([expect.objectContaining({ checkpointDir: '/retained/ckpt-9', verifiedByStore: false })]);
+  });
+
+  it("says where a post-copy restore's pages stand: pending, then complete or failed; nothing for other tasks", async () => {
+    const settle = (outcome: 'arrive' | 'break') => {
+      let done: () => void = () => undefined;
+      let broke: (err: Error) => void = () => undefined;
+      const pages = new Promise<void>((resolve, reject) => ((done = resolve), (broke = reject)));
+      const env = setup({ lazyPages: pages });
+      env.staged.byId.set('lazy-1', info('lazy-1', 'alloc-new/web'));
+      return { env, end: () => (outcome === 'arrive' ? done() : broke(new Error('page daemon exited with 1'))) };
+    };
+    const whole = settle('arrive');
+    await whole.env.takeOver.restore(IDENTITY, 'lazy-1', SPEC);
+    expect(whole.env.takeOver.lazyPagesOf(IDENTITY.taskId)).toBe(LazyPages.LAZY_PAGES_PENDING);
+    expect(whole.env.takeOver.lazyPagesOf('other')).toBe(LazyPages.LAZY_PAGES_NONE);
+    whole.end();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(whole.env.takeOver.lazyPagesOf(IDENTITY.taskId)).toBe(LazyPages.LAZY_PAGES_COMPLETE);
+
+    const broken = settle('break');
+    await broken.env.takeOver.restore(IDENTITY, 'lazy-1', SPEC);
+    broken.end();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(broken.env.takeOver.lazyPagesOf(IDENTITY.taskId)).toBe(LazyPages.LAZY_PAGES_FAILED);
+
+    const copied = setup();
+    copied.staged.byId.set('ckpt-1', info('ckpt-1', 'alloc-new/web'));
+    await copied.takeOver.restore(IDENTITY, 'ckpt-1', SPEC);
+    expect(copied.takeOver.lazyPagesOf(IDENTITY.taskId)).toBe(LazyPages.LAZY_PAGES_NONE);
   });
 });
