@@ -525,13 +525,21 @@ function lazySource(env: Env, onRestore: 'complete' | 'none' = 'complete') {
     });
   };
   if (onRestore === 'complete') {
-    b.restoreTask = async (r) => {
-      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+    afterTargetRestore(env, (r) => {
       if (r.checkpointId === 'lazy-1') window.complete();
-      return info;
-    };
+    });
   }
   return window;
+}
+
+/** The target's restore does what a real one does, then `then` (a fault of the window) strikes. */
+function afterTargetRestore(env: Env, then: (request: Parameters<FakeSidecarApi['restoreTask']>[0]) => void): void {
+  const b = env.cluster.sidecar('b');
+  b.restoreTask = async (request) => {
+    const info = await FakeSidecarApi.prototype.restoreTask.call(b, request);
+    then(request);
+    return info;
+  };
 }
 
 function withRss(env: Env, bytes: number): void {
@@ -592,12 +600,10 @@ describe('MigrationSequence: post-copy', () => {
       order.push(`resume ${taskId} (target copy ${b.tasks.has('web-2') ? 'there' : 'gone'})`);
       return resume(taskId);
     };
-    b.restoreTask = async (r) => {
-      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+    afterTargetRestore(env, () => {
       // The target's page daemon dies (or the source's dump): the page stream breaks, the source is held.
       lazy.fail(new NomadChainError('NC_LAZY_PAGES_FAILED', 'daemon gone'));
-      return info;
-    };
+    });
     const result = await sequence(env).run({ ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY });
     expect(result).toMatchObject({ step: 'rolled-back', error: { code: 'NC_LAZY_PAGES_FAILED', step: 'handed-over' } });
     expect(order[0]).toBe('destroy web-2 (source TASK_STATE_HELD)');
@@ -611,11 +617,9 @@ describe('MigrationSequence: post-copy', () => {
     const a = env.cluster.sidecar('a');
     const b = env.cluster.sidecar('b');
     let crash = true;
-    b.restoreTask = async (r) => {
-      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+    afterTargetRestore(env, () => {
       lazy.fail(new NomadChainError('NC_LAZY_PAGES_FAILED', 'dump killed'));
-      return info;
-    };
+    });
     // The controller dies right after the window opened: the held source and the target copy outlive it.
     const record = { ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY };
     const first = sequence(env, async (r) => {
@@ -638,14 +642,12 @@ describe('MigrationSequence: post-copy', () => {
     const lazy = lazySource(env, 'none');
     background(env, 'b', 2500);
     const b = env.cluster.sidecar('b');
-    b.restoreTask = async (r) => {
-      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+    afterTargetRestore(env, (r) => {
       if (r.checkpointId === 'lazy-1') {
         lazy.fail(new NomadChainError('NC_SIDECAR_UNREACHABLE', 'source gone'));
         killSource(env);
       }
-      return info;
-    };
+    });
     const result = await sequence(env, undefined, { down: new Set(['a']) }).run({
       ...(await plan(env)),
       mode: MigrationMode.MIGRATION_MODE_LAZY,
@@ -700,14 +702,12 @@ describe('MigrationSequence: post-copy', () => {
     const lazy = lazySource(env, 'none');
     const a = env.cluster.sidecar('a');
     const b = env.cluster.sidecar('b');
-    b.restoreTask = async (r) => {
-      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+    afterTargetRestore(env, () => {
       targetPages(env, LazyPages.LAZY_PAGES_COMPLETE);
       a.dead = true;
       lazy.fail(new NomadChainError('NC_SIDECAR_UNREACHABLE', 'source sidecar gone'));
       sourceDumpedAway(env);
-      return info;
-    };
+    });
     const first = await sequence(env).run({ ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY });
     // Forward, never back: only the clean-up of the source waits for its sidecar.
     expect(first).toMatchObject({ step: 'failed', error: { code: 'NC_SIDECAR_UNREACHABLE', step: 'joined-rotation' } });
@@ -735,13 +735,11 @@ describe('MigrationSequence: post-copy', () => {
       }
       return inspect(taskId);
     };
-    b.restoreTask = async (r) => {
-      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+    afterTargetRestore(env, () => {
       targetPages(env, LazyPages.LAZY_PAGES_PENDING);
       a.dead = true;
       lazy.fail(new NomadChainError('NC_SIDECAR_UNREACHABLE', 'source sidecar gone'));
-      return info;
-    };
+    });
     const first = await sequence(env).run({ ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY });
     expect(first.error?.step).toBe('joined-rotation');
     expect(polls).toBeGreaterThanOrEqual(3);
@@ -751,13 +749,11 @@ describe('MigrationSequence: post-copy', () => {
     const slow = setup();
     const stuck = lazySource(slow, 'none');
     const sb = slow.cluster.sidecar('b');
-    sb.restoreTask = async (r) => {
-      const info = await FakeSidecarApi.prototype.restoreTask.call(sb, r);
+    afterTargetRestore(slow, () => {
       targetPages(slow, LazyPages.LAZY_PAGES_PENDING);
       slow.cluster.sidecar('a').dead = true;
       stuck.fail(new NomadChainError('NC_SIDECAR_UNREACHABLE', 'source sidecar gone'));
-      return info;
-    };
+    });
     const started = slow.clock.now();
     const given = await sequence(slow).run({ ...(await plan(slow)), mode: MigrationMode.MIGRATION_MODE_LAZY });
     expect(given).toMatchObject({ step: 'failed', error: { code: 'NC_SIDECAR_UNREACHABLE', step: 'handed-over' } });
@@ -768,13 +764,10 @@ describe('MigrationSequence: post-copy', () => {
   it('gives up a copy at once when its source is held with pages still missing: the source resumes', async () => {
     const env = setup();
     const lazy = lazySource(env, 'none');
-    const b = env.cluster.sidecar('b');
-    b.restoreTask = async (r) => {
-      const info = await FakeSidecarApi.prototype.restoreTask.call(b, r);
+    afterTargetRestore(env, () => {
       targetPages(env, LazyPages.LAZY_PAGES_PENDING);
       lazy.fail(new NomadChainError('NC_LAZY_PAGES_FAILED', 'stream broke'));
-      return info;
-    };
+    });
     const started = env.clock.now();
     const result = await sequence(env).run({ ...(await plan(env)), mode: MigrationMode.MIGRATION_MODE_LAZY });
     expect(result).toMatchObject({ step: 'rolled-back', error: { code: 'NC_LAZY_PAGES_FAILED' } });
