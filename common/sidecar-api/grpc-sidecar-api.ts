@@ -176,12 +176,17 @@ export class GrpcSidecarApi implements SidecarApi {
     this.client.close();
   }
 
-  private call<Res>(
+  private async call<Res>(
     rpc: string,
     invoke: Invoke<Res>,
     timeoutMs: number | undefined,
     signal?: AbortSignal,
   ): Promise<Res> {
+    // An unbounded call (a take-over waiting for its checkpoint, a dump) cannot wait with waitForReady, which
+    // would wait for ever on a sidecar that never comes back; it waits for the channel first, as long as a
+    // bounded call would. Without it, a task started just after the sidecar's job restarted failed its start
+    // with "No connection established" from the channel's reconnect backoff, the sidecar already serving.
+    if (timeoutMs === undefined) await this.connected(rpc);
     return new Promise((resolve, reject) => {
       const options: Partial<CallOptions> = timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs };
       const onAbort = (): void => call.cancel();
@@ -201,6 +206,25 @@ export class GrpcSidecarApi implements SidecarApi {
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
+
+  /** Resolves once the channel is connected, or fails as unreachable after the client's timeout. */
+  private connected(rpc: string): Promise<void> {
+    const { socketPath, timeoutMs } = this.options;
+    return new Promise((resolve, reject) => {
+      this.client.waitForReady(Date.now() + timeoutMs, (err) => {
+        if (err === undefined || err === null) resolve();
+        else
+          reject(
+            new SidecarError(
+              'NC_SIDECAR_UNREACHABLE',
+              `sidecar at ${socketPath} unreachable (${rpc}): not connected within ${timeoutMs} ms (${err.message})`,
+              status.UNAVAILABLE,
+              { cause: err, context: { rpc, socketPath } },
+            ),
+          );
+      });
+    });
+  }
 }
 
 const UNREACHABLE = new Set<number>([status.UNAVAILABLE, status.CANCELLED]);
@@ -212,6 +236,17 @@ function sidecarFailure(
   err: ServiceError,
   call: { connected: boolean; timeoutMs: number | undefined },
 ): SidecarError {
+  // The sidecar's own answer first: some of its codes travel as DEADLINE_EXCEEDED (NC_LAZY_PAGES_TIMEOUT), which
+  // read as the call's deadline reported a post-copy hand-over that timed out on the sidecar as "did not finish
+  // MigrateToPeer within 0 ms".
+  const sent = decodeStatus(err, { prefix: `sidecar ${rpc}: `, context: { rpc } });
+  if (sent !== undefined) {
+    return new SidecarError(sent.code, sent.message, err.code, {
+      cause: err,
+      context: sent.context,
+      recoverable: sent.recoverable,
+    });
+  }
   // A deadline on a connected channel is a sidecar that answers but had not finished this call (issue #11: a
   // stop reported as "unreachable … Deadline exceeded" while the sidecar was serving every other call).
   if (err.code === status.DEADLINE_EXCEEDED && call.connected) {
@@ -232,14 +267,6 @@ function sidecarFailure(
         context: { rpc, socketPath },
       },
     );
-  }
-  const sent = decodeStatus(err, { prefix: `sidecar ${rpc}: `, context: { rpc } });
-  if (sent !== undefined) {
-    return new SidecarError(sent.code, sent.message, err.code, {
-      cause: err,
-      context: sent.context,
-      recoverable: sent.recoverable,
-    });
   }
   return new SidecarError('NC_SIDECAR_CALL_FAILED', `sidecar ${rpc}: ${err.details}`, err.code, {
     cause: err,
