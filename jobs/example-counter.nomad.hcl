@@ -22,6 +22,12 @@ variable "port" {
   default     = 18080
 }
 
+variable "migration_mode" {
+  description = "How a drain moves the counter: auto, stop-and-copy, pre-copy or lazy (post-copy; under Nomad the driver moves it by stop-and-copy, and its task event says why)."
+  type        = string
+  default     = "auto"
+}
+
 job "example-counter" {
   type        = "service"
   datacenters = var.datacenters
@@ -63,7 +69,7 @@ job "example-counter" {
         command         = "/usr/bin/python3"
         args            = ["/local/counter.py", "${NOMAD_PORT_http}"]
         checkpoint_wait = "30s"
-        migration_mode  = "auto"
+        migration_mode  = var.migration_mode
       }
 
       template {

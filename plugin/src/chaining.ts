@@ -23,6 +23,22 @@ const MODES: Readonly<Record<MigrationModeName, MigrationMode>> = {
   lazy: MigrationMode.MIGRATION_MODE_LAZY,
 };
 
+/**
+ * Why a task configured for post-copy moves by stop-and-copy in Nomad mode. Nomad (checked on v1.6.3) starts a
+ * drained allocation's replacement only once the previous allocation's tasks ended (its client logs "waiting
+ * for remote previous alloc to terminate"), while a post-copy source must stay frozen and serve its pages to a
+ * replacement that already runs. Asked for anyway, the source's sidecar waited for a page daemon that could not
+ * come, timed out, the source was stopped and its replacement started cold: the task's memory was lost.
+ */
+const LAZY_IN_NOMAD =
+  'post-copy needs the replacement running while the source serves its pages, and Nomad starts a replacement ' +
+  'only after the previous allocation ended; stop-and-copy used';
+
+/** The configuration's name of a mode the sidecar reports, if it is one of them. */
+function modeName(mode: MigrationMode): MigrationModeName | undefined {
+  return (Object.keys(MODES) as MigrationModeName[]).find((name) => MODES[name] === mode);
+}
+
 interface MigrationTarget {
   readonly nextAllocId: string;
   readonly nodeId: string;
@@ -120,7 +136,8 @@ export class Chaining {
       return false;
     }
     if (target === undefined) return false;
-    const mode = handle.driverConfig.migrationMode ?? runtime.config.migrationMode;
+    const asked = handle.driverConfig.migrationMode ?? runtime.config.migrationMode;
+    const mode = asked === 'lazy' ? 'stop-and-copy' : asked;
     try {
       const result = await runtime.sidecar.migrateToPeer({
         taskId: handle.sidecarTaskId,
@@ -128,13 +145,16 @@ export class Chaining {
         mode: MODES[mode],
         handoverKey: handoverKey(target.nextAllocId, handle.config.name),
       });
+      const used = modeName(result.modeUsed);
+      const fallback = asked === 'lazy' ? LAZY_IN_NOMAD : result.fallbackReason;
       this.events.emit({
         ...handle.eventSource,
         message: `Handed over to allocation ${target.nextAllocId} (frozen ${result.freezeMs} ms, ${result.wireBytes} bytes sent)`,
         annotations: {
           next_alloc_id: target.nextAllocId,
           node_id: target.nodeId,
-          ...(result.fallbackReason === '' ? {} : { mode_fallback: result.fallbackReason }),
+          ...(used === undefined ? {} : { mode: used }),
+          ...(fallback === '' ? {} : { mode_fallback: fallback }),
         },
       });
       return true;

@@ -64,7 +64,7 @@ export interface PluginOptions {
   nomad_ca_file?: string;
   /** How long a replacement's start waits for its predecessor's checkpoint. @default "30s" */
   checkpoint_wait?: string;
-  /** How a migrating task is moved: auto, stop-and-copy, pre-copy or lazy. @default "auto" */
+  /** How a migrating task is moved: auto, stop-and-copy, pre-copy or lazy (stop-and-copy in Nomad mode, see chaining.ts). @default "auto" */
   migration_mode?: MigrationModeName;
   /** How often the sidecar's health is re-read for the fingerprint. @default "15s" */
   fingerprint_period?: string;

@@ -168,18 +168,22 @@ describe('StopTask', () => {
     await r.driver.startTask({ task: config });
     await r.driver.stopTask({ taskId: config.id, timeout: { seconds: 5, nanos: 0 }, signal: 'SIGTERM' });
 
+    // Post-copy cannot work under Nomad's drain (the replacement starts once this allocation ended).
     expect(r.sidecar.called('migrateToPeer')).toEqual([
       {
         taskId: `${OLD}_web_0a1b2c3d`,
         peerAddress: '198.18.0.3:7451',
-        mode: MigrationMode.MIGRATION_MODE_LAZY,
+        mode: MigrationMode.MIGRATION_MODE_STOP_AND_COPY,
         handoverKey: `${NEW}/web`,
       },
     ]);
     expect(r.sidecar.called('stopTask')).toEqual([]);
     await settle();
     expect(r.events.map((e) => e.message)).toEqual([`Handed over to allocation ${NEW} (frozen 5 ms, 1024 bytes sent)`]);
-    expect(r.events[0]?.annotations).toEqual({ next_alloc_id: NEW, node_id: 'node-b' });
+    expect(r.events[0]?.annotations).toMatchObject({ next_alloc_id: NEW, node_id: 'node-b', mode: 'stop-and-copy' });
+    expect(r.events[0]?.annotations?.mode_fallback).toContain(
+      'Nomad starts a replacement only after the previous allocation ended',
+    );
   });
 
   it("stops a task whose allocation is not migrating, with Nomad's signal and timeout", async () => {
