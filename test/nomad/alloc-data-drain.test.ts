@@ -72,16 +72,7 @@ function print(text: string): void {
  */
 async function drainStory(migrateDisk: boolean): Promise<void> {
   const port = await freePort();
-  await cluster.nomad([
-    'job',
-    'run',
-    '-detach',
-    '-var',
-    `port=${port}`,
-    '-var',
-    `migrate_disk=${migrateDisk}`,
-    `jobs/${JOB}.nomad.hcl`,
-  ]);
+  await cluster.runJob(JOB, { port, migrate_disk: migrateDisk });
   const old = await runningAlloc();
   const before = await waitFor('the journal to pass 40 lines', 120_000, async () => {
     const status = await journalStatus(port);

@@ -40,7 +40,7 @@ afterAll(() => releaseSharedCluster(cluster));
 
 test('drain: every instance Consul lists as passing answers, and the moved one passes again', async () => {
   const port = await freePort();
-  await cluster.nomad(['job', 'run', '-detach', '-var', `port=${port}`, `jobs/${JOB}.nomad.hcl`]);
+  await cluster.runJob(JOB, { port });
   const old = await runningAlloc();
   await waitFor('the service to pass in Consul', 120_000, async () =>
     (await passingIds()).some((id) => id.includes(old.ID)) ? true : undefined,

@@ -213,7 +213,7 @@ async function journalOn(cluster: NomadCluster, imds: Map<string, FakeImds>): Pr
   await runSidecarsWithTelemetry(cluster, telemetryAddress, imds);
   await cluster.waitForHealthyChainDriver(300_000);
   const port = await freePort();
-  await cluster.nomad(['job', 'run', '-detach', '-var', `port=${port}`, 'jobs/example-journal.nomad.hcl']);
+  await cluster.runJob('example-journal', { port });
   const journal = new JobAllocations(cluster, 'example-journal', 'journal');
   const status = async (): Promise<JournalStatus> =>
     JSON.parse((await httpGet(`http://127.0.0.1:${port}/`, 10_000)).body) as JournalStatus;

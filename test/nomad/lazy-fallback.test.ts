@@ -29,18 +29,7 @@ afterAll(() => releaseSharedCluster(cluster));
 
 test('a task configured for post-copy drains by stop-and-copy with its memory, and its event says why', async () => {
   const port = await freePort();
-  await cluster.nomad([
-    'job',
-    'run',
-    '-detach',
-    '-var',
-    `port=${port}`,
-    '-var',
-    'service_provider=nomad',
-    '-var',
-    'migration_mode=lazy',
-    `jobs/${JOB}.nomad.hcl`,
-  ]);
+  await cluster.runJob(JOB, { port, service_provider: 'nomad', migration_mode: 'lazy' });
   const old = await job.running();
   await waitFor('the counter to answer', 120_000, () => count(port));
   let before = 0;

@@ -403,7 +403,7 @@ consul {
    * with this cluster's paths; `vars` adds or overrides job variables. Returns once Nomad accepted it.
    */
   async runSidecarJob(vars: Readonly<Record<string, string>> = {}): Promise<void> {
-    const all: Record<string, string> = {
+    await this.runJob(SIDECAR_JOB, {
       repo_dir: REPO,
       // Interpolated by each client: every node has its own data dir, as the plugin's sidecar_socket says.
       data_dir: `${this.dir}/\${node.unique.name}/sidecar`,
@@ -412,9 +412,13 @@ consul {
       transfer_port: '0',
       log_level: 'debug',
       ...vars,
-    };
-    const flags = Object.entries(all).flatMap(([k, v]) => ['-var', `${k}=${v}`]);
-    await this.nomad(['job', 'run', '-detach', ...flags, path.join(REPO, 'jobs', `${SIDECAR_JOB}.nomad.hcl`)]);
+    });
+  }
+
+  /** `nomad job run -detach` of `jobs/<job>.nomad.hcl` with `vars` as its -var flags; returns once Nomad took it. */
+  async runJob(job: string, vars: Readonly<Record<string, string | number | boolean>> = {}): Promise<void> {
+    const flags = Object.entries(vars).flatMap(([k, v]) => ['-var', `${k}=${v}`]);
+    await this.nomad(['job', 'run', '-detach', ...flags, path.join(REPO, 'jobs', `${job}.nomad.hcl`)]);
   }
 
   /** The running allocation of the sidecar job on each client, by client name. */

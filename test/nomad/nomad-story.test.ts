@@ -157,16 +157,7 @@ test('common/nomad-api against the real server: blocking read, node meta, eligib
 });
 
 test('job run: the counter runs under the chain driver and serves', async () => {
-  await cluster.nomad([
-    'job',
-    'run',
-    '-detach',
-    '-var',
-    'service_provider=nomad',
-    '-var',
-    `port=${counterPort}`,
-    `jobs/${JOB}.nomad.hcl`,
-  ]);
+  await cluster.runJob(JOB, { service_provider: 'nomad', port: counterPort });
   const alloc = await runningAlloc();
   allocId = alloc.ID;
   const first = await waitFor('the counter to answer', 120_000, count);

@@ -38,7 +38,7 @@ afterAll(() => releaseSharedCluster(cluster));
 
 test('drain: the restored task reads the new allocation’s NOMAD_ALLOC_ID (issue #11)', async () => {
   const port = await freePort();
-  await cluster.nomad(['job', 'run', '-detach', '-var', `port=${port}`, `jobs/${JOB}.nomad.hcl`]);
+  await cluster.runJob(JOB, { port });
   const old = await runningAlloc();
   const before = await waitFor('the server to answer', 120_000, () => status(port).catch(() => undefined));
   expect(before.allocId).toBe(old.ID);

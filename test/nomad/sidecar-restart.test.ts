@@ -126,16 +126,7 @@ test('every client runs the built sidecar as an allocation of the chain-sidecar 
 });
 
 test('a chained task runs and is observed', async () => {
-  await cluster.nomad([
-    'job',
-    'run',
-    '-detach',
-    '-var',
-    'service_provider=nomad',
-    '-var',
-    `port=${counterPort}`,
-    `jobs/${JOB}.nomad.hcl`,
-  ]);
+  await cluster.runJob(JOB, { service_provider: 'nomad', port: counterPort });
   const alloc = await waitFor(`a running ${JOB} allocation`, 300_000, async () => {
     const { value } = await cluster.api.listAllocations({ filter: `JobID == "${JOB}"` });
     const found = value[0];
