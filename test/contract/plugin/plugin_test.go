@@ -581,7 +581,7 @@ nomad_address  = "`+standIn.url+`"
 	taskEvents := events(t, p)
 
 	// The old allocation's task: cold start (its predecessor is unknown to Nomad), then a migrating stop.
-	oldCfg := taskConfig(t, p, oldAlloc, "web", "command = \"/bin/sleep\"\nmigration_mode = \"lazy\"")
+	oldCfg := taskConfig(t, p, oldAlloc, "web", "command = \"/bin/sleep\"\nmigration_mode = \"pre-copy\"")
 	if _, err := p.driver.StartTask(ctx, &drivers.StartTaskRequest{Task: oldCfg}); err != nil {
 		t.Fatalf("StartTask old: %v", err)
 	}
@@ -600,7 +600,7 @@ nomad_address  = "`+standIn.url+`"
 	migrations := append([]*sidecarMigrate(nil), toMigrations(fake)...)
 	stops := len(fake.stops)
 	fake.mu.Unlock()
-	if len(migrations) != 1 || migrations[0].peer != "198.18.0.3:7451" || migrations[0].key != newAlloc+"/web" || migrations[0].mode != "MIGRATION_MODE_LAZY" {
+	if len(migrations) != 1 || migrations[0].peer != "198.18.0.3:7451" || migrations[0].key != newAlloc+"/web" || migrations[0].mode != "MIGRATION_MODE_PRE_COPY" {
 		t.Fatalf("MigrateToPeer requests = %+v", migrations)
 	}
 	if stops != 0 {
