@@ -1,6 +1,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ForecastCliError } from './errors';
+import { warningVerdict } from './warning-verdict';
 
 /** One scorer's figures at the budget, as `nc_forecast.cli score` reports them under boughtTime.scorers. */
 export interface OperatingPoint {
@@ -90,6 +91,14 @@ export function resultsMarkdown(runs: readonly ResultsRun[], date: string): stri
       ` ${pct(r.result.boughtTime.notice.warnedShare['120'])} | ${num(r.seconds, 0)} |`
     );
   });
+  const verdicts = runs.map((r) => {
+    const v = warningVerdict(r.result.boughtTime);
+    const of = (n: number): string => `${n} of ${v.preemptions}`;
+    return (
+      `| ${name(r)} | ${of(v.model)}${v.modelWithinBudget ? '' : ' (over budget)'} |` +
+      ` ${v.bestBaseline ?? 'n/a'} ${of(v.bestBaselineWarned)} | ${of(v.notice)} | ${v.holds ? 'yes' : 'no'} |`
+    );
+  });
   return [
     BEGIN,
     `Generated ${date} by \`npm run forecast -- results --data DIR --readme forecaster/training/README.md\`: each trace`,
@@ -116,6 +125,13 @@ export function resultsMarkdown(runs: readonly ResultsRun[], date: string): stri
     "| trace (model's training) | pre-emptions | 2 min | 2.5 min | 5 min | 10 min | drain finished | thresholds | PR-AUC pre-notice | PR-AUC | s |",
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...model,
+    '',
+    `Issue #15's bar (warning-verdict.ts): within the budget, the model warns 5+ minutes ahead of more pre-emptions`,
+    `than every baseline at its budget thresholds, and of at least as many as the notice warns 2 minutes ahead:`,
+    '',
+    "| trace (model's training) | model, 5+ min | best baseline, 5+ min | notice, 2 min | holds |",
+    '| --- | --- | --- | --- | --- |',
+    ...verdicts,
     END,
   ].join('\n');
 }
