@@ -21,6 +21,9 @@ export interface WarningVerdict {
   /** The baseline that warned the most 5+ minutes ahead at its own budget thresholds (first in order on a tie). */
   readonly bestBaseline: string | null;
   readonly bestBaselineWarned: number;
+  /** Within the budget and more than every baseline: the bar's first half, shown apart since the second (the
+   * notice warns 96-100 % of the shared traces' pre-emptions 2 minutes ahead) asks far more. */
+  readonly beatsBaselines: boolean;
   /** Pre-emptions the interruption notice itself warned 2 minutes ahead. */
   readonly notice: number;
   readonly holds: boolean;
@@ -53,13 +56,15 @@ export function warningVerdict(bought: VerdictInput): WarningVerdict {
   const modelWithinBudget =
     model.fencedShare <= bought.budget.maxFencedShare &&
     model.falseDrainsPer100NodeDays <= bought.budget.maxFalseDrainsPer100NodeDays;
+  const beatsBaselines = preemptions > 0 && modelWithinBudget && warned > bestBaselineWarned;
   return {
     preemptions,
     model: warned,
     modelWithinBudget,
     bestBaseline,
     bestBaselineWarned,
+    beatsBaselines,
     notice,
-    holds: preemptions > 0 && modelWithinBudget && warned > bestBaselineWarned && warned >= notice,
+    holds: beatsBaselines && warned >= notice,
   };
 }

@@ -46,7 +46,7 @@ describe('the training README results section', () => {
     expect(text).toContain('at most 5.0 % of node-time');
     expect(text).toContain('| 0.100 | 0.300 | 100 % | 12 |');
     // 40 pre-emptions, the notice warned all of them 2 minutes ahead: no run clears issue #15's bar.
-    expect(text).toContain('| a (own) | 10 of 40 | reactive 0 of 40 | 40 of 40 | no |');
+    expect(text).toContain('| a (own) | 10 of 40 | reactive 0 of 40 | yes | 40 of 40 | no |');
   });
 
   it('replaces only the section between the markers, and refuses a README without them', async () => {

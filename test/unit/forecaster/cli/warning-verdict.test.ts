@@ -29,6 +29,7 @@ describe('issue #15 bar: warned 5+ minutes ahead at the budget (issue #15)', () 
       modelWithinBudget: true,
       bestBaseline: 'poolBurst',
       bestBaselineWarned: 2,
+      beatsBaselines: true,
       notice: 2,
       holds: true,
     });
@@ -36,11 +37,12 @@ describe('issue #15 bar: warned 5+ minutes ahead at the budget (issue #15)', () 
 
   it('fails on a tie with the best baseline: the model must warn of more', () => {
     const v = warningVerdict(bought({ model: at(0.1), historicalRate: at(0.1) }));
-    expect([v.bestBaseline, v.holds]).toEqual(['historicalRate', false]);
+    expect([v.bestBaseline, v.beatsBaselines, v.holds]).toEqual(['historicalRate', false, false]);
   });
 
   it('fails below the notice at 2 minutes, even when every baseline is beaten', () => {
-    expect(warningVerdict(bought({ model: at(0.15), reactive: at(0) }, 0.96)).holds).toBe(false);
+    const v = warningVerdict(bought({ model: at(0.15), reactive: at(0) }, 0.96));
+    expect([v.beatsBaselines, v.holds]).toEqual([true, false]);
   });
 
   it('fails when the model overspends either half of the budget held out', () => {
