@@ -44,6 +44,9 @@ describe('the training README results section', () => {
     expect(text).toContain('| a (own) | 25 % (4.0 %, 3) | 0 % (1.0 %, 3) |');
     expect(text).toContain('| a (leave-one-trace-out) | 13 % (4.0 %, 3) |');
     expect(text).toContain('at most 5.0 % of node-time');
+    expect(text).toContain(
+      '| PR-AUC pre-notice | PR-AUC | notice, 2 min | s |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    );
     expect(text).toContain('| 0.100 | 0.300 | 100 % | 12 |');
     // 40 pre-emptions, the notice warned all of them 2 minutes ahead: no run clears issue #15's bar.
     expect(text).toContain('| a (own) | 10 of 40 | reactive 0 of 40 | yes | 40 of 40 | no |');
