@@ -1,15 +1,13 @@
+import type { BoughtTime, OperatingPoint } from './results-table';
+
 /** What the verdict reads of one scorer's held-out figures at the budget (`boughtTime.scorers.*.atBudget`). */
-export interface VerdictPoint {
-  readonly warnedShare: Readonly<Record<string, number | null>>;
-  readonly fencedShare: number;
-  readonly falseDrainsPer100NodeDays: number;
-  readonly preemptions: number;
-}
+export type VerdictPoint = Pick<
+  OperatingPoint,
+  'warnedShare' | 'fencedShare' | 'falseDrainsPer100NodeDays' | 'preemptions'
+>;
 
 /** What the verdict reads of one evaluation's `boughtTime`. */
-export interface VerdictInput {
-  readonly budget: { readonly maxFencedShare: number; readonly maxFalseDrainsPer100NodeDays: number };
-  readonly notice: { readonly warnedShare: Readonly<Record<string, number | null>> };
+export interface VerdictInput extends Pick<BoughtTime, 'budget' | 'notice'> {
   readonly scorers: Readonly<Record<string, { readonly atBudget: VerdictPoint }>>;
 }
 
