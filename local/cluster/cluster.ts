@@ -192,7 +192,7 @@ function spawnSidecar(
 }
 
 /** A cluster's task cgroups' parents (`cgroupParent` of each node's sidecar): runc removes only each task's own. */
-function cgroupParentOf(clusterId: string, node: string): string {
+export function cgroupParentOf(clusterId: string, node: string): string {
   return `/nomad-chain/${clusterId}/${node}`;
 }
 
@@ -211,7 +211,7 @@ async function removeCgroupParents(record: ClusterRecord): Promise<void> {
 }
 
 /** The cluster's name for the host's own network namespace (`ip netns attach`), unique per cluster. */
-function hostNetnsName(clusterId: string): string {
+export function hostNetnsName(clusterId: string): string {
   return `nc-${clusterId}-host`;
 }
 

@@ -10,7 +10,7 @@ export const SMALL_DISKS = ['store', 'allocs'] as const;
 export type SmallDisk = (typeof SMALL_DISKS)[number];
 
 /** The tmpfs's source name: what tells a cluster's mounts apart in the mount table, after a crash too. */
-function sourceOf(clusterId: string): string {
+export function smallDiskSource(clusterId: string): string {
   return `nc-disk-${clusterId}`;
 }
 
@@ -30,7 +30,7 @@ export async function mountSmallDisk(
 ): Promise<void> {
   const path = smallDiskPath(dataDir, disk);
   mkdirSync(path, { recursive: true });
-  await run(['mount', '-t', 'tmpfs', '-o', `size=${bytes},mode=0711`, sourceOf(clusterId), path]);
+  await run(['mount', '-t', 'tmpfs', '-o', `size=${bytes},mode=0711`, smallDiskSource(clusterId), path]);
 }
 
 /**
@@ -38,7 +38,7 @@ export async function mountSmallDisk(
  * crashed run's are found too. Lazily: a task or CRIU still holding a file there must not keep the cluster up.
  */
 export async function unmountSmallDisks(clusterId: string): Promise<void> {
-  const source = sourceOf(clusterId);
+  const source = smallDiskSource(clusterId);
   const mounted = readFileSync('/proc/self/mounts', 'utf8')
     .split('\n')
     .map((line) => line.split(' '))

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { open, readdir, rm } from 'node:fs/promises';
+import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { resolveBinary } from '../../common/binaries';
@@ -17,9 +17,9 @@ import {
 import type { LocalController } from '../../local/controller/local-controller';
 import { isFinished, type MigrationRecord, type MigrationStep } from '../../local/migration/migration-record';
 import { MigrationMode } from '../../proto/gen/chain/v1/sidecar';
-import type { LocalClusterOptions } from '../../local/cluster/cluster';
+import { cgroupParentOf, hostNetnsName, type LocalClusterOptions } from '../../local/cluster/cluster';
 import type { LinkShape } from '../../local/cluster/network';
-import type { SmallDisk } from '../../local/cluster/small-disks';
+import { smallDiskSource, type SmallDisk } from '../../local/cluster/small-disks';
 import { FlakyProxy, type Flaw } from './flaky-proxy';
 import { killGroup, killOne, whenSeen } from './processes';
 
@@ -731,15 +731,44 @@ async function repair(cell: Cell): Promise<void> {
   if (first !== undefined) throw first;
 }
 
-/** What a fault may leave that nothing will clean: CRIU's iptables chains in a node, live CRIU processes. */
+/**
+ * What a fault may leave that nothing will clean: CRIU's iptables chains in a node, live CRIU processes (the
+ * lazy-pages daemons among them), mounts under the cluster's directory other than its small disks (runc's
+ * criu-root, CRIU's cgroup yard), task cgroups of no container runc knows, network namespaces of the cluster
+ * that are not its nodes'.
+ */
 async function leaks(local: LocalMode): Promise<string[]> {
   const found: string[] = [];
-  for (const n of local.cluster.nodes) {
-    const rules = await local.cluster.exec(n.name, [resolveBinary('iptables'), '-w', '-S']);
+  const { cluster } = local;
+  for (const n of cluster.nodes) {
+    const rules = await cluster.exec(n.name, [resolveBinary('iptables'), '-w', '-S']);
     if (rules.stdout.includes('CRIU')) found.push(`${n.name}: CRIU's iptables chain left`);
   }
   const criu = await run(['pgrep', '-a', 'criu'], { allowFailure: true });
-  const ours = criu.stdout.split('\n').filter((line) => local.cluster.nodes.some((n) => line.includes(n.dataDir)));
+  const ours = criu.stdout.split('\n').filter((line) => cluster.nodes.some((n) => line.includes(n.dataDir)));
   if (ours.length > 0) found.push(`CRIU processes left: ${ours.join('; ')}`);
+  const mounts = (await readFile('/proc/self/mounts', 'utf8'))
+    .split('\n')
+    .map((line) => line.split(' '))
+    .filter(([source, at]) => at?.startsWith(`${cluster.runDir}/`) === true && source !== smallDiskSource(cluster.id))
+    .map(([, at]) => at);
+  if (mounts.length > 0) found.push(`mounts left: ${mounts.join(', ')}`);
+  for (const n of cluster.nodes) {
+    const known = new Set((await containersOn(n.dataDir)).map((c) => c.id));
+    const parent = cgroupParentOf(cluster.id, n.name);
+    for (const hierarchy of await readdir('/sys/fs/cgroup').catch(() => [])) {
+      const entries = await readdir(join('/sys/fs/cgroup', hierarchy, parent), { withFileTypes: true }).catch(() => []);
+      const stray = entries
+        .filter((e) => e.isDirectory() && !known.has(e.name.replace(/\.shim$/, '')))
+        .map((e) => `${hierarchy}${parent}/${e.name}`);
+      if (stray.length > 0) found.push(`${n.name}: cgroups of no container left: ${stray.join(', ')}`);
+    }
+  }
+  const netns = (await run([resolveBinary('ip'), 'netns', 'list'], { allowFailure: true })).stdout
+    .split('\n')
+    .map((line) => line.split(' ')[0] ?? '')
+    .filter((name) => name.startsWith(`nc-${cluster.id}-`) && name !== hostNetnsName(cluster.id))
+    .filter((name) => !cluster.nodes.some((n) => n.netns === name));
+  if (netns.length > 0) found.push(`network namespaces left: ${netns.join(', ')}`);
   return found;
 }
