@@ -252,7 +252,11 @@ export class TaskRuntime {
       pid = await this.awaitRunning(handle, logFile, image?.abandon);
     } catch (err) {
       if (existing) await saveRecord(dir, existing.record);
-      else await this.removeFailedStart(identity.taskId, dir);
+      else {
+        await this.removeFailedStart(identity.taskId, dir);
+        // The shim was killed with its process group or gave up: its cgroup would outlive the task otherwise.
+        await this.removeShimCgroup(handle);
+      }
       throw err;
     }
     this.tasks.set(identity.taskId, handle);
