@@ -601,8 +601,9 @@ export async function runCell(step: FaultStep, fault: Fault, log: Logger): Promi
       record.error.code !== 'NC_TRANSFER_STREAM_CORRUPT'
     )
       failures.push(`failed on an altered stream with ${record.error.code}, not NC_TRANSFER_STREAM_CORRUPT`);
-    const copies = await prestagedCopies(sidecars);
-    if (copies.length > 0) failures.push(`pre-staged copies left: ${copies.join(', ')}`);
+    const ids = [placed.taskId, record?.target.taskId].filter((id) => id !== undefined);
+    const kept = await storeLeft(sidecars, ids, running.length === 1 ? running[0] : undefined);
+    if (kept.length > 0) failures.push(`checkpoints left in stores: ${kept.join(', ')}`);
     failures.push(...(await leaks(local)));
     const detail = [prestage, evidence?.detail].filter((d) => d !== undefined).join('; ');
     return {
@@ -703,16 +704,23 @@ async function runningOn(local: LocalMode, failures?: string[]): Promise<string[
 }
 
 /**
- * Pre-staged copies still held on any node. A moved task's copy is deleted in the background once the drain
- * took its reservation: a bounded wait for that before the copies count as left.
+ * Checkpoints a store still holds that nothing will ever restore: all but the task's background copy (under its
+ * id before or after the move) on a node that does not run it, kept for the day the task's node is gone. A hand-over restored or given up, a
+ * pre-staged copy the drain used, and a background copy on the node now running the task are spent; each is
+ * deleted in the background once the move settled, so a bounded wait for that before they count as left.
  */
-async function prestagedCopies(sidecars: ReadonlyMap<string, GrpcSidecarApi>): Promise<string[]> {
+async function storeLeft(
+  sidecars: ReadonlyMap<string, GrpcSidecarApi>,
+  taskIds: readonly string[],
+  runningOn: string | undefined,
+): Promise<string[]> {
+  const buddyCopies = new Set(taskIds.map(backgroundKey));
   const deadline = Date.now() + 15_000;
   for (;;) {
     const found: string[] = [];
     for (const [node, api] of sidecars)
       for (const c of await api.listCheckpoints())
-        if (c.handoverKey.startsWith('prestage/')) found.push(`${node}: ${c.handoverKey}`);
+        if (!buddyCopies.has(c.handoverKey) || node === runningOn) found.push(`${node}: ${c.handoverKey}`);
     if (found.length === 0 || Date.now() > deadline) return found;
     await new Promise((r) => setTimeout(r, 500));
   }

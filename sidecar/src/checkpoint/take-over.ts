@@ -6,6 +6,7 @@ import { errorCode, errorMessage } from '../../../common/errors';
 import { type CheckpointInfo, LazyPages, type TaskIdentity, type TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import { CheckpointError } from '../errors';
 import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
+import { backgroundKey } from '../../../common/checkpoint-keys';
 import { prestageKey } from './prestager';
 import type { Restorer } from './restore';
 import type { RetainedCheckpoints } from './retained';
@@ -72,7 +73,7 @@ export class TakeOver {
     }
     try {
       const view = await this.restore(identity, found.checkpointId, spec);
-      await this.dropPrestagedCopy(found);
+      await this.dropSeedCopies(found);
       return { view, restoredFrom: found, coldReason: '', noCheckpoint: false };
     } catch (err) {
       if (!request.coldStartFallback) throw err;
@@ -149,17 +150,22 @@ export class TakeOver {
   }
 
   /**
-   * The copy pre-staged here ahead of the drain served its purpose once the hand-over is restored: it only seeded
-   * chunks. Left, it would wait for the store's bound. A failure to drop it costs disk, never the task.
+   * Copies of the task's previous life filed here served their purpose once the hand-over is restored: one
+   * pre-staged ahead of the drain, and the background copy this node kept as the task's buddy, only seeded
+   * chunks. The task now runs here, so neither can ever stand in for it; left, they would wait for the store's
+   * bound. A failure to drop them costs disk, never the task.
    */
-  private async dropPrestagedCopy(restored: CheckpointInfo): Promise<void> {
+  private async dropSeedCopies(restored: CheckpointInfo): Promise<void> {
     const sourceTaskId = restored.source?.taskId;
     if (sourceTaskId === undefined || sourceTaskId === '') return;
-    try {
-      const copy = await this.deps.staged.find(prestageKey(sourceTaskId), 0);
-      if (copy !== undefined) await this.deps.staged.delete(copy.checkpointId);
-    } catch (err) {
-      this.deps.log.warn({ code: errorCode(err), err, sourceTaskId }, 'pre-staged copy not dropped');
+    for (const key of [prestageKey(sourceTaskId), backgroundKey(sourceTaskId)]) {
+      try {
+        const copy = await this.deps.staged.find(key, 0);
+        if (copy !== undefined && copy.checkpointId !== restored.checkpointId)
+          await this.deps.staged.delete(copy.checkpointId);
+      } catch (err) {
+        this.deps.log.warn({ code: errorCode(err), err, sourceTaskId, key }, 'seed copy not dropped');
+      }
     }
   }
 }

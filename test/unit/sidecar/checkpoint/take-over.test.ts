@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import type { CheckpointMeta } from '../../../../sidecar/src/checkpoint/manifest';
+import { backgroundKey } from '../../../../common/checkpoint-keys';
 import { prestageKey } from '../../../../sidecar/src/checkpoint/prestager';
 import type { RestoreRequest } from '../../../../sidecar/src/checkpoint/restore';
 import type { StagedCheckpoints } from '../../../../sidecar/src/checkpoint/staging';
@@ -107,11 +108,13 @@ function setup(options: SetupOptions = {}) {
 }
 
 describe('TakeOver', () => {
-  it('restores the checkpoint filed under the key, spends it, and drops the pre-staged copy of the same task', async () => {
+  it('restores the checkpoint filed under the key, spends it, and drops the pre-staged and buddy copies of the same task', async () => {
     const { takeOver, staged, restores, starts } = setup();
     staged.byId.set('ckpt-1', info('ckpt-1', 'alloc-new/web'));
     staged.byId.set('pre-1', info('pre-1', prestageKey('old-1')));
+    staged.byId.set('bg-1', info('bg-1', backgroundKey('old-1')));
     staged.byId.set('pre-2', info('pre-2', prestageKey('other-task'), 'other-task'));
+    staged.byId.set('bg-2', info('bg-2', backgroundKey('other-task'), 'other-task'));
 
     const outcome = await takeOver.takeOver({
       identity: IDENTITY,
@@ -125,8 +128,8 @@ describe('TakeOver', () => {
     expect(restores.map((r) => r.identity)).toEqual([IDENTITY]);
     expect(starts).toEqual([]);
     expect(staged.finds[0]).toEqual({ handoverKey: 'alloc-new/web', waitMs: 5000 });
-    expect(staged.deleted.sort()).toEqual(['ckpt-1', 'pre-1']);
-    expect([...staged.byId.keys()]).toEqual(['pre-2']);
+    expect(staged.deleted.sort()).toEqual(['bg-1', 'ckpt-1', 'pre-1']);
+    expect([...staged.byId.keys()].sort()).toEqual(['bg-2', 'pre-2']);
   });
 
   it('starts cold and says why when no checkpoint arrives, if the caller allows it; else fails and starts nothing', async () => {
