@@ -89,6 +89,15 @@ interface LazyWindow {
 export const LAZY_MIN_BYTES = 64 * 1024 * 1024;
 
 /**
+ * A target asked to drop a rolled-back hand-over's staged copy while it does not answer is asked again this many
+ * times in all, the waits doubling up to the cap: 211 s, the time a supervisor takes to bring a
+ * sidecar or a rebooted node back.
+ */
+const FORGET_ATTEMPTS = 12;
+const FORGET_FIRST_DELAY_MS = 1_000;
+const FORGET_MAX_DELAY_MS = 30_000;
+
+/**
  * What the source's own sidecar says of the task (held: frozen by a failed post-copy window, its memory the
  * only whole copy), or that the scheduler knows its node is gone.
  */
@@ -768,13 +777,42 @@ export class MigrationSequence {
     });
   }
 
-  /** The source runs again: the target's staged copy must never be restored as well (a task runs once). */
+  /**
+   * The source runs again: the target's staged copy must never be restored as well (a task runs once), and
+   * nothing else will ever remove it. A target that does not answer now (its sidecar restarting, its node
+   * rebooting) is asked again in the background, so the rollback never waits on it.
+   */
   private async forgetStaged(record: MigrationRecord, log: Logger): Promise<void> {
-    if (record.checkpointId === undefined) return;
+    const { checkpointId } = record;
+    if (checkpointId === undefined) return;
+    const node = record.target.node;
+    if (await this.deleteStaged(node, checkpointId, log)) return;
+    void this.forgetLater(node, checkpointId, log);
+  }
+
+  private async forgetLater(node: string, checkpointId: string, log: Logger): Promise<void> {
+    let delay = FORGET_FIRST_DELAY_MS;
+    for (let attempt = 2; attempt <= FORGET_ATTEMPTS; attempt++) {
+      await this.deps.clock.sleep(delay);
+      delay = Math.min(2 * delay, FORGET_MAX_DELAY_MS);
+      if (await this.deleteStaged(node, checkpointId, log)) {
+        log.info({ node, checkpointId, attempt }, 'staged copy on the target removed once it answered');
+        return;
+      }
+    }
+    log.error(
+      { node, checkpointId, attempts: FORGET_ATTEMPTS },
+      "staged copy left on the target: it never answered; the source runs, delete the target's copy by hand",
+    );
+  }
+
+  private async deleteStaged(node: string, checkpointId: string, log: Logger): Promise<boolean> {
     try {
-      await this.deps.sidecars.sidecar(record.target.node).deleteCheckpoint({ checkpointId: record.checkpointId });
+      await this.deps.sidecars.sidecar(node).deleteCheckpoint({ checkpointId });
+      return true;
     } catch (err) {
-      log.warn({ err, node: record.target.node }, 'could not remove the staged copy on the target');
+      log.warn({ err, node, checkpointId }, 'could not remove the staged copy on the target');
+      return false;
     }
   }
 }

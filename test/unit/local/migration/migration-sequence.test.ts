@@ -201,6 +201,21 @@ describe('MigrationSequence', () => {
     expect(env.cluster.sidecar('a').ownCopies.size).toBe(0);
   });
 
+  it('asks a target that did not answer to forget its staged copy again, in the background, until it does', async () => {
+    const env = setup();
+    const b = env.cluster.sidecar('b');
+    b.failNext('restoreTask', new NomadChainError('NC_RESTORE_FAILED', "Can't open file"));
+    b.failNext('deleteCheckpoint');
+    b.failNext('deleteCheckpoint');
+    const result = await sequence(env).run(await plan(env));
+    expect(result.step).toBe('rolled-back');
+    expectOneInstance(env, 'a');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(b.called('deleteCheckpoint')).toHaveLength(3);
+    expect(b.staged.size).toBe(0);
+    expect(env.clock.sleeps.slice(-2)).toEqual([1_000, 2_000]);
+  });
+
   it('restores the source in place when the target cannot restore', async () => {
     const env = setup();
     env.cluster.sidecar('b').failNext('restoreTask');
