@@ -6,3 +6,11 @@
 export function backgroundKey(taskId: string): string {
   return `background/${taskId}`;
 }
+
+/**
+ * The key a task's files sent ahead of its freeze are filed under on the target: a newer round replaces the older
+ * one. The sidecar that sends them and the migration sequence that drops them after a rollback agree on it here.
+ */
+export function filesAheadKey(taskId: string): string {
+  return `files-ahead/${taskId}`;
+}

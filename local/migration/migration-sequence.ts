@@ -1,4 +1,4 @@
-import { backgroundKey } from '../../common/checkpoint-keys';
+import { backgroundKey, filesAheadKey } from '../../common/checkpoint-keys';
 import type { Clock } from '../../common/clock';
 import { errorCode, errorMessage } from '../../common/errors';
 import type { Logger } from '../../common/logging';
@@ -536,6 +536,7 @@ export class MigrationSequence {
     try {
       const source = await this.resumedIfHeld(record, await this.sourceState(record), log);
       if (source === 'running') {
+        await this.forgetStaged(record, log);
         await this.deps.router.joinRotation(record.source.instance);
         return this.next(record, 'rolled-back', failure);
       }
@@ -638,6 +639,7 @@ export class MigrationSequence {
         { context: { node: newest.node, taskId: record.source.taskId } },
       );
     }
+    await this.forgetStaged(record, log);
     const ageMs = Math.max(0, this.deps.clock.now() - newest.createdAtUnixMs);
     log.warn(
       { fencedBy, buddy: newest.node, checkpointId: newest.checkpointId, ageMs, target: target.node },
@@ -778,43 +780,54 @@ export class MigrationSequence {
   }
 
   /**
-   * The source runs again: the target's staged copy must never be restored as well (a task runs once), and
-   * nothing else will ever remove it. A target that does not answer now (its sidecar restarting, its node
+   * The task runs elsewhere (the source again, or from its buddy's background copy): the target's staged copy
+   * must never be restored as well (a task runs once), and nothing else would ever remove it or the task's
+   * files sent there ahead of the freeze. A target that does not answer now (its sidecar restarting, its node
    * rebooting) is asked again in the background, so the rollback never waits on it.
    */
   private async forgetStaged(record: MigrationRecord, log: Logger): Promise<void> {
-    const { checkpointId } = record;
-    if (checkpointId === undefined) return;
-    const node = record.target.node;
-    if (await this.deleteStaged(node, checkpointId, log)) return;
-    void this.forgetLater(node, checkpointId, log);
+    const staged = { node: record.target.node, checkpointId: record.checkpointId, sourceTaskId: record.source.taskId };
+    if (await this.deleteStaged(staged, log)) return;
+    void this.forgetLater(staged, log);
   }
 
-  private async forgetLater(node: string, checkpointId: string, log: Logger): Promise<void> {
+  private async forgetLater(staged: StagedCopy, log: Logger): Promise<void> {
     let delay = FORGET_FIRST_DELAY_MS;
     for (let attempt = 2; attempt <= FORGET_ATTEMPTS; attempt++) {
       await this.deps.clock.sleep(delay);
       delay = Math.min(2 * delay, FORGET_MAX_DELAY_MS);
-      if (await this.deleteStaged(node, checkpointId, log)) {
-        log.info({ node, checkpointId, attempt }, 'staged copy on the target removed once it answered');
+      if (await this.deleteStaged(staged, log)) {
+        log.info({ ...staged, attempt }, 'staged copy on the target removed once it answered');
         return;
       }
     }
     log.error(
-      { node, checkpointId, attempts: FORGET_ATTEMPTS },
-      "staged copy left on the target: it never answered; the source runs, delete the target's copy by hand",
+      { ...staged, attempts: FORGET_ATTEMPTS },
+      "staged copy left on the target: it never answered; the task runs elsewhere, delete the target's copy by hand",
     );
   }
 
-  private async deleteStaged(node: string, checkpointId: string, log: Logger): Promise<boolean> {
+  private async deleteStaged(staged: StagedCopy, log: Logger): Promise<boolean> {
+    const target = this.deps.sidecars.sidecar(staged.node);
     try {
-      await this.deps.sidecars.sidecar(node).deleteCheckpoint({ checkpointId });
+      if (staged.checkpointId !== undefined) await target.deleteCheckpoint({ checkpointId: staged.checkpointId });
+      const ahead = await target.findCheckpoint({ handoverKey: filesAheadKey(staged.sourceTaskId), waitMs: 0 });
+      if (ahead.found && ahead.checkpoint !== undefined)
+        await target.deleteCheckpoint({ checkpointId: ahead.checkpoint.checkpointId });
       return true;
     } catch (err) {
-      log.warn({ err, node, checkpointId }, 'could not remove the staged copy on the target');
+      log.warn({ err, ...staged }, 'could not remove the staged copy on the target');
       return false;
     }
   }
+}
+
+/** A hand-over's copy staged on its target, and whose task it was. */
+interface StagedCopy {
+  readonly node: string;
+  /** None when the hand-over never got that far; its files sent ahead may still be there. */
+  readonly checkpointId: string | undefined;
+  readonly sourceTaskId: string;
 }
 
 /** What the source's own sidecar says of its task. */

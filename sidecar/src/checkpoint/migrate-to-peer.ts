@@ -1,5 +1,6 @@
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { filesAheadKey } from '../../../common/checkpoint-keys';
 import type { Clock } from '../../../common/clock';
 import { errorMessage } from '../../../common/errors';
 import { CheckpointError } from '../errors';
@@ -16,11 +17,6 @@ import type { RetainedCheckpoints } from './retained';
 import type { CheckpointShipper } from './staging';
 import type { StepsMs } from './step-times';
 import { StepTimes } from './step-times';
-
-/** The key a task's files sent ahead are filed under on the peer: a newer round replaces the older one. */
-export function filesAheadKey(taskId: string): string {
-  return `files-ahead/${taskId}`;
-}
 
 export interface MigrateRequest {
   readonly taskId: string;

@@ -6,7 +6,7 @@ import { errorCode, errorMessage } from '../../../common/errors';
 import { type CheckpointInfo, LazyPages, type TaskIdentity, type TaskSpec } from '../../../proto/gen/chain/v1/sidecar';
 import { CheckpointError } from '../errors';
 import type { TaskRuntime, TaskView } from '../runtime/task-runtime';
-import { backgroundKey } from '../../../common/checkpoint-keys';
+import { backgroundKey, filesAheadKey } from '../../../common/checkpoint-keys';
 import { prestageKey } from './prestager';
 import type { Restorer } from './restore';
 import type { RetainedCheckpoints } from './retained';
@@ -151,14 +151,14 @@ export class TakeOver {
 
   /**
    * Copies of the task's previous life filed here served their purpose once the hand-over is restored: one
-   * pre-staged ahead of the drain, and the background copy this node kept as the task's buddy, only seeded
-   * chunks. The task now runs here, so neither can ever stand in for it; left, they would wait for the store's
+   * pre-staged ahead of the drain, its files sent ahead of the freeze, and the background copy this node kept as
+   * the task's buddy only seeded chunks. The task now runs here, so neither can ever stand in for it; left, they would wait for the store's
    * bound. A failure to drop them costs disk, never the task.
    */
   private async dropSeedCopies(restored: CheckpointInfo): Promise<void> {
     const sourceTaskId = restored.source?.taskId;
     if (sourceTaskId === undefined || sourceTaskId === '') return;
-    for (const key of [prestageKey(sourceTaskId), backgroundKey(sourceTaskId)]) {
+    for (const key of [prestageKey(sourceTaskId), filesAheadKey(sourceTaskId), backgroundKey(sourceTaskId)]) {
       try {
         const copy = await this.deps.staged.find(key, 0);
         if (copy !== undefined && copy.checkpointId !== restored.checkpointId)

@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { NomadChainError, errorCode } from '../../../../common/errors';
 import { MemoryMigrationJournal } from '../../../../local/migration/migration-journal';
-import { backgroundKey } from '../../../../common/checkpoint-keys';
+import { backgroundKey, filesAheadKey } from '../../../../common/checkpoint-keys';
 import { FORWARD_STEPS, type MigrationRecord, type TaskSide } from '../../../../local/migration/migration-record';
 import { LAZY_MIN_BYTES, MigrationSequence } from '../../../../local/migration/migration-sequence';
 import { LazyPages, MigrationMode, TaskSpec, TaskState } from '../../../../proto/gen/chain/v1/sidecar';
@@ -192,6 +192,16 @@ describe('MigrationSequence', () => {
   // Issue #10: a restore that fails on the target after the freeze must not lose the task.
   it("restores the source from its own copy when the target's restore fails, and forgets the target's", async () => {
     const env = setup();
+    env.cluster.sidecar('b').staged.set('ahead-1', {
+      checkpointId: 'ahead-1',
+      handoverKey: filesAheadKey('web-1'),
+      source: undefined,
+      manifestDigest: 'digest',
+      sizeBytes: 1024,
+      createdAtUnixMs: env.clock.now(),
+      spec: undefined,
+      sourceNode: 'a',
+    });
     env.cluster.sidecar('b').failNext('restoreTask', new NomadChainError('NC_RESTORE_FAILED', "Can't open file"));
     const result = await sequence(env).run(await plan(env));
     expect(result.step).toBe('rolled-back');
@@ -670,6 +680,8 @@ describe('MigrationSequence: post-copy', () => {
     expect(result.restoredFromBuddy).toMatchObject({ node: 'b', ageMs: 2500, fencedBy: 'node-down' });
     expect(b.tasks.get('web-2')?.restoredFromCheckpoint).toBe('bg-b-2500');
     expect(env.cluster.running('web').map((t) => t.nodeName)).toEqual(['b']);
+    // Neither the spent background copy nor the window's images (no memory in them) are left on the target.
+    expect([...b.staged.keys()]).toEqual([]);
   });
 
   it('a source whose node went unannounced in the window is retried once it answers: the buddy restores', async () => {

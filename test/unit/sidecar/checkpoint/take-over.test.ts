@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import type { CheckpointMeta } from '../../../../sidecar/src/checkpoint/manifest';
-import { backgroundKey } from '../../../../common/checkpoint-keys';
+import { backgroundKey, filesAheadKey } from '../../../../common/checkpoint-keys';
 import { prestageKey } from '../../../../sidecar/src/checkpoint/prestager';
 import type { RestoreRequest } from '../../../../sidecar/src/checkpoint/restore';
 import type { StagedCheckpoints } from '../../../../sidecar/src/checkpoint/staging';
@@ -108,11 +108,12 @@ function setup(options: SetupOptions = {}) {
 }
 
 describe('TakeOver', () => {
-  it('restores the checkpoint filed under the key, spends it, and drops the pre-staged and buddy copies of the same task', async () => {
+  it("restores the checkpoint filed under the key, spends it, and drops the same task's pre-staged copy, files sent ahead and buddy copy", async () => {
     const { takeOver, staged, restores, starts } = setup();
     staged.byId.set('ckpt-1', info('ckpt-1', 'alloc-new/web'));
     staged.byId.set('pre-1', info('pre-1', prestageKey('old-1')));
     staged.byId.set('bg-1', info('bg-1', backgroundKey('old-1')));
+    staged.byId.set('ahead-1', info('ahead-1', filesAheadKey('old-1')));
     staged.byId.set('pre-2', info('pre-2', prestageKey('other-task'), 'other-task'));
     staged.byId.set('bg-2', info('bg-2', backgroundKey('other-task'), 'other-task'));
 
@@ -128,7 +129,7 @@ describe('TakeOver', () => {
     expect(restores.map((r) => r.identity)).toEqual([IDENTITY]);
     expect(starts).toEqual([]);
     expect(staged.finds[0]).toEqual({ handoverKey: 'alloc-new/web', waitMs: 5000 });
-    expect(staged.deleted.sort()).toEqual(['bg-1', 'ckpt-1', 'pre-1']);
+    expect(staged.deleted.sort()).toEqual(['ahead-1', 'bg-1', 'ckpt-1', 'pre-1']);
     expect([...staged.byId.keys()].sort()).toEqual(['bg-2', 'pre-2']);
   });
 
