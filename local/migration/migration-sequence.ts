@@ -536,8 +536,9 @@ export class MigrationSequence {
     try {
       const source = await this.resumedIfHeld(record, await this.sourceState(record), log);
       if (source === 'running') {
-        await this.forgetStaged(record, log);
+        // Serving again comes first: a target that does not answer can hold the first attempt for its deadline.
         await this.deps.router.joinRotation(record.source.instance);
+        await this.forgetStaged(record, log);
         return this.next(record, 'rolled-back', failure);
       }
       const staged = await this.deps.sidecars
