@@ -72,8 +72,14 @@ export class TakeOver {
       return this.cold(identity, spec, reason, true);
     }
     try {
-      const view = await this.restore(identity, found.checkpointId, spec);
-      await this.dropSeedCopies(found);
+      const { view, complete, lazy } = await this.restoreAny(identity, found.checkpointId, spec);
+      // A post-copy restore leans on the buddy's background copy until its last page arrived (if its source dies
+      // in the window, that copy stands in): the seeds go only once it is whole, and never if it failed.
+      const dropped = complete.then(
+        () => this.dropSeedCopies(found),
+        () => undefined,
+      );
+      if (!lazy) await dropped;
       return { view, restoredFrom: found, coldReason: '', noCheckpoint: false };
     } catch (err) {
       if (!request.coldStartFallback) throw err;
@@ -92,8 +98,22 @@ export class TakeOver {
    * as it was, so it can be tried again.
    */
   async restore(identity: TaskIdentity, checkpointId: string, spec: TaskSpec): Promise<TaskView> {
+    return (await this.restoreAny(identity, checkpointId, spec)).view;
+  }
+
+  /** The restored task, and when its restore is whole: at once, but for a post-copy one once every page arrived. */
+  private async restoreAny(
+    identity: TaskIdentity,
+    checkpointId: string,
+    spec: TaskSpec,
+  ): Promise<{ view: TaskView; complete: Promise<void>; lazy: boolean }> {
     const staged = await this.deps.staged.get(checkpointId);
-    if (staged === undefined) return this.restoreRetained(identity, checkpointId, spec);
+    if (staged === undefined)
+      return {
+        view: await this.restoreRetained(identity, checkpointId, spec),
+        complete: Promise.resolve(),
+        lazy: false,
+      };
     const dir = join(this.deps.restoreDir, checkpointId);
     await rm(dir, { recursive: true, force: true });
     let result;
@@ -121,7 +141,7 @@ export class TakeOver {
       )
       .finally(() => rm(dir, { recursive: true, force: true }));
     if (result.meta.mode !== 'lazy') await result.complete;
-    return result.view;
+    return { view: result.view, complete: result.complete, lazy: result.meta.mode === 'lazy' };
   }
 
   private async restoreRetained(identity: TaskIdentity, checkpointId: string, spec: TaskSpec): Promise<TaskView> {

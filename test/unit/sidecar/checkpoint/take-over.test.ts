@@ -191,6 +191,39 @@ describe('TakeOver', () => {
     expect(restores).toEqual([expect.objectContaining({ checkpointDir: '/retained/ckpt-9', verifiedByStore: false })]);
   });
 
+  it("keeps the buddy's copy through a post-copy take-over's window: dropped once every page arrived, kept if not", async () => {
+    const window = (outcome: 'arrive' | 'break') => {
+      let end: () => void = () => undefined;
+      const pages = new Promise<void>(
+        (resolve, reject) => (end = outcome === 'arrive' ? resolve : () => reject(new Error('source gone'))),
+      );
+      const env = setup({ lazyPages: pages });
+      env.staged.byId.set('lazy-1', info('lazy-1', 'alloc-new/web'));
+      env.staged.byId.set('bg-1', info('bg-1', backgroundKey('old-1')));
+      return { env, end };
+    };
+    const request = {
+      identity: IDENTITY,
+      spec: SPEC,
+      handoverKey: 'alloc-new/web',
+      waitMs: 0,
+      coldStartFallback: false,
+    };
+
+    const whole = window('arrive');
+    await whole.env.takeOver.takeOver(request);
+    expect(whole.env.staged.byId.has('bg-1')).toBe(true);
+    whole.end();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(whole.env.staged.byId.has('bg-1')).toBe(false);
+
+    const broken = window('break');
+    await broken.env.takeOver.takeOver(request);
+    broken.end();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(broken.env.staged.byId.has('bg-1')).toBe(true);
+  });
+
   it("says where a post-copy restore's pages stand: pending, then complete or failed; nothing for other tasks", async () => {
     const settle = (outcome: 'arrive' | 'break') => {
       let done: () => void = () => undefined;
