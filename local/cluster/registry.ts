@@ -1,5 +1,7 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, openSync, closeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { resolveBinary } from '../../common/binaries';
 
 /** What a cluster left on the machine, recorded before it is made so `down` can undo a crashed run. */
 export interface ClusterRecord {
@@ -38,11 +40,17 @@ export class ClusterRegistry {
     mkdirSync(join(this.dir, 'subnets'), { recursive: true });
   }
 
-  /** Claims a free subnet for a cluster, starting at a spot derived from its id to keep retries short. */
+  /**
+   * Claims a free subnet for a cluster (or a test's network), starting at a spot derived from its id to keep
+   * retries short. A subnet some interface of this host already has an address in is skipped too, claimed or
+   * not: a network left by a run that was killed still routes it, and a cluster there would be unreachable.
+   */
   claimSubnet(id: string): number {
     const start = parseInt(id, 16) % SUBNET_COUNT;
+    const taken = hostAddresses();
     for (let i = 0; i < SUBNET_COUNT; i++) {
       const index = (start + i) % SUBNET_COUNT;
+      if (taken.some((address) => address.startsWith(`${subnetPrefix(index)}.`))) continue;
       try {
         closeSync(openSync(join(this.dir, 'subnets', String(index)), 'wx'));
         writeFileSync(join(this.dir, 'subnets', String(index)), id);
@@ -72,4 +80,10 @@ export class ClusterRegistry {
       .map((f) => JSON.parse(readFileSync(join(this.dir, f), 'utf8')) as ClusterRecord)
       .sort((a, b) => a.createdAtUnixMs - b.createdAtUnixMs);
   }
+}
+
+/** Every IPv4 address on an interface of this host's network namespace, up or down (Node's own list skips down ones). */
+function hostAddresses(): string[] {
+  const out = execFileSync(resolveBinary('ip'), ['-4', '-o', 'addr', 'show'], { encoding: 'utf8' });
+  return [...out.matchAll(/\binet (\d+\.\d+\.\d+\.\d+)\//g)].map((m) => m[1] ?? '');
 }

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { ClusterRegistry, subnetPrefix } from '../../local/cluster/registry';
 
 export interface TestNode {
   readonly name: string;
@@ -13,14 +14,17 @@ function ip(...args: string[]): void {
 
 /**
  * Two or more network namespaces on a bridge of their own, named with a per-run prefix (`a1…`) so parallel
- * test runs and other users of this machine never collide. Addresses come from 198.18.0.0/15; the bridge
+ * test runs and other users of this machine never collide. Its /24 is claimed from the local clusters' registry; the bridge
  * holds .1, so the root namespace reaches every node.
  */
 export class TestNetwork {
   readonly nodes: TestNode[] = [];
   private readonly tag = randomBytes(3).toString('hex');
   private readonly bridge = `a1b${this.tag}`;
-  private readonly prefix = `198.19.${100 + ((randomBytes(1)[0] ?? 0) % 150)}`;
+  // From the local clusters' own pool: a test's network and a cluster on one /24 make both unreachable.
+  private readonly registry = new ClusterRegistry();
+  private readonly subnet = this.registry.claimSubnet(this.tag);
+  private readonly prefix = subnetPrefix(this.subnet);
 
   static create(count: number): TestNetwork {
     const net = new TestNetwork();
@@ -81,5 +85,6 @@ export class TestNetwork {
     } catch {
       // not created
     }
+    this.registry.releaseSubnet(this.subnet);
   }
 }
