@@ -107,6 +107,15 @@ function setup(options: SetupOptions = {}) {
   return { takeOver, staged, restores, starts };
 }
 
+/** A take-over of the checkpoint filed under the new allocation's key, already there: no wait, no cold start. */
+const TAKE_OVER_NOW = {
+  identity: IDENTITY,
+  spec: SPEC,
+  handoverKey: 'alloc-new/web',
+  waitMs: 0,
+  coldStartFallback: false,
+};
+
 describe('TakeOver', () => {
   it("restores the checkpoint filed under the key, spends it, and drops the same task's pre-staged copy, files sent ahead and buddy copy", async () => {
     const { takeOver, staged, restores, starts } = setup();
@@ -167,21 +176,14 @@ describe('TakeOver', () => {
   // Issue #12: the store checked every chunk's sha256 as it took it in; a second hash of the images only adds
   // to the freeze. What comes from disk as it is still is verified.
   it('asks the restore to skip the re-hash only for a checkpoint the store materialised', async () => {
-    const request = {
-      identity: IDENTITY,
-      spec: SPEC,
-      handoverKey: 'alloc-new/web',
-      waitMs: 0,
-      coldStartFallback: false,
-    };
     const store = setup({ materializesVerified: true });
     store.staged.byId.set('ckpt-1', info('ckpt-1', 'alloc-new/web'));
-    await store.takeOver.takeOver(request);
+    await store.takeOver.takeOver(TAKE_OVER_NOW);
     expect(store.restores.map((r) => r.verifiedByStore)).toEqual([true]);
 
     const directory = setup({ materializesVerified: false });
     directory.staged.byId.set('ckpt-1', info('ckpt-1', 'alloc-new/web'));
-    await directory.takeOver.takeOver(request);
+    await directory.takeOver.takeOver(TAKE_OVER_NOW);
     expect(directory.restores.map((r) => r.verifiedByStore)).toEqual([false]);
   });
 
@@ -202,23 +204,16 @@ describe('TakeOver', () => {
       env.staged.byId.set('bg-1', info('bg-1', backgroundKey('old-1')));
       return { env, end };
     };
-    const request = {
-      identity: IDENTITY,
-      spec: SPEC,
-      handoverKey: 'alloc-new/web',
-      waitMs: 0,
-      coldStartFallback: false,
-    };
 
     const whole = window('arrive');
-    await whole.env.takeOver.takeOver(request);
+    await whole.env.takeOver.takeOver(TAKE_OVER_NOW);
     expect(whole.env.staged.byId.has('bg-1')).toBe(true);
     whole.end();
     await new Promise((resolve) => setImmediate(resolve));
     expect(whole.env.staged.byId.has('bg-1')).toBe(false);
 
     const broken = window('break');
-    await broken.env.takeOver.takeOver(request);
+    await broken.env.takeOver.takeOver(TAKE_OVER_NOW);
     broken.end();
     await new Promise((resolve) => setImmediate(resolve));
     expect(broken.env.staged.byId.has('bg-1')).toBe(true);
