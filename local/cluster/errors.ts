@@ -13,6 +13,7 @@ export class LocalClusterError extends NomadChainError {
 export type LocalClusterErrorCode =
   | 'NC_CONFIG_INVALID'
   | 'NC_CLUSTER_NO_NODE'
+  | 'NC_CLUSTER_NO_SUBNET'
   | 'NC_CLUSTER_SIDECAR_UNHEALTHY'
   | 'NC_HAPROXY_START'
   | 'NC_HAPROXY_RUNTIME';

@@ -2,6 +2,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, openSync, 
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { resolveBinary } from '../../common/binaries';
+import { LocalClusterError } from './errors';
 
 /** What a cluster left on the machine, recorded before it is made so `down` can undo a crashed run. */
 export interface ClusterRecord {
@@ -35,8 +36,14 @@ export function subnetPrefix(index: number): string {
   return `198.${18 + Math.floor(index / 256)}.${index % 256}`;
 }
 
+/** The IPv4 addresses the host's interfaces hold: a /24 any of them is in is routed already. */
+export type HostAddresses = () => readonly string[];
+
 export class ClusterRegistry {
-  constructor(readonly dir = process.env.NOMAD_CHAIN_CLUSTER_REGISTRY ?? '/run/nomad-chain/clusters') {
+  constructor(
+    readonly dir = process.env.NOMAD_CHAIN_CLUSTER_REGISTRY ?? '/run/nomad-chain/clusters',
+    private readonly hostAddresses: HostAddresses = readHostAddresses,
+  ) {
     mkdirSync(join(this.dir, 'subnets'), { recursive: true });
   }
 
@@ -47,7 +54,7 @@ export class ClusterRegistry {
    */
   claimSubnet(id: string): number {
     const start = parseInt(id, 16) % SUBNET_COUNT;
-    const taken = hostAddresses();
+    const taken = this.hostAddresses();
     for (let i = 0; i < SUBNET_COUNT; i++) {
       const index = (start + i) % SUBNET_COUNT;
       if (taken.some((address) => address.startsWith(`${subnetPrefix(index)}.`))) continue;
@@ -59,7 +66,12 @@ export class ClusterRegistry {
         continue;
       }
     }
-    throw new Error('no free /24 in 198.18.0.0/15 for a local cluster');
+    throw new LocalClusterError(
+      'NC_CLUSTER_NO_SUBNET',
+      `no free /24 in 198.18.0.0/15 for ${id}: every one is claimed in ${join(this.dir, 'subnets')} or on a host interface; ` +
+        '`npm run cluster -- down` removes the clusters of runs that were killed',
+      { context: { id, registry: this.dir } },
+    );
   }
 
   releaseSubnet(index: number): void {
@@ -83,7 +95,7 @@ export class ClusterRegistry {
 }
 
 /** Every IPv4 address on an interface of this host's network namespace, up or down (Node's own list skips down ones). */
-function hostAddresses(): string[] {
+function readHostAddresses(): string[] {
   const out = execFileSync(resolveBinary('ip'), ['-4', '-o', 'addr', 'show'], { encoding: 'utf8' });
   return [...out.matchAll(/\binet (\d+\.\d+\.\d+\.\d+)\//g)].map((m) => m[1] ?? '');
 }
