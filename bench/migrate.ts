@@ -48,6 +48,7 @@ import { CheckpointStore } from '../sidecar/src/store/checkpoint-store';
 import { TransferClient } from '../sidecar/src/transfer/client';
 import { TransferServer } from '../sidecar/src/transfer/server';
 import { StageTimes } from '../sidecar/src/transfer/stage-times';
+import { ClusterRegistry, subnetPrefix } from '../local/cluster/registry';
 import { loadTransferTls } from '../sidecar/src/transfer/tls';
 
 const run = promisify(execFile);
@@ -162,7 +163,11 @@ function ip(...args: string[]): void {
 /** Two namespaces on a bridge of their own (prefix "ncb"), addresses in 198.18.0.0/15. */
 function makeNetwork(): { a: string; b: string; addrA: string; addrB: string; gateway: string; destroy(): void } {
   const tag = RUN;
-  const prefix = `198.19.${10 + ((randomBytes(1)[0] ?? 0) % 80)}`;
+  // From the local clusters' registry: a /24 drawn at random could be a cluster's or a killed run's, and both
+  // networks would then be unreachable.
+  const registry = new ClusterRegistry();
+  const subnet = registry.claimSubnet(tag);
+  const prefix = subnetPrefix(subnet);
   const bridge = `ncbb${tag}`;
   ip('link', 'add', bridge, 'type', 'bridge');
   ip('addr', 'add', `${prefix}.1/24`, 'dev', bridge);
@@ -206,6 +211,7 @@ function makeNetwork(): { a: string; b: string; addrA: string; addrB: string; ga
       } catch {
         // gone
       }
+      registry.releaseSubnet(subnet);
     },
   };
 }

@@ -24,6 +24,7 @@ import { loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import pino from 'pino';
 import { ClusterNetwork } from '../local/cluster/network';
+import { ClusterRegistry, subnetPrefix } from '../local/cluster/registry';
 import { CheckpointStore } from '../sidecar/src/store/checkpoint-store';
 import { TransferClient } from '../sidecar/src/transfer/client';
 import { TransferServer } from '../sidecar/src/transfer/server';
@@ -314,7 +315,11 @@ async function receiverFigures(server: ReturnType<typeof spawn>, lines: ChildLin
 
 async function netnsRun(root: string, tlsDir: string, imageDir: string): Promise<Record<string, unknown>> {
   const tag = randomBytes(2).toString('hex');
-  const network = new ClusterNetwork(`nca2br${tag}`, `198.19.${200 + (parseInt(tag, 16) % 50)}`);
+  // From the local clusters' registry: a /24 drawn at random could be a cluster's or a killed run's, and both
+  // networks would then be unreachable.
+  const registry = new ClusterRegistry();
+  const subnet = registry.claimSubnet(tag);
+  const network = new ClusterNetwork(`nca2br${tag}`, subnetPrefix(subnet));
   const nodes = [`nca2-${tag}-a`, `nca2-${tag}-b`];
   const veths = [`nca2${tag}a`, `nca2${tag}b`];
   try {
@@ -351,6 +356,7 @@ async function netnsRun(root: string, tlsDir: string, imageDir: string): Promise
   } finally {
     for (let i = 0; i < nodes.length; i += 1) await network.removeNode(nodes[i] as string, veths[i] as string);
     await network.removeBridge();
+    registry.releaseSubnet(subnet);
   }
 }
 
